@@ -1,0 +1,337 @@
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::restart::Backoff;
+use crate::{Cluster, Error, RestartPolicy, Worker};
+
+/// The environment variable that overrides the worker count (`auto` or an integer ≥ 1).
+pub const WORKERS_ENV: &str = "CLUSTER_THREAD_WORKERS";
+
+/// How many workers a cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Workers {
+    /// One per available CPU (`std::thread::available_parallelism`).
+    #[default]
+    Auto,
+    /// Exactly this many (0 is refused when the cluster is built).
+    Count(usize),
+}
+
+impl From<usize> for Workers {
+    fn from(n: usize) -> Self {
+        Workers::Count(n)
+    }
+}
+
+impl Workers {
+    /// Parses `auto` or an integer, as accepted by `CLUSTER_THREAD_WORKERS`.
+    pub fn parse(s: &str) -> Option<Workers> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("auto") {
+            Some(Workers::Auto)
+        } else {
+            s.parse().ok().map(Workers::Count)
+        }
+    }
+
+    pub(crate) fn resolve(self) -> Result<usize, Error> {
+        match self {
+            Workers::Auto => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            Workers::Count(0) => Err(Error::ZeroWorkers),
+            Workers::Count(n) => Ok(n),
+        }
+    }
+}
+
+pub(crate) type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type WorkerFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+pub(crate) type WorkerFn = Arc<dyn Fn(Worker) -> WorkerFuture + Send + Sync>;
+pub(crate) type StateMap = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+
+/// The settings of a cluster, resolved.
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) thread_name: String,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) restart: RestartPolicy,
+    pub(crate) backoff: Backoff,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) kill_timeout: Duration,
+    pub(crate) listen_timeout: Duration,
+    pub(crate) signals: bool,
+}
+
+/// Builds a [`Cluster`]: Node's `cluster.setupPrimary(settings)`.
+///
+/// ```
+/// use std::time::Duration;
+/// use cluster_core::{Cluster, RestartPolicy};
+///
+/// let cluster = Cluster::builder()
+///     .workers(2)
+///     .restart(RestartPolicy::OnFailure)
+///     .shutdown_timeout(Duration::from_secs(10))
+///     .build(|worker| async move {
+///         // Runs once in each worker thread; need not be `Send`.
+///         let _greeting = std::rc::Rc::new(format!("worker {}", worker.id()));
+///     })
+///     .unwrap();
+/// # drop(cluster);
+/// ```
+#[must_use = "a builder does nothing until `build` or `run`"]
+pub struct ClusterBuilder {
+    workers: Workers,
+    thread_name: String,
+    stack_size: Option<usize>,
+    restart: RestartPolicy,
+    backoff: Backoff,
+    shutdown_timeout: Duration,
+    kill_timeout: Duration,
+    listen_timeout: Duration,
+    signals: bool,
+    shutdown_signal: Option<ShutdownFuture>,
+    state: StateMap,
+}
+
+impl Default for ClusterBuilder {
+    fn default() -> Self {
+        ClusterBuilder {
+            workers: Workers::Auto,
+            thread_name: "cluster-worker".to_owned(),
+            stack_size: None,
+            restart: RestartPolicy::OnFailure,
+            backoff: Backoff::default(),
+            shutdown_timeout: Duration::from_secs(30),
+            kill_timeout: Duration::from_secs(5),
+            listen_timeout: Duration::from_secs(3),
+            signals: true,
+            shutdown_signal: None,
+            state: StateMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for ClusterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterBuilder")
+            .field("workers", &self.workers)
+            .field("thread_name", &self.thread_name)
+            .field("restart", &self.restart)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("signals", &self.signals)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterBuilder {
+    /// How many workers: `Workers::Auto` (the default), or a count such as `4`.
+    /// `CLUSTER_THREAD_WORKERS` overrides it at `build`.
+    pub fn workers(mut self, workers: impl Into<Workers>) -> Self {
+        self.workers = workers.into();
+        self
+    }
+
+    /// Worker threads are named `<prefix>-<slot>` (default `cluster-worker`).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Stack size of each worker thread, in bytes (default: Rust's, 2 MiB).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// When exited workers are replaced (default `OnFailure`).
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+
+    /// Delay before the second restart of a slot in a row (default 100 ms); the
+    /// first restart is immediate, and each further one waits ×1.5 longer.
+    pub fn restart_delay(mut self, delay: Duration) -> Self {
+        self.backoff.delay = delay;
+        self
+    }
+
+    /// Cap of the restart delay (default 15 s).
+    pub fn restart_delay_max(mut self, cap: Duration) -> Self {
+        self.backoff.max_delay = cap;
+        self
+    }
+
+    /// A worker that ran this long resets its slot's back-off (default 30 s).
+    pub fn restart_reset_after(mut self, uptime: Duration) -> Self {
+        self.backoff.reset_after = uptime;
+        self
+    }
+
+    /// A worker that exits before this uptime counts as crashing on start (default 1 s).
+    pub fn min_uptime(mut self, uptime: Duration) -> Self {
+        self.backoff.min_uptime = uptime;
+        self
+    }
+
+    /// After this many crashes on start in a row a slot is errored instead of
+    /// crash-looping (default 16).
+    pub fn max_restarts(mut self, restarts: u32) -> Self {
+        self.backoff.max_restarts = restarts;
+        self
+    }
+
+    /// How long a disconnected worker may take to finish before it is killed (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long a killed worker may take to reach an await before it is declared
+    /// unresponsive and its thread abandoned (default 5 s).
+    pub fn kill_timeout(mut self, timeout: Duration) -> Self {
+        self.kill_timeout = timeout;
+        self
+    }
+
+    /// How long start-up and reload wait for a worker to listen or say it is
+    /// ready, as PM2's `listen_timeout` (default 3 s).
+    pub fn listen_timeout(mut self, timeout: Duration) -> Self {
+        self.listen_timeout = timeout;
+        self
+    }
+
+    /// Whether the primary handles SIGTERM, SIGINT and SIGHUP (default true).
+    /// Turn off when embedding the cluster or in tests.
+    pub fn signals(mut self, on: bool) -> Self {
+        self.signals = on;
+        self
+    }
+
+    /// A future whose completion stops the cluster gracefully, beside or
+    /// instead of the signals.
+    pub fn shutdown_signal(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.shutdown_signal = Some(Box::pin(signal));
+        self
+    }
+
+    /// State shared by every worker (and the primary), read with
+    /// [`Worker::state`]. One value per type; it is wrapped in an `Arc`.
+    pub fn state<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.state.insert(TypeId::of::<T>(), Arc::new(value));
+        self
+    }
+
+    /// Checks the settings and creates the cluster, without starting it.
+    ///
+    /// `worker` is called once in each worker thread, inside that thread, so
+    /// the future it returns need not be `Send`.
+    pub fn build<F, Fut>(self, worker: F) -> Result<Cluster, Error>
+    where
+        F: Fn(Worker) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: TaskResult,
+    {
+        let workers = match std::env::var(WORKERS_ENV) {
+            Ok(value) => Workers::parse(&value).ok_or(Error::BadEnv {
+                name: WORKERS_ENV,
+                value,
+                expected: "\"auto\" or an integer >= 1",
+            })?,
+            Err(_) => self.workers,
+        }
+        .resolve()?;
+        for (setting, value) in [
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("kill_timeout", self.kill_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::BadDuration {
+                    setting,
+                    value,
+                    reason: "must be greater than zero",
+                });
+            }
+        }
+        if self.backoff.max_delay < self.backoff.delay {
+            return Err(Error::BadDuration {
+                setting: "restart_delay_max",
+                value: self.backoff.max_delay,
+                reason: "must not be below restart_delay",
+            });
+        }
+        let body: WorkerFn = Arc::new(move |w: Worker| {
+            let fut = worker(w);
+            Box::pin(async move { fut.await.into_result() }) as WorkerFuture
+        });
+        let config = Config {
+            workers,
+            thread_name: self.thread_name,
+            stack_size: self.stack_size,
+            restart: self.restart,
+            backoff: self.backoff,
+            shutdown_timeout: self.shutdown_timeout,
+            kill_timeout: self.kill_timeout,
+            listen_timeout: self.listen_timeout,
+            signals: self.signals,
+        };
+        Ok(Cluster::new(
+            config,
+            body,
+            self.shutdown_signal,
+            Arc::new(self.state),
+        ))
+    }
+
+    /// Builds the cluster and runs it on the current thread until it stops:
+    /// the whole program for most users. Blocks.
+    pub fn run<F, Fut>(self, worker: F) -> Result<(), Error>
+    where
+        F: Fn(Worker) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: TaskResult,
+    {
+        self.build(worker)?.run(|_| async {})
+    }
+
+    /// As [`run`](Self::run), and runs `primary` on the primary thread with the
+    /// cluster handle (to watch events, send messages), as Node's
+    /// `if (cluster.isPrimary) { … }`. The cluster goes on after `primary`
+    /// returns, until its workers are gone; an error from `primary` stops it.
+    pub fn run_with_primary<F, Fut, P, PFut>(self, worker: F, primary: P) -> Result<(), Error>
+    where
+        F: Fn(Worker) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: TaskResult,
+        P: FnOnce(Cluster) -> PFut,
+        PFut: Future + 'static,
+        PFut::Output: TaskResult,
+    {
+        self.build(worker)?.run(primary)
+    }
+}
+
+/// What a worker or primary function may return: `()` or `Result<(), E>` with
+/// `E: Display` (an error ends the worker with its text).
+pub trait TaskResult {
+    /// `Ok` or the error's text.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl TaskResult for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> TaskResult for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| format!("{e:#}"))
+    }
+}

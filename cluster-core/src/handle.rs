@@ -1,0 +1,118 @@
+use std::any::Any;
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::thread::ThreadId;
+
+use crate::supervisor::Inner;
+use crate::worker::{Life, WorkerCore};
+use crate::{Error, ExitReason, Message};
+
+/// The primary's handle on one worker: Node's `Worker` object in the primary.
+///
+/// Cheap to clone; stays valid after the worker exits (then it reports it dead).
+#[derive(Clone)]
+pub struct WorkerHandle {
+    pub(crate) core: Arc<WorkerCore>,
+    pub(crate) cluster: Weak<Inner>,
+}
+
+impl fmt::Debug for WorkerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerHandle")
+            .field("id", &self.core.id)
+            .field("slot", &self.core.slot)
+            .field("dead", &self.is_dead())
+            .finish()
+    }
+}
+
+impl PartialEq for WorkerHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.core, &other.core)
+    }
+}
+
+impl Eq for WorkerHandle {}
+
+impl WorkerHandle {
+    /// The worker's id: 1, 2, 3 … never reused.
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// The worker's slot, 0 … N-1.
+    pub fn slot(&self) -> usize {
+        self.core.slot
+    }
+
+    /// The worker thread's id, once it runs.
+    pub fn thread_id(&self) -> Option<ThreadId> {
+        self.core.thread_id.get().copied()
+    }
+
+    /// Sends a message to the worker, read there with
+    /// [`Worker::recv`](crate::Worker::recv). An error if the worker is dead.
+    pub fn send<T: Any + Send + Sync>(&self, message: T) -> Result<(), Error> {
+        self.send_message(Message::new(message))
+    }
+
+    /// Sends an already wrapped message (as [`Cluster::broadcast`](crate::Cluster::broadcast) does).
+    pub fn send_message(&self, message: Message) -> Result<(), Error> {
+        if self.is_dead() {
+            return Err(Error::WorkerGone { id: self.core.id });
+        }
+        self.core
+            .inbox
+            .send(message)
+            .map_err(|_| Error::WorkerGone { id: self.core.id })
+    }
+
+    /// Asks the worker to finish gracefully: its
+    /// [`Worker::disconnected`](crate::Worker::disconnected) resolves; if it has not
+    /// exited after the shutdown timeout it is killed. The slot is not refilled.
+    pub fn disconnect(&self) {
+        if let Some(inner) = self.cluster.upgrade() {
+            inner.disconnect_worker(&self.core);
+        }
+    }
+
+    /// Kills the worker: its runtime is dropped at its next await. If it
+    /// reaches none within the kill timeout it is reported unresponsive and its
+    /// thread abandoned. The restart policy applies as to any failure.
+    pub fn kill(&self) {
+        if let Some(inner) = self.cluster.upgrade() {
+            inner.kill_worker(&self.core);
+        }
+    }
+
+    /// True once the worker has exited (or was abandoned as unresponsive).
+    pub fn is_dead(&self) -> bool {
+        self.core.life() == Life::Dead
+    }
+
+    /// True until the worker was asked to disconnect, or died.
+    pub fn is_connected(&self) -> bool {
+        !self.is_dead() && !self.core.disconnect_requested()
+    }
+
+    /// True if the worker exited after [`disconnect`](Self::disconnect) (not after
+    /// a kill, a crash or a return of its own), as Node's `exitedAfterDisconnect`.
+    pub fn exited_after_disconnect(&self) -> bool {
+        self.is_dead() && self.core.disconnect_requested()
+    }
+
+    /// How the worker ended, once it has.
+    pub fn exit_reason(&self) -> Option<&ExitReason> {
+        self.core.exit.get()
+    }
+
+    /// Waits until the worker is online; `Err` with how it ended if it died first.
+    pub async fn online(&self) -> Result<(), String> {
+        self.core.online().await
+    }
+
+    /// Waits until the worker has exited.
+    pub async fn exited(&self) {
+        self.core.dead().await
+    }
+}

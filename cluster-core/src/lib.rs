@@ -1,0 +1,58 @@
+//! The core of `cluster_thread`: a primary that supervises worker threads, as
+//! Node.js's `cluster` module supervises worker processes. No sockets here
+//! (see `cluster-net`).
+//!
+//! Each worker is a named OS thread running its own tokio current-thread
+//! runtime and `LocalSet`; its future is built inside its thread, so it need
+//! not be `Send`. The primary runs on the thread that calls
+//! [`ClusterBuilder::run`] (or on any tokio runtime with [`Cluster::start`]):
+//! it forks the workers, restarts them by policy with back-off, sends and
+//! receives typed messages, reloads them one by one, scales the pool, and stops
+//! on SIGTERM / SIGINT.
+//!
+//! ```no_run
+//! use cluster_core::{Cluster, ClusterEvent};
+//!
+//! fn main() -> Result<(), cluster_core::Error> {
+//!     Cluster::builder().workers(4).run_with_primary(
+//!         |worker| async move {
+//!             // One per worker thread. Stop when the primary says so.
+//!             worker.send(format!("worker {} up in slot {}", worker.id(), worker.slot()))?;
+//!             worker.disconnected().await;
+//!             Ok::<_, cluster_core::Error>(())
+//!         },
+//!         |cluster| async move {
+//!             let mut events = cluster.events();
+//!             while let Some(event) = events.recv().await {
+//!                 if let ClusterEvent::Message { message, .. } = event {
+//!                     println!("{}", message.downcast_ref::<String>().unwrap());
+//!                 }
+//!             }
+//!         },
+//!     )
+//! }
+//! ```
+#![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+mod cluster;
+mod config;
+mod error;
+mod event;
+mod events;
+mod handle;
+mod message;
+mod restart;
+mod signals;
+mod supervisor;
+mod thread;
+mod worker;
+
+pub use cluster::Cluster;
+pub use config::{ClusterBuilder, TaskResult, Workers, WORKERS_ENV};
+pub use error::Error;
+pub use event::{Address, ClusterEvent, ExitReason, Phase};
+pub use events::Events;
+pub use handle::WorkerHandle;
+pub use message::Message;
+pub use restart::RestartPolicy;
+pub use worker::{is_primary, is_worker, worker, Worker};

@@ -1,0 +1,178 @@
+//! The restart policy and its back-off arithmetic, kept pure so it is tested alone.
+
+use std::time::Duration;
+
+use crate::ExitReason;
+
+/// When an exited worker is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RestartPolicy {
+    /// Never: an exited worker leaves its slot empty.
+    Never,
+    /// When it ended badly: an error, a panic, a kill, or unresponsive.
+    #[default]
+    OnFailure,
+    /// Whenever it ended without being asked to (even by returning `Ok`).
+    Always,
+}
+
+impl RestartPolicy {
+    /// Whether a worker that ended this way, without being asked to, is replaced.
+    pub(crate) fn restarts(self, reason: &ExitReason) -> bool {
+        match self {
+            RestartPolicy::Never => false,
+            RestartPolicy::OnFailure => !reason.is_success(),
+            RestartPolicy::Always => true,
+        }
+    }
+}
+
+/// Back-off and crash-loop settings, in PM2's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Backoff {
+    /// Delay before the second restart in a row (the first is immediate).
+    pub(crate) delay: Duration,
+    /// The delay grows ×1.5 per restart up to this cap.
+    pub(crate) max_delay: Duration,
+    /// A worker that ran this long resets the back-off.
+    pub(crate) reset_after: Duration,
+    /// A worker that ran less than this counts as a crash on start.
+    pub(crate) min_uptime: Duration,
+    /// After this many crashes on start in a row, the slot is errored.
+    pub(crate) max_restarts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(15),
+            reset_after: Duration::from_secs(30),
+            min_uptime: Duration::from_secs(1),
+            max_restarts: 16,
+        }
+    }
+}
+
+/// What a slot remembers across its workers' restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SlotHistory {
+    /// Restarts since the last worker that ran `reset_after`.
+    pub(crate) in_row: u32,
+    /// Exits within `min_uptime` in a row.
+    pub(crate) unstable: u32,
+    /// All restarts of this slot.
+    pub(crate) total: u32,
+}
+
+/// The decision after a worker of a slot failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Fork a replacement after this delay.
+    Restart(Duration),
+    /// Give the slot up.
+    Errored,
+}
+
+impl Backoff {
+    /// Records an exit after `uptime` and says what comes next.
+    pub(crate) fn next(&self, history: &mut SlotHistory, uptime: Duration) -> Next {
+        if uptime >= self.reset_after {
+            history.in_row = 0;
+        }
+        if uptime < self.min_uptime {
+            history.unstable += 1;
+        } else {
+            history.unstable = 0;
+        }
+        if history.unstable > self.max_restarts {
+            return Next::Errored;
+        }
+        let delay = if history.in_row == 0 {
+            Duration::ZERO
+        } else {
+            let factor = 1.5f64.powi(history.in_row.saturating_sub(1).min(64) as i32);
+            self.delay.mul_f64(factor).min(self.max_delay)
+        };
+        history.in_row += 1;
+        history.total += 1;
+        Next::Restart(delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn backoff() -> Backoff {
+        Backoff {
+            delay: 100 * MS,
+            max_delay: 400 * MS,
+            reset_after: 1000 * MS,
+            min_uptime: 50 * MS,
+            max_restarts: 3,
+        }
+    }
+
+    #[test]
+    fn first_restart_is_immediate_then_grows_by_half_up_to_the_cap() {
+        let b = backoff();
+        let mut h = SlotHistory::default();
+        let delays: Vec<_> = (0..6).map(|_| b.next(&mut h, 100 * MS)).collect();
+        assert_eq!(
+            delays,
+            vec![
+                Next::Restart(Duration::ZERO),
+                Next::Restart(100 * MS),
+                Next::Restart(150 * MS),
+                Next::Restart(225 * MS),
+                Next::Restart(337_500 * Duration::from_micros(1)),
+                Next::Restart(400 * MS),
+            ]
+        );
+        assert_eq!(h.total, 6);
+    }
+
+    #[test]
+    fn a_stable_worker_resets_the_backoff() {
+        let b = backoff();
+        let mut h = SlotHistory::default();
+        b.next(&mut h, 100 * MS);
+        b.next(&mut h, 100 * MS);
+        assert_eq!(b.next(&mut h, 2000 * MS), Next::Restart(Duration::ZERO));
+    }
+
+    #[test]
+    fn crashes_on_start_error_the_slot_after_max_restarts() {
+        let b = backoff();
+        let mut h = SlotHistory::default();
+        for _ in 0..3 {
+            assert!(matches!(b.next(&mut h, 10 * MS), Next::Restart(_)));
+        }
+        assert_eq!(b.next(&mut h, 10 * MS), Next::Errored);
+    }
+
+    #[test]
+    fn one_long_run_forgives_earlier_crashes_on_start() {
+        let b = backoff();
+        let mut h = SlotHistory::default();
+        for _ in 0..3 {
+            b.next(&mut h, 10 * MS);
+        }
+        assert!(matches!(b.next(&mut h, 60 * MS), Next::Restart(_)));
+        assert!(matches!(b.next(&mut h, 10 * MS), Next::Restart(_)));
+    }
+
+    #[test]
+    fn policies() {
+        let failed = ExitReason::Panicked("boom".into());
+        assert!(!RestartPolicy::Never.restarts(&failed));
+        assert!(RestartPolicy::OnFailure.restarts(&failed));
+        assert!(RestartPolicy::OnFailure.restarts(&ExitReason::Killed));
+        assert!(!RestartPolicy::OnFailure.restarts(&ExitReason::Returned));
+        assert!(RestartPolicy::Always.restarts(&ExitReason::Returned));
+    }
+}

@@ -1,0 +1,466 @@
+//! The primary's side: the worker table, forks, exits, restarts, stops.
+//!
+//! One task (`supervise`) reads every notice from the workers and from the
+//! timers, in order, so the events of a worker are emitted in order. Calls from
+//! handles (fork, disconnect, kill) act directly under the state lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::{Config, StateMap, WorkerFn};
+use crate::events::EventHub;
+use crate::restart::{Next, SlotHistory};
+use crate::worker::{Life, Link, Notice, WorkerCore};
+use crate::{ClusterEvent, Error, ExitReason, Message, Phase, WorkerHandle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotStatus {
+    /// Has a worker, or had one that exited without a restart.
+    Active,
+    /// Waits for its back-off delay before a fork.
+    Restarting,
+    /// Gave up after too many crashes on start.
+    Errored,
+}
+
+pub(crate) struct Slot {
+    pub(crate) current: Option<u64>,
+    pub(crate) status: SlotStatus,
+    pub(crate) history: SlotHistory,
+    /// Changes whenever a pending restart must be forgotten.
+    pub(crate) epoch: u64,
+    pub(crate) fork_data: Option<Message>,
+}
+
+pub(crate) struct State {
+    pub(crate) slots: Vec<Slot>,
+    /// Workers not yet dead.
+    pub(crate) workers: HashMap<u64, Arc<WorkerCore>>,
+    /// No more forks or restarts: the cluster is stopping.
+    pub(crate) stopping: bool,
+    pub(crate) start_timed_out: bool,
+    pub(crate) primary_error: Option<String>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) body: WorkerFn,
+    pub(crate) state: Mutex<State>,
+    pub(crate) events: EventHub,
+    pub(crate) phase: watch::Sender<Phase>,
+    pub(crate) link: Arc<Link>,
+    pub(crate) runtime: std::sync::OnceLock<Handle>,
+    pub(crate) reload_lock: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+    next_epoch: AtomicU64,
+}
+
+impl Inner {
+    pub(crate) fn new(
+        config: Config,
+        body: WorkerFn,
+        notices: mpsc::UnboundedSender<Notice>,
+        state: Arc<StateMap>,
+    ) -> Inner {
+        Inner {
+            config,
+            body,
+            state: Mutex::new(State {
+                slots: Vec::new(),
+                workers: HashMap::new(),
+                stopping: false,
+                start_timed_out: false,
+                primary_error: None,
+            }),
+            events: EventHub::default(),
+            phase: watch::Sender::new(Phase::Starting),
+            link: Arc::new(Link {
+                notices,
+                state,
+                extensions: Default::default(),
+            }),
+            runtime: std::sync::OnceLock::new(),
+            reload_lock: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(1),
+            next_epoch: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn handle(self: &Arc<Self>, core: &Arc<WorkerCore>) -> WorkerHandle {
+        WorkerHandle {
+            core: Arc::clone(core),
+            cluster: Arc::downgrade(self),
+        }
+    }
+
+    pub(crate) fn new_slot(&self) -> Slot {
+        Slot {
+            current: None,
+            status: SlotStatus::Active,
+            history: SlotHistory::default(),
+            epoch: self.epoch(),
+            fork_data: None,
+        }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.next_epoch.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn spawn_timer(&self, delay: Duration, notice: Notice) {
+        let Some(rt) = self.runtime.get() else { return };
+        let notices = self.link.notices.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = notices.send(notice);
+        });
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        let changed = self.phase.send_if_modified(|p| {
+            if *p < phase {
+                *p = phase;
+                true
+            } else {
+                false
+            }
+        });
+        if changed {
+            tracing::debug!(%phase, "cluster phase");
+            self.events.emit(ClusterEvent::Phase(phase));
+            if phase == Phase::Stopped {
+                self.events.close();
+            }
+        }
+    }
+
+    /// Forks a worker into `slot`, which must exist.
+    pub(crate) fn fork_slot(
+        self: &Arc<Self>,
+        st: &mut State,
+        slot: usize,
+        replaces: Option<u64>,
+    ) -> Result<WorkerHandle, Error> {
+        if st.stopping {
+            return Err(Error::Stopping {
+                action: "fork a worker",
+            });
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (inbox, inbox_rx) = mpsc::unbounded_channel();
+        let (kill_tx, kill_rx) = oneshot::channel();
+        let core = Arc::new(WorkerCore {
+            id,
+            slot,
+            name: format!("{}-{slot}", self.config.thread_name),
+            started: std::time::Instant::now(),
+            replaces,
+            fork_data: st.slots[slot].fork_data.clone(),
+            thread_id: Default::default(),
+            life: watch::Sender::new(Life::Starting),
+            ready: watch::Sender::new(false),
+            disconnect: watch::Sender::new(false),
+            disconnect_emitted: Default::default(),
+            retiring: Default::default(),
+            kill: Mutex::new(Some(kill_tx)),
+            inbox,
+            inbox_rx: tokio::sync::Mutex::new(inbox_rx),
+            exit: Default::default(),
+            link: Arc::clone(&self.link),
+        });
+        let handle = self.handle(&core);
+        st.workers.insert(id, Arc::clone(&core));
+        let previous = st.slots[slot].current.replace(id);
+        st.slots[slot].status = SlotStatus::Active;
+        self.events.emit(ClusterEvent::Fork {
+            worker: handle.clone(),
+        });
+        tracing::debug!(id, slot, "fork");
+        if let Err(source) = crate::thread::spawn(
+            Arc::clone(&core),
+            Arc::clone(&self.body),
+            kill_rx,
+            self.config.stack_size,
+        ) {
+            st.workers.remove(&id);
+            st.slots[slot].current = previous;
+            let _ = core.exit.set(ExitReason::Error(source.to_string()));
+            core.life.send_replace(Life::Dead);
+            return Err(Error::Spawn {
+                name: core.name.clone(),
+                source,
+            });
+        }
+        Ok(handle)
+    }
+
+    pub(crate) fn emit_disconnect(self: &Arc<Self>, core: &Arc<WorkerCore>) {
+        if !core.disconnect_emitted.swap(true, Ordering::SeqCst) {
+            self.events.emit(ClusterEvent::Disconnect {
+                worker: self.handle(core),
+            });
+        }
+    }
+
+    pub(crate) fn disconnect_worker(self: &Arc<Self>, core: &Arc<WorkerCore>) {
+        if core.life() == Life::Dead || core.disconnect_requested() {
+            return;
+        }
+        core.set_retiring();
+        self.emit_disconnect(core);
+        core.disconnect.send_replace(true);
+        let Some(rt) = self.runtime.get() else { return };
+        let (inner, core, timeout) = (
+            Arc::downgrade(self),
+            Arc::clone(core),
+            self.config.shutdown_timeout,
+        );
+        rt.spawn(async move {
+            if tokio::time::timeout(timeout, core.dead()).await.is_err() {
+                if let Some(inner) = inner.upgrade() {
+                    tracing::warn!(id = core.id, ?timeout, "worker did not finish within the shutdown timeout; killing it");
+                    inner.kill_worker(&core);
+                }
+            }
+        });
+    }
+
+    pub(crate) fn kill_worker(&self, core: &WorkerCore) {
+        if core.life() == Life::Dead {
+            return;
+        }
+        if let Some(kill) = core.take_kill() {
+            let _ = kill.send(());
+            self.spawn_timer(self.config.kill_timeout, Notice::KillTimeout(core.id));
+        }
+    }
+
+    /// Starts a stop: graceful disconnects every worker, immediate kills them.
+    pub(crate) fn begin_stop(self: &Arc<Self>, graceful: bool) {
+        let workers: Vec<_> = {
+            let mut st = self.lock();
+            st.stopping = true;
+            for slot in &mut st.slots {
+                if slot.status == SlotStatus::Restarting {
+                    slot.status = SlotStatus::Active;
+                    slot.epoch = self.epoch();
+                }
+            }
+            st.workers.values().cloned().collect()
+        };
+        if graceful {
+            self.set_phase(Phase::Draining);
+            for core in &workers {
+                self.disconnect_worker(core);
+            }
+            self.spawn_timer(self.config.shutdown_timeout, Notice::StopDeadline);
+        } else {
+            self.set_phase(Phase::Stopping);
+            for core in &workers {
+                self.emit_disconnect(core);
+                self.kill_worker(core);
+            }
+        }
+        self.check_done(&self.lock());
+    }
+
+    fn check_done(&self, st: &State) {
+        let restarting = st.slots.iter().any(|s| s.status == SlotStatus::Restarting);
+        if st.workers.is_empty() && !restarting {
+            self.set_phase(Phase::Stopping);
+            self.set_phase(Phase::Stopped);
+        }
+    }
+
+    fn check_started(&self, st: &State) {
+        if *self.phase.borrow() != Phase::Starting {
+            return;
+        }
+        let started = st
+            .slots
+            .iter()
+            .filter_map(|s| st.workers.get(&s.current?))
+            .all(|w| w.is_ready() || (st.start_timed_out && w.life() == Life::Online));
+        let any = st.slots.iter().any(|s| s.current.is_some());
+        if started && any {
+            self.set_phase(Phase::Listening);
+        }
+    }
+
+    /// Handles one notice; returns false once the cluster has stopped.
+    pub(crate) fn on_notice(self: &Arc<Self>, notice: Notice) -> bool {
+        match notice {
+            Notice::Online(id) => {
+                let st = self.lock();
+                if let Some(core) = st.workers.get(&id) {
+                    core.life.send_replace(Life::Online);
+                    self.events.emit(ClusterEvent::Online {
+                        worker: self.handle(core),
+                    });
+                    self.check_started(&st);
+                }
+            }
+            Notice::Ready(id) => {
+                let st = self.lock();
+                if let Some(core) = st.workers.get(&id) {
+                    core.ready.send_replace(true);
+                    self.events.emit(ClusterEvent::Ready {
+                        worker: self.handle(core),
+                    });
+                    self.check_started(&st);
+                }
+            }
+            Notice::Listening(id, address) => {
+                let st = self.lock();
+                if let Some(core) = st.workers.get(&id) {
+                    core.ready.send_replace(true);
+                    self.events.emit(ClusterEvent::Listening {
+                        worker: self.handle(core),
+                        address,
+                    });
+                    self.check_started(&st);
+                }
+            }
+            Notice::Message(id, message) => {
+                let st = self.lock();
+                if let Some(core) = st.workers.get(&id) {
+                    self.events.emit(ClusterEvent::Message {
+                        worker: self.handle(core),
+                        message,
+                    });
+                }
+            }
+            Notice::Exited(id, reason) => self.on_exit(id, reason),
+            Notice::KillTimeout(id) => {
+                if self.lock().workers.contains_key(&id) {
+                    tracing::error!(id, timeout = ?self.config.kill_timeout, "worker did not reach an await after kill; abandoning its thread");
+                    self.on_exit(id, ExitReason::Unresponsive);
+                }
+            }
+            Notice::RestartDue { slot, epoch } => {
+                let mut st = self.lock();
+                let due = st
+                    .slots
+                    .get(slot)
+                    .is_some_and(|s| s.epoch == epoch && s.status == SlotStatus::Restarting);
+                if due && !st.stopping {
+                    if let Err(e) = self.fork_slot(&mut st, slot, None) {
+                        tracing::error!(slot, error = %e, "restart failed");
+                        st.slots[slot].status = SlotStatus::Errored;
+                        self.check_done(&st);
+                    }
+                }
+            }
+            Notice::StartTimeout => {
+                let mut st = self.lock();
+                st.start_timed_out = true;
+                self.check_started(&st);
+            }
+            Notice::StopDeadline => {
+                let st = self.lock();
+                if *self.phase.borrow() == Phase::Draining && !st.workers.is_empty() {
+                    tracing::warn!(left = st.workers.len(), "shutdown timeout reached; killing the workers left");
+                    self.set_phase(Phase::Stopping);
+                    for core in st.workers.values() {
+                        self.kill_worker(core);
+                    }
+                }
+            }
+        }
+        *self.phase.borrow() != Phase::Stopped
+    }
+
+    fn on_exit(self: &Arc<Self>, id: u64, reason: ExitReason) {
+        let mut st = self.lock();
+        let Some(core) = st.workers.remove(&id) else {
+            return; // already declared unresponsive
+        };
+        let _ = core.exit.set(reason.clone());
+        self.emit_disconnect(&core);
+        let was_online = core.life.send_replace(Life::Dead) == Life::Online;
+        match &reason {
+            ExitReason::Returned | ExitReason::Killed => {
+                tracing::debug!(id, slot = core.slot, %reason, "worker exit")
+            }
+            _ => tracing::warn!(id, slot = core.slot, %reason, "worker exit"),
+        }
+        self.events.emit(ClusterEvent::Exit {
+            worker: self.handle(&core),
+            reason: reason.clone(),
+        });
+        let slot_no = core.slot;
+        let stopping = st.stopping;
+        if let Some(slot) = st.slots.get_mut(slot_no) {
+            if slot.current == Some(id) {
+                slot.current = None;
+                // A reload's new worker that failed to start gives the slot back.
+                let restored = match core.replaces {
+                    Some(old) if !was_online && st.workers.contains_key(&old) => Some(old),
+                    _ => None,
+                };
+                let slot = &mut st.slots[slot_no];
+                if restored.is_some() {
+                    slot.current = restored;
+                } else if !core.is_retiring() && !stopping && self.config.restart.restarts(&reason) {
+                    match self.config.backoff.next(&mut slot.history, core.uptime()) {
+                        Next::Restart(delay) if delay.is_zero() => {
+                            if let Err(e) = self.fork_slot(&mut st, slot_no, None) {
+                                tracing::error!(slot = slot_no, error = %e, "restart failed");
+                                st.slots[slot_no].status = SlotStatus::Errored;
+                            }
+                        }
+                        Next::Restart(delay) => {
+                            slot.status = SlotStatus::Restarting;
+                            let epoch = slot.epoch;
+                            self.events.emit(ClusterEvent::Restarting {
+                                slot: slot_no,
+                                delay,
+                            });
+                            self.spawn_timer(
+                                delay,
+                                Notice::RestartDue {
+                                    slot: slot_no,
+                                    epoch,
+                                },
+                            );
+                        }
+                        Next::Errored => {
+                            slot.status = SlotStatus::Errored;
+                            let restarts = slot.history.total;
+                            tracing::error!(
+                                slot = slot_no,
+                                restarts,
+                                last = %reason,
+                                "slot errored: its workers keep crashing on start; no more restarts"
+                            );
+                            self.events.emit(ClusterEvent::Errored {
+                                slot: slot_no,
+                                restarts,
+                                last: reason,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.check_started(&st);
+        self.check_done(&st);
+    }
+}
+
+pub(crate) async fn supervise(inner: Arc<Inner>, mut notices: mpsc::UnboundedReceiver<Notice>) {
+    while let Some(notice) = notices.recv().await {
+        if !inner.on_notice(notice) {
+            break;
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The body of a worker thread: its own current-thread runtime and `LocalSet`.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::LocalSet;
+
+use crate::config::WorkerFn;
+use crate::worker::{self, Notice, WorkerCore};
+use crate::{ExitReason, Worker};
+
+pub(crate) fn spawn(
+    core: Arc<WorkerCore>,
+    body: WorkerFn,
+    kill: oneshot::Receiver<()>,
+    stack_size: Option<usize>,
+) -> std::io::Result<()> {
+    let mut builder = std::thread::Builder::new().name(core.name.clone());
+    if let Some(size) = stack_size {
+        builder = builder.stack_size(size);
+    }
+    // Detached: an unresponsive worker is abandoned, never joined.
+    builder.spawn(move || {
+        let _ = core.thread_id.set(std::thread::current().id());
+        let reason = run(Worker { core: Arc::clone(&core) }, body, kill);
+        let _ = core.link.notices.send(Notice::Exited(core.id, reason));
+    })?;
+    Ok(())
+}
+
+fn run(worker: Worker, body: WorkerFn, kill: oneshot::Receiver<()>) -> ExitReason {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return ExitReason::Error(format!("could not build the worker's tokio runtime: {e}"))
+        }
+    };
+    let id = worker.id();
+    let notices = worker.core.link.notices.clone();
+    worker::set_current(Some(worker.clone()));
+    let local = LocalSet::new();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        local.block_on(&rt, async move {
+            let _ = notices.send(Notice::Online(id));
+            // Built here, inside the thread: the future need not be `Send`.
+            let fut = body(worker);
+            tokio::select! {
+                biased;
+                _ = kill => ExitReason::Killed,
+                result = fut => match result {
+                    Ok(()) => ExitReason::Returned,
+                    Err(e) => ExitReason::Error(e),
+                },
+            }
+        })
+    }));
+    // Dropping the tasks left on the worker (its connections) may panic too.
+    let _ = catch_unwind(AssertUnwindSafe(move || {
+        drop(local);
+        rt.shutdown_background();
+    }));
+    worker::set_current(None);
+    outcome.unwrap_or_else(|payload| ExitReason::Panicked(panic_text(payload.as_ref())))
+}
+
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}

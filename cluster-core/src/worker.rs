@@ -1,0 +1,276 @@
+//! The worker's side: its identity, its link to the primary, and the
+//! thread-local that makes `cluster_core::worker()` work.
+
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::StateMap;
+use crate::{Address, Error, ExitReason, Message};
+
+thread_local! {
+    static CURRENT: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+/// True on a thread that is not a worker of a cluster (Node's `cluster.isPrimary`).
+pub fn is_primary() -> bool {
+    !is_worker()
+}
+
+/// True on a worker thread (Node's `cluster.isWorker`).
+pub fn is_worker() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
+/// The worker running on this thread (Node's `cluster.worker`), `None` on the primary.
+pub fn worker() -> Option<Worker> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+pub(crate) fn set_current(worker: Option<Worker>) {
+    CURRENT.with(|c| *c.borrow_mut() = worker);
+}
+
+/// A worker's progress, as the primary sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Life {
+    Starting,
+    Online,
+    Dead,
+}
+
+/// What a worker thread sends to the primary's supervisor.
+#[derive(Debug)]
+pub(crate) enum Notice {
+    Online(u64),
+    Ready(u64),
+    Listening(u64, Address),
+    Message(u64, Message),
+    Exited(u64, ExitReason),
+    KillTimeout(u64),
+    RestartDue { slot: usize, epoch: u64 },
+    StartTimeout,
+    StopDeadline,
+}
+
+/// Cluster-wide values that companion crates (such as `cluster-net`) keep,
+/// one per type.
+pub(crate) type Extensions = Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>;
+
+/// What a worker holds of its cluster: no path back to the supervisor's state.
+pub(crate) struct Link {
+    pub(crate) notices: mpsc::UnboundedSender<Notice>,
+    pub(crate) state: Arc<StateMap>,
+    pub(crate) extensions: Extensions,
+}
+
+impl Link {
+    pub(crate) fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
+        let mut map = self
+            .extensions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        match Arc::clone(entry).downcast::<T>() {
+            Ok(t) => t,
+            // The map is keyed by TypeId, so the value is always a T.
+            Err(_) => unreachable!("extension map holds a value of another type"),
+        }
+    }
+
+    pub(crate) fn state<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        Arc::clone(self.state.get(&TypeId::of::<T>())?)
+            .downcast::<T>()
+            .ok()
+    }
+}
+
+/// One worker, shared by its thread and the primary's handles.
+pub(crate) struct WorkerCore {
+    pub(crate) id: u64,
+    pub(crate) slot: usize,
+    pub(crate) name: String,
+    pub(crate) started: Instant,
+    /// The worker this one replaces in a reload, restored if this one fails to start.
+    pub(crate) replaces: Option<u64>,
+    pub(crate) fork_data: Option<Message>,
+    pub(crate) thread_id: OnceLock<ThreadId>,
+    pub(crate) life: watch::Sender<Life>,
+    /// Listening or ready was reported.
+    pub(crate) ready: watch::Sender<bool>,
+    /// The primary asked it to finish (Node's `disconnect`).
+    pub(crate) disconnect: watch::Sender<bool>,
+    pub(crate) disconnect_emitted: AtomicBool,
+    /// Its exit will not be restarted.
+    pub(crate) retiring: AtomicBool,
+    pub(crate) kill: Mutex<Option<oneshot::Sender<()>>>,
+    pub(crate) inbox: mpsc::UnboundedSender<Message>,
+    pub(crate) inbox_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
+    pub(crate) exit: OnceLock<ExitReason>,
+    pub(crate) link: Arc<Link>,
+}
+
+impl WorkerCore {
+    pub(crate) fn life(&self) -> Life {
+        *self.life.borrow()
+    }
+
+    pub(crate) fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    pub(crate) fn disconnect_requested(&self) -> bool {
+        *self.disconnect.borrow()
+    }
+
+    pub(crate) fn take_kill(&self) -> Option<oneshot::Sender<()>> {
+        self.kill
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    pub(crate) fn set_retiring(&self) {
+        self.retiring.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_retiring(&self) -> bool {
+        self.retiring.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the worker is online; `Err` with its exit if it died first.
+    pub(crate) async fn online(&self) -> Result<(), String> {
+        let mut rx = self.life.subscribe();
+        match rx.wait_for(|l| *l != Life::Starting).await.map(|l| *l) {
+            Ok(Life::Online) => Ok(()),
+            _ => Err(self.exit.get().map_or_else(|| "exited".to_owned(), |r| r.to_string())),
+        }
+    }
+
+    pub(crate) async fn dead(&self) {
+        let mut rx = self.life.subscribe();
+        let _ = rx.wait_for(|l| *l == Life::Dead).await;
+    }
+}
+
+/// The worker's own handle, inside its thread: Node's `cluster.worker`.
+///
+/// Cheap to clone; `Send` and `Sync`, so it can move into tasks.
+#[derive(Clone)]
+pub struct Worker {
+    pub(crate) core: Arc<WorkerCore>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.core.id)
+            .field("slot", &self.core.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// The worker's id: 1, 2, 3 … in fork order, never reused.
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// The place this worker fills, 0 … N-1; a restarted worker keeps its
+    /// predecessor's slot (PM2's `NODE_APP_INSTANCE`).
+    pub fn slot(&self) -> usize {
+        self.core.slot
+    }
+
+    /// The name of the worker's thread, `<prefix>-<slot>`.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The worker thread's id (Node's `worker.process.pid`).
+    pub fn thread_id(&self) -> Option<ThreadId> {
+        self.core.thread_id.get().copied()
+    }
+
+    /// Sends a message to the primary, where it arrives as
+    /// [`ClusterEvent::Message`](crate::ClusterEvent::Message), in order.
+    pub fn send<T: Any + Send + Sync>(&self, message: T) -> Result<(), Error> {
+        self.core
+            .link
+            .notices
+            .send(Notice::Message(self.core.id, Message::new(message)))
+            .map_err(|_| Error::PrimaryGone { id: self.core.id })
+    }
+
+    /// The next message from the primary, in the order sent. Waits while
+    /// there is none.
+    pub async fn recv(&self) -> Message {
+        let mut inbox = self.core.inbox_rx.lock().await;
+        match inbox.recv().await {
+            Some(m) => m,
+            // The sender lives in `core`, which `self` keeps alive.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Resolves when the primary asks this worker to finish (a disconnect,
+    /// a reload, a scale-down or the cluster's shutdown). The worker should
+    /// then stop accepting work, finish what it has, and return.
+    pub async fn disconnected(&self) {
+        let mut rx = self.core.disconnect.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// False once the primary has asked this worker to finish.
+    pub fn is_connected(&self) -> bool {
+        !self.core.disconnect_requested()
+    }
+
+    /// Tells the primary this worker is ready to serve (PM2's
+    /// `process.send('ready')`); start-up and reload wait for it.
+    pub fn ready(&self) {
+        let _ = self.core.link.notices.send(Notice::Ready(self.core.id));
+    }
+
+    /// Tells the primary this worker listens on `address`; emits
+    /// [`ClusterEvent::Listening`](crate::ClusterEvent::Listening) and counts as ready.
+    /// `cluster-net` calls it for its listeners.
+    pub fn report_listening(&self, address: Address) {
+        let _ = self
+            .core
+            .link
+            .notices
+            .send(Notice::Listening(self.core.id, address));
+    }
+
+    /// The state of type `T` given to [`ClusterBuilder::state`](crate::ClusterBuilder::state),
+    /// shared by every worker.
+    pub fn state<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.core.link.state()
+    }
+
+    /// The data given to [`Cluster::fork_with`](crate::Cluster::fork_with) for this
+    /// worker's slot.
+    pub fn fork_data<T: Any>(&self) -> Option<&T> {
+        self.core.fork_data.as_ref()?.downcast_ref()
+    }
+
+    /// A cluster-wide value of type `T`, created on first use. For crates that
+    /// extend the cluster (such as `cluster-net`, which keeps its sockets here).
+    pub fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
+        self.core.link.extension()
+    }
+}
