@@ -148,14 +148,21 @@ impl Cluster {
             let primary = primary(self.clone());
             self.start()?;
             let cluster = self.clone();
-            tokio::task::spawn_local(async move {
+            let primary = tokio::task::spawn_local(async move {
                 if let Err(e) = primary.await.into_result() {
                     tracing::error!(error = %e, "the primary function failed; stopping the cluster");
                     cluster.inner.lock().primary_error = Some(e);
                     cluster.inner.begin_stop(true);
                 }
             });
-            self.wait().await
+            let result = self.wait().await;
+            // Let the primary read the last events (its `events()` ends now);
+            // one that loops on something else is cut off after the kill timeout.
+            let grace = self.inner.config.kill_timeout;
+            if tokio::time::timeout(grace, primary).await.is_err() {
+                tracing::debug!(?grace, "the primary function did not return after the cluster stopped; dropping it");
+            }
+            result.and_then(|()| self.primary_result())
         })
     }
 
@@ -164,10 +171,8 @@ impl Cluster {
     pub async fn wait(&self) -> Result<(), Error> {
         let mut phases = self.phases();
         let _ = phases.wait_for(|p| *p == Phase::Stopped).await;
+        self.primary_result()?;
         let st = self.inner.lock();
-        if let Some(e) = &st.primary_error {
-            return Err(Error::Primary(e.clone()));
-        }
         let slots: Vec<_> = (0..st.slots.len())
             .filter(|&i| st.slots[i].status == SlotStatus::Errored)
             .collect();
@@ -178,6 +183,13 @@ impl Cluster {
                 slots,
                 max_restarts: self.inner.config.backoff.max_restarts,
             })
+        }
+    }
+
+    fn primary_result(&self) -> Result<(), Error> {
+        match &self.inner.lock().primary_error {
+            Some(e) => Err(Error::Primary(e.clone())),
+            None => Ok(()),
         }
     }
 
@@ -320,7 +332,9 @@ impl Cluster {
             let failure = match online {
                 Ok(Ok(())) => None,
                 Ok(Err(reason)) => Some(reason),
-                Err(_) => Some(format!("not online after listen_timeout = {listen_timeout:?}")),
+                Err(_) => Some(format!(
+                    "not online within listen_timeout = {listen_timeout:?}"
+                )),
             };
             if let Some(reason) = failure {
                 new.kill();
@@ -332,11 +346,18 @@ impl Cluster {
             }
             if old.is_ready() {
                 let mut ready = new.core.ready.subscribe();
-                if tokio::time::timeout(listen_timeout, ready.wait_for(|r| *r))
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(id = new.id(), slot, "new worker not listening after the listen timeout; going on");
+                tokio::select! {
+                    _ = ready.wait_for(|r| *r) => {}
+                    () = new.core.dead() => {
+                        return Err(Error::Reload {
+                            slot,
+                            id: new.id(),
+                            reason: new.core.exit.get().map_or_else(|| "exited".to_owned(), ToString::to_string),
+                        });
+                    }
+                    () = tokio::time::sleep(listen_timeout) => {
+                        tracing::warn!(id = new.id(), slot, ?listen_timeout, "new worker neither listening nor ready after the listen timeout; going on");
+                    }
                 }
             }
             inner.disconnect_worker(&old);

@@ -304,6 +304,9 @@ impl ClusterBuilder {
     /// cluster handle (to watch events, send messages), as Node's
     /// `if (cluster.isPrimary) { … }`. The cluster goes on after `primary`
     /// returns, until its workers are gone; an error from `primary` stops it.
+    /// Once the cluster has stopped, `primary` may still read the last events
+    /// (its `events()` then ends); if it has not returned within the kill
+    /// timeout it is dropped.
     pub fn run_with_primary<F, Fut, P, PFut>(self, worker: F, primary: P) -> Result<(), Error>
     where
         F: Fn(Worker) -> Fut + Send + Sync + 'static,

@@ -73,7 +73,7 @@ pub enum Error {
         action: &'static str,
     },
     /// A rolling reload stopped because a new worker never came online.
-    #[error("reload stopped at slot {slot}: new worker {id} did not come online ({reason}); the old worker keeps serving")]
+    #[error("reload stopped at slot {slot}: new worker {id} did not start ({reason}); the old worker keeps serving")]
     Reload {
         /// The slot being replaced.
         slot: usize,

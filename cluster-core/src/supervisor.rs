@@ -227,7 +227,11 @@ impl Inner {
         rt.spawn(async move {
             if tokio::time::timeout(timeout, core.dead()).await.is_err() {
                 if let Some(inner) = inner.upgrade() {
-                    tracing::warn!(id = core.id, ?timeout, "worker did not finish within the shutdown timeout; killing it");
+                    tracing::warn!(
+                        id = core.id,
+                        ?timeout,
+                        "worker did not finish within the shutdown timeout; killing it"
+                    );
                     inner.kill_worker(&core);
                 }
             }
@@ -368,7 +372,10 @@ impl Inner {
             Notice::StopDeadline => {
                 let st = self.lock();
                 if *self.phase.borrow() == Phase::Draining && !st.workers.is_empty() {
-                    tracing::warn!(left = st.workers.len(), "shutdown timeout reached; killing the workers left");
+                    tracing::warn!(
+                        left = st.workers.len(),
+                        "shutdown timeout reached; killing the workers left"
+                    );
                     self.set_phase(Phase::Stopping);
                     for core in st.workers.values() {
                         self.kill_worker(core);
@@ -386,7 +393,7 @@ impl Inner {
         };
         let _ = core.exit.set(reason.clone());
         self.emit_disconnect(&core);
-        let was_online = core.life.send_replace(Life::Dead) == Life::Online;
+        core.life.send_replace(Life::Dead);
         match &reason {
             ExitReason::Returned | ExitReason::Killed => {
                 tracing::debug!(id, slot = core.slot, %reason, "worker exit")
@@ -402,15 +409,16 @@ impl Inner {
         if let Some(slot) = st.slots.get_mut(slot_no) {
             if slot.current == Some(id) {
                 slot.current = None;
-                // A reload's new worker that failed to start gives the slot back.
-                let restored = match core.replaces {
-                    Some(old) if !was_online && st.workers.contains_key(&old) => Some(old),
-                    _ => None,
-                };
+                // A reload's new worker that died before the old one was
+                // disconnected gives the slot back to it.
+                let restored = core
+                    .replaces
+                    .filter(|old| st.workers.get(old).is_some_and(|w| !w.is_retiring()));
                 let slot = &mut st.slots[slot_no];
                 if restored.is_some() {
                     slot.current = restored;
-                } else if !core.is_retiring() && !stopping && self.config.restart.restarts(&reason) {
+                } else if !core.is_retiring() && !stopping && self.config.restart.restarts(&reason)
+                {
                     match self.config.backoff.next(&mut slot.history, core.uptime()) {
                         Next::Restart(delay) if delay.is_zero() => {
                             if let Err(e) = self.fork_slot(&mut st, slot_no, None) {

@@ -24,7 +24,13 @@ pub(crate) fn spawn(
     // Detached: an unresponsive worker is abandoned, never joined.
     builder.spawn(move || {
         let _ = core.thread_id.set(std::thread::current().id());
-        let reason = run(Worker { core: Arc::clone(&core) }, body, kill);
+        let reason = run(
+            Worker {
+                core: Arc::clone(&core),
+            },
+            body,
+            kill,
+        );
         let _ = core.link.notices.send(Notice::Exited(core.id, reason));
     })?;
     Ok(())

@@ -156,7 +156,10 @@ impl WorkerCore {
         let mut rx = self.life.subscribe();
         match rx.wait_for(|l| *l != Life::Starting).await.map(|l| *l) {
             Ok(Life::Online) => Ok(()),
-            _ => Err(self.exit.get().map_or_else(|| "exited".to_owned(), |r| r.to_string())),
+            _ => Err(self
+                .exit
+                .get()
+                .map_or_else(|| "exited".to_owned(), |r| r.to_string())),
         }
     }
 

@@ -1,0 +1,133 @@
+//! Restarts: a panicking worker comes back in its slot with a new id; a slot
+//! whose workers crash on start is errored, not crash-looping.
+
+mod common;
+
+use std::time::Duration;
+
+use cluster_core::{Cluster, ClusterEvent, Error, ExitReason, RestartPolicy};
+use common::{drain, until};
+
+#[tokio::test]
+async fn a_panicking_worker_is_restarted_into_its_slot_with_a_new_id() {
+    let cluster = Cluster::builder()
+        .workers(2)
+        .signals(false)
+        .build(|w| async move {
+            if w.id() == 1 {
+                panic!("worker {} gave up", w.id());
+            }
+            w.disconnected().await
+        })
+        .unwrap();
+    let mut events = cluster.events();
+    cluster.start().unwrap();
+    let (slot, reason) = until(&mut events, |e| match e {
+        ClusterEvent::Exit { worker, reason } => Some((worker.slot(), reason.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(slot, 0);
+    assert_eq!(reason, ExitReason::Panicked("worker 1 gave up".into()));
+    let (id, slot) = until(&mut events, |e| match e {
+        ClusterEvent::Online { worker } if worker.id() > 2 => Some((worker.id(), worker.slot())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (id, slot),
+        (3, 0),
+        "the replacement takes slot 0 with the next id"
+    );
+    let workers: Vec<_> = cluster
+        .workers()
+        .iter()
+        .map(|w| (w.slot(), w.id()))
+        .collect();
+    assert_eq!(workers, [(0, 3), (1, 2)]);
+    cluster.disconnect().await;
+}
+
+#[tokio::test]
+async fn a_slot_crashing_on_start_is_errored_after_max_restarts() {
+    let cluster = Cluster::builder()
+        .workers(1)
+        .max_restarts(3)
+        .min_uptime(Duration::from_secs(60))
+        .restart_delay(Duration::from_millis(2))
+        .signals(false)
+        .build(|_| async { Err::<(), _>("no database") })
+        .unwrap();
+    let mut events = cluster.events();
+    cluster.start().unwrap();
+    let result = cluster.wait().await;
+    assert!(
+        matches!(&result, Err(Error::Errored { slots, max_restarts: 3 }) if slots == &[0]),
+        "{result:?}"
+    );
+    let all = drain(&mut events).await;
+    let forks: Vec<_> = all
+        .iter()
+        .filter_map(|e| match e {
+            ClusterEvent::Fork { worker } => Some(worker.id()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forks, [1, 2, 3, 4], "ids grow and are never reused");
+    let delays: Vec<_> = all
+        .iter()
+        .filter_map(|e| match e {
+            ClusterEvent::Restarting { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    // The first restart is immediate, then the delay grows ×1.5.
+    assert_eq!(delays, [Duration::from_millis(2), Duration::from_millis(3)]);
+    let errored = all.iter().find_map(|e| match e {
+        ClusterEvent::Errored {
+            slot,
+            restarts,
+            last,
+        } => Some((*slot, *restarts, last.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        errored,
+        Some((0, 3, ExitReason::Error("no database".into())))
+    );
+}
+
+#[tokio::test]
+async fn never_leaves_the_slot_empty_and_always_restarts_a_return() {
+    for (policy, restarted) in [(RestartPolicy::Never, false), (RestartPolicy::Always, true)] {
+        let cluster = Cluster::builder()
+            .workers(1)
+            .restart(policy)
+            .signals(false)
+            .build(|w| async move {
+                if w.id() == 1 {
+                    return;
+                }
+                w.disconnected().await
+            })
+            .unwrap();
+        let mut events = cluster.events();
+        cluster.start().unwrap();
+        until(&mut events, |e| {
+            matches!(e, ClusterEvent::Exit { .. }).then_some(())
+        })
+        .await;
+        if restarted {
+            let id = until(&mut events, |e| match e {
+                ClusterEvent::Online { worker } if worker.id() == 2 => Some(worker.slot()),
+                _ => None,
+            })
+            .await;
+            assert_eq!(id, 0);
+            cluster.disconnect().await;
+        } else {
+            cluster.wait().await.unwrap();
+            assert!(cluster.workers().is_empty());
+        }
+    }
+}
