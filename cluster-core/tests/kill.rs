@@ -53,6 +53,7 @@ async fn kill_of_a_worker_stuck_in_a_blocking_loop_is_unresponsive_and_replaced(
         .signals(false)
         .build(|w| async move {
             if w.id() == 1 {
+                w.send("blocking").unwrap();
                 // Never reaches an await until the test releases it.
                 while !RELEASE.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(5));
@@ -63,7 +64,10 @@ async fn kill_of_a_worker_stuck_in_a_blocking_loop_is_unresponsive_and_replaced(
         .unwrap();
     let mut events = cluster.events();
     cluster.start().unwrap();
-    online(&mut events, 1).await;
+    until(&mut events, |e| {
+        matches!(e, ClusterEvent::Message { .. }).then_some(())
+    })
+    .await;
     let stuck = cluster.worker(1).unwrap();
     stuck.kill();
     assert_eq!(
