@@ -167,7 +167,7 @@ impl Cluster {
     }
 
     /// Waits until the cluster has stopped. An error if it stopped because
-    /// slots errored, or the primary function failed.
+    /// start-up failed, slots errored, or the primary function failed.
     pub async fn wait(&self) -> Result<(), Error> {
         let mut phases = self.phases();
         let _ = phases.wait_for(|p| *p == Phase::Stopped).await;
@@ -187,7 +187,15 @@ impl Cluster {
     }
 
     fn primary_result(&self) -> Result<(), Error> {
-        match &self.inner.lock().primary_error {
+        let st = self.inner.lock();
+        if let Some((id, slot, reason)) = &st.start_error {
+            return Err(Error::StartFailed {
+                id: *id,
+                slot: *slot,
+                reason: reason.clone(),
+            });
+        }
+        match &st.primary_error {
             Some(e) => Err(Error::Primary(e.clone())),
             None => Ok(()),
         }

@@ -90,6 +90,17 @@ pub enum Error {
         /// The `max_restarts` setting.
         max_restarts: u32,
     },
+    /// A worker hit an error during start-up that every worker would hit
+    /// (such as an address in use); the cluster was stopped.
+    #[error("start-up failed in worker {id} (slot {slot}): {reason}")]
+    StartFailed {
+        /// The worker's id.
+        id: u64,
+        /// Its slot.
+        slot: usize,
+        /// The error.
+        reason: String,
+    },
     /// The primary function given to `run_with_primary` failed.
     #[error("the primary function failed: {0}")]
     Primary(String),

@@ -45,6 +45,7 @@ pub(crate) struct State {
     pub(crate) stopping: bool,
     pub(crate) start_timed_out: bool,
     pub(crate) primary_error: Option<String>,
+    pub(crate) start_error: Option<(u64, usize, String)>,
 }
 
 pub(crate) struct Inner {
@@ -76,6 +77,7 @@ impl Inner {
                 stopping: false,
                 start_timed_out: false,
                 primary_error: None,
+                start_error: None,
             }),
             events: EventHub::default(),
             phase: watch::Sender::new(Phase::Starting),
@@ -362,6 +364,18 @@ impl Inner {
                         st.slots[slot].status = SlotStatus::Errored;
                         self.check_done(&st);
                     }
+                }
+            }
+            Notice::StartFailed(id, reason) => {
+                let starting = *self.phase.borrow() == Phase::Starting;
+                let slot = self.lock().workers.get(&id).map(|w| w.slot);
+                match slot {
+                    Some(slot) if starting => {
+                        tracing::error!(id, slot, %reason, "start-up failed; stopping the cluster");
+                        self.lock().start_error.get_or_insert((id, slot, reason));
+                        self.begin_stop(false);
+                    }
+                    _ => tracing::error!(id, %reason, "worker failed after start-up"),
                 }
             }
             Notice::StartTimeout => {

@@ -56,6 +56,7 @@ pub(crate) enum Notice {
     Exited(u64, ExitReason),
     KillTimeout(u64),
     RestartDue { slot: usize, epoch: u64 },
+    StartFailed(u64, String),
     StartTimeout,
     StopDeadline,
 }
@@ -257,6 +258,20 @@ impl Worker {
             .link
             .notices
             .send(Notice::Listening(self.core.id, address));
+    }
+
+    /// Reports an error that every worker would hit (an address in use, a
+    /// bad fd): while the cluster is still starting, it is stopped at once
+    /// and [`Cluster::wait`](crate::Cluster::wait) returns
+    /// [`Error::StartFailed`] with this text, rather than leaving some workers
+    /// running and others crash-looping. Later, it only logs: the worker's own
+    /// exit and the restart policy decide.
+    pub fn fail_start(&self, reason: impl Into<String>) {
+        let _ = self
+            .core
+            .link
+            .notices
+            .send(Notice::StartFailed(self.core.id, reason.into()));
     }
 
     /// The state of type `T` given to [`ClusterBuilder::state`](crate::ClusterBuilder::state),

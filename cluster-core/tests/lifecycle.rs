@@ -225,3 +225,29 @@ fn start_needs_a_runtime() {
         Err(cluster_core::Error::NoRuntime)
     ));
 }
+
+#[tokio::test]
+async fn a_start_up_failure_stops_the_whole_cluster_with_its_message() {
+    let cluster = Cluster::builder()
+        .workers(3)
+        .signals(false)
+        .build(|w| async move {
+            if w.slot() == 1 {
+                w.fail_start("address 127.0.0.1:1 already in use");
+                return Err("address 127.0.0.1:1 already in use");
+            }
+            w.disconnected().await;
+            Ok(())
+        })
+        .unwrap();
+    cluster.start().unwrap();
+    let err = tokio::time::timeout(common::DEADLINE, cluster.wait())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "start-up failed in worker 2 (slot 1): address 127.0.0.1:1 already in use"
+    );
+    assert!(cluster.workers().is_empty(), "no worker is left running");
+}
