@@ -1,5 +1,58 @@
-//! Listeners for `cluster_thread` workers: shared ports with five balance
-//! modes, per-worker ports, inherited fds, systemd sockets and socket hand-off.
+//! Listeners for `cluster_thread` workers: every way a worker listens.
 //!
-//! **Not implemented yet**: this crate is a placeholder in the workspace so
-//! that the layout is stable; it exports nothing.
+//! The primary owns the sockets (a registry kept per cluster), so workers
+//! asking for the same address share one socket, a restarted worker finds its
+//! socket again, and connections wait in the backlog while a slot restarts
+//! instead of being refused.
+//!
+//! | mode | who accepts | choose it for |
+//! |---|---|---|
+//! | [`Balance::RoundRobin`] (default) | one acceptor thread hands each connection to the next worker under its limit | even spread of short connections, as Node's SCHED_RR |
+//! | [`Balance::LeastConnections`] | the acceptor picks the worker with the fewest open connections | long-lived connections (WebSocket, gRPC) |
+//! | [`Balance::Os`] | every worker accepts on a clone of one socket | the least overhead per connection |
+//! | [`Balance::ReusePort`] | every worker its own `SO_REUSEPORT` socket; the kernel hashes | many connections per second on Linux |
+//! | [`Balance::Sticky`] | the acceptor maps each client IP to one live slot | session-bound protocols |
+//!
+//! ```no_run
+//! use cluster_core::Cluster;
+//! use cluster_net::{Balance, NetConfig, WorkerExt};
+//! use tokio::io::AsyncWriteExt;
+//!
+//! fn main() -> Result<(), cluster_core::Error> {
+//!     Cluster::builder()
+//!         .workers(4)
+//!         .state(NetConfig::default().balance(Balance::LeastConnections))
+//!         .run(|worker| async move {
+//!             let listener = worker.listen("127.0.0.1:7000").await?;
+//!             loop {
+//!                 tokio::select! {
+//!                     conn = listener.accept() => {
+//!                         let mut conn = conn?;
+//!                         tokio::task::spawn_local(async move {
+//!                             let _ = conn.write_all(b"hello\n").await;
+//!                         });
+//!                     }
+//!                     () = worker.disconnected() => return Ok::<_, Box<dyn std::error::Error>>(()),
+//!                 }
+//!             }
+//!         })
+//! }
+//! ```
+#![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+mod balance;
+mod bind;
+mod error;
+mod listen;
+mod listener;
+mod registry;
+mod spec;
+mod stats;
+
+pub use error::Error;
+pub use listen::WorkerExt;
+pub use listener::{Connection, Listener};
+pub use spec::{
+    Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
+};
+pub use stats::{stats, ListenerStats};

@@ -1,0 +1,260 @@
+//! `worker.listen(...)`: from a spec to a `Listener`, through the registry.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cluster_core::{Address, Worker};
+
+use crate::bind::{self, StdListener};
+use crate::listener::{Mode, TokioListener};
+use crate::registry::{Key, Registry, ReuseSocket, SharedSocket};
+use crate::{Balance, Error, Listen, ListenSpec, Listener, NetConfig, Ports, ToListen};
+
+/// `listen` and `listen_udp` on a worker: `use cluster_net::WorkerExt;`.
+pub trait WorkerExt {
+    /// Listens as Node's `server.listen` in a worker: the primary owns the
+    /// socket, workers asking for the same address share it, the n-th
+    /// `listen(0)` of every worker gets the same random port. Emits a
+    /// `Listening` event with the address bound.
+    ///
+    /// A bind error (address in use, permission denied) during start-up stops
+    /// the whole cluster with that message.
+    fn listen<S: ToListen>(&self, spec: S) -> impl Future<Output = Result<Listener, Error>>;
+
+    /// A UDP socket bound once by the primary and shared by every worker
+    /// (each receives some of the datagrams).
+    fn listen_udp(&self, addr: SocketAddr) -> Result<tokio::net::UdpSocket, Error>;
+}
+
+impl WorkerExt for Worker {
+    async fn listen<S: ToListen>(&self, spec: S) -> Result<Listener, Error> {
+        let result = spec.to_listen().and_then(|spec| listen(self, spec));
+        match &result {
+            Ok(l) => self.report_listening(l.address.clone()),
+            Err(e) => self.fail_start(e.to_string()),
+        }
+        result
+    }
+
+    fn listen_udp(&self, addr: SocketAddr) -> Result<tokio::net::UdpSocket, Error> {
+        let registry = self.extension::<Registry>();
+        let nth = if addr.port() == 0 {
+            registry.next_zero(self.id())
+        } else {
+            0
+        };
+        let fail = |e| Error::from_bind(format!("udp://{addr}"), e);
+        let socket = registry.udp(Key::Udp(addr, nth), || {
+            let socket = std::net::UdpSocket::bind(addr).map_err(fail)?;
+            socket.set_nonblocking(true).map_err(fail)?;
+            Ok(socket)
+        })?;
+        let result = socket
+            .try_clone()
+            .and_then(tokio::net::UdpSocket::from_std)
+            .map_err(fail)?;
+        if let Ok(local) = result.local_addr() {
+            self.report_listening(Address::Udp(local));
+        }
+        Ok(result)
+    }
+}
+
+fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
+    let config = worker.state::<NetConfig>().map(|c| *c).unwrap_or_default();
+    let balance = match spec.balance {
+        Some(b) => b,
+        None => Balance::from_env()?.unwrap_or(config.balance),
+    };
+    let ports = spec.ports.unwrap_or(config.ports);
+    let max_per_worker = spec
+        .max_connections_per_worker
+        .or(config.max_connections_per_worker);
+    let max_total = spec.max_connections.or(config.max_connections);
+    let registry = worker.extension::<Registry>();
+    let slot = worker.slot();
+
+    let (key, balance, bind): (Key, Balance, Box<dyn FnOnce() -> _>) = match spec.target {
+        Listen::Handle(listener) => return handle(worker, listener, max_per_worker),
+        Listen::Tcp(asked) => {
+            let nth = if asked.port() == 0 {
+                registry.next_zero(worker.id())
+            } else {
+                0
+            };
+            let per_worker = match ports {
+                Ports::Shared => None,
+                Ports::PerWorker if asked.port() == 0 => Some(asked),
+                Ports::PerWorker => {
+                    let port = usize::from(asked.port()) + slot;
+                    let port = u16::try_from(port).map_err(|_| Error::PortOverflow {
+                        addr: asked.to_string(),
+                        slot,
+                    })?;
+                    Some(SocketAddr::new(asked.ip(), port))
+                }
+                Ports::PerWorkerWith(f) => Some(SocketAddr::new(asked.ip(), f(slot))),
+            };
+            match per_worker {
+                Some(addr) => (
+                    Key::Slot(asked, slot, nth),
+                    Balance::Os,
+                    Box::new(move || bind::tcp(addr, false, config.backlog).map(StdListener::Tcp)),
+                ),
+                None => {
+                    let balance = reuseport_or_os(balance);
+                    let reuse = balance == Balance::ReusePort;
+                    (
+                        Key::Tcp(asked, nth),
+                        balance,
+                        Box::new(move || {
+                            bind::tcp(asked, reuse, config.backlog).map(StdListener::Tcp)
+                        }),
+                    )
+                }
+            }
+        }
+        Listen::Unix(path) => {
+            let balance = if balance == Balance::ReusePort {
+                Balance::Os
+            } else {
+                balance
+            };
+            let p = path.clone();
+            (
+                Key::Unix(path),
+                balance,
+                Box::new(move || bind::unix(&p, config.backlog).map(StdListener::Unix)),
+            )
+        }
+        Listen::Fd(fd) => {
+            let balance = if balance == Balance::ReusePort {
+                tracing::warn!(fd, "reuseport cannot apply to an inherited fd; using os");
+                Balance::Os
+            } else {
+                balance
+            };
+            (Key::Fd(fd), balance, Box::new(move || bind::inherited(fd)))
+        }
+    };
+    let socket = registry.socket(key, || {
+        let listener = bind()?;
+        let address = listener.address().map_err(|source| Error::Listen {
+            addr: "a new socket".into(),
+            source,
+        })?;
+        Ok(SharedSocket::new(address, balance, listener, max_total))
+    })?;
+    let fail = |source| Error::Listen {
+        addr: socket.address.to_string(),
+        source,
+    };
+    let mode = match socket.balance {
+        Balance::ReusePort => reuseport(&registry, &socket, slot)?,
+        b if b.uses_acceptor() => {
+            let dispatch = socket
+                .dispatch
+                .clone()
+                .ok_or_else(|| fail(std::io::Error::other("acceptor mode without a dispatcher")))?;
+            dispatch.attach(slot);
+            Mode::Dispatched(dispatch)
+        }
+        _ => Mode::Direct(TokioListener::from_std(&socket.listener).map_err(fail)?),
+    };
+    Ok(Listener {
+        mode,
+        address: socket.address.clone(),
+        slot,
+        counters: socket.counters(worker.id(), slot),
+        totals: Arc::clone(&socket.totals),
+        max_per_worker,
+        max_total: socket.max_total,
+    })
+}
+
+fn reuseport_or_os(balance: Balance) -> Balance {
+    if balance == Balance::ReusePort && !cfg!(any(target_os = "linux", target_os = "android")) {
+        tracing::warn!("reuseport balancing is Linux-only; using os");
+        return Balance::Os;
+    }
+    balance
+}
+
+/// This slot's socket of the `SO_REUSEPORT` group, bound on first use with
+/// the group's port (so port 0 is resolved once).
+fn reuseport(registry: &Registry, socket: &Arc<SharedSocket>, slot: usize) -> Result<Mode, Error> {
+    let fail = |source| Error::Listen {
+        addr: socket.address.to_string(),
+        source,
+    };
+    let dispatch = socket
+        .dispatch
+        .clone()
+        .ok_or_else(|| fail(std::io::Error::other("reuseport without a dispatcher")))?;
+    let acceptor = registry.acceptor(&socket.address)?;
+    let member = {
+        let mut group = socket
+            .group
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match group.get(&slot) {
+            Some(m) => Arc::clone(m),
+            None => {
+                // The first member is the socket bound for the key itself.
+                let listener = if group.is_empty() {
+                    socket.listener.try_clone().map_err(fail)?
+                } else {
+                    let Address::Tcp(addr) = socket.address else {
+                        return Err(fail(std::io::Error::other("reuseport needs TCP")));
+                    };
+                    StdListener::Tcp(bind::tcp(addr, true, 1024)?)
+                };
+                let m = Arc::new(ReuseSocket::new(listener, socket, acceptor));
+                group.insert(slot, Arc::clone(&m));
+                m
+            }
+        }
+    };
+    let own = TokioListener::from_std(&member.listener).map_err(fail)?;
+    member.attach();
+    dispatch.attach(slot);
+    Ok(Mode::ReusePort {
+        own,
+        dispatch,
+        socket: member,
+    })
+}
+
+/// `Listen::Handle`: the worker's own listener, no primary involved.
+fn handle(
+    worker: &Worker,
+    listener: std::net::TcpListener,
+    max_per_worker: Option<usize>,
+) -> Result<Listener, Error> {
+    let shown = format!(
+        "{}",
+        Listen::Handle(listener.try_clone().map_err(|source| Error::Listen {
+            addr: "handle".into(),
+            source,
+        })?)
+    );
+    let fail = |source| Error::Listen {
+        addr: shown.clone(),
+        source,
+    };
+    listener.set_nonblocking(true).map_err(fail)?;
+    let address = Address::Tcp(listener.local_addr().map_err(fail)?);
+    let std_listener = StdListener::Tcp(listener);
+    let socket = SharedSocket::new(address.clone(), Balance::Os, std_listener, None);
+    let mode = Mode::Direct(TokioListener::from_std(&socket.listener).map_err(fail)?);
+    Ok(Listener {
+        mode,
+        address,
+        slot: worker.slot(),
+        counters: socket.counters(worker.id(), worker.slot()),
+        totals: Arc::clone(&socket.totals),
+        max_per_worker,
+        max_total: None,
+    })
+}

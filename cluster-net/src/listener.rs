@@ -1,0 +1,402 @@
+//! The worker's side: a `Listener` that yields `Connection`s registered on
+//! the worker's own runtime, whatever the balance mode.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use cluster_core::Address;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::Notify;
+
+use crate::balance::{Dispatch, Registered, ReturnOnDrop};
+use crate::bind::StdListener;
+use crate::registry::ReuseSocket;
+
+/// A connection in std form, on its way from an acceptor to a worker.
+#[derive(Debug)]
+pub(crate) enum StdStream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) stream: StdStream,
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+/// Connection counts of one worker on one listener.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    pub(crate) id: u64,
+    pub(crate) slot: usize,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) active: AtomicUsize,
+    pub(crate) freed: Notify,
+}
+
+/// Connection counts of a listener, all workers together.
+#[derive(Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) active: AtomicUsize,
+    pub(crate) freed: Notify,
+}
+
+/// A tokio listener on one runtime.
+#[derive(Debug)]
+pub(crate) enum TokioListener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl TokioListener {
+    /// Registers a clone of `listener` on the current runtime.
+    pub(crate) fn from_std(listener: &StdListener) -> io::Result<TokioListener> {
+        Ok(match listener.try_clone()? {
+            StdListener::Tcp(l) => TokioListener::Tcp(tokio::net::TcpListener::from_std(l)?),
+            StdListener::Unix(l) => TokioListener::Unix(tokio::net::UnixListener::from_std(l)?),
+        })
+    }
+
+    async fn accept_once(&self) -> io::Result<(Io, Option<SocketAddr>)> {
+        Ok(match self {
+            TokioListener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                (Io::Tcp(s), Some(peer))
+            }
+            TokioListener::Unix(l) => (Io::Unix(l.accept().await?.0), None),
+        })
+    }
+
+    /// The next connection. Errors that concern one connection are skipped;
+    /// running out of fds backs off instead of spinning.
+    pub(crate) async fn accept(&self) -> io::Result<(Io, Option<SocketAddr>)> {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.accept_once().await {
+                Ok(accepted) => return Ok(accepted),
+                Err(e) => backoff.on_error(e).await?,
+            }
+        }
+    }
+
+    /// As `accept`, in std form for another runtime.
+    pub(crate) async fn accept_std(&self) -> io::Result<Accepted> {
+        let (io, peer) = self.accept().await?;
+        let stream = match io {
+            Io::Tcp(s) => StdStream::Tcp(s.into_std()?),
+            Io::Unix(s) => StdStream::Unix(s.into_std()?),
+        };
+        Ok(Accepted { stream, peer })
+    }
+}
+
+/// What to do after an accept error.
+#[derive(Default)]
+pub(crate) struct Backoff {
+    delay: Duration,
+}
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    pub(crate) async fn on_error(&mut self, e: io::Error) -> io::Result<()> {
+        match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                self.delay = (self.delay * 2).clamp(Self::MIN, Self::MAX);
+                if self.delay == Self::MIN {
+                    tracing::warn!(error = %e, "out of file descriptors; accepting again in a moment");
+                }
+                tokio::time::sleep(self.delay).await;
+                Ok(())
+            }
+            // The client gave up before we accepted: only that connection is gone.
+            Some(libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO | libc::EPERM) => {
+                Ok(())
+            }
+            _ => Err(e),
+        }
+    }
+}
+
+/// A stream registered on the worker's runtime.
+#[derive(Debug)]
+pub(crate) enum Io {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Io {
+    fn from_std(stream: StdStream) -> io::Result<Io> {
+        Ok(match stream {
+            StdStream::Tcp(s) => {
+                s.set_nonblocking(true)?;
+                Io::Tcp(TcpStream::from_std(s)?)
+            }
+            StdStream::Unix(s) => {
+                s.set_nonblocking(true)?;
+                Io::Unix(UnixStream::from_std(s)?)
+            }
+        })
+    }
+}
+
+/// How a listener gets its connections.
+pub(crate) enum Mode {
+    /// Accepts on its own registration of the socket (os, per-worker, fd, handle).
+    Direct(TokioListener),
+    /// Gets them from the acceptor (round-robin, least-connections, sticky).
+    Dispatched(Arc<Dispatch>),
+    /// Accepts on its slot's `SO_REUSEPORT` socket, and also takes what the
+    /// primary accepts from the sockets of empty slots.
+    ReusePort {
+        own: TokioListener,
+        dispatch: Arc<Dispatch>,
+        socket: Arc<ReuseSocket>,
+    },
+}
+
+/// A worker's listener, from `worker.listen(...)`. Dropping it stops this
+/// worker's share of the socket; the socket itself stays open in the primary.
+pub struct Listener {
+    pub(crate) mode: Mode,
+    pub(crate) address: Address,
+    pub(crate) slot: usize,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) totals: Arc<Totals>,
+    pub(crate) max_per_worker: Option<usize>,
+    pub(crate) max_total: Option<usize>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// The address really bound (port 0 resolved).
+    pub fn local_addr(&self) -> &Address {
+        &self.address
+    }
+
+    /// The TCP address really bound, if this is a TCP listener.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self.address {
+            Address::Tcp(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Connections this worker accepted on this listener so far.
+    pub fn accepted(&self) -> u64 {
+        self.counters.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections of this worker on this listener that are still open.
+    pub fn active(&self) -> usize {
+        self.counters.active.load(Ordering::Relaxed)
+    }
+
+    /// The next connection. Waits while this worker, or the listener as a
+    /// whole, is at its connection limit (connections wait in the backlog).
+    /// Cancel-safe: a connection handed to a dropped `accept` goes to another
+    /// worker.
+    pub async fn accept(&self) -> io::Result<Connection> {
+        wait_below(
+            &self.counters.active,
+            &self.counters.freed,
+            self.max_per_worker,
+        )
+        .await;
+        if !matches!(self.mode, Mode::Dispatched(_)) {
+            // The acceptor enforces the total for dispatched modes.
+            wait_below(&self.totals.active, &self.totals.freed, self.max_total).await;
+        }
+        let (io, peer) = match &self.mode {
+            Mode::Direct(l) => l.accept().await?,
+            Mode::Dispatched(d) => self.take_dispatched(d).await?,
+            Mode::ReusePort { own, dispatch, .. } => tokio::select! {
+                r = own.accept() => r?,
+                r = self.take_dispatched(dispatch) => r?,
+            },
+        };
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        self.counters.active.fetch_add(1, Ordering::Relaxed);
+        self.totals.active.fetch_add(1, Ordering::Relaxed);
+        Ok(Connection {
+            io,
+            peer,
+            _guard: Guard {
+                counters: Arc::clone(&self.counters),
+                totals: Arc::clone(&self.totals),
+            },
+        })
+    }
+
+    async fn take_dispatched(&self, dispatch: &Dispatch) -> io::Result<(Io, Option<SocketAddr>)> {
+        loop {
+            let accepted = match dispatch.register(self.slot, &self.counters) {
+                Registered::Ready(a) => a,
+                Registered::Wait(rx) => {
+                    let mut waiter = ReturnOnDrop {
+                        rx: Some(rx),
+                        dispatch,
+                    };
+                    match waiter.recv().await {
+                        Some(a) => a,
+                        None => continue,
+                    }
+                }
+            };
+            let peer = accepted.peer;
+            match Io::from_std(accepted.stream) {
+                Ok(io) => return Ok((io, peer)),
+                // Out of fds here means out everywhere: back off, the
+                // connection is lost either way.
+                Err(e) => Backoff::default().on_error(e).await?,
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        match &self.mode {
+            Mode::Dispatched(d) => d.detach(self.slot),
+            Mode::ReusePort {
+                dispatch, socket, ..
+            } => {
+                dispatch.detach(self.slot);
+                socket.detach();
+            }
+            Mode::Direct(_) => {}
+        }
+    }
+}
+
+async fn wait_below(count: &AtomicUsize, freed: &Notify, limit: Option<usize>) {
+    let Some(limit) = limit else { return };
+    loop {
+        let notified = freed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if count.load(Ordering::Acquire) < limit {
+            return;
+        }
+        notified.await;
+    }
+}
+
+pub(crate) struct Guard {
+    counters: Arc<Counters>,
+    totals: Arc<Totals>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.counters.active.fetch_sub(1, Ordering::AcqRel);
+        self.counters.freed.notify_one();
+        self.totals.active.fetch_sub(1, Ordering::AcqRel);
+        self.totals.freed.notify_one();
+    }
+}
+
+/// An accepted connection, registered on the worker's runtime. Closing it
+/// (dropping it) frees its place under the connection limits.
+pub struct Connection {
+    io: Io,
+    peer: Option<SocketAddr>,
+    _guard: Guard,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("io", &self.io)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// The client's address (TCP only).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The TCP stream, to set options such as `TCP_NODELAY`.
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match &self.io {
+            Io::Tcp(s) => Some(s),
+            Io::Unix(_) => None,
+        }
+    }
+
+    /// The Unix-domain stream.
+    pub fn as_unix(&self) -> Option<&UnixStream> {
+        match &self.io {
+            Io::Unix(s) => Some(s),
+            Io::Tcp(_) => None,
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.get_mut().io {
+            Io::Tcp($s) => $e,
+            Io::Unix($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}

@@ -1,0 +1,367 @@
+//! What a worker asks to listen on, and how connections are shared.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::Error;
+
+/// The environment variable that overrides the balance mode, as Node reads
+/// `NODE_CLUSTER_SCHED_POLICY`.
+pub const BALANCE_ENV: &str = "CLUSTER_THREAD_BALANCE";
+
+/// How connections on a shared port are spread over the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Balance {
+    /// One acceptor hands each connection to the next worker under its limit
+    /// (Node's SCHED_RR). The default.
+    #[default]
+    RoundRobin,
+    /// The acceptor hands each connection to the worker with the fewest active ones.
+    LeastConnections,
+    /// Every worker accepts on a clone of one socket; the kernel chooses
+    /// (Node's SCHED_NONE).
+    Os,
+    /// Every worker has its own `SO_REUSEPORT` socket; the kernel hashes
+    /// connections over them. Linux only (elsewhere: `Os`, with a warning).
+    ReusePort,
+    /// A client address always reaches the same live slot.
+    Sticky,
+}
+
+impl Balance {
+    /// Every mode, in the order of the docs.
+    pub const ALL: [Balance; 5] = [
+        Balance::RoundRobin,
+        Balance::LeastConnections,
+        Balance::Os,
+        Balance::ReusePort,
+        Balance::Sticky,
+    ];
+
+    /// The mode's name, as the macro and `CLUSTER_THREAD_BALANCE` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConnections => "least-connections",
+            Balance::Os => "os",
+            Balance::ReusePort => "reuseport",
+            Balance::Sticky => "sticky",
+        }
+    }
+
+    /// The mode in `CLUSTER_THREAD_BALANCE`, if set.
+    pub fn from_env() -> Result<Option<Balance>, Error> {
+        match std::env::var(BALANCE_ENV) {
+            Ok(value) => value.parse().map(Some).map_err(|_| Error::BadEnv {
+                name: BALANCE_ENV,
+                value,
+                expected: "round-robin, least-connections, os, reuseport or sticky",
+            }),
+            Err(_) => Ok(None),
+        }
+    }
+
+    pub(crate) fn uses_acceptor(self) -> bool {
+        matches!(
+            self,
+            Balance::RoundRobin | Balance::LeastConnections | Balance::Sticky
+        )
+    }
+}
+
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of parsing a [`Balance`] name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownBalance;
+
+impl fmt::Display for UnknownBalance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected round-robin, least-connections, os, reuseport or sticky")
+    }
+}
+
+impl std::error::Error for UnknownBalance {}
+
+impl FromStr for Balance {
+    type Err = UnknownBalance;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Balance::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or(UnknownBalance)
+    }
+}
+
+/// Whether workers share one port or each has its own.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub enum Ports {
+    /// Every worker listens on the same address (connections shared).
+    #[default]
+    Shared,
+    /// The worker in slot *i* listens on port + *i*.
+    PerWorker,
+    /// The worker in slot *i* listens on the port this function gives.
+    PerWorkerWith(fn(slot: usize) -> u16),
+}
+
+/// What to listen on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Listen {
+    /// A TCP address; port 0 picks a random port, the same for every worker.
+    Tcp(SocketAddr),
+    /// A Unix-domain socket path (a stale socket file is replaced).
+    Unix(PathBuf),
+    /// The primary's open fd *n*, a listening socket (Node's `listen({fd})`).
+    Fd(RawFd),
+    /// A listener the worker uses directly, without the primary (Node's
+    /// `listen(handle)`).
+    Handle(std::net::TcpListener),
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+            Listen::Fd(fd) => write!(f, "fd {fd}"),
+            Listen::Handle(l) => match l.local_addr() {
+                Ok(a) => write!(f, "handle {a}"),
+                Err(_) => f.write_str("handle"),
+            },
+        }
+    }
+}
+
+impl Listen {
+    /// Parses `host:port`, `[v6]:port`, a bare port (all interfaces), or
+    /// `unix:/path`.
+    pub fn parse(spec: &str) -> Result<Listen, Error> {
+        let bad = |reason| Error::BadAddress {
+            spec: spec.to_owned(),
+            reason,
+        };
+        let s = spec.trim();
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad("a unix socket needs a path: unix:/run/app.sock"));
+            }
+            return Ok(Listen::Unix(PathBuf::from(path)));
+        }
+        if let Ok(port) = s.parse::<u16>() {
+            return Ok(Listen::Tcp(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                port,
+            )));
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Listen::Tcp(addr));
+        }
+        // `localhost:8000` and other names: the first address they resolve to.
+        if s.contains(':') {
+            if let Ok(mut addrs) = std::net::ToSocketAddrs::to_socket_addrs(s) {
+                if let Some(addr) = addrs.next() {
+                    return Ok(Listen::Tcp(addr));
+                }
+            }
+        }
+        Err(bad(
+            "expected host:port, [ipv6]:port, a port number, or unix:/path",
+        ))
+    }
+
+    /// Starts a [`ListenSpec`] with options.
+    pub fn with(self) -> ListenSpec {
+        ListenSpec::from(self)
+    }
+}
+
+/// A [`Listen`] target plus per-listener options that override the
+/// cluster's [`NetConfig`].
+#[derive(Debug)]
+pub struct ListenSpec {
+    pub(crate) target: Listen,
+    pub(crate) balance: Option<Balance>,
+    pub(crate) ports: Option<Ports>,
+    pub(crate) max_connections_per_worker: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+}
+
+impl From<Listen> for ListenSpec {
+    fn from(target: Listen) -> Self {
+        ListenSpec {
+            target,
+            balance: None,
+            ports: None,
+            max_connections_per_worker: None,
+            max_connections: None,
+        }
+    }
+}
+
+impl ListenSpec {
+    /// The balance mode for this listener.
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.balance = Some(balance);
+        self
+    }
+
+    /// Shared or per-worker ports for this listener.
+    pub fn ports(mut self, ports: Ports) -> Self {
+        self.ports = Some(ports);
+        self
+    }
+
+    /// At most this many open connections per worker on this listener.
+    pub fn max_connections_per_worker(mut self, n: usize) -> Self {
+        self.max_connections_per_worker = Some(n);
+        self
+    }
+
+    /// At most this many open connections on this listener, all workers together.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+}
+
+/// Anything `listen` takes: `"0.0.0.0:8000"`, a port, a `SocketAddr`, a
+/// [`Listen`] or a [`ListenSpec`].
+pub trait ToListen {
+    /// The spec, or why the text does not parse.
+    fn to_listen(self) -> Result<ListenSpec, Error>;
+}
+
+impl ToListen for ListenSpec {
+    fn to_listen(self) -> Result<ListenSpec, Error> {
+        Ok(self)
+    }
+}
+
+impl ToListen for Listen {
+    fn to_listen(self) -> Result<ListenSpec, Error> {
+        Ok(self.into())
+    }
+}
+
+impl ToListen for &str {
+    fn to_listen(self) -> Result<ListenSpec, Error> {
+        Listen::parse(self).map(Into::into)
+    }
+}
+
+impl ToListen for String {
+    fn to_listen(self) -> Result<ListenSpec, Error> {
+        self.as_str().to_listen()
+    }
+}
+
+impl ToListen for SocketAddr {
+    fn to_listen(self) -> Result<ListenSpec, Error> {
+        Ok(Listen::Tcp(self).into())
+    }
+}
+
+impl ToListen for u16 {
+    fn to_listen(self) -> Result<ListenSpec, Error> {
+        Ok(Listen::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self)).into())
+    }
+}
+
+/// The cluster-wide listening defaults, given to the cluster as state:
+/// `Cluster::builder().state(NetConfig::default().balance(Balance::Os))`.
+#[derive(Debug, Clone, Copy)]
+pub struct NetConfig {
+    pub(crate) balance: Balance,
+    pub(crate) ports: Ports,
+    pub(crate) max_connections_per_worker: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) backlog: i32,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            balance: Balance::RoundRobin,
+            ports: Ports::Shared,
+            max_connections_per_worker: None,
+            max_connections: None,
+            backlog: 1024,
+        }
+    }
+}
+
+impl NetConfig {
+    /// The balance mode of shared ports (default round-robin;
+    /// `CLUSTER_THREAD_BALANCE` overrides it).
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.balance = balance;
+        self
+    }
+
+    /// Shared (default) or per-worker ports.
+    pub fn ports(mut self, ports: Ports) -> Self {
+        self.ports = ports;
+        self
+    }
+
+    /// At most this many open connections per worker and listener (Node's
+    /// `server.maxConnections`); more wait in the kernel's backlog.
+    pub fn max_connections_per_worker(mut self, n: usize) -> Self {
+        self.max_connections_per_worker = Some(n);
+        self
+    }
+
+    /// At most this many open connections per listener, all workers together.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// The listen backlog (default 1024).
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        assert!(matches!(Listen::parse("127.0.0.1:8000"), Ok(Listen::Tcp(a)) if a.port() == 8000));
+        assert!(
+            matches!(Listen::parse("8000"), Ok(Listen::Tcp(a)) if a == "0.0.0.0:8000".parse().unwrap())
+        );
+        assert!(matches!(Listen::parse("[::1]:0"), Ok(Listen::Tcp(a)) if a.is_ipv6()));
+        assert!(
+            matches!(Listen::parse("unix:/tmp/x.sock"), Ok(Listen::Unix(p)) if p == std::path::Path::new("/tmp/x.sock"))
+        );
+        let err = Listen::parse("nonsense").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid listen address \"nonsense\": expected host:port, [ipv6]:port, a port number, or unix:/path"
+        );
+    }
+
+    #[test]
+    fn balance_names_round_trip() {
+        for b in Balance::ALL {
+            assert_eq!(b.name().parse::<Balance>(), Ok(b));
+        }
+        assert!("random".parse::<Balance>().is_err());
+    }
+}

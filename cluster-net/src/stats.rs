@@ -1,0 +1,39 @@
+use std::sync::atomic::Ordering;
+
+use cluster_core::{Address, Cluster};
+
+use crate::registry::Registry;
+
+/// One worker's connection counts on one listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerStats {
+    /// The listener's address.
+    pub address: Address,
+    /// The worker's id.
+    pub worker: u64,
+    /// The worker's slot.
+    pub slot: usize,
+    /// Connections accepted so far.
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: usize,
+}
+
+/// The connection counts of every live worker's listeners, read by the primary.
+pub fn stats(cluster: &Cluster) -> Vec<ListenerStats> {
+    let mut all: Vec<_> = cluster
+        .extension::<Registry>()
+        .stats()
+        .into_iter()
+        .map(|(address, c)| ListenerStats {
+            address,
+            worker: c.id,
+            slot: c.slot,
+            accepted: c.accepted.load(Ordering::Relaxed),
+            active: c.active.load(Ordering::Relaxed),
+        })
+        .collect();
+    all.sort_by_key(|s| (s.address.to_string(), s.slot, s.worker));
+    all
+}

@@ -1,0 +1,169 @@
+//! A tiny server for the tests: every connection gets `<worker id>\n`; the
+//! workers whose slot is in `hold` keep their connections open until the
+//! client closes them, the others close at once.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_core::{Address, Cluster, ClusterEvent, Events, Worker};
+use cluster_net::{stats, Listen, ListenSpec, NetConfig, WorkerExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// What each worker listens on.
+pub type SpecFn = Arc<dyn Fn(&Worker) -> ListenSpec + Send + Sync>;
+
+pub fn spec(s: &'static str) -> SpecFn {
+    Arc::new(move |_| Listen::parse(s).unwrap().with())
+}
+
+pub struct Server {
+    pub cluster: Cluster,
+    pub events: Events,
+    pub addr: SocketAddr,
+}
+
+pub async fn serve(workers: usize, net: NetConfig, spec: SpecFn, hold: &'static [usize]) -> Server {
+    let cluster = Cluster::builder()
+        .workers(workers)
+        .signals(false)
+        .state(net)
+        .build(move |w| {
+            let spec = spec.clone();
+            async move { serve_worker(w, spec, hold).await }
+        })
+        .unwrap();
+    let mut events = cluster.events();
+    cluster.start().unwrap();
+    let mut addr = None;
+    let mut listening = 0;
+    while listening < workers {
+        let a = until(&mut events, |e| match e {
+            ClusterEvent::Listening {
+                address: Address::Tcp(a),
+                ..
+            } => Some(*a),
+            _ => None,
+        })
+        .await;
+        addr.get_or_insert(a);
+        listening += 1;
+    }
+    Server {
+        cluster,
+        events,
+        addr: addr.unwrap(),
+    }
+}
+
+/// The worker's loop. A `"die"` message makes it stop accepting, let its
+/// connections finish, then panic (as `on_panic = "restart"` does).
+pub async fn serve_worker(
+    w: Worker,
+    spec: SpecFn,
+    hold: &'static [usize],
+) -> Result<(), cluster_net::Error> {
+    let listener = w.listen((spec)(&w)).await?;
+    let id = w.id();
+    let keep = hold.contains(&w.slot());
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let mut conn = conn.expect("accept");
+                tokio::task::spawn_local(async move {
+                    let _ = conn.write_all(format!("{id}\n").as_bytes()).await;
+                    if keep {
+                        let mut sink = [0u8; 16];
+                        let _ = conn.read(&mut sink).await;
+                    }
+                });
+            }
+            m = w.recv() => {
+                if m.downcast_ref::<&str>() == Some(&"die") {
+                    drop(listener);
+                    // Let the connection tasks finish their writes.
+                    for _ in 0..100 {
+                        tokio::task::yield_now().await;
+                    }
+                    panic!("worker {id} told to die");
+                }
+            }
+            () = w.disconnected() => return Ok(()),
+        }
+    }
+}
+
+pub async fn until<T>(events: &mut Events, mut f: impl FnMut(&ClusterEvent) -> Option<T>) -> T {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let e = events.recv().await.expect("event stream ended");
+            if let Some(t) = f(&e) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("deadline passed waiting for an event")
+}
+
+/// Connects, reads the greeting, and returns the worker id and the stream.
+pub async fn hello(addr: SocketAddr) -> std::io::Result<(u64, BufReader<TcpStream>)> {
+    hello_from(addr, None).await
+}
+
+pub async fn hello_from(
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+) -> std::io::Result<(u64, BufReader<TcpStream>)> {
+    let stream = match local {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    tokio::time::timeout(DEADLINE, reader.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::other("no greeting before the deadline"))??;
+    let id = line
+        .trim()
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("bad greeting {line:?}")))?;
+    Ok((id, reader))
+}
+
+/// Reads until the server closes the connection.
+pub async fn until_closed(mut s: BufReader<TcpStream>) {
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut rest)).await;
+}
+
+/// Polls `f` until it holds, with the deadline.
+pub async fn eventually(mut f: impl FnMut() -> bool, what: &str) {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "deadline passed waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Active connections per slot, from the primary's counters.
+pub fn active_by_slot(cluster: &Cluster) -> Vec<usize> {
+    let mut by_slot = vec![0; cluster.size()];
+    for s in stats(cluster) {
+        if s.slot < by_slot.len() {
+            by_slot[s.slot] += s.active;
+        }
+    }
+    by_slot
+}
