@@ -10,7 +10,7 @@ use tokio::task::LocalSet;
 use crate::config::{Config, ShutdownFuture, StateMap, WorkerFn};
 use crate::supervisor::{supervise, Inner, SlotStatus};
 use crate::worker::Notice;
-use crate::{ClusterBuilder, Error, Events, Message, Phase, TaskResult, WorkerHandle};
+use crate::{ClusterBuilder, ClusterInfo, Error, Events, Message, Phase, TaskResult, WorkerHandle};
 
 /// The primary's handle on a cluster of worker threads: Node's `cluster` in the primary.
 ///
@@ -271,6 +271,11 @@ impl Cluster {
             .iter()
             .filter(|w| w.send_message(message.clone()).is_ok())
             .count()
+    }
+
+    /// The cluster as a whole: phase, workers alive, restarts.
+    pub fn info(&self) -> ClusterInfo {
+        self.inner.link.info()
     }
 
     /// The current phase.

@@ -55,4 +55,4 @@ pub use events::Events;
 pub use handle::WorkerHandle;
 pub use message::Message;
 pub use restart::RestartPolicy;
-pub use worker::{is_primary, is_worker, worker, Worker};
+pub use worker::{is_primary, is_worker, worker, ClusterInfo, Worker};

@@ -68,6 +68,7 @@ impl Inner {
         notices: mpsc::UnboundedSender<Notice>,
         state: Arc<StateMap>,
     ) -> Inner {
+        let phase = watch::Sender::new(Phase::Starting);
         Inner {
             config,
             body,
@@ -80,12 +81,15 @@ impl Inner {
                 start_error: None,
             }),
             events: EventHub::default(),
-            phase: watch::Sender::new(Phase::Starting),
             link: Arc::new(Link {
                 notices,
                 state,
                 extensions: Default::default(),
+                phase: phase.subscribe(),
+                alive: Default::default(),
+                restarts: Default::default(),
             }),
+            phase,
             runtime: std::sync::OnceLock::new(),
             reload_lock: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
@@ -167,6 +171,7 @@ impl Inner {
             started: std::time::Instant::now(),
             replaces,
             fork_data: st.slots[slot].fork_data.clone(),
+            restarts: st.slots[slot].history.total,
             thread_id: Default::default(),
             life: watch::Sender::new(Life::Starting),
             ready: watch::Sender::new(false),
@@ -202,6 +207,7 @@ impl Inner {
                 source,
             });
         }
+        self.link.alive.fetch_add(1, Ordering::Relaxed);
         Ok(handle)
     }
 
@@ -405,6 +411,7 @@ impl Inner {
         let Some(core) = st.workers.remove(&id) else {
             return; // already declared unresponsive
         };
+        self.link.alive.fetch_sub(1, Ordering::Relaxed);
         let _ = core.exit.set(reason.clone());
         self.emit_disconnect(&core);
         core.life.send_replace(Life::Dead);
@@ -433,7 +440,11 @@ impl Inner {
                     slot.current = restored;
                 } else if !core.is_retiring() && !stopping && self.config.restart.restarts(&reason)
                 {
-                    match self.config.backoff.next(&mut slot.history, core.uptime()) {
+                    let next = self.config.backoff.next(&mut slot.history, core.uptime());
+                    if matches!(next, Next::Restart(_)) {
+                        self.link.restarts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    match next {
                         Next::Restart(delay) if delay.is_zero() => {
                             if let Err(e) = self.fork_slot(&mut st, slot_no, None) {
                                 tracing::error!(slot = slot_no, error = %e, "restart failed");

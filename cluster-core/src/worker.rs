@@ -5,7 +5,7 @@ use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::StateMap;
-use crate::{Address, Error, ExitReason, Message};
+use crate::{Address, Error, ExitReason, Message, Phase};
 
 thread_local! {
     static CURRENT: RefCell<Option<Worker>> = const { RefCell::new(None) };
@@ -70,9 +70,33 @@ pub(crate) struct Link {
     pub(crate) notices: mpsc::UnboundedSender<Notice>,
     pub(crate) state: Arc<StateMap>,
     pub(crate) extensions: Extensions,
+    pub(crate) phase: watch::Receiver<Phase>,
+    pub(crate) alive: AtomicUsize,
+    pub(crate) restarts: AtomicU64,
+}
+
+/// A snapshot of the cluster as a whole, readable from any worker (for
+/// health checks and metrics) and from the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterInfo {
+    /// The cluster's phase.
+    pub phase: Phase,
+    /// Workers alive now.
+    pub workers: usize,
+    /// Restarts made by the restart policy since the start.
+    pub restarts: u64,
 }
 
 impl Link {
+    pub(crate) fn info(&self) -> ClusterInfo {
+        ClusterInfo {
+            phase: *self.phase.borrow(),
+            workers: self.alive.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+        }
+    }
+
     pub(crate) fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
         let mut map = self
             .extensions
@@ -104,6 +128,8 @@ pub(crate) struct WorkerCore {
     /// The worker this one replaces in a reload, restored if this one fails to start.
     pub(crate) replaces: Option<u64>,
     pub(crate) fork_data: Option<Message>,
+    /// Restarts of this worker's slot before it.
+    pub(crate) restarts: u32,
     pub(crate) thread_id: OnceLock<ThreadId>,
     pub(crate) life: watch::Sender<Life>,
     /// Listening or ready was reported.
@@ -197,6 +223,16 @@ impl Worker {
     /// predecessor's slot (PM2's `NODE_APP_INSTANCE`).
     pub fn slot(&self) -> usize {
         self.core.slot
+    }
+
+    /// How many times this worker's slot was restarted before this worker.
+    pub fn restarts(&self) -> u32 {
+        self.core.restarts
+    }
+
+    /// The cluster as a whole: phase, workers alive, restarts.
+    pub fn cluster_info(&self) -> ClusterInfo {
+        self.core.link.info()
     }
 
     /// The name of the worker's thread, `<prefix>-<slot>`.
