@@ -5,7 +5,7 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cluster_core::{Cluster, ClusterBuilder, RestartPolicy, TaskResult, Worker, Workers};
+use cluster_core::{Cluster, ClusterBuilder, Error, RestartPolicy, TaskResult, Worker, Workers};
 
 pub use cluster_core::{Cluster as __Cluster, Worker as __Worker};
 
@@ -39,7 +39,49 @@ impl Default for Args {
     }
 }
 
+/// The environment variable that overrides `balance` (one of [`BALANCES`]),
+/// as Node reads `NODE_CLUSTER_SCHED_POLICY`.
+pub const BALANCE_ENV: &str = "CLUSTER_THREAD_BALANCE";
+
+/// The values of `balance`.
+pub const BALANCES: [&str; 5] = [
+    "round-robin",
+    "least-connections",
+    "os",
+    "reuseport",
+    "sticky",
+];
+
 impl Args {
+    /// These arguments with the environment's overrides applied:
+    /// `CLUSTER_THREAD_BALANCE` replaces `balance`. (`CLUSTER_THREAD_WORKERS`
+    /// is applied by the builder.) An invalid value is an error naming the
+    /// variable.
+    pub fn with_env(self) -> Result<Args, Error> {
+        let value = std::env::var_os(BALANCE_ENV).map(|v| {
+            v.into_string()
+                .unwrap_or_else(|v| v.to_string_lossy().into_owned())
+        });
+        self.with_balance_env(value.as_deref())
+    }
+
+    /// As [`with_env`](Self::with_env), with the value of
+    /// `CLUSTER_THREAD_BALANCE` given (`None`: unset).
+    pub fn with_balance_env(mut self, value: Option<&str>) -> Result<Args, Error> {
+        if let Some(value) = value {
+            let wanted = value.trim();
+            self.balance = BALANCES
+                .iter()
+                .find(|b| b.eq_ignore_ascii_case(wanted))
+                .ok_or_else(|| Error::BadEnv {
+                    name: BALANCE_ENV,
+                    value: value.to_owned(),
+                    expected: "one of \"round-robin\", \"least-connections\", \"os\", \"reuseport\" or \"sticky\"",
+                })?;
+        }
+        Ok(self)
+    }
+
     /// The cluster builder these arguments describe.
     pub fn builder(&self) -> ClusterBuilder {
         let restart = match self.restart {
@@ -55,6 +97,39 @@ impl Args {
     }
 }
 
+/// What a `#[cluster_thread::main]` function (or its `primary`) may return:
+/// [`TaskResult`]'s types, with an error message that speaks of the macro.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid return type for a `#[cluster_thread::main]` function or its `primary`",
+    label = "expected `()` or `Result<(), E>` where `E: Display`",
+    note = "return `()`, or `Result<(), E>` with `E: Display` (such as `anyhow::Result<()>` or `std::io::Result<()>`)"
+)]
+pub trait MainOutput {
+    /// `Ok` or the error's text, as [`TaskResult::into_result`].
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl MainOutput for () {
+    fn into_result(self) -> Result<(), String> {
+        TaskResult::into_result(self)
+    }
+}
+
+impl<E: std::fmt::Display> MainOutput for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        TaskResult::into_result(self)
+    }
+}
+
+/// The future of the user's function, checked to return a [`MainOutput`].
+pub async fn output<Fut>(fut: Fut) -> Result<(), String>
+where
+    Fut: Future,
+    Fut::Output: MainOutput,
+{
+    fut.await.into_result()
+}
+
 /// `fn main` of a program using the macro without `primary = ...`.
 pub fn run<F, Fut>(args: Args, worker: F) -> ExitCode
 where
@@ -62,7 +137,10 @@ where
     Fut: Future + 'static,
     Fut::Output: TaskResult,
 {
-    exit(args.builder().run(worker))
+    match args.with_env() {
+        Ok(args) => exit(args.builder().run(worker)),
+        Err(e) => exit(Err(e)),
+    }
 }
 
 /// `fn main` of a program using the macro with `primary = path`.
@@ -75,16 +153,56 @@ where
     PFut: Future + 'static,
     PFut::Output: TaskResult,
 {
-    exit(args.builder().run_with_primary(worker, primary))
+    match args.with_env() {
+        Ok(args) => exit(args.builder().run_with_primary(worker, primary)),
+        Err(e) => exit(Err(e)),
+    }
 }
 
 #[allow(clippy::print_stderr)] // the program's own `main` reports its fatal error
-fn exit(result: Result<(), cluster_core::Error>) -> ExitCode {
+fn exit(result: Result<(), Error>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_env_overrides_the_argument() {
+        for value in BALANCES {
+            let args = Args::default().with_balance_env(Some(value));
+            assert_eq!(args.map(|a| a.balance).ok(), Some(value));
+        }
+        let args = Args::default().with_balance_env(Some(" Sticky\n"));
+        assert_eq!(args.map(|a| a.balance).ok(), Some("sticky"));
+        let args = Args {
+            balance: "os",
+            ..Args::default()
+        };
+        assert_eq!(
+            args.with_balance_env(None).map(|a| a.balance).ok(),
+            Some("os")
+        );
+    }
+
+    #[test]
+    fn bad_balance_env_names_the_variable() {
+        for bad in ["", "random", "round_robin"] {
+            match Args::default().with_balance_env(Some(bad)) {
+                Ok(args) => panic!("{bad:?} accepted as {}", args.balance),
+                Err(e) => {
+                    let text = e.to_string();
+                    assert!(text.contains("CLUSTER_THREAD_BALANCE"), "{text}");
+                    assert!(text.contains("\"least-connections\""), "{text}");
+                }
+            }
         }
     }
 }

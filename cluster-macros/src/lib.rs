@@ -1,12 +1,149 @@
-//! `#[cluster_thread::main]`. Work in progress.
+//! The `#[cluster_thread::main(...)]` attribute macro. Use it through the
+//! facade crate `cluster_thread` (feature `macros`, on by default), which
+//! re-exports it as `cluster_thread::main`.
+//!
+//! # What it does
+//!
+//! The attribute goes on an `async fn` and turns it into a program that runs
+//! a cluster: the primary on the main thread, and the function's body once in
+//! each worker thread.
+//!
+//! ```no_run
+//! #[cluster_thread::main(workers = 4, restart = "on-failure")]
+//! async fn main(worker: cluster_thread::Worker) -> Result<(), std::io::Error> {
+//!     println!("worker {} in slot {} is up", worker.id(), worker.slot());
+//!     worker.disconnected().await; // until the primary says stop
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # The expansion
+//!
+//! The function is replaced by a *synchronous* function of the same name,
+//! visibility and attributes, with no parameter, returning
+//! `std::process::ExitCode`. Its body:
+//!
+//! 1. holds the user's `async fn`, unchanged but renamed
+//!    `__cluster_thread_main`, as an inner item, so its body is compiled
+//!    exactly as written;
+//! 2. builds `cluster_thread::__private::Args` from the attribute's arguments
+//!    (all checked at compile time);
+//! 3. calls `cluster_thread::__private::run(args, |worker| output(__cluster_thread_main(worker)))`,
+//!    or, with `primary = path`,
+//!    `run_with_primary(args, |worker| ..., |cluster| output(path(cluster)))`,
+//!    where `__private::output` checks that the future's output is `()` or
+//!    `Result<(), E: Display>` (a wrong return type is reported at the return
+//!    type, or at the `primary` path, with what is accepted).
+//!
+//! `run` applies the environment overrides (`CLUSTER_THREAD_WORKERS`,
+//! `CLUSTER_THREAD_BALANCE`), builds the cluster, runs the primary on the
+//! calling thread until the cluster stops, and returns `ExitCode::SUCCESS`,
+//! or prints `error: ...` to stderr and returns `ExitCode::FAILURE` (a bad
+//! setting, slots that kept crashing, a failed primary function).
+//!
+//! The closure is called in each worker thread, inside that worker's own
+//! tokio current-thread runtime, so the future of the body is created there
+//! and need not be `Send`: `Rc`, `RefCell` and `tokio::task::spawn_local`
+//! work. It runs once per worker, and again in each restarted worker.
+//!
+//! # Accepted functions
+//!
+//! - `async fn main(worker: Worker)`: one parameter, the worker (any pattern;
+//!   its type must be `cluster_thread::Worker`, written as you like), or
+//!   `async fn main()`, which can still reach its worker with
+//!   `cluster_thread::worker()`;
+//! - returning `()` or `Result<(), E>` where `E: Display` (such as
+//!   `anyhow::Result<()>` or `std::io::Result<()>`): an error ends that worker,
+//!   and its text is the worker's exit reason;
+//! - not `const`, `unsafe` or `extern`, no generics or `where` clause, no
+//!   `self`.
+//!
+//! **Names.** The function may have any name: the generated function keeps
+//! it. Named `main` (the normal use) at the crate root, it is the program's
+//! entry point. Under another name it is an ordinary
+//! `fn name() -> ExitCode` that runs the whole cluster when called, which is
+//! handy in tests or to decide at run time whether to start the cluster. Call
+//! it from synchronous code: it blocks, and starts its own runtimes (inside an
+//! async runtime it would panic, as any nested `block_on`).
+//!
+//! # Arguments
+//!
+//! All optional, written `key = value` and separated by commas.
+//!
+//! | argument | values | default |
+//! |---|---|---|
+//! | `workers` | `"auto"` (available parallelism) or an integer ≥ 1 (`4` or `"4"`) | `"auto"` |
+//! | `port` | `"shared"` (all workers, one port) or `"per-worker"` (port + slot) | `"shared"` |
+//! | `balance` | `"round-robin"`, `"least-connections"`, `"os"`, `"reuseport"`, `"sticky"` | `"round-robin"` |
+//! | `restart` | `"never"`, `"on-failure"`, `"always"` | `"on-failure"` |
+//! | `shutdown_timeout` | a duration: integer amounts with units `ms`, `s`, `m`, `h`, such as `"30s"`, `"500ms"`, `"2m"`, `"1m30s"`; not zero | `"30s"` |
+//! | `on_panic` | what a panic in a connection task does: `"ignore"` or `"restart"` | `"restart"` |
+//! | `primary` | a path to an `async fn(cluster_thread::Cluster)` returning `()` or `Result<(), E: Display>`, run on the primary with the cluster handle (bare, `primary = watch`, or in a string, `primary = "watch"`) | none |
+//! | `crate` | the path of the facade, in a string, for users who renamed it (`crate = "ct"`) or re-export it, as `#[tokio::main(crate = "...")]`; the expansion uses `<crate>::__private` | `"cluster_thread"` |
+//!
+//! At run time `CLUSTER_THREAD_WORKERS` (`auto` or an integer ≥ 1) overrides
+//! `workers`, and `CLUSTER_THREAD_BALANCE` (one of the five balance values)
+//! overrides `balance`; an invalid value stops the program at start with an
+//! error naming the variable.
+//!
+//! # Errors
+//!
+//! Every mistake is a compile error at the offending token that says what is
+//! accepted: an unknown or duplicate argument, a wrong value, `workers = 0`, a
+//! function that is not `async`, is generic, takes more than one parameter or
+//! `self`. All of them are reported at once, and the function is still emitted
+//! beside the errors so that the editor keeps understanding its body.
+
+mod args;
+mod expand;
+
 use proc_macro::TokenStream;
 
-/// Placeholder until the macro issue lands: refuses to expand.
+/// Runs an `async fn` as a cluster: the primary on the main thread, the body
+/// once in each worker thread.
+///
+/// ```no_run
+/// use cluster_thread::{Cluster, ClusterEvent, Worker};
+///
+/// #[cluster_thread::main(workers = 2, restart = "always", primary = watch)]
+/// async fn main(worker: Worker) {
+///     println!("worker {} ready", worker.id());
+///     worker.disconnected().await;
+/// }
+///
+/// async fn watch(cluster: Cluster) {
+///     let mut events = cluster.events();
+///     while let Some(event) = events.recv().await {
+///         if let ClusterEvent::Exit { .. } = event {
+///             println!("a worker exited");
+///         }
+///     }
+/// }
+/// ```
+///
+/// The function becomes a synchronous `fn main() -> std::process::ExitCode`
+/// (the same name, visibility and attributes) that keeps the `async fn` as an
+/// inner item and calls `cluster_thread::__private::run` (or
+/// `run_with_primary`) with the checked arguments and a closure calling it:
+/// the future is created inside each worker thread, so it need not be `Send`.
+///
+/// | argument | values | default |
+/// |---|---|---|
+/// | `workers` | `"auto"` or an integer ≥ 1 (`4` or `"4"`) | `"auto"` |
+/// | `port` | `"shared"` or `"per-worker"` | `"shared"` |
+/// | `balance` | `"round-robin"`, `"least-connections"`, `"os"`, `"reuseport"`, `"sticky"` | `"round-robin"` |
+/// | `restart` | `"never"`, `"on-failure"`, `"always"` | `"on-failure"` |
+/// | `shutdown_timeout` | a duration with units `ms`, `s`, `m`, `h`, such as `"30s"` or `"1m30s"` | `"30s"` |
+/// | `on_panic` | `"ignore"` or `"restart"` | `"restart"` |
+/// | `primary` | path to an `async fn(Cluster)` returning `()` or `Result<(), E: Display>` | none |
+/// | `crate` | path of the facade, in a string | `"cluster_thread"` |
+///
+/// The function may take the worker (`async fn main(worker: Worker)`) or
+/// nothing (`async fn main()`, then `cluster_thread::worker()`), and return
+/// `()` or `Result<(), E: Display>`. It may have any name: the generated
+/// synchronous function keeps it; only `main` is the program's entry point.
+/// See the crate documentation of `cluster-macros` for the details.
 #[proc_macro_attribute]
-pub fn main(_args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut out: TokenStream = "compile_error!(\"#[cluster_thread::main] is not implemented yet\");"
-        .parse()
-        .unwrap_or_default();
-    out.extend(item);
-    out
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(args.into(), item.into()).into()
 }

@@ -1,0 +1,728 @@
+//! The attribute's arguments: `#[cluster_thread::main(key = value, ...)]`.
+//!
+//! Every argument is checked here, at compile time; a wrong one is an error
+//! at its own span that says what is accepted. All errors are collected, so
+//! one build reports every wrong argument.
+
+use proc_macro2::TokenStream;
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
+
+/// The keys the attribute takes, in the order the docs list them.
+pub(crate) const KEYS: [&str; 8] = [
+    "workers",
+    "port",
+    "balance",
+    "restart",
+    "shutdown_timeout",
+    "on_panic",
+    "primary",
+    "crate",
+];
+
+/// Values of `port`.
+pub(crate) const PORTS: [&str; 2] = ["shared", "per-worker"];
+/// Values of `balance`.
+pub(crate) const BALANCES: [&str; 5] = [
+    "round-robin",
+    "least-connections",
+    "os",
+    "reuseport",
+    "sticky",
+];
+/// Values of `restart`.
+pub(crate) const RESTARTS: [&str; 3] = ["never", "on-failure", "always"];
+/// Values of `on_panic`.
+pub(crate) const ON_PANICS: [&str; 2] = ["ignore", "restart"];
+
+/// The arguments, checked. Strings are the exact accepted values.
+#[derive(Debug, Clone)]
+pub(crate) struct Args {
+    /// `None` for `"auto"`.
+    pub(crate) workers: Option<usize>,
+    pub(crate) port: &'static str,
+    pub(crate) balance: &'static str,
+    pub(crate) restart: &'static str,
+    pub(crate) shutdown_timeout_ms: u64,
+    pub(crate) on_panic: &'static str,
+    /// The function run on the primary, if any.
+    pub(crate) primary: Option<Path>,
+    /// The path of the facade crate, if not the default `::cluster_thread`.
+    pub(crate) krate: Option<Path>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            workers: None,
+            port: PORTS[0],
+            balance: BALANCES[0],
+            restart: "on-failure",
+            shutdown_timeout_ms: 30_000,
+            on_panic: "restart",
+            primary: None,
+            krate: None,
+        }
+    }
+}
+
+impl Args {
+    /// Parses the attribute's arguments. Returns them with every wrong one
+    /// left at its default, and the errors if any, so that the caller can
+    /// still expand to something close to the real output.
+    pub(crate) fn parse(tokens: TokenStream) -> (Args, Option<syn::Error>) {
+        let entries = match Parser::parse2(parse_entries, tokens) {
+            Ok(entries) => entries,
+            Err(e) => return (Args::default(), Some(e)),
+        };
+        let mut args = Args::default();
+        let mut errors: Option<syn::Error> = None;
+        let mut push = |e: syn::Error| match &mut errors {
+            Some(all) => all.combine(e),
+            None => errors = Some(e),
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for (key, value) in entries {
+            let name = key.unraw().to_string();
+            if !KEYS.contains(&name.as_str()) {
+                push(unknown_key(&key, &name));
+                continue;
+            }
+            if seen.contains(&name) {
+                push(syn::Error::new(
+                    key.span(),
+                    format!("duplicate argument `{name}`: each argument may be given once"),
+                ));
+                continue;
+            }
+            seen.push(name.clone());
+            let result = match name.as_str() {
+                "workers" => workers(&value).map(|w| args.workers = w),
+                "port" => choice(&name, &value, &PORTS).map(|v| args.port = v),
+                "balance" => choice(&name, &value, &BALANCES).map(|v| args.balance = v),
+                "restart" => choice(&name, &value, &RESTARTS).map(|v| args.restart = v),
+                "shutdown_timeout" => {
+                    shutdown_timeout(&value).map(|ms| args.shutdown_timeout_ms = ms)
+                }
+                "on_panic" => choice(&name, &value, &ON_PANICS).map(|v| args.on_panic = v),
+                "primary" => primary(&value).map(|p| args.primary = Some(p)),
+                _ => krate(&value).map(|p| args.krate = Some(p)),
+            };
+            if let Err(e) = result {
+                push(e);
+            }
+        }
+        (args, errors)
+    }
+}
+
+/// `key = value, ...`, with an optional trailing comma.
+fn parse_entries(input: ParseStream<'_>) -> syn::Result<Vec<(Ident, Expr)>> {
+    let mut entries = Vec::new();
+    while !input.is_empty() {
+        let key = if input.peek(Ident::peek_any) {
+            input.call(Ident::parse_any)?
+        } else {
+            return Err(input.error(format!(
+                "expected an argument `key = value`; the keys are {}",
+                list(&KEYS, "`")
+            )));
+        };
+        if !input.peek(Token![=]) {
+            let name = key.unraw().to_string();
+            let msg = if KEYS.contains(&name.as_str()) {
+                format!("expected `{name} = ...`: the argument `{name}` needs a value")
+            } else {
+                format!(
+                    "expected `key = value` arguments; the keys are {}",
+                    list(&KEYS, "`")
+                )
+            };
+            return Err(syn::Error::new(key.span(), msg));
+        }
+        input.parse::<Token![=]>()?;
+        let value: Expr = input.parse()?;
+        entries.push((key, value));
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(entries)
+}
+
+fn unknown_key(key: &Ident, name: &str) -> syn::Error {
+    let squash = |s: &str| {
+        s.to_ascii_lowercase()
+            .replace(['_', '-'], "")
+            .trim_end_matches('s')
+            .to_owned()
+    };
+    let hint = KEYS
+        .iter()
+        .find(|k| squash(k) == squash(name))
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    syn::Error::new(
+        key.span(),
+        format!(
+            "unknown argument `{name}`{hint}; expected one of {}",
+            list(&KEYS, "`")
+        ),
+    )
+}
+
+/// `a`, `b` and `c`, each wrapped in `quote`.
+fn list(items: &[&str], quote: &str) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{quote}{i}{quote}")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// Lower case, `_` and ` ` as `-`: to suggest the accepted spelling.
+fn normalize(s: &str) -> String {
+    s.trim()
+        .to_ascii_lowercase()
+        .replace(['_', ' '], "-")
+        .replace("roundrobin", "round-robin")
+}
+
+/// The expression without the invisible groups of `macro_rules!` fragments.
+fn ungroup(mut value: &Expr) -> &Expr {
+    while let Expr::Group(g) = value {
+        value = &g.expr;
+    }
+    value
+}
+
+fn lit(value: &Expr) -> Option<&Lit> {
+    match ungroup(value) {
+        Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+        _ => None,
+    }
+}
+
+/// The text of a bare identifier, such as `shared` in `port = shared`.
+fn bare_ident(value: &Expr) -> Option<String> {
+    match ungroup(value) {
+        Expr::Path(p) if p.qself.is_none() => p.path.get_ident().map(|i| i.unraw().to_string()),
+        _ => None,
+    }
+}
+
+/// One of a fixed set of strings.
+fn choice(name: &str, value: &Expr, accepted: &[&'static str]) -> syn::Result<&'static str> {
+    let expected = if accepted.len() > 2 {
+        format!("one of {}", list(accepted, "\""))
+    } else {
+        list(accepted, "\"")
+    };
+    let found = match lit(value) {
+        Some(Lit::Str(s)) => {
+            let text = s.value();
+            if let Some(v) = accepted.iter().find(|a| **a == text) {
+                return Ok(v);
+            }
+            let hint = accepted
+                .iter()
+                .find(|a| normalize(a) == normalize(&text))
+                .map(|a| format!(" (did you mean \"{a}\"?)"))
+                .unwrap_or_default();
+            return Err(syn::Error::new(
+                s.span(),
+                format!("invalid `{name}` value \"{text}\"{hint}: expected {expected}"),
+            ));
+        }
+        _ => bare_ident(value),
+    };
+    let hint = found
+        .filter(|f| accepted.contains(&f.as_str()))
+        .map(|f| format!(" (write it as a string: `{name} = \"{f}\"`)"))
+        .unwrap_or_default();
+    Err(syn::Error::new(
+        value.span(),
+        format!("invalid `{name}` value{hint}: expected a string, {expected}"),
+    ))
+}
+
+const WORKERS_EXPECTED: &str = "expected \"auto\" or an integer >= 1, such as `workers = 4`";
+
+/// `"auto"` (None), an integer >= 1, or a string holding one.
+fn workers(value: &Expr) -> syn::Result<Option<usize>> {
+    let (digits, span) = match lit(value) {
+        Some(Lit::Int(i)) => {
+            if !i.suffix().is_empty() && i.suffix() != "usize" {
+                return Err(syn::Error::new(
+                    i.span(),
+                    format!("invalid `workers` value: {WORKERS_EXPECTED}, without a suffix"),
+                ));
+            }
+            (i.base10_digits().to_owned(), i.span())
+        }
+        Some(Lit::Str(s)) if s.value() == "auto" => return Ok(None),
+        Some(Lit::Str(s)) => (s.value(), s.span()),
+        _ => {
+            let hint = if bare_ident(value).as_deref() == Some("auto") {
+                " (write it as a string: `workers = \"auto\"`)"
+            } else {
+                ""
+            };
+            return Err(syn::Error::new(
+                value.span(),
+                format!("invalid `workers` value{hint}: {WORKERS_EXPECTED}"),
+            ));
+        }
+    };
+    let shown = format!("{digits:?}");
+    match digits.parse::<usize>() {
+        Ok(0) => Err(syn::Error::new(
+            span,
+            "invalid `workers = 0`: a cluster needs at least one worker; \
+             expected \"auto\" or an integer >= 1",
+        )),
+        Ok(n) if digits.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
+        _ => Err(syn::Error::new(
+            span,
+            format!("invalid `workers` value {shown}: {WORKERS_EXPECTED}"),
+        )),
+    }
+}
+
+const DURATION_EXPECTED: &str = "expected a duration string made of integer amounts with the \
+     units ms, s, m or h, such as \"30s\", \"500ms\", \"2m\" or \"1m30s\"";
+
+fn shutdown_timeout(value: &Expr) -> syn::Result<u64> {
+    match lit(value) {
+        Some(Lit::Str(s)) => parse_duration_ms(&s.value()).map_err(|reason| {
+            syn::Error::new(
+                s.span(),
+                format!(
+                    "invalid `shutdown_timeout` value \"{}\": {reason}",
+                    s.value()
+                ),
+            )
+        }),
+        _ => Err(syn::Error::new(
+            value.span(),
+            format!("invalid `shutdown_timeout` value: {DURATION_EXPECTED}"),
+        )),
+    }
+}
+
+/// Parses `"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"1m30s"`, `"1h 30m"` into
+/// milliseconds. Integer amounts only, each followed by its unit; the total
+/// must be above zero and fit in a `u64` of milliseconds.
+pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(format!("the duration is empty; {DURATION_EXPECTED}"));
+    }
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "expected a number at \"{rest}\"; {DURATION_EXPECTED}"
+            ));
+        }
+        let (number, after) = rest.split_at(digits);
+        let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, after) = after.split_at(letters);
+        let scale: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "" => {
+                return Err(format!(
+                    "the amount {number} has no unit; {DURATION_EXPECTED}"
+                ))
+            }
+            other => return Err(format!("unknown unit \"{other}\"; {DURATION_EXPECTED}")),
+        };
+        let part = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .ok_or_else(|| "the duration is too long".to_owned())?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| "the duration is too long".to_owned())?;
+        rest = after.trim_start();
+    }
+    if total == 0 {
+        return Err("the shutdown timeout must be greater than zero".to_owned());
+    }
+    Ok(total)
+}
+
+/// A path to a function, bare or in a string.
+fn primary(value: &Expr) -> syn::Result<Path> {
+    path_value(
+        value,
+        "invalid `primary` value: expected the path of an \
+         `async fn(cluster_thread::Cluster)`, such as `primary = my_primary` \
+         or `primary = \"my_primary\"`",
+    )
+}
+
+/// The facade's path, in a string (as `#[tokio::main(crate = "...")]`) or bare.
+fn krate(value: &Expr) -> syn::Result<Path> {
+    path_value(
+        value,
+        "invalid `crate` value: expected the path of the cluster_thread facade \
+         as a string, such as `crate = \"cluster_thread\"` or `crate = \"ct\"`",
+    )
+}
+
+fn path_value(value: &Expr, msg: &str) -> syn::Result<Path> {
+    match ungroup(value) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => parse_path_str(s).map_err(|e| syn::Error::new(s.span(), format!("{msg} ({e})"))),
+        Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Ok(p.path.clone()),
+        _ => Err(syn::Error::new(value.span(), msg)),
+    }
+}
+
+fn parse_path_str(s: &LitStr) -> syn::Result<Path> {
+    if s.value().trim().is_empty() {
+        return Err(syn::Error::new(s.span(), "the string is empty"));
+    }
+    s.parse_with(Path::parse_mod_style)
+        .or_else(|_| s.parse::<Path>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn ok(tokens: TokenStream) -> Args {
+        match Args::parse(tokens) {
+            (args, None) => args,
+            (_, Some(e)) => panic!("unexpected error: {e}"),
+        }
+    }
+
+    fn errors(tokens: TokenStream) -> Vec<String> {
+        match Args::parse(tokens) {
+            (args, None) => panic!("expected an error, got {args:?}"),
+            (_, Some(e)) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn error(tokens: TokenStream) -> String {
+        let all = errors(tokens);
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.into_iter().next().unwrap_or_default()
+    }
+
+    fn path_text(p: &Path) -> String {
+        quote!(#p).to_string().replace(' ', "")
+    }
+
+    #[test]
+    fn no_arguments_are_the_defaults() {
+        let args = ok(quote!());
+        assert_eq!(args.workers, None);
+        assert_eq!(args.port, "shared");
+        assert_eq!(args.balance, "round-robin");
+        assert_eq!(args.restart, "on-failure");
+        assert_eq!(args.shutdown_timeout_ms, 30_000);
+        assert_eq!(args.on_panic, "restart");
+        assert!(args.primary.is_none());
+        assert!(args.krate.is_none());
+    }
+
+    #[test]
+    fn workers() {
+        assert_eq!(ok(quote!(workers = 4)).workers, Some(4));
+        assert_eq!(ok(quote!(workers = 1usize)).workers, Some(1));
+        assert_eq!(ok(quote!(workers = "4")).workers, Some(4));
+        assert_eq!(ok(quote!(workers = "auto")).workers, None);
+        assert_eq!(ok(quote!(workers = 1_000)).workers, Some(1000));
+        for bad in [
+            quote!(workers = "many"),
+            quote!(workers = -1),
+            quote!(workers = 2.5),
+            quote!(workers = "+3"),
+            quote!(workers = " 3"),
+            quote!(workers = 4u8),
+            quote!(workers = 99999999999999999999999999),
+            quote!(workers = ""),
+        ] {
+            let e = error(bad);
+            assert!(e.contains("\"auto\" or an integer >= 1"), "{e}");
+        }
+        let e = error(quote!(workers = auto));
+        assert!(e.contains("workers = \"auto\""), "{e}");
+    }
+
+    #[test]
+    fn zero_workers() {
+        for zero in [
+            quote!(workers = 0),
+            quote!(workers = "0"),
+            quote!(workers = 00),
+        ] {
+            let e = error(zero);
+            assert!(e.contains("`workers = 0`"), "{e}");
+            assert!(e.contains("at least one worker"), "{e}");
+        }
+    }
+
+    #[test]
+    fn port() {
+        assert_eq!(ok(quote!(port = "shared")).port, "shared");
+        assert_eq!(ok(quote!(port = "per-worker")).port, "per-worker");
+        let e = error(quote!(port = "per_worker"));
+        assert!(e.contains("did you mean \"per-worker\""), "{e}");
+        assert!(e.contains("\"shared\" or \"per-worker\""), "{e}");
+        let e = error(quote!(port = shared));
+        assert!(e.contains("port = \"shared\""), "{e}");
+        let e = error(quote!(port = 8000));
+        assert!(e.contains("expected a string"), "{e}");
+    }
+
+    #[test]
+    fn balance() {
+        for value in BALANCES {
+            assert_eq!(ok(quote!(balance = #value)).balance, value);
+        }
+        let e = error(quote!(balance = "random"));
+        assert!(
+            e.contains(
+                "one of \"round-robin\", \"least-connections\", \"os\", \"reuseport\" or \"sticky\""
+            ),
+            "{e}"
+        );
+        let e = error(quote!(balance = "RoundRobin"));
+        assert!(e.contains("did you mean \"round-robin\""), "{e}");
+    }
+
+    #[test]
+    fn restart() {
+        for value in RESTARTS {
+            assert_eq!(ok(quote!(restart = #value)).restart, value);
+        }
+        let e = error(quote!(restart = "sometimes"));
+        assert!(
+            e.contains("one of \"never\", \"on-failure\" or \"always\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn on_panic() {
+        for value in ON_PANICS {
+            assert_eq!(ok(quote!(on_panic = #value)).on_panic, value);
+        }
+        let e = error(quote!(on_panic = "abort"));
+        assert!(e.contains("\"ignore\" or \"restart\""), "{e}");
+    }
+
+    #[test]
+    fn shutdown_timeout() {
+        assert_eq!(
+            ok(quote!(shutdown_timeout = "500ms")).shutdown_timeout_ms,
+            500
+        );
+        assert_eq!(
+            ok(quote!(shutdown_timeout = "1m30s")).shutdown_timeout_ms,
+            90_000
+        );
+        let e = error(quote!(shutdown_timeout = "0s"));
+        assert!(e.contains("greater than zero"), "{e}");
+        let e = error(quote!(shutdown_timeout = 30));
+        assert!(e.contains("such as \"30s\""), "{e}");
+        let e = error(quote!(shutdown_timeout = "soon"));
+        assert!(
+            e.contains("invalid `shutdown_timeout` value \"soon\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        for (text, ms) in [
+            ("1ms", 1),
+            ("500ms", 500),
+            ("30s", 30_000),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            ("1m30s", 90_000),
+            ("1h 30m", 5_400_000),
+            (" 10s ", 10_000),
+            ("1s500ms", 1_500),
+            ("0s1ms", 1),
+        ] {
+            assert_eq!(parse_duration_ms(text), Ok(ms), "{text}");
+        }
+        for (text, reason) in [
+            ("", "empty"),
+            ("   ", "empty"),
+            ("0s", "greater than zero"),
+            ("0ms0s", "greater than zero"),
+            ("30", "no unit"),
+            ("1m30", "no unit"),
+            ("s", "expected a number"),
+            ("1.5s", "no unit"),
+            ("-1s", "expected a number"),
+            ("10 s", "no unit"),
+            ("3d", "unknown unit \"d\""),
+            ("3sec", "unknown unit \"sec\""),
+            ("5µs", "no unit"),
+            ("18446744073709551615h", "too long"),
+            ("99999999999999999999999ms", "too long"),
+            ("18446744073709551615ms 1ms", "too long"),
+        ] {
+            match parse_duration_ms(text) {
+                Ok(ms) => panic!("{text:?} parsed as {ms} ms"),
+                Err(e) => assert!(e.contains(reason), "{text:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn primary() {
+        let args = ok(quote!(primary = watch));
+        assert_eq!(
+            path_text(&args.primary.unwrap_or_else(|| unreachable!())),
+            "watch"
+        );
+        let args = ok(quote!(primary = self::app::watch));
+        assert_eq!(
+            path_text(&args.primary.unwrap_or_else(|| unreachable!())),
+            "self::app::watch"
+        );
+        let args = ok(quote!(primary = "crate::watch"));
+        assert_eq!(
+            path_text(&args.primary.unwrap_or_else(|| unreachable!())),
+            "crate::watch"
+        );
+        for bad in [
+            quote!(primary = 3),
+            quote!(primary = "not a path"),
+            quote!(primary = ""),
+            quote!(primary = || ()),
+        ] {
+            let e = error(bad);
+            assert!(e.contains("async fn(cluster_thread::Cluster)"), "{e}");
+        }
+    }
+
+    #[test]
+    fn crate_path() {
+        let args = ok(quote!(crate = "ct"));
+        assert_eq!(
+            path_text(&args.krate.unwrap_or_else(|| unreachable!())),
+            "ct"
+        );
+        let args = ok(quote!(crate = "::my::facade"));
+        assert_eq!(
+            path_text(&args.krate.unwrap_or_else(|| unreachable!())),
+            "::my::facade"
+        );
+        let args = ok(quote!(crate = "crate::facade"));
+        assert_eq!(
+            path_text(&args.krate.unwrap_or_else(|| unreachable!())),
+            "crate::facade"
+        );
+        let args = ok(quote!(crate = ct));
+        assert_eq!(
+            path_text(&args.krate.unwrap_or_else(|| unreachable!())),
+            "ct"
+        );
+        for bad in [quote!(crate = 1), quote!(crate = "a b"), quote!(crate = "")] {
+            let e = error(bad);
+            assert!(e.contains("crate = \"cluster_thread\""), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_argument_at_once() {
+        let args = ok(quote!(
+            workers = 3,
+            port = "per-worker",
+            balance = "sticky",
+            restart = "always",
+            shutdown_timeout = "2m",
+            on_panic = "ignore",
+            primary = watch,
+            crate = "ct",
+        ));
+        assert_eq!(args.workers, Some(3));
+        assert_eq!(args.port, "per-worker");
+        assert_eq!(args.balance, "sticky");
+        assert_eq!(args.restart, "always");
+        assert_eq!(args.shutdown_timeout_ms, 120_000);
+        assert_eq!(args.on_panic, "ignore");
+        assert!(args.primary.is_some());
+        assert!(args.krate.is_some());
+    }
+
+    #[test]
+    fn unknown_key() {
+        let e = error(quote!(threads = 4));
+        assert!(e.contains("unknown argument `threads`"), "{e}");
+        assert!(
+            e.contains(
+                "`workers`, `port`, `balance`, `restart`, `shutdown_timeout`, `on_panic`, `primary` or `crate`"
+            ),
+            "{e}"
+        );
+        let e = error(quote!(worker = 4));
+        assert!(e.contains("did you mean `workers`"), "{e}");
+        let e = error(quote!(onPanic = "ignore"));
+        assert!(e.contains("unknown argument `onPanic`"), "{e}");
+        assert!(e.contains("did you mean `on_panic`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_key() {
+        let e = error(quote!(workers = 2, port = "shared", workers = 3));
+        assert!(e.contains("duplicate argument `workers`"), "{e}");
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let all = errors(quote!(
+            workers = 0,
+            port = "x",
+            threads = 1,
+            balance = "os",
+            restart = 1
+        ));
+        assert_eq!(all.len(), 4, "{all:?}");
+        // The valid argument is kept, the wrong ones stay at their defaults.
+        let (args, e) = Args::parse(quote!(workers = 0, balance = "os"));
+        assert!(e.is_some());
+        assert_eq!(args.balance, "os");
+        assert_eq!(args.workers, None);
+    }
+
+    #[test]
+    fn syntax_errors() {
+        let e = error(quote!(workers));
+        assert!(e.contains("`workers = ...`"), "{e}");
+        let e = error(quote!(foo));
+        assert!(e.contains("`key = value`"), "{e}");
+        let e = error(quote!("auto"));
+        assert!(e.contains("`key = value`"), "{e}");
+        let e = error(quote!(workers = 2 port = "shared"));
+        assert!(e.contains("expected `,`"), "{e}");
+        // A trailing comma is fine.
+        assert_eq!(ok(quote!(workers = 2,)).workers, Some(2));
+    }
+
+    #[test]
+    fn raw_identifiers_and_keyword_keys() {
+        assert_eq!(ok(quote!(r#workers = 2)).workers, Some(2));
+    }
+}

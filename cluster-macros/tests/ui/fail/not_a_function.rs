@@ -1,0 +1,4 @@
+#[cluster_thread::main]
+struct Server;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[cluster_thread::main]
+async fn main(worker: String) {
+    let _ = worker;
+}
