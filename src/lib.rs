@@ -12,3 +12,15 @@ pub use cluster_core::{
 };
 #[cfg(feature = "macros")]
 pub use cluster_macros::main;
+/// Listeners: shared and per-worker ports, balance modes, fds (the `cluster-net` crate).
+#[cfg(feature = "net")]
+pub use cluster_net as net;
+#[cfg(feature = "net")]
+pub use cluster_net::{Balance, Listener, NetConfig, Ports, WorkerExt};
+
+/// `use cluster_thread::prelude::*;` brings the extension traits
+/// (`worker.listen(...)`) into scope.
+pub mod prelude {
+    #[cfg(feature = "net")]
+    pub use cluster_net::WorkerExt;
+}

@@ -52,6 +52,14 @@ pub const BALANCES: [&str; 5] = [
     "sticky",
 ];
 
+#[cfg(feature = "net")]
+pub use cluster_net::WorkerExt;
+
+/// Without the `net` feature there is nothing to listen with; the macro's
+/// import still resolves.
+#[cfg(not(feature = "net"))]
+pub trait WorkerExt {}
+
 impl Args {
     /// These arguments with the environment's overrides applied:
     /// `CLUSTER_THREAD_BALANCE` replaces `balance`. (`CLUSTER_THREAD_WORKERS`
@@ -89,11 +97,26 @@ impl Args {
             "always" => RestartPolicy::Always,
             _ => RestartPolicy::OnFailure,
         };
-        Cluster::builder()
+        let builder = Cluster::builder()
             .workers(self.workers.map_or(Workers::Auto, Workers::Count))
             .restart(restart)
             .shutdown_timeout(Duration::from_millis(self.shutdown_timeout_ms))
-            .state(self.clone())
+            .state(self.clone());
+        #[cfg(feature = "net")]
+        let builder = builder.state(self.net());
+        builder
+    }
+
+    /// The listening defaults these arguments describe.
+    #[cfg(feature = "net")]
+    pub fn net(&self) -> cluster_net::NetConfig {
+        let ports = match self.port {
+            "per-worker" => cluster_net::Ports::PerWorker,
+            _ => cluster_net::Ports::Shared,
+        };
+        cluster_net::NetConfig::default()
+            .balance(self.balance.parse().unwrap_or_default())
+            .ports(ports)
     }
 }
 

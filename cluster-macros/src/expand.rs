@@ -274,6 +274,9 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
     };
     quote! {
         #head {
+            // `worker.listen(...)` without an import in the user's code.
+            #[allow(unused_imports)]
+            use #krate::__private::WorkerExt as _;
             #inner
             #run
         }

@@ -9,7 +9,7 @@ mod facade {
     pub use cluster_thread::*;
 
     pub mod __private {
-        pub use cluster_thread::__private::{__Worker, output, Args};
+        pub use cluster_thread::__private::{__Worker, output, Args, WorkerExt};
         use std::future::Future;
         use std::process::ExitCode;
         use std::sync::atomic::Ordering;
