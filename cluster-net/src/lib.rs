@@ -43,6 +43,7 @@
 mod balance;
 mod bind;
 mod error;
+pub mod handoff;
 mod listen;
 mod listener;
 mod registry;
