@@ -160,10 +160,7 @@ where
     Fut: Future + 'static,
     Fut::Output: TaskResult,
 {
-    match args.with_env() {
-        Ok(args) => exit(args.builder().run(worker)),
-        Err(e) => exit(Err(e)),
-    }
+    exit(prepare(args).and_then(|b| b.run(worker).map_err(|e| e.to_string())))
 }
 
 /// `fn main` of a program using the macro with `primary = path`.
@@ -176,14 +173,24 @@ where
     PFut: Future + 'static,
     PFut::Output: TaskResult,
 {
-    match args.with_env() {
-        Ok(args) => exit(args.builder().run_with_primary(worker, primary)),
-        Err(e) => exit(Err(e)),
-    }
+    exit(prepare(args).and_then(|b| {
+        b.run_with_primary(worker, primary)
+            .map_err(|e| e.to_string())
+    }))
+}
+
+/// The builder, with what the environment says: `CLUSTER_THREAD_BALANCE`,
+/// and systemd's sockets (read and cleared here, before any thread starts).
+fn prepare(args: Args) -> Result<ClusterBuilder, String> {
+    let builder = args.with_env().map_err(|e| e.to_string())?.builder();
+    #[cfg(feature = "net")]
+    let builder =
+        builder.state(cluster_net::SystemdSockets::from_env().map_err(|e| e.to_string())?);
+    Ok(builder)
 }
 
 #[allow(clippy::print_stderr)] // the program's own `main` reports its fatal error
-fn exit(result: Result<(), Error>) -> ExitCode {
+fn exit(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

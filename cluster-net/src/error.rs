@@ -65,6 +65,12 @@ pub enum Error {
         /// What is accepted.
         expected: &'static str,
     },
+    /// systemd socket activation variables that do not fit this process.
+    #[error("systemd socket activation: {reason}")]
+    Systemd {
+        /// What is wrong, naming the variable.
+        reason: String,
+    },
     /// A per-worker port beyond 65535.
     #[error("per-worker port for slot {slot} of base {addr} is beyond 65535")]
     PortOverflow {

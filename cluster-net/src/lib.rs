@@ -49,6 +49,7 @@ mod listener;
 mod registry;
 mod spec;
 mod stats;
+mod systemd;
 
 pub use error::Error;
 pub use listen::WorkerExt;
@@ -57,3 +58,4 @@ pub use spec::{
     Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
 };
 pub use stats::{stats, ListenerStats};
+pub use systemd::SystemdSockets;

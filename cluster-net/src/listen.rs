@@ -9,7 +9,9 @@ use cluster_core::{Address, Worker};
 use crate::bind::{self, StdListener};
 use crate::listener::{Mode, TokioListener};
 use crate::registry::{Key, Registry, ReuseSocket, SharedSocket};
-use crate::{Balance, Error, Listen, ListenSpec, Listener, NetConfig, Ports, ToListen};
+use crate::{
+    Balance, Error, Listen, ListenSpec, Listener, NetConfig, Ports, SystemdSockets, ToListen,
+};
 
 /// `listen` and `listen_udp` on a worker: `use cluster_net::WorkerExt;`.
 pub trait WorkerExt {
@@ -75,69 +77,75 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
     let registry = worker.extension::<Registry>();
     let slot = worker.slot();
 
-    let (key, balance, bind): (Key, Balance, Box<dyn FnOnce() -> _>) = match spec.target {
-        Listen::Handle(listener) => return handle(worker, listener, max_per_worker),
-        Listen::Tcp(asked) => {
-            let nth = if asked.port() == 0 {
-                registry.next_zero(worker.id())
-            } else {
-                0
-            };
-            let per_worker = match ports {
-                Ports::Shared => None,
-                Ports::PerWorker if asked.port() == 0 => Some(asked),
-                Ports::PerWorker => {
-                    let port = usize::from(asked.port()) + slot;
-                    let port = u16::try_from(port).map_err(|_| Error::PortOverflow {
-                        addr: asked.to_string(),
-                        slot,
-                    })?;
-                    Some(SocketAddr::new(asked.ip(), port))
-                }
-                Ports::PerWorkerWith(f) => Some(SocketAddr::new(asked.ip(), f(slot))),
-            };
-            match per_worker {
-                Some(addr) => (
-                    Key::Slot(asked, slot, nth),
-                    Balance::Os,
-                    Box::new(move || bind::tcp(addr, false, config.backlog).map(StdListener::Tcp)),
-                ),
-                None => {
-                    let balance = reuseport_or_os(balance);
-                    let reuse = balance == Balance::ReusePort;
-                    (
-                        Key::Tcp(asked, nth),
-                        balance,
+    let (key, balance, bind): (Key, Balance, Box<dyn FnOnce() -> _>) =
+        match systemd(worker, spec.target)? {
+            Listen::Handle(listener) => return handle(worker, listener, max_per_worker),
+            Listen::Tcp(asked) => {
+                let nth = if asked.port() == 0 {
+                    registry.next_zero(worker.id())
+                } else {
+                    0
+                };
+                let per_worker = match ports {
+                    Ports::Shared => None,
+                    Ports::PerWorker if asked.port() == 0 => Some(asked),
+                    Ports::PerWorker => {
+                        let port = usize::from(asked.port()) + slot;
+                        let port = u16::try_from(port).map_err(|_| Error::PortOverflow {
+                            addr: asked.to_string(),
+                            slot,
+                        })?;
+                        Some(SocketAddr::new(asked.ip(), port))
+                    }
+                    Ports::PerWorkerWith(f) => Some(SocketAddr::new(asked.ip(), f(slot))),
+                };
+                match per_worker {
+                    Some(addr) => (
+                        Key::Slot(asked, slot, nth),
+                        Balance::Os,
                         Box::new(move || {
-                            bind::tcp(asked, reuse, config.backlog).map(StdListener::Tcp)
+                            bind::tcp(addr, false, config.backlog).map(StdListener::Tcp)
                         }),
-                    )
+                    ),
+                    None => {
+                        let balance = reuseport_or_os(balance);
+                        let reuse = balance == Balance::ReusePort;
+                        (
+                            Key::Tcp(asked, nth),
+                            balance,
+                            Box::new(move || {
+                                bind::tcp(asked, reuse, config.backlog).map(StdListener::Tcp)
+                            }),
+                        )
+                    }
                 }
             }
-        }
-        Listen::Unix(path) => {
-            let balance = if balance == Balance::ReusePort {
-                Balance::Os
-            } else {
-                balance
-            };
-            let p = path.clone();
-            (
-                Key::Unix(path),
-                balance,
-                Box::new(move || bind::unix(&p, config.backlog).map(StdListener::Unix)),
-            )
-        }
-        Listen::Fd(fd) => {
-            let balance = if balance == Balance::ReusePort {
-                tracing::warn!(fd, "reuseport cannot apply to an inherited fd; using os");
-                Balance::Os
-            } else {
-                balance
-            };
-            (Key::Fd(fd), balance, Box::new(move || bind::inherited(fd)))
-        }
-    };
+            Listen::Unix(path) => {
+                let balance = if balance == Balance::ReusePort {
+                    Balance::Os
+                } else {
+                    balance
+                };
+                let p = path.clone();
+                (
+                    Key::Unix(path),
+                    balance,
+                    Box::new(move || bind::unix(&p, config.backlog).map(StdListener::Unix)),
+                )
+            }
+            Listen::Fd(fd) => {
+                let balance = if balance == Balance::ReusePort {
+                    tracing::warn!(fd, "reuseport cannot apply to an inherited fd; using os");
+                    Balance::Os
+                } else {
+                    balance
+                };
+                (Key::Fd(fd), balance, Box::new(move || bind::inherited(fd)))
+            }
+            Listen::Systemd(_) | Listen::SystemdNamed(_) => {
+                unreachable!("resolved to Listen::Fd by systemd()")
+            }
+        };
     let socket = registry.socket(key, || {
         let listener = bind()?;
         let address = listener.address().map_err(|source| Error::Listen {
@@ -170,6 +178,28 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         totals: Arc::clone(&socket.totals),
         max_per_worker,
         max_total: socket.max_total,
+    })
+}
+
+/// `Listen::Systemd*` as the `Listen::Fd` systemd passed; the rest as is.
+fn systemd(worker: &Worker, target: Listen) -> Result<Listen, Error> {
+    let (Listen::Systemd(_) | Listen::SystemdNamed(_)) = target else {
+        return Ok(target);
+    };
+    let sockets = worker
+        .state::<SystemdSockets>()
+        .ok_or_else(|| Error::Systemd {
+            reason: format!(
+                "listen({target}) needs SystemdSockets::from_env() given to the cluster as state"
+            ),
+        })?;
+    let fd = match &target {
+        Listen::Systemd(n) => sockets.fd(*n),
+        Listen::SystemdNamed(name) => sockets.named(name),
+        _ => None,
+    };
+    fd.map(Listen::Fd).ok_or_else(|| Error::Systemd {
+        reason: format!("no {target}: systemd passed {} socket(s)", sockets.len()),
     })
 }
 

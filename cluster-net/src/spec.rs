@@ -128,6 +128,11 @@ pub enum Listen {
     /// A listener the worker uses directly, without the primary (Node's
     /// `listen(handle)`).
     Handle(std::net::TcpListener),
+    /// The `n`-th socket systemd passed (0-based); needs
+    /// [`SystemdSockets`](crate::SystemdSockets) given to the cluster as state.
+    Systemd(usize),
+    /// The socket systemd passed under this `FileDescriptorName=`.
+    SystemdNamed(String),
 }
 
 impl fmt::Display for Listen {
@@ -136,6 +141,8 @@ impl fmt::Display for Listen {
             Listen::Tcp(a) => write!(f, "{a}"),
             Listen::Unix(p) => write!(f, "unix:{}", p.display()),
             Listen::Fd(fd) => write!(f, "fd {fd}"),
+            Listen::Systemd(n) => write!(f, "systemd socket {n}"),
+            Listen::SystemdNamed(name) => write!(f, "systemd socket {name:?}"),
             Listen::Handle(l) => match l.local_addr() {
                 Ok(a) => write!(f, "handle {a}"),
                 Err(_) => f.write_str("handle"),

@@ -1,0 +1,157 @@
+//! Out of file descriptors under a flood: the server backs off instead of
+//! spinning, and serves again once descriptors are free.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster_core::{Address, Cluster, ClusterEvent};
+use cluster_net::{Balance, NetConfig, WorkerExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CHILD: &str = "CLUSTER_NET_EMFILE_CHILD";
+const DEADLINE: Duration = Duration::from_secs(30);
+const FD_LIMIT: u64 = 64;
+
+#[test]
+fn child() {
+    let Ok(balance) = std::env::var(CHILD) else {
+        return;
+    };
+    let balance: Balance = balance.parse().unwrap();
+    Cluster::builder()
+        .workers(2)
+        .state(NetConfig::default().balance(balance))
+        .run_with_primary(
+            |w| async move {
+                let l = w.listen("127.0.0.1:0").await?;
+                loop {
+                    tokio::select! {
+                        c = l.accept() => {
+                            let mut c = c.map_err(|e| cluster_net::Error::Listen { addr: "accept".into(), source: e })?;
+                            // Hold every connection until the client closes it.
+                            tokio::task::spawn_local(async move {
+                                let _ = c.write_all(b"hi\n").await;
+                                let _ = c.read(&mut [0u8; 8]).await;
+                            });
+                        }
+                        () = w.disconnected() => return Ok::<_, cluster_net::Error>(()),
+                    }
+                }
+            },
+            |cluster| async move {
+                let mut events = cluster.events();
+                while let Some(e) = events.recv().await {
+                    if let ClusterEvent::Listening { address: Address::Tcp(a), .. } = e {
+                        println!("listening on {a}");
+                    }
+                }
+            },
+        )
+        .unwrap();
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+fn flood(balance: &str) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, balance)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe; it runs in the forked child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: FD_LIMIT,
+                rlim_max: FD_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let addr: SocketAddr = loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
+        if let Some(a) = line
+            .trim()
+            .rsplit("listening on ")
+            .next()
+            .filter(|_| line.contains("listening on "))
+        {
+            break a.parse().unwrap();
+        }
+    };
+
+    // Far more connections than the child has descriptors for.
+    let held: Vec<TcpStream> = (0..3 * FD_LIMIT)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let end = Instant::now() + DEADLINE;
+    while open_fds(pid) < FD_LIMIT as usize - 1 {
+        assert!(
+            Instant::now() < end,
+            "{balance}: the child never ran out of fds ({} open)",
+            open_fds(pid)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Out of fds with connections still waiting: measure its CPU for a second.
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks_per_sec = 100.0; // USER_HZ on Linux
+    let cpu = (cpu_ticks(pid) - c0) as f64 / ticks_per_sec / t0.elapsed().as_secs_f64();
+    eprintln!(
+        "{balance}: out of fds, CPU use {:.1}% of a core",
+        cpu * 100.0
+    );
+    assert!(
+        cpu < 0.5,
+        "{balance}: {:.0}% of a core while out of fds: spinning",
+        cpu * 100.0
+    );
+
+    // Free them all: the server recovers and serves a new client.
+    drop(held);
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 3];
+        if s.read_exact(&mut buf).is_ok() && &buf == b"hi\n" {
+            break;
+        }
+        assert!(Instant::now() < end, "{balance}: never served again");
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{balance}: {status}");
+}
+
+#[test]
+fn round_robin_backs_off_when_out_of_fds_and_recovers() {
+    flood("round-robin");
+}
+
+#[test]
+fn os_backs_off_when_out_of_fds_and_recovers() {
+    flood("os");
+}
