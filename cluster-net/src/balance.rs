@@ -9,9 +9,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{oneshot, Notify};
+use std::io;
 
-use crate::listener::{Accepted, Counters};
+use tokio::sync::{oneshot, watch, Notify};
+
+use crate::listener::{Accepted, Counters, TokioListener};
 use crate::Balance;
 
 struct Waiter {
@@ -36,6 +38,12 @@ pub(crate) struct Dispatch {
     balance: Balance,
     state: Mutex<State>,
     waiter_added: Notify,
+    /// Listeners attached, all slots together: at 0 nobody accepts for this
+    /// socket, so its acceptors leave connections in the kernel's queue.
+    attached: watch::Sender<usize>,
+    /// Held by an acceptor from `accept` until the connection is delivered,
+    /// so the last `close` sees every connection already taken.
+    busy: tokio::sync::Mutex<()>,
 }
 
 pub(crate) enum Registered {
@@ -49,6 +57,8 @@ impl Dispatch {
             balance,
             state: Mutex::default(),
             waiter_added: Notify::new(),
+            attached: watch::Sender::new(0),
+            busy: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -58,6 +68,39 @@ impl Dispatch {
 
     pub(crate) fn attach(&self, slot: usize) {
         *self.lock().attached.entry(slot).or_default() += 1;
+        self.attached.send_modify(|n| *n += 1);
+    }
+
+    /// Accepts one connection from `listener` and delivers it, unless every
+    /// listener of the socket is closed first (then nothing is accepted).
+    pub(crate) async fn accept_from(&self, listener: &TokioListener) -> io::Result<()> {
+        let _busy = self.busy.lock().await;
+        let mut attached = self.attached.subscribe();
+        tokio::select! {
+            biased;
+            _ = attached.wait_for(|n| *n == 0) => Ok(()),
+            conn = listener.accept_std() => {
+                self.deliver(conn?);
+                Ok(())
+            }
+        }
+    }
+
+    /// Detaches a listener of `slot` for good. The last one to go gets every
+    /// connection already accepted and not yet taken, to serve before it ends.
+    pub(crate) async fn close(&self, slot: usize) -> Vec<Accepted> {
+        self.detach(slot);
+        if *self.attached.borrow() > 0 {
+            return Vec::new();
+        }
+        // Wait out an acceptor between its accept and its delivery.
+        let _idle = self.busy.lock().await;
+        let mut st = self.lock();
+        let mut left: Vec<Accepted> = st.returned.drain(..).collect();
+        for (_, pending) in st.pending.drain() {
+            left.extend(pending);
+        }
+        left
     }
 
     /// The last listener of `slot` went away: its sticky connections are
@@ -65,6 +108,7 @@ impl Dispatch {
     pub(crate) fn detach(&self, slot: usize) {
         let orphans = {
             let mut st = self.lock();
+            self.attached.send_modify(|n| *n = n.saturating_sub(1));
             let count = st.attached.entry(slot).or_default();
             *count = count.saturating_sub(1);
             if *count > 0 {

@@ -18,7 +18,26 @@ pub(crate) enum StdListener {
     Unix(UnixListener),
 }
 
+impl std::os::fd::AsFd for StdListener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            StdListener::Tcp(l) => l.as_fd(),
+            StdListener::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
 impl StdListener {
+    /// A listening socket received in a hot upgrade.
+    pub(crate) fn from_received(received: crate::handoff::Received) -> Result<StdListener, Error> {
+        let unix = SockRef::from(&received.fd).domain().ok() == Some(Domain::UNIX);
+        Ok(if unix {
+            StdListener::Unix(received.into_unix_listener()?)
+        } else {
+            StdListener::Tcp(received.into_tcp_listener()?)
+        })
+    }
+
     pub(crate) fn try_clone(&self) -> io::Result<StdListener> {
         Ok(match self {
             StdListener::Tcp(l) => StdListener::Tcp(l.try_clone()?),

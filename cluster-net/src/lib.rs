@@ -50,6 +50,7 @@ mod registry;
 mod spec;
 mod stats;
 mod systemd;
+pub mod upgrade;
 
 pub use error::Error;
 pub use listen::WorkerExt;

@@ -8,7 +8,8 @@ use cluster_core::{Address, Worker};
 
 use crate::bind::{self, StdListener};
 use crate::listener::{Mode, TokioListener};
-use crate::registry::{Key, Registry, ReuseSocket, SharedSocket};
+use crate::registry::{reuse_label, Key, Registry, ReuseSocket, SharedSocket};
+use crate::upgrade::Inherited;
 use crate::{
     Balance, Error, Listen, ListenSpec, Listener, NetConfig, Ports, SystemdSockets, ToListen,
 };
@@ -47,7 +48,13 @@ impl WorkerExt for Worker {
             0
         };
         let fail = |e| Error::from_bind(format!("udp://{addr}"), e);
-        let socket = registry.udp(Key::Udp(addr, nth), || {
+        let key = Key::Udp(addr, nth);
+        let label = key.label();
+        let inherited = self.state::<Inherited>();
+        let socket = registry.udp(key, || {
+            if let Some(received) = inherited.as_ref().and_then(|i| i.take(&label)) {
+                return Ok(std::net::UdpSocket::from(received.fd));
+            }
             let socket = std::net::UdpSocket::bind(addr).map_err(fail)?;
             socket.set_nonblocking(true).map_err(fail)?;
             Ok(socket)
@@ -146,20 +153,32 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
                 unreachable!("resolved to Listen::Fd by systemd()")
             }
         };
+    let label = key.label();
+    let inherited = worker.state::<Inherited>();
     let socket = registry.socket(key, || {
-        let listener = bind()?;
+        // Taken over from the process this one replaces, or bound now.
+        let listener = match inherited.as_ref().and_then(|i| i.take(&label)) {
+            Some(received) => StdListener::from_received(received)?,
+            None => bind()?,
+        };
         let address = listener.address().map_err(|source| Error::Listen {
-            addr: "a new socket".into(),
+            addr: label.clone(),
             source,
         })?;
-        Ok(SharedSocket::new(address, balance, listener, max_total))
+        Ok(SharedSocket::new(
+            label.clone(),
+            address,
+            balance,
+            listener,
+            max_total,
+        ))
     })?;
     let fail = |source| Error::Listen {
         addr: socket.address.to_string(),
         source,
     };
     let mode = match socket.balance {
-        Balance::ReusePort => reuseport(&registry, &socket, slot)?,
+        Balance::ReusePort => reuseport(&registry, &socket, slot, inherited.as_deref())?,
         b if b.uses_acceptor() => {
             let dispatch = socket
                 .dispatch
@@ -178,6 +197,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         totals: Arc::clone(&socket.totals),
         max_per_worker,
         max_total: socket.max_total,
+        closed: false,
     })
 }
 
@@ -213,7 +233,12 @@ fn reuseport_or_os(balance: Balance) -> Balance {
 
 /// This slot's socket of the `SO_REUSEPORT` group, bound on first use with
 /// the group's port (so port 0 is resolved once).
-fn reuseport(registry: &Registry, socket: &Arc<SharedSocket>, slot: usize) -> Result<Mode, Error> {
+fn reuseport(
+    registry: &Registry,
+    socket: &Arc<SharedSocket>,
+    slot: usize,
+    inherited: Option<&Inherited>,
+) -> Result<Mode, Error> {
     let fail = |source| Error::Listen {
         addr: socket.address.to_string(),
         source,
@@ -232,7 +257,10 @@ fn reuseport(registry: &Registry, socket: &Arc<SharedSocket>, slot: usize) -> Re
             Some(m) => Arc::clone(m),
             None => {
                 // The first member is the socket bound for the key itself.
-                let listener = if group.is_empty() {
+                let received = inherited.and_then(|i| i.take(&reuse_label(&socket.label, slot)));
+                let listener = if let Some(received) = received {
+                    StdListener::from_received(received)?
+                } else if group.is_empty() {
                     socket.listener.try_clone().map_err(fail)?
                 } else {
                     let Address::Tcp(addr) = socket.address else {
@@ -276,7 +304,13 @@ fn handle(
     listener.set_nonblocking(true).map_err(fail)?;
     let address = Address::Tcp(listener.local_addr().map_err(fail)?);
     let std_listener = StdListener::Tcp(listener);
-    let socket = SharedSocket::new(address.clone(), Balance::Os, std_listener, None);
+    let socket = SharedSocket::new(
+        "handle".into(),
+        address.clone(),
+        Balance::Os,
+        std_listener,
+        None,
+    );
     let mode = Mode::Direct(TokioListener::from_std(&socket.listener).map_err(fail)?);
     Ok(Listener {
         mode,
@@ -286,5 +320,6 @@ fn handle(
         totals: Arc::clone(&socket.totals),
         max_per_worker,
         max_total: None,
+        closed: false,
     })
 }

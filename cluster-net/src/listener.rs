@@ -173,6 +173,8 @@ pub struct Listener {
     pub(crate) totals: Arc<Totals>,
     pub(crate) max_per_worker: Option<usize>,
     pub(crate) max_total: Option<usize>,
+    /// Set by `close`, so that drop does not detach twice.
+    pub(crate) closed: bool,
 }
 
 impl std::fmt::Debug for Listener {
@@ -231,17 +233,53 @@ impl Listener {
                 r = self.take_dispatched(dispatch) => r?,
             },
         };
+        Ok(self.connection(io, peer))
+    }
+
+    fn connection(&self, io: Io, peer: Option<SocketAddr>) -> Connection {
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         self.counters.active.fetch_add(1, Ordering::Relaxed);
         self.totals.active.fetch_add(1, Ordering::Relaxed);
-        Ok(Connection {
+        Connection {
             io,
             peer,
             _guard: Guard {
                 counters: Arc::clone(&self.counters),
                 totals: Arc::clone(&self.totals),
             },
-        })
+        }
+    }
+
+    /// Stops this worker's share of the socket for good, as a draining
+    /// worker should (rather than dropping it). When this is the socket's
+    /// last listener in the process, the result holds the connections the
+    /// primary had already accepted and nobody took: serve them before
+    /// ending, and no accepted connection is lost. Connections still in the
+    /// kernel's queue stay there (for a restarted worker, or the new process
+    /// of a hot upgrade).
+    pub async fn close(mut self) -> Vec<Connection> {
+        let accepted = match &self.mode {
+            Mode::Direct(_) => Vec::new(),
+            Mode::Dispatched(d) => d.close(self.slot).await,
+            Mode::ReusePort {
+                dispatch, socket, ..
+            } => {
+                let left = dispatch.close(self.slot).await;
+                socket.detach();
+                left
+            }
+        };
+        self.closed = true;
+        accepted
+            .into_iter()
+            .filter_map(|a| match Io::from_std(a.stream) {
+                Ok(io) => Some(self.connection(io, a.peer)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a connection could not be registered while closing");
+                    None
+                }
+            })
+            .collect()
     }
 
     async fn take_dispatched(&self, dispatch: &Dispatch) -> io::Result<(Io, Option<SocketAddr>)> {
@@ -272,6 +310,9 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
         match &self.mode {
             Mode::Dispatched(d) => d.detach(self.slot),
             Mode::ReusePort {

@@ -30,8 +30,24 @@ pub(crate) enum Key {
     Udp(SocketAddr, usize),
 }
 
+impl Key {
+    /// The socket's name in a hot upgrade: the same `listen` in the new
+    /// process finds it by this.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Key::Tcp(a, n) => format!("tcp {a} #{n}"),
+            Key::Slot(a, slot, n) => format!("tcp {a} slot {slot} #{n}"),
+            Key::Unix(p) => format!("unix {}", p.display()),
+            Key::Fd(fd) => format!("fd {fd}"),
+            Key::Udp(a, n) => format!("udp {a} #{n}"),
+        }
+    }
+}
+
 /// One shared listening socket.
 pub(crate) struct SharedSocket {
+    /// Its key's label, for hot upgrades.
+    pub(crate) label: String,
     pub(crate) address: Address,
     pub(crate) balance: Balance,
     /// The primary's own copy: keeps the socket open while workers come and go.
@@ -48,6 +64,7 @@ pub(crate) struct SharedSocket {
 
 impl SharedSocket {
     pub(crate) fn new(
+        label: String,
         address: Address,
         balance: Balance,
         listener: StdListener,
@@ -56,6 +73,7 @@ impl SharedSocket {
         let dispatch = (balance.uses_acceptor() || balance == Balance::ReusePort)
             .then(|| Arc::new(Dispatch::new(balance)));
         SharedSocket {
+            label,
             address,
             balance,
             listener,
@@ -142,12 +160,9 @@ impl ReuseSocket {
             }
             tokio::select! {
                 () = &mut reattached => return,
-                accepted = listener.accept_std() => match accepted {
-                    Ok(conn) => dispatch.deliver(conn),
-                    Err(e) => {
-                        tracing::error!(error = %e, "accept failed on an empty slot's reuseport socket");
-                        return;
-                    }
+                accepted = dispatch.accept_from(&listener) => if let Err(e) = accepted {
+                    tracing::error!(error = %e, "accept failed on an empty slot's reuseport socket");
+                    return;
                 },
             }
         }
@@ -173,6 +188,11 @@ struct AcceptorThread {
     handle: Handle,
     /// Dropped with the registry: the thread then ends.
     _stop: oneshot::Sender<()>,
+}
+
+/// The label of a slot's socket in a reuseport group.
+pub(crate) fn reuse_label(label: &str, slot: usize) -> String {
+    format!("{label} reuseport {slot}")
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -223,6 +243,39 @@ impl Registry {
         let socket = Arc::new(bind()?);
         st.udp.insert(key, Arc::clone(&socket));
         Ok(socket)
+    }
+
+    /// A dup of every socket with its label and address, for a hot upgrade.
+    pub(crate) fn export(&self) -> Vec<(String, String, std::os::fd::OwnedFd)> {
+        use std::os::fd::AsFd;
+        let st = lock(&self.state);
+        let mut out = Vec::new();
+        let mut push = |label: String, address: &Address, fd: std::os::fd::BorrowedFd<'_>| match fd
+            .try_clone_to_owned()
+        {
+            Ok(fd) => out.push((label, address.to_string(), fd)),
+            Err(e) => tracing::error!(%label, error = %e, "cannot hand this socket over"),
+        };
+        for socket in st.sockets.values() {
+            push(
+                socket.label.clone(),
+                &socket.address,
+                socket.listener.as_fd(),
+            );
+            for (slot, member) in lock(&socket.group).iter() {
+                push(
+                    reuse_label(&socket.label, *slot),
+                    &socket.address,
+                    member.listener.as_fd(),
+                );
+            }
+        }
+        for (key, socket) in &st.udp {
+            if let Ok(a) = socket.local_addr() {
+                push(key.label(), &Address::Udp(a), socket.as_fd());
+            }
+        }
+        out
     }
 
     /// Live counters of every listener, for the primary.
@@ -295,13 +348,10 @@ impl Registry {
                 if let Some(max) = max_total {
                     wait_total_below(&totals, max).await;
                 }
-                match listener.accept_std().await {
-                    Ok(conn) => dispatch.deliver(conn),
-                    Err(e) => {
-                        if let Err(e) = backoff.on_error(e).await {
-                            tracing::error!(%address, error = %e, "acceptor stopped");
-                            return;
-                        }
+                if let Err(e) = dispatch.accept_from(&listener).await {
+                    if let Err(e) = backoff.on_error(e).await {
+                        tracing::error!(%address, error = %e, "acceptor stopped");
+                        return;
                     }
                 }
             }

@@ -42,10 +42,16 @@ fn child() {
                 }
             },
             |cluster| async move {
+                // Once both workers listen: a worker started after the flood
+                // would find no fd for its own runtime.
                 let mut events = cluster.events();
+                let mut listening = 0;
                 while let Some(e) = events.recv().await {
                     if let ClusterEvent::Listening { address: Address::Tcp(a), .. } = e {
-                        println!("listening on {a}");
+                        listening += 1;
+                        if listening == 2 {
+                            println!("listening on {a}");
+                        }
                     }
                 }
             },

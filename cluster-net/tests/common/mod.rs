@@ -84,7 +84,9 @@ pub async fn serve_worker(
             }
             m = w.recv() => {
                 if m.downcast_ref::<&str>() == Some(&"die") {
-                    drop(listener);
+                    for mut c in listener.close().await {
+                        let _ = c.write_all(format!("{id}\n").as_bytes()).await;
+                    }
                     // Let the connection tasks finish their writes.
                     for _ in 0..100 {
                         tokio::task::yield_now().await;
