@@ -69,6 +69,7 @@ impl Inner {
         state: Arc<StateMap>,
     ) -> Inner {
         let phase = watch::Sender::new(Phase::Starting);
+        let shutdown_timeout = config.shutdown_timeout;
         Inner {
             config,
             body,
@@ -83,6 +84,7 @@ impl Inner {
             events: EventHub::default(),
             link: Arc::new(Link {
                 notices,
+                shutdown_timeout,
                 state,
                 extensions: Default::default(),
                 phase: phase.subscribe(),
@@ -224,8 +226,8 @@ impl Inner {
             return;
         }
         core.set_retiring();
-        self.emit_disconnect(core);
         core.disconnect.send_replace(true);
+        self.emit_disconnect(core);
         let Some(rt) = self.runtime.get() else { return };
         let (inner, core, timeout) = (
             Arc::downgrade(self),

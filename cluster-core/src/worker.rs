@@ -68,6 +68,8 @@ pub(crate) type Extensions = Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>;
 /// What a worker holds of its cluster: no path back to the supervisor's state.
 pub(crate) struct Link {
     pub(crate) notices: mpsc::UnboundedSender<Notice>,
+    /// The cluster's shutdown timeout: how long a disconnected worker has.
+    pub(crate) shutdown_timeout: Duration,
     pub(crate) state: Arc<StateMap>,
     pub(crate) extensions: Extensions,
     pub(crate) phase: watch::Receiver<Phase>,
@@ -264,6 +266,12 @@ impl Worker {
             // The sender lives in `core`, which `self` keeps alive.
             None => std::future::pending().await,
         }
+    }
+
+    /// How long this worker has to finish after a disconnect before it is
+    /// killed (the cluster's shutdown timeout): drains should end before it.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.core.link.shutdown_timeout
     }
 
     /// Resolves when the primary asks this worker to finish (a disconnect,

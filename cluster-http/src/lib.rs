@@ -1,5 +1,110 @@
-//! HTTP serving on `cluster_thread` workers (hyper 1, tower services, axum
-//! routers), with graceful drain, limits, health and metrics endpoints.
+//! HTTP servers on `cluster_thread` workers: conveniences over hyper 1 and
+//! hyper-util, in the role hyper-util plays for hyper. Not a framework:
+//! bring a closure, any tower `Service`, or an axum `Router` unchanged.
 //!
-//! **Not implemented yet**: this crate is a placeholder in the workspace so
-//! that the layout is stable; it exports nothing.
+//! - [`serve`] (or [`Server`] for options) serves HTTP/1.1 with keep-alive
+//!   and HTTP/2 (h2c, detected from the client's preface) on a worker's
+//!   listener. Connections run on the worker's `LocalSet`, so services need
+//!   not be `Send`; `TCP_NODELAY` is set on every TCP connection.
+//! - Graceful drain when the worker is disconnected (`handle.disconnect()`,
+//!   a reload, a scale-down, the cluster's stop on SIGTERM): the listener is
+//!   dropped so the primary hands new connections to the other workers, idle
+//!   keep-alive connections are closed, HTTP/2 connections get GOAWAY, the
+//!   requests in flight finish, and `serve` returns `Ok` as soon as the last
+//!   connection has ended; the drain deadline only forces the rest closed.
+//! - Limits with sane defaults ([`HttpConfig`]): header read timeout (slow
+//!   clients are disconnected), max header size (431), keep-alive idle
+//!   timeout. Malformed requests get 400 and the worker serves on. The
+//!   connection limits are `cluster-net`'s: `NetConfig::max_connections` and
+//!   `max_connections_per_worker` (or the same on a `ListenSpec`).
+//! - A panic inside a connection (the service panicked) is caught: only that
+//!   request's connection (HTTP/1) or stream (HTTP/2) is lost. With
+//!   [`OnPanic::Restart`] (the default) the worker then drains and `serve`
+//!   returns [`Error::ConnectionPanicked`], so the worker exits with an error
+//!   and the cluster's restart policy replaces it; with [`OnPanic::Ignore`] it
+//!   serves on.
+//! - Opt-in endpoints, answered before the service: `healthz` (`200 ok`
+//!   while serving, `503 draining` once this worker drains or the cluster is
+//!   draining or stopping) and `metrics`, in Prometheus text format:
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `cluster_thread_connections_accepted_total` | counter | `worker`, `slot` |
+//! | `cluster_thread_connections_active` | gauge | `worker`, `slot` |
+//! | `cluster_thread_requests_total` | counter | `worker`, `slot` |
+//! | `cluster_thread_slot_restarts_total` | counter | `worker`, `slot` |
+//! | `cluster_thread_worker_draining` | gauge | `worker`, `slot` |
+//! | `cluster_thread_workers` | gauge | |
+//! | `cluster_thread_restarts_total` | counter | |
+//! | `cluster_thread_phase` | gauge, 1 for the current phase | `phase` |
+//!
+//! The per-worker values are those of the worker that answers the scrape
+//! (on a shared port, any of them); `cluster_net::stats` gives the primary
+//! every worker's connection counts.
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use cluster_core::Cluster;
+//! use cluster_http::{HttpConfig, Request, Server};
+//! use cluster_net::WorkerExt;
+//! use http::Response;
+//!
+//! fn main() -> Result<(), cluster_core::Error> {
+//!     Cluster::builder()
+//!         .workers(4)
+//!         // Defaults for every worker's server.
+//!         .state(HttpConfig::default().healthz("/healthz").metrics("/metrics"))
+//!         // Shared by every worker.
+//!         .state(Arc::new(AtomicU64::new(0)))
+//!         .run(|worker| async move {
+//!             let hits = worker.state::<Arc<AtomicU64>>().map(|h| (*h).clone()).unwrap_or_default();
+//!             let id = worker.id();
+//!             let listener = worker.listen("127.0.0.1:8000").await?;
+//!             Server::new(listener)
+//!                 .drain_timeout(Duration::from_secs(20))
+//!                 .serve(move |req: Request| {
+//!                     let n = hits.fetch_add(1, Ordering::Relaxed) + 1;
+//!                     async move {
+//!                         let body = format!("{} {}: hit {n} on worker {id}\n", req.method(), req.uri());
+//!                         Ok::<_, Infallible>(Response::new(body))
+//!                     }
+//!                 })
+//!                 .await
+//!         })
+//! }
+//! ```
+//!
+//! An axum `Router` is served as it is: `cluster_http::serve(listener, router)`.
+//! A closure that uses its request names its type, `|req: Request|` (Rust
+//! cannot infer it through the generic `serve`), or is wrapped in
+//! [`service_fn`].
+//!
+//! Upgraded connections (WebSocket) leave the server's care once hyper hands
+//! them over: the drain does not wait for them.
+#![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+mod body;
+mod config;
+mod connection;
+mod drain;
+mod endpoints;
+mod error;
+mod exec;
+mod handler;
+mod idle;
+mod metrics;
+mod serve;
+mod server;
+mod service;
+
+pub use config::{HttpConfig, OnPanic, MIN_HEADER_SIZE};
+pub use error::Error;
+pub use server::{serve, Server};
+pub use service::{
+    service_fn, BoxError, ClosureMarker, FnService, HyperMarker, IntoHttpService, Request,
+    TowerMarker,
+};

@@ -58,9 +58,7 @@ impl Inherited {
 
     /// True when this process was not started by an upgrade.
     pub fn is_empty(&self) -> bool {
-        self.lock()
-            .as_ref()
-            .map_or(true, |i| i.sockets().is_empty())
+        self.lock().as_ref().is_none_or(|i| i.sockets().is_empty())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Incoming>> {

@@ -1,0 +1,51 @@
+//! The one error type of `cluster-http`.
+
+use std::io;
+
+/// Everything that can go wrong in `cluster-http`. Each message names the
+/// address or setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is out of range.
+    #[error("invalid HTTP setting `{setting} = {value}`: {reason}")]
+    BadSetting {
+        /// The setting, e.g. `max_header_size`.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// `serve` was called on a thread that is not a cluster worker.
+    #[error("cannot serve HTTP on {addr}: not on a cluster worker thread (cluster_core::worker() is None)")]
+    NotAWorker {
+        /// The listener's address.
+        addr: String,
+    },
+    /// The listener failed for good (not an error of one connection).
+    #[error("accepting connections on {addr} failed: {source}")]
+    Accept {
+        /// The listener's address.
+        addr: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A connection's task panicked (the service panicked) under
+    /// [`OnPanic::Restart`](crate::OnPanic::Restart): the worker stopped
+    /// accepting, let its other connections finish, and returns this error so
+    /// that the cluster's restart policy replaces it.
+    #[error(
+        "a connection on {addr} panicked: {message}; the worker drained so that it is replaced"
+    )]
+    ConnectionPanicked {
+        /// The listener's address.
+        addr: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// Listening failed (from `cluster-net`), so that a worker function can
+    /// use `?` on both `worker.listen(...)` and `serve(...)`.
+    #[error(transparent)]
+    Listen(#[from] cluster_net::Error),
+}

@@ -1,0 +1,69 @@
+//! The executor hyper's HTTP/2 connections spawn their streams on: the
+//! worker's `LocalSet`, so services need not be `Send`. A stream that panics
+//! is reported to the server, as a connection task's panic is.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::sync::mpsc;
+
+/// Spawns with `tokio::task::spawn_local`; panics go to `panics`.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalExec {
+    panics: mpsc::UnboundedSender<String>,
+}
+
+impl LocalExec {
+    pub(crate) fn new(panics: mpsc::UnboundedSender<String>) -> LocalExec {
+        LocalExec { panics }
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+{
+    fn execute(&self, future: F) {
+        let panics = self.panics.clone();
+        tokio::task::spawn_local(async move {
+            if let Err(payload) = (CatchUnwind { future }).await {
+                let _ = panics.send(panic_text(payload.as_ref()));
+            }
+        });
+    }
+}
+
+pin_project! {
+    /// A future whose panic becomes an `Err` with the payload.
+    struct CatchUnwind<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.project().future;
+        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(polled) => polled.map(Ok),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}

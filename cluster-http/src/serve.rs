@@ -1,0 +1,196 @@
+//! The accept loop and the drain: accept and spawn connections until the
+//! worker is disconnected (or a connection panics), then stop accepting, let
+//! the connections finish, and force the rest closed at the deadline.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use cluster_core::Worker;
+use cluster_net::Listener;
+use http::Response;
+use hyper::body::Body;
+use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinSet};
+
+use crate::connection::{self, IdleLimits};
+use crate::drain::Drain;
+use crate::endpoints::Endpoints;
+use crate::exec::{panic_text, LocalExec};
+use crate::handler::Handler;
+use crate::idle::Activity;
+use crate::metrics::Counters;
+use crate::{BoxError, Error, HttpConfig, OnPanic, Request};
+
+/// What every connection of one server shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) worker: Worker,
+    /// The listener, until the drain drops it.
+    pub(crate) listener: RefCell<Option<Rc<Listener>>>,
+    pub(crate) counters: Counters,
+    pub(crate) endpoints: Endpoints,
+    pub(crate) drain: Drain,
+}
+
+impl Shared {
+    /// Connections accepted and open: the listener's counts while there is
+    /// one, the server's own after.
+    pub(crate) fn connections(&self) -> (u64, usize) {
+        match self.listener.borrow().as_ref() {
+            Some(l) => (l.accepted(), l.active()),
+            None => (self.counters.accepted.get(), self.counters.active.get()),
+        }
+    }
+}
+
+/// Serves `listener` with `service` until the worker is disconnected and
+/// the connections have ended (or the drain deadline passed).
+pub(crate) async fn run<S, B>(
+    listener: Listener,
+    config: HttpConfig,
+    service: S,
+) -> Result<(), Error>
+where
+    S: hyper::service::Service<
+            Request,
+            Response = Response<B>,
+            Error: Into<BoxError>,
+            Future: 'static,
+        > + 'static,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + 'static,
+{
+    let addr = listener.local_addr().to_string();
+    let worker = cluster_core::worker().ok_or_else(|| Error::NotAWorker { addr: addr.clone() })?;
+    if let Err(e) = config.validate() {
+        // Every worker would hit it: while starting, stop the cluster with it.
+        worker.fail_start(e.to_string());
+        return Err(e);
+    }
+    let listener = Rc::new(listener);
+    let (panic_tx, mut panics) = mpsc::unbounded_channel();
+    let builder = Rc::new(connection::builder(&config, LocalExec::new(panic_tx)));
+    let shared = Rc::new(Shared {
+        worker: worker.clone(),
+        listener: RefCell::new(Some(Rc::clone(&listener))),
+        counters: Counters::default(),
+        endpoints: Endpoints::new(config.healthz.clone(), config.metrics.clone()),
+        drain: Drain::new(),
+    });
+    let service = Rc::new(service);
+    let idle = IdleLimits {
+        first: config.header_read_timeout.min(config.keep_alive_timeout),
+        after: config.keep_alive_timeout,
+    };
+    let on_panic = |message: String, failure: &mut Option<Error>| match config.on_panic {
+        OnPanic::Restart => {
+            tracing::error!(%addr, %message, "a connection panicked; draining this worker so that it is replaced (on_panic = restart)");
+            if failure.is_none() {
+                *failure = Some(Error::ConnectionPanicked {
+                    addr: addr.clone(),
+                    message,
+                });
+            }
+        }
+        OnPanic::Ignore => {
+            tracing::error!(%addr, %message, "a connection panicked; serving on (on_panic = ignore)");
+        }
+    };
+    let mut conns = JoinSet::new();
+    let mut failure = None;
+    let start = |conns: &mut JoinSet<()>, conn| {
+        shared.counters.accepted();
+        let activity = Activity::new();
+        let handler = Handler::new(
+            Rc::clone(&service),
+            Rc::clone(&shared),
+            Rc::clone(&activity),
+        );
+        conns.spawn_local(connection::serve(
+            conn,
+            Rc::clone(&builder),
+            handler,
+            activity,
+            shared.drain.watch(),
+            idle,
+        ));
+        shared.counters.set_active(conns.len());
+    };
+
+    let disconnected = worker.disconnected();
+    tokio::pin!(disconnected);
+    while failure.is_none() {
+        tokio::select! {
+            biased;
+            () = &mut disconnected => {
+                tracing::debug!(%addr, "worker disconnected: draining");
+                break;
+            }
+            Some(joined) = conns.join_next() => {
+                shared.counters.set_active(conns.len());
+                if let Some(message) = panicked(joined) {
+                    on_panic(message, &mut failure);
+                }
+            }
+            Some(message) = panics.recv() => on_panic(message, &mut failure),
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => start(&mut conns, conn),
+                Err(source) => {
+                    tracing::error!(%addr, error = %source, "accepting failed; draining");
+                    failure = Some(Error::Accept { addr: addr.clone(), source });
+                }
+            },
+        }
+    }
+
+    // The primary hands new connections to the other workers from now on.
+    // The last worker of the socket gets those already accepted for nobody.
+    shared.listener.borrow_mut().take();
+    let leftover = match Rc::try_unwrap(listener) {
+        Ok(listener) => listener.close().await,
+        Err(_) => Vec::new(),
+    };
+    for conn in leftover {
+        start(&mut conns, conn);
+    }
+    shared.drain.start();
+    tracing::debug!(%addr, open = conns.len(), "stopped accepting; draining the open connections");
+    let drain_timeout = config.drain_deadline(worker.shutdown_timeout());
+    let deadline = tokio::time::sleep(drain_timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            biased;
+            joined = conns.join_next() => match joined {
+                None => break,
+                Some(joined) => {
+                    shared.counters.set_active(conns.len());
+                    if let Some(message) = panicked(joined) {
+                        on_panic(message, &mut failure);
+                    }
+                }
+            },
+            Some(message) = panics.recv() => on_panic(message, &mut failure),
+            () = &mut deadline => {
+                tracing::warn!(%addr, open = conns.len(), ?drain_timeout, "drain deadline passed; closing the connections left");
+                conns.shutdown().await;
+                break;
+            }
+        }
+    }
+    // A stream that panicked just before its connection ended.
+    while let Ok(message) = panics.try_recv() {
+        on_panic(message, &mut failure);
+    }
+    shared.counters.set_active(0);
+    tracing::debug!(%addr, "drained");
+    failure.map_or(Ok(()), Err)
+}
+
+/// The panic message, if the connection task panicked.
+fn panicked(joined: Result<(), JoinError>) -> Option<String> {
+    match joined {
+        Err(e) if e.is_panic() => Some(panic_text(e.into_panic().as_ref())),
+        _ => None,
+    }
+}

@@ -1,0 +1,174 @@
+//! Graceful drain inside one process: a disconnected worker stops accepting,
+//! closes its idle connections, finishes its requests in flight, and returns;
+//! the drain deadline closes what is left; a rolling reload fails no request.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_core::{ClusterEvent, ExitReason};
+use cluster_http::HttpConfig;
+use common::{eventually, serve_app, start, until, Gate, H1};
+use http::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_worker_finishes_its_requests_while_the_others_serve() {
+    let gate = Arc::new(Gate::default());
+    let running = start(
+        2,
+        |b| {
+            b.state(Arc::clone(&gate))
+                .shutdown_timeout(Duration::from_secs(60))
+        },
+        serve_app(None),
+    )
+    .await;
+    let addr = running.addr;
+    let mut events = running.events;
+
+    // Two keep-alive connections on the same worker: one will stay idle, the
+    // other will have a request in flight.
+    let mut busy = H1::connect(addr).await.unwrap();
+    let victim = busy.get("/").await.unwrap().worker();
+    let mut idle = loop {
+        let mut c = H1::connect(addr).await.unwrap();
+        if c.get("/").await.unwrap().worker() == victim {
+            break c;
+        }
+    };
+    let in_flight = tokio::spawn(async move {
+        let reply = busy.get("/block").await;
+        (reply, busy)
+    });
+    eventually(
+        || gate.entered.load(Ordering::SeqCst) == 1,
+        "the request in the service",
+    )
+    .await;
+
+    running.cluster.worker(victim).unwrap().disconnect();
+    // The idle connection is closed at once; the busy one is not.
+    eventually(|| idle.is_closed(), "the idle connection closed").await;
+    assert!(idle.get("/").await.is_err());
+    assert!(!in_flight.is_finished());
+    // New connections go to the other worker.
+    for _ in 0..10 {
+        let reply = common::get(addr, "/").await.unwrap();
+        assert_ne!(reply.worker(), victim);
+    }
+    gate.open();
+    let (reply, busy) = in_flight.await.unwrap();
+    let reply = reply.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.worker(), victim);
+    assert_eq!(reply.headers["connection"], "close");
+    busy.closed().await;
+
+    let reason = until(&mut events, |e| match e {
+        ClusterEvent::Exit { worker, reason } if worker.id() == victim => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, ExitReason::Returned);
+    common::stop(&running.cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_deadline_closes_what_is_left_and_serve_returns_ok() {
+    let gate = Arc::new(Gate::default());
+    let running = start(
+        1,
+        |b| {
+            b.state(Arc::clone(&gate))
+                .state(HttpConfig::default().drain_timeout(Duration::from_millis(300)))
+                // Far longer: the worker must return by itself, not be killed.
+                .shutdown_timeout(Duration::from_secs(120))
+        },
+        serve_app(None),
+    )
+    .await;
+    let addr = running.addr;
+    let mut events = running.events;
+    let stuck = tokio::spawn(async move { common::get(addr, "/block").await });
+    eventually(
+        || gate.entered.load(Ordering::SeqCst) == 1,
+        "the request in the service",
+    )
+    .await;
+
+    common::stop(&running.cluster).await;
+    let reason = until(&mut events, |e| match e {
+        ClusterEvent::Exit { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, ExitReason::Returned);
+    // The request that never finished was cut at the deadline.
+    assert!(stuck.await.unwrap().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_reload_fails_no_request() {
+    let running = start(2, |b| b, serve_app(None)).await;
+    let addr = running.addr;
+    let before: BTreeSet<u64> = running.cluster.workers().iter().map(|w| w.id()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let (stop, served) = (stop.clone(), served.clone());
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                let mut ids = BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    // Half the clients on fresh connections, half on HTTP/2.
+                    let reply = if i % 2 == 0 {
+                        common::get(addr, "/sleep/2").await
+                    } else {
+                        match common::H2::connect(addr).await {
+                            Ok((c, _driver)) => c.get("/sleep/2").await,
+                            Err(e) => Err(e),
+                        }
+                    };
+                    match reply {
+                        Ok(r) if r.status == StatusCode::OK => {
+                            ids.insert(r.worker());
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => failures.push(format!("{r:?}")),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                }
+                (failures, ids)
+            })
+        })
+        .collect();
+    eventually(|| served.load(Ordering::Relaxed) >= 40, "traffic").await;
+    tokio::time::timeout(common::DEADLINE, running.cluster.reload())
+        .await
+        .expect("reload within the deadline")
+        .unwrap();
+    let after_reload = served.load(Ordering::Relaxed);
+    eventually(
+        || served.load(Ordering::Relaxed) >= after_reload + 40,
+        "traffic after the reload",
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut ids = BTreeSet::new();
+    for c in clients {
+        let (failures, seen) = c.await.unwrap();
+        assert!(failures.is_empty(), "{failures:?}");
+        ids.extend(seen);
+    }
+    let now: BTreeSet<u64> = running.cluster.workers().iter().map(|w| w.id()).collect();
+    assert!(now.is_disjoint(&before), "{before:?} {now:?}");
+    assert!(
+        ids.is_superset(&now),
+        "new workers {now:?} never answered: {ids:?}"
+    );
+    common::stop(&running.cluster).await;
+}
