@@ -104,6 +104,10 @@ impl Args {
             .state(self.clone());
         #[cfg(feature = "net")]
         let builder = builder.state(self.net());
+        #[cfg(feature = "http")]
+        let builder = builder.state(
+            cluster_http::HttpConfig::default().on_panic(self.on_panic.parse().unwrap_or_default()),
+        );
         builder
     }
 

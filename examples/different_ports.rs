@@ -1,0 +1,64 @@
+//! The proposal's second demo: each worker listens on its own port, the one
+//! of its slot (base + slot), and comes back on it when restarted.
+//!
+//! Run:  cargo run --release --example different_ports -- [--workers N] [--port BASE]
+//! Try:  curl -i localhost:8000/ ; curl -i localhost:8001/   # one worker per port
+//! Stop: Ctrl-C or `kill -TERM <pid>`, exit status 0.
+
+use std::convert::Infallible;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use cluster_thread::http::Request;
+use cluster_thread::Worker;
+
+static BASE: OnceLock<u16> = OnceLock::new();
+
+const USAGE: &str = "usage: different_ports [--workers N] [--port BASE]";
+
+fn main() -> ExitCode {
+    let mut base = 8000;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let parsed = match (arg.as_str(), args.next()) {
+            ("--workers", Some(n)) => {
+                std::env::set_var("CLUSTER_THREAD_WORKERS", n);
+                Ok(())
+            }
+            ("--port", Some(p)) => p
+                .parse()
+                .map(|p| base = p)
+                .map_err(|_| format!("--port {p}: not a port number")),
+            (other, _) => Err(format!("unknown or incomplete argument {other}")),
+        };
+        if let Err(e) = parsed {
+            eprintln!("different_ports: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    let _ = BASE.set(base);
+    println!("Primary {} is running", std::process::id());
+    cluster()
+}
+
+#[cluster_thread::main(workers = "auto", port = "per-worker")]
+async fn cluster(worker: Worker) -> anyhow::Result<()> {
+    let base = *BASE.get().expect("set in main");
+    // `port = "per-worker"`: slot i gets base + i.
+    let listener = worker.listen(format!("0.0.0.0:{base}")).await?;
+    println!(
+        "worker {} listening on {}",
+        worker.id(),
+        listener.local_addr()
+    );
+    let id = worker.id().to_string();
+    cluster_thread::http::serve(listener, move |_req: Request| {
+        let response = http::Response::builder()
+            .header("x-worker-id", id.as_str())
+            .body("hello world\n".to_owned())
+            .expect("a valid response");
+        async move { Ok::<_, Infallible>(response) }
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! The proposal's first demo: every worker listens on the same port and the
+//! primary shares the connections among them.
+//!
+//! Run:  cargo run --release --example same_port -- [--workers N] [--port P]
+//!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
+//! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
+//!       with --chaos:
+//!       curl localhost:8000/sleep/500    # answers `slept 500` after half a second
+//!       curl localhost:8000/panic        # that request fails; its worker is replaced, nothing else fails
+//! Stop: Ctrl-C or `kill -TERM <pid>`: in-flight requests finish, exit status 0.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cluster_thread::http::Request;
+use cluster_thread::{Cluster, ClusterEvent, Worker};
+
+struct Flags {
+    port: u16,
+    chaos: bool,
+}
+
+static FLAGS: OnceLock<Flags> = OnceLock::new();
+
+const USAGE: &str = "usage: same_port [--workers N] [--port P] \
+    [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]";
+
+fn main() -> ExitCode {
+    let mut flags = Flags {
+        port: 8000,
+        chaos: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        let parsed = match arg.as_str() {
+            // Workers and balance go through the variables the cluster reads
+            // at start (as Node reads NODE_CLUSTER_SCHED_POLICY).
+            "--workers" => {
+                value("--workers").map(|v| std::env::set_var("CLUSTER_THREAD_WORKERS", v))
+            }
+            "--balance" => {
+                value("--balance").map(|v| std::env::set_var("CLUSTER_THREAD_BALANCE", v))
+            }
+            "--port" => value("--port").and_then(|v| {
+                v.parse()
+                    .map(|p| flags.port = p)
+                    .map_err(|_| format!("--port {v}: not a port number"))
+            }),
+            "--chaos" => {
+                flags.chaos = true;
+                Ok(())
+            }
+            other => Err(format!("unknown argument {other}")),
+        };
+        if let Err(e) = parsed {
+            eprintln!("same_port: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    let _ = FLAGS.set(flags);
+    println!("Primary {} is running", std::process::id());
+    cluster()
+}
+
+/// Runs once in each worker thread.
+#[cluster_thread::main(workers = "auto", port = "shared", primary = primary)]
+async fn cluster(worker: Worker) -> anyhow::Result<()> {
+    let Flags { port, chaos } = *FLAGS.get().expect("set in main");
+    println!(
+        "Worker {}, {:?} started",
+        std::process::id(),
+        std::thread::current().id()
+    );
+    let listener = worker.listen(format!("0.0.0.0:{port}")).await?;
+    let id = worker.id().to_string();
+    cluster_thread::http::serve(listener, move |req: Request| {
+        let id = id.clone();
+        async move {
+            let body = match (chaos, req.uri().path()) {
+                (true, "/panic") => panic!("GET /panic on worker {id}"),
+                (true, path) if path.starts_with("/sleep/") => {
+                    let ms: u64 = path["/sleep/".len()..].parse().unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    format!("slept {ms}\n")
+                }
+                _ => "hello world\n".to_owned(),
+            };
+            let response = http::Response::builder()
+                .header("x-worker-id", id)
+                .body(body)
+                .expect("a valid response");
+            Ok::<_, Infallible>(response)
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Runs on the primary: prints each shared address once.
+async fn primary(cluster: Cluster) {
+    let mut events = cluster.events();
+    let mut seen = HashSet::new();
+    while let Some(event) = events.recv().await {
+        if let ClusterEvent::Listening { address, .. } = event {
+            if seen.insert(address.clone()) {
+                println!("listening on {address}");
+            }
+        }
+    }
+}
