@@ -187,11 +187,13 @@ where
 }
 
 /// What the primary of a macro program does besides the user's `primary`:
-/// hot upgrade on SIGQUIT, and the acknowledgement to the process it replaces.
+/// systemd notifications, hot upgrade on SIGQUIT, and the acknowledgement to
+/// the process it replaces.
 fn primary_services(cluster: &Cluster) {
     #[cfg(feature = "net")]
     {
         use cluster_net::upgrade::{upgrade_on_sigquit, Inherited};
+        cluster_net::notify_systemd(cluster);
         if let Err(e) = upgrade_on_sigquit(cluster) {
             tracing::warn!(error = %e, "no hot upgrade on SIGQUIT");
         }

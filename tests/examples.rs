@@ -166,3 +166,37 @@ fn echo_tcp_echoes_lines_with_the_worker_id() {
     run.signal(libc::SIGTERM);
     assert!(run.exit_status().success());
 }
+
+#[test]
+fn hot_upgrade_hands_the_port_to_a_new_process_on_sigquit() {
+    let mut run = Run::start("hot_upgrade", &["--port", "0"]);
+    let old = run.child.id();
+    let addr = local(&run.line(|l| l.starts_with(&format!("pid {old} listening on "))));
+    assert_eq!(
+        get(addr, "/").unwrap().body,
+        format!("served by pid {old}\n")
+    );
+    run.signal(libc::SIGQUIT);
+    // The new process prints to the same stdout, and serves the same address.
+    let line = run.line(|l| {
+        l.starts_with("pid ")
+            && l.contains(" listening on ")
+            && !l.starts_with(&format!("pid {old} "))
+    });
+    let new: u32 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(local(line.rsplit(' ').next().unwrap()), addr);
+    assert!(
+        run.exit_status().success(),
+        "the old process drains and exits 0"
+    );
+    assert_eq!(
+        get(addr, "/").unwrap().body,
+        format!("served by pid {new}\n")
+    );
+    common::signal(new, libc::SIGTERM);
+    let end = Instant::now() + DEADLINE;
+    while common::alive(new) {
+        assert!(Instant::now() < end, "the new process did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

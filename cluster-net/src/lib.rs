@@ -59,4 +59,4 @@ pub use spec::{
     Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
 };
 pub use stats::{stats, ListenerStats};
-pub use systemd::SystemdSockets;
+pub use systemd::{notify_systemd, SystemdSockets};

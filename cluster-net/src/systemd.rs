@@ -2,6 +2,9 @@
 
 use std::os::fd::RawFd;
 
+use cluster_core::{Cluster, Phase};
+use sd_notify::NotifyState;
+
 use crate::Error;
 
 /// The first fd systemd passes (`SD_LISTEN_FDS_START`).
@@ -130,6 +133,40 @@ impl SystemdSockets {
             .iter()
             .find(|(_, n)| n.as_deref() == Some(name))
             .map(|(fd, _)| *fd)
+    }
+}
+
+/// Tells systemd (a `Type=notify` unit: `$NOTIFY_SOCKET`) how `cluster`
+/// is doing: `READY=1` (with `MAINPID`, which changes after a hot upgrade)
+/// once every worker listens, `STOPPING=1` when it starts draining. Does
+/// nothing outside systemd. Call it on the primary's runtime; the `main`
+/// macro does.
+pub fn notify_systemd(cluster: &Cluster) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let mut phases = cluster.phases();
+    tokio::spawn(async move {
+        let Ok(reached) = phases
+            .wait_for(|p| *p >= Phase::Listening)
+            .await
+            .map(|p| *p)
+        else {
+            return;
+        };
+        // A cluster that stopped while starting was never ready.
+        if reached == Phase::Listening {
+            notify(&[NotifyState::MainPid(std::process::id()), NotifyState::Ready]);
+        }
+        if phases.wait_for(|p| *p >= Phase::Draining).await.is_ok() {
+            notify(&[NotifyState::Stopping]);
+        }
+    });
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "could not notify systemd");
     }
 }
 

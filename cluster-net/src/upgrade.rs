@@ -106,9 +106,7 @@ pub async fn upgrade(cluster: &Cluster, program: Option<PathBuf>) -> Result<u32,
     };
     let program = match program {
         Some(p) => p,
-        None => {
-            std::env::current_exe().map_err(fail("finding this executable", "self".as_ref()))?
-        }
+        None => this_executable().map_err(fail("finding this executable", "self".as_ref()))?,
     };
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -168,6 +166,19 @@ pub async fn upgrade(cluster: &Cluster, program: Option<PathBuf>) -> Result<u32,
     let cluster = cluster.clone();
     tokio::spawn(async move { cluster.disconnect().await });
     Ok(pid)
+}
+
+/// The path this process was started from. When the binary was replaced on
+/// disk (the usual way to deploy a new version), Linux reports the old one as
+/// `<path> (deleted)`; the new one is at `<path>`.
+fn this_executable() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(
+        match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+            Some(path) => PathBuf::from(path),
+            None => exe,
+        },
+    )
 }
 
 /// Runs [`upgrade`] on every SIGQUIT received by this process, as long as
