@@ -129,3 +129,143 @@ fn hot_upgrade_under_load() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Malformed, truncated, oversized and binary requests, then random bytes:
+/// each is refused (400 / 431 / closed), and the workers serve on.
+#[test]
+fn bad_input_is_refused_and_the_workers_serve_on() {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+
+    let (mut run, addr) = start(&["--workers", "2", "--port", "0"]);
+    let mut corpus: Vec<Vec<u8>> = [
+        "GARBAGE\r\n\r\n",
+        "GET / HTTP/9.9\r\n\r\n",
+        "GET / HTTP/1.1\r\nhost\r\n\r\n",
+        "GET / HTTP/1.1\r\nhost: a\r\ncontent-length: abc\r\n\r\n",
+        "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
+        "G E T / HTTP/1.1\r\n\r\n",
+        "GET / HT",
+        "GET / HTTP/1.1\r\nhost: a\r\n",
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\u{0}\u{0}\u{4}garbage-frames",
+        "\r\n\r\n\r\n",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    corpus.push(
+        format!(
+            "GET / HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n",
+            "a".repeat(64 * 1024)
+        )
+        .into_bytes(),
+    );
+    corpus.push(
+        format!(
+            "GET /{} HTTP/1.1\r\nhost: a\r\n\r\n",
+            "p".repeat(100 * 1024)
+        )
+        .into_bytes(),
+    );
+    corpus.push(
+        format!(
+            "GET / HTTP/1.1\r\nhost: a\r\n{}\r\n",
+            "x: y\r\n".repeat(5000)
+        )
+        .into_bytes(),
+    );
+    // Random bytes, from a fixed seed (xorshift): the same corpus every run.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for len in (1..200).step_by(7) {
+        let bytes = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        corpus.push(bytes);
+    }
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    for input in &corpus {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        // The server may close before reading all of a huge input.
+        let _ = s.write_all(input);
+        let _ = s.shutdown(Shutdown::Write);
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        let reply = String::from_utf8_lossy(&reply);
+        let status = reply.split(' ').nth(1).unwrap_or("closed").to_owned();
+        assert_ne!(
+            status,
+            "200",
+            "accepted {:?}",
+            String::from_utf8_lossy(&input[..input.len().min(60)])
+        );
+        *answers.entry(status).or_default() += 1;
+        assert_eq!(get(addr, "/").unwrap().status, 200, "the workers serve on");
+    }
+    eprintln!(
+        "bad input: {} inputs answered {answers:?}; workers served on after each",
+        corpus.len()
+    );
+    assert!(
+        answers.contains_key("400") && answers.contains_key("431"),
+        "{answers:?}"
+    );
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+}
+
+/// 2,000 idle connections and 50 slow clients (a header byte every 50 ms)
+/// held open: new requests are still served.
+#[test]
+fn idle_and_slow_clients_do_not_starve_new_requests() {
+    use std::io::Write;
+    use std::net::TcpStream;
+
+    // Room for both ends of 2,050 connections, here and in the child.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on this process with a valid struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max.min(65536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    if limit.rlim_cur < 4500 {
+        eprintln!(
+            "skipped: RLIMIT_NOFILE hard limit {} is too low",
+            limit.rlim_max
+        );
+        return;
+    }
+    let (mut run, addr) = start(&["--workers", "2", "--port", "0"]);
+    let idle: Vec<TcpStream> = (0..2000)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut slow: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let request = b"GET / HTTP/1.1\r\nhost: slow\r\n";
+    let started = Instant::now();
+    let mut served = 0;
+    for byte in request.iter().take(10) {
+        for s in &mut slow {
+            let _ = s.write_all(&[*byte]);
+        }
+        let r = get(addr, "/").unwrap();
+        assert_eq!(r.status, 200);
+        served += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "2000 idle + 50 slow connections held: {served} new requests served in {:?}",
+        started.elapsed()
+    );
+    drop((idle, slow));
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+}

@@ -726,3 +726,46 @@ mod tests {
         assert_eq!(ok(quote!(r#workers = 2)).workers, Some(2));
     }
 }
+
+/// Property tests: the parsers take whatever a user can type, and never panic.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_duration_text_parses_or_errs_without_panicking(text in "\\PC{0,24}") {
+            let _ = parse_duration_ms(&text);
+        }
+
+        #[test]
+        fn durations_round_trip(h in 0u64..48, m in 0u64..60, s in 0u64..60, ms in 0u64..1000) {
+            prop_assume!(h + m + s + ms > 0);
+            let mut text = String::new();
+            for (n, unit) in [(h, "h"), (m, "m"), (s, "s"), (ms, "ms")] {
+                if n > 0 {
+                    text.push_str(&format!("{n}{unit}"));
+                }
+            }
+            let want = ((h * 60 + m) * 60 + s) * 1000 + ms;
+            prop_assert_eq!(parse_duration_ms(&text), Ok(want));
+        }
+
+        #[test]
+        fn any_attribute_tokens_parse_or_err_without_panicking(text in "[a-z_ =,\"0-9:()-]{0,40}") {
+            // Only token streams rustc would hand the macro.
+            if let Ok(tokens) = text.parse::<TokenStream>() {
+                let (_args, _error) = Args::parse(tokens);
+            }
+        }
+
+        #[test]
+        fn workers_accepts_every_positive_count(n in 1usize..100_000) {
+            let tokens: TokenStream = format!("workers = {n}").parse().unwrap();
+            let (args, error) = Args::parse(tokens);
+            prop_assert!(error.is_none());
+            prop_assert_eq!(args.workers, Some(n));
+        }
+    }
+}
