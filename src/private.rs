@@ -214,12 +214,23 @@ fn primary_services(cluster: &Cluster) {
 /// systemd's sockets and a hot upgrade's (read and cleared here, before any
 /// thread starts).
 fn prepare(args: Args) -> Result<ClusterBuilder, String> {
+    if cfg!(panic = "abort") {
+        warn_panic_abort();
+    }
     let builder = args.with_env().map_err(|e| e.to_string())?.builder();
     #[cfg(feature = "net")]
     let builder = builder
         .state(cluster_net::SystemdSockets::from_env().map_err(|e| e.to_string())?)
         .state(cluster_net::upgrade::Inherited::from_env().map_err(|e| e.to_string())?);
     Ok(builder)
+}
+
+#[allow(clippy::print_stderr)] // the program's own `main`: said even without a tracing subscriber
+fn warn_panic_abort() {
+    eprintln!(
+        "warning: built with panic = \"abort\": a panic in any worker ends the whole process \
+         instead of restarting that worker; build with panic = \"unwind\" (the default) to keep it"
+    );
 }
 
 #[allow(clippy::print_stderr)] // the program's own `main` reports its fatal error

@@ -143,3 +143,22 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_errors_name_the_address() {
+        let e = |kind| Error::from_bind("0.0.0.0:80", io::Error::from(kind)).to_string();
+        assert_eq!(
+            e(io::ErrorKind::AddrInUse),
+            "address 0.0.0.0:80 already in use"
+        );
+        assert_eq!(
+            e(io::ErrorKind::PermissionDenied),
+            "permission denied binding 0.0.0.0:80 (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        );
+        assert!(e(io::ErrorKind::AddrNotAvailable).starts_with("cannot listen on 0.0.0.0:80: "));
+    }
+}
