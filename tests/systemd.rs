@@ -10,6 +10,16 @@ use std::time::Duration;
 
 use common::{example, signal, DEADLINE};
 
+/// Kills the child if the test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn recv(socket: &UnixDatagram) -> String {
     let mut buf = [0u8; 512];
     let n = socket
@@ -25,13 +35,16 @@ fn ready_once_listening_then_stopping_on_sigterm() {
     let _ = std::fs::remove_file(&path);
     let socket = UnixDatagram::bind(&path).unwrap();
     socket.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut child = Command::new(example("same_port"))
-        .args(["--workers", "2", "--port", "0"])
-        .env("NOTIFY_SOCKET", &path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(example("same_port"))
+            .args(["--workers", "2", "--port", "0"])
+            .env("NOTIFY_SOCKET", &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let ready = recv(&socket);
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
     assert!(
