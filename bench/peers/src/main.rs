@@ -1,0 +1,224 @@
+//! Peer servers for `cargo xtask bench`, one binary:
+//!
+//! ```text
+//! bench-peers <actix|hyper|raw> [--workers N] [--port P] [--host IP]
+//! ```
+//!
+//! Every server answers `GET /` with 200 `hello world\n` over HTTP/1.1 with
+//! keep-alive, prints `listening on <ip>:<port>` once its workers are up, and
+//! runs until it is killed (SIGTERM/SIGINT).
+//!
+//! - `actix`: actix-web 4, `HttpServer::workers(N)`.
+//! - `hyper`: hyper 1 (`server::conn::http1`) on a tokio multi-thread runtime
+//!   with N worker threads; one accept loop, a task per connection.
+//! - `raw`: no HTTP at all: for every read on a connection it writes one canned
+//!   response, and closes the connection after it when the bytes read contain
+//!   `close` (the churn scenario's `Connection: close`), as an HTTP server
+//!   would. It measures the load generator's ceiling on this machine (the
+//!   client never pipelines, and a ~60-byte request arrives in one read on
+//!   loopback). Built for speed: a tokio multi-thread runtime with N threads
+//!   (work stealing keeps them evenly busy) and one SO_REUSEPORT listener and
+//!   accept loop per thread (accepting never queues behind one loop).
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+
+const BODY: &[u8] = b"hello world\n";
+const RAW_RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\ncontent-type: text/plain\r\n\r\nhello world\n";
+const RAW_RESPONSE_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nhello world\n";
+
+struct Args {
+    server: String,
+    workers: usize,
+    addr: SocketAddr,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let server = args
+        .next()
+        .ok_or("usage: bench-peers <actix|hyper|raw> [--workers N] [--port P] [--host IP]")?;
+    let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut port: u16 = 8000;
+    let mut host = String::from("127.0.0.1");
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--workers" => workers = value.parse().map_err(|e| format!("--workers: {e}"))?,
+            "--port" => port = value.parse().map_err(|e| format!("--port: {e}"))?,
+            "--host" => host = value,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if workers == 0 {
+        return Err("--workers must be at least 1".into());
+    }
+    let addr = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| format!("address {host}:{port}: {e}"))?;
+    Ok(Args {
+        server,
+        workers,
+        addr,
+    })
+}
+
+fn announce(addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("bench-peers: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = match args.server.as_str() {
+        "actix" => actix(args.workers, args.addr),
+        "hyper" => hyper(args.workers, args.addr),
+        "raw" => raw(args.workers, args.addr),
+        other => Err(std::io::Error::other(format!("unknown server {other}"))),
+    };
+    if let Err(e) = result {
+        eprintln!("bench-peers {}: {e}", args.server);
+        std::process::exit(1);
+    }
+}
+
+fn actix(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
+    use actix_web::{web, App, HttpServer};
+    actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(|| {
+            App::new().route(
+                "/",
+                web::get().to(|| async {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("text/plain")
+                        .body(BODY)
+                }),
+            )
+        })
+        .workers(workers)
+        .shutdown_timeout(1)
+        .bind(addr)?;
+        let bound = server.addrs()[0];
+        // `run` starts the workers and waits until each is ready.
+        let server = server.run();
+        announce(bound);
+        server.await
+    })
+}
+
+fn multi_thread_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_io()
+        .build()
+}
+
+fn hyper(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+
+    async fn hello(
+        _req: Request<hyper::body::Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain"),
+        );
+        Ok(response)
+    }
+
+    multi_thread_runtime(workers)?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        announce(listener.local_addr()?);
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(hello))
+                    .await;
+            });
+        }
+    })
+}
+
+fn raw(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // One SO_REUSEPORT listener and accept loop per worker thread (accepting
+    // is never the bottleneck), on a work-stealing runtime (connections
+    // spread evenly over the threads whatever the kernel's hash did).
+    let bind = |addr: SocketAddr| -> std::io::Result<tokio::net::TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    multi_thread_runtime(workers)?.block_on(async move {
+        let first = bind(addr)?;
+        let addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..workers {
+            listeners.push(bind(addr)?);
+        }
+        announce(addr);
+        let loops: Vec<_> = listeners
+            .into_iter()
+            .map(|listener| {
+                tokio::spawn(async move {
+                    loop {
+                        let mut stream = match listener.accept().await {
+                            Ok((stream, _)) => stream,
+                            Err(_) => continue,
+                        };
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(async move {
+                            let mut buf = [0u8; 4096];
+                            loop {
+                                match stream.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => {
+                                        let close = buf[..n].windows(5).any(|w| w == b"close");
+                                        let response = if close {
+                                            RAW_RESPONSE_CLOSE
+                                        } else {
+                                            RAW_RESPONSE
+                                        };
+                                        if stream.write_all(response).await.is_err() || close {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                        });
+                    }
+                })
+            })
+            .collect();
+        for l in loops {
+            let _ = l.await;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,419 @@
+//! The servers under test: how to build them, start them, tell when they are
+//! ready, and stop them (the whole process tree).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::{load, procfs};
+
+/// What kind of program a server is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `examples/same_port` with `--balance <mode>`.
+    ClusterThread(&'static str),
+    /// `bench-peers actix`.
+    Actix,
+    /// `bench-peers hyper`.
+    Hyper,
+    /// `bench/node/cluster.js` with `NODE_CLUSTER_SCHED_POLICY=<policy>`.
+    Node(&'static str),
+    /// `bench-peers raw`: canned responses, the generator's ceiling.
+    Raw,
+}
+
+/// A server of the benchmark.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Server {
+    /// Short name for flags, JSON and file names.
+    pub(crate) id: &'static str,
+    /// Name in tables and the chart.
+    pub(crate) label: &'static str,
+    pub(crate) kind: Kind,
+}
+
+impl Server {
+    pub(crate) fn is_cluster_thread(&self) -> bool {
+        matches!(self.kind, Kind::ClusterThread(_))
+    }
+    pub(crate) fn is_node(&self) -> bool {
+        matches!(self.kind, Kind::Node(_))
+    }
+    /// Can one of its workers be crashed and replaced?
+    pub(crate) fn can_respawn(&self) -> bool {
+        self.is_cluster_thread() || self.is_node()
+    }
+}
+
+/// Every server, in table order.
+pub(crate) const ALL: &[Server] = &[
+    Server {
+        id: "ct-rr",
+        label: "cluster_thread round-robin",
+        kind: Kind::ClusterThread("round-robin"),
+    },
+    Server {
+        id: "ct-lc",
+        label: "cluster_thread least-connections",
+        kind: Kind::ClusterThread("least-connections"),
+    },
+    Server {
+        id: "ct-os",
+        label: "cluster_thread os",
+        kind: Kind::ClusterThread("os"),
+    },
+    Server {
+        id: "ct-reuseport",
+        label: "cluster_thread reuseport",
+        kind: Kind::ClusterThread("reuseport"),
+    },
+    Server {
+        id: "actix",
+        label: "actix-web 4",
+        kind: Kind::Actix,
+    },
+    Server {
+        id: "hyper",
+        label: "hyper 1 (tokio multi-thread)",
+        kind: Kind::Hyper,
+    },
+    Server {
+        id: "node-rr",
+        label: "node cluster SCHED_RR",
+        kind: Kind::Node("rr"),
+    },
+    Server {
+        id: "node-none",
+        label: "node cluster SCHED_NONE",
+        kind: Kind::Node("none"),
+    },
+    Server {
+        id: "raw",
+        label: "raw canned responses (ceiling)",
+        kind: Kind::Raw,
+    },
+];
+
+/// The peers that every figure is also given as a ratio to.
+pub(crate) const PEERS: &[&str] = &["actix", "hyper", "node-rr", "node-none"];
+
+pub(crate) fn by_id(id: &str) -> Option<&'static Server> {
+    ALL.iter().find(|s| s.id == id)
+}
+
+/// Where the programs are, once built.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Programs {
+    /// `target/release/examples/same_port`, if it could be built.
+    pub(crate) same_port: Option<PathBuf>,
+    /// `bench-peers`, if it could be built.
+    pub(crate) peers: Option<PathBuf>,
+    /// `node` and the script, if node is on PATH.
+    pub(crate) node: Option<(PathBuf, PathBuf)>,
+    /// CPUs the servers are pinned to (`--pin`), via taskset.
+    pub(crate) pin: Option<String>,
+}
+
+impl Programs {
+    pub(crate) fn available(&self, server: &Server) -> bool {
+        match server.kind {
+            Kind::ClusterThread(_) => self.same_port.is_some(),
+            Kind::Actix | Kind::Hyper | Kind::Raw => self.peers.is_some(),
+            Kind::Node(_) => self.node.is_some(),
+        }
+    }
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Builds the peers crate (its own workspace, its own lock file) into
+/// `<target>/bench-peers`.
+pub(crate) fn build_peers(root: &Path, target: &Path) -> anyhow::Result<PathBuf> {
+    let dir = target.join("bench-peers");
+    let status = Command::new(cargo())
+        .current_dir(root)
+        .args(["build", "--release", "--locked", "--manifest-path"])
+        .arg(root.join("bench/peers/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&dir)
+        .status()
+        .context("running cargo build for bench/peers")?;
+    if !status.success() {
+        bail!("building bench/peers failed ({status})");
+    }
+    Ok(dir.join("release/bench-peers"))
+}
+
+/// Builds `examples/same_port` in release; `Err` says why it cannot be had.
+pub(crate) fn build_same_port(root: &Path, target: &Path) -> Result<PathBuf, String> {
+    if !root.join("examples/same_port.rs").exists() {
+        return Err("examples/same_port.rs does not exist yet".into());
+    }
+    let out = Command::new(cargo())
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "--example",
+            "same_port",
+            "--target-dir",
+        ])
+        .arg(target)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    let path = target.join("release/examples/same_port");
+    if !out.success() || !path.exists() {
+        return Err(format!(
+            "`cargo build --release --example same_port` failed ({out})"
+        ));
+    }
+    Ok(path)
+}
+
+/// `node` on PATH, if any.
+pub(crate) fn find_node() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("node"))
+        .find(|p| p.is_file())
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: another program could
+/// take it in between, which on this machine nothing does).
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running server.
+pub(crate) struct Running {
+    pub(crate) server: Server,
+    pub(crate) workers: usize,
+    pub(crate) addr: SocketAddr,
+    pub(crate) child: Child,
+    pub(crate) spawned_at: Instant,
+    /// Its stdout, line by line, with the time each line was read.
+    pub(crate) lines: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Running {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Has the process printed everything that says all N workers are up?
+    pub(crate) fn reported_ready(&self) -> bool {
+        let lines = self.lines.lock().expect("lines lock");
+        let count = |f: &dyn Fn(&str) -> bool| lines.iter().filter(|(_, l)| f(l)).count();
+        match self.server.kind {
+            Kind::ClusterThread(_) => {
+                count(&|l| l.starts_with("Worker ") && l.ends_with(" started")) >= self.workers
+                    && count(&|l| l.starts_with("listening on")) >= 1
+            }
+            Kind::Node(_) => {
+                count(&|l| l.starts_with("worker ") && l.contains(" listening on ")) >= self.workers
+            }
+            Kind::Actix | Kind::Hyper | Kind::Raw => count(&|l| l.starts_with("listening on")) >= 1,
+        }
+    }
+
+    /// Node workers' pids by cluster id, from `worker <id> pid <pid> listening on ...`.
+    pub(crate) fn node_worker_pids(&self) -> Vec<(u64, u32)> {
+        let lines = self.lines.lock().expect("lines lock");
+        lines
+            .iter()
+            .filter_map(|(_, l)| {
+                let mut words = l.split_whitespace();
+                (words.next()? == "worker").then_some(())?;
+                let id = words.next()?.parse().ok()?;
+                (words.next()? == "pid").then_some(())?;
+                let pid = words.next()?.parse().ok()?;
+                Some((id, pid))
+            })
+            .collect()
+    }
+
+    /// Waits until the process reported all workers up and `GET /` answers
+    /// 200 `hello world\n` on a new connection; the time from spawn to then.
+    pub(crate) fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        let deadline = self.spawned_at + timeout;
+        let mut answered = false;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited during start-up ({status}); stdout: {:?}",
+                    self.server.label,
+                    self.lines.lock().expect("lines lock")
+                );
+            }
+            let reported = self.reported_ready();
+            if !answered {
+                if let Ok(probe) = load::probe(self.addr, "/", Duration::from_secs(1)) {
+                    if probe.status != 200 || probe.body != b"hello world\n" {
+                        bail!(
+                            "{}: GET / answered {} {:?}, not 200 `hello world\\n`",
+                            self.server.label,
+                            probe.status,
+                            String::from_utf8_lossy(&probe.body)
+                        );
+                    }
+                    answered = true;
+                }
+            }
+            if answered && reported {
+                return Ok(self.spawned_at.elapsed());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} not ready within {timeout:?} (answered: {answered}, reported all workers: {reported})",
+                    self.server.label
+                );
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// SIGTERM to the tree, then SIGKILL to what is left after a grace period.
+    pub(crate) fn stop(mut self) {
+        self.stop_in_place();
+    }
+
+    fn stop_in_place(&mut self) {
+        let pid = self.pid();
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let tree = procfs::process_tree(pid);
+        procfs::signal_tree(pid, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Whatever of the tree is still there (node workers, a stuck server).
+        for p in tree {
+            if std::path::Path::new(&format!("/proc/{p}")).exists() {
+                procfs::signal(p, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop_in_place();
+    }
+}
+
+/// Starts `server` with `workers` workers on a free port of 127.0.0.1.
+/// stderr goes to `logs/<id>.stderr`.
+pub(crate) fn spawn(
+    programs: &Programs,
+    server: &Server,
+    workers: usize,
+    chaos: bool,
+    logs: &Path,
+) -> anyhow::Result<Running> {
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let (program, args, envs): (PathBuf, Vec<String>, Vec<(&str, &str)>) = match server.kind {
+        Kind::ClusterThread(mode) => {
+            let mut args = vec![
+                "--workers".into(),
+                workers.to_string(),
+                "--port".into(),
+                port.to_string(),
+                "--balance".into(),
+                mode.into(),
+            ];
+            if chaos {
+                args.push("--chaos".into());
+            }
+            let bin = programs.same_port.clone().context("same_port not built")?;
+            (bin, args, vec![])
+        }
+        Kind::Actix | Kind::Hyper | Kind::Raw => {
+            let which = match server.kind {
+                Kind::Actix => "actix",
+                Kind::Hyper => "hyper",
+                _ => "raw",
+            };
+            let bin = programs.peers.clone().context("bench-peers not built")?;
+            let args = vec![
+                which.into(),
+                "--workers".into(),
+                workers.to_string(),
+                "--port".into(),
+                port.to_string(),
+            ];
+            (bin, args, vec![])
+        }
+        Kind::Node(policy) => {
+            let (node, script) = programs.node.clone().context("node not found")?;
+            let args = vec![
+                script.display().to_string(),
+                "--workers".into(),
+                workers.to_string(),
+                "--port".into(),
+                port.to_string(),
+            ];
+            (node, args, vec![("NODE_CLUSTER_SCHED_POLICY", policy)])
+        }
+    };
+    let mut cmd = match &programs.pin {
+        Some(cpus) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(cpus).arg(&program);
+            cmd
+        }
+        None => Command::new(&program),
+    };
+    std::fs::create_dir_all(logs)?;
+    let stderr = std::fs::File::create(logs.join(format!("{}.stderr", server.id)))?;
+    cmd.args(&args)
+        .envs(envs)
+        .env_remove("CLUSTER_THREAD_WORKERS")
+        .env_remove("CLUSTER_THREAD_BALANCE")
+        // As deployed: no backtrace capture on a panic, no debug logging.
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    let spawned_at = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            sink.lock()
+                .expect("lines lock")
+                .push((Instant::now(), line));
+        }
+    });
+    Ok(Running {
+        server: *server,
+        workers,
+        addr,
+        child,
+        spawned_at,
+        lines,
+    })
+}
