@@ -25,6 +25,8 @@ struct Flags {
 
 static FLAGS: OnceLock<Flags> = OnceLock::new();
 
+const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id");
+
 const USAGE: &str = "usage: same_port [--workers N] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]";
 
@@ -76,12 +78,13 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
         std::thread::current().id()
     );
     let listener = worker.listen(format!("0.0.0.0:{port}")).await?;
-    let id = worker.id().to_string();
+    // Built once: each response only clones it (a reference count).
+    let id = http::HeaderValue::from(worker.id());
     cluster_thread::http::serve(listener, move |req: Request| {
         let id = id.clone();
         async move {
             let body = match (chaos, req.uri().path()) {
-                (true, "/panic") => panic!("GET /panic on worker {id}"),
+                (true, "/panic") => panic!("GET /panic on worker {id:?}"),
                 (true, path) if path.starts_with("/sleep/") => {
                     let ms: u64 = path["/sleep/".len()..].parse().unwrap_or(0);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -89,10 +92,8 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
                 }
                 _ => "hello world\n".to_owned(),
             };
-            let response = http::Response::builder()
-                .header("x-worker-id", id)
-                .body(body)
-                .expect("a valid response");
+            let mut response = http::Response::new(body);
+            response.headers_mut().insert(X_WORKER_ID, id);
             Ok::<_, Infallible>(response)
         }
     })

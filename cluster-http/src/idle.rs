@@ -1,5 +1,9 @@
 //! Keep-alive idle tracking of one connection: requests in flight, and since
 //! when none is.
+//!
+//! On the hot path (every request) this only updates cells and reads the
+//! clock once; the idle timer is armed once per idle period and re-armed
+//! lazily when it fires, rather than reset by every request.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -14,7 +18,8 @@ pub(crate) struct Activity {
     in_flight: Cell<usize>,
     requests: Cell<u64>,
     idle_since: Cell<Instant>,
-    changed: Notify,
+    /// Notified once, when the first request starts.
+    first: Notify,
 }
 
 impl Activity {
@@ -23,15 +28,18 @@ impl Activity {
             in_flight: Cell::new(0),
             requests: Cell::new(0),
             idle_since: Cell::new(Instant::now()),
-            changed: Notify::new(),
+            first: Notify::new(),
         })
     }
 
     /// A request starts; it is in flight until the mark is dropped.
     pub(crate) fn begin(self: &Rc<Self>) -> InFlight {
         self.in_flight.set(self.in_flight.get() + 1);
-        self.requests.set(self.requests.get() + 1);
-        self.changed.notify_waiters();
+        let requests = self.requests.get() + 1;
+        self.requests.set(requests);
+        if requests == 1 {
+            self.first.notify_waiters();
+        }
         InFlight(Rc::clone(self))
     }
 
@@ -42,41 +50,37 @@ impl Activity {
 
     /// Resolves once a request has started on this connection.
     pub(crate) async fn first_request(&self) {
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.requests.get() > 0 {
-                return;
-            }
-            changed.await;
+        let first = self.first.notified();
+        tokio::pin!(first);
+        first.as_mut().enable();
+        if self.requests.get() == 0 {
+            first.await;
         }
     }
 
     /// Resolves once the connection has had no request in flight for
     /// `first` (before its first request) or `after` (after one).
     pub(crate) async fn idle_for(&self, first: Duration, after: Duration) {
+        let timer = tokio::time::sleep(first);
+        tokio::pin!(timer);
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.in_flight.get() > 0 {
-                changed.await;
-                continue;
-            }
-            let limit = if self.requests.get() == 0 {
-                first
+            timer.as_mut().await;
+            let now = Instant::now();
+            let deadline = if self.in_flight.get() > 0 {
+                // Busy: it cannot be idle before `after` from now.
+                now + after
             } else {
-                after
+                let limit = if self.requests.get() == 0 {
+                    first
+                } else {
+                    after
+                };
+                self.idle_since.get() + limit
             };
-            let deadline = self.idle_since.get() + limit;
-            if Instant::now() >= deadline {
+            if now >= deadline {
                 return;
             }
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => {}
-                () = changed => {}
-            }
+            timer.as_mut().reset(deadline);
         }
     }
 }
@@ -93,6 +97,5 @@ impl Drop for InFlight {
         if left == 0 {
             activity.idle_since.set(Instant::now());
         }
-        activity.changed.notify_waiters();
     }
 }
