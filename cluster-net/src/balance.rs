@@ -13,7 +13,7 @@ use std::io;
 
 use tokio::sync::{oneshot, watch, Notify};
 
-use crate::listener::{Accepted, Counters, TokioListener};
+use crate::listener::{Accepted, AcceptorListener, Counters};
 use crate::Balance;
 
 struct Waiter {
@@ -73,7 +73,7 @@ impl Dispatch {
 
     /// Accepts one connection from `listener` and delivers it, unless every
     /// listener of the socket is closed first (then nothing is accepted).
-    pub(crate) async fn accept_from(&self, listener: &TokioListener) -> io::Result<()> {
+    pub(crate) async fn accept_from(&self, listener: &AcceptorListener) -> io::Result<()> {
         let _busy = self.busy.lock().await;
         let mut attached = self.attached.subscribe();
         tokio::select! {

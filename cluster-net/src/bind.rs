@@ -18,6 +18,15 @@ pub(crate) enum StdListener {
     Unix(UnixListener),
 }
 
+impl std::os::fd::AsRawFd for StdListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            StdListener::Tcp(l) => l.as_raw_fd(),
+            StdListener::Unix(l) => l.as_raw_fd(),
+        }
+    }
+}
+
 impl std::os::fd::AsFd for StdListener {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self {

@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cluster_core::Address;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
@@ -85,15 +86,52 @@ impl TokioListener {
             }
         }
     }
+}
 
-    /// As `accept`, in std form for another runtime.
+/// An acceptor's listener: connections are accepted in std form and never
+/// registered with the acceptor's own reactor (they are registered once, on
+/// the worker that gets them).
+#[derive(Debug)]
+pub(crate) struct AcceptorListener(AsyncFd<StdListener>);
+
+impl AcceptorListener {
+    /// Registers a clone of `listener` on the current runtime.
+    pub(crate) fn from_std(listener: &StdListener) -> io::Result<AcceptorListener> {
+        // SAFETY: a `StdListener` owns its fd and always reports that one,
+        // for as long as the `AsyncFd` owns the listener.
+        unsafe { AsyncFd::register_with_interest(listener.try_clone()?, Interest::READABLE) }
+            .map(AcceptorListener)
+            .map_err(|e| e.into_parts().1)
+    }
+
+    fn try_accept(&self) -> io::Result<Accepted> {
+        Ok(match self.0.get_ref() {
+            StdListener::Tcp(l) => {
+                let (s, peer) = l.accept()?;
+                Accepted {
+                    stream: StdStream::Tcp(s),
+                    peer: Some(peer),
+                }
+            }
+            StdListener::Unix(l) => Accepted {
+                stream: StdStream::Unix(l.accept()?.0),
+                peer: None,
+            },
+        })
+    }
+
+    /// The next connection, as [`TokioListener::accept`] treats errors.
     pub(crate) async fn accept_std(&self) -> io::Result<Accepted> {
-        let (io, peer) = self.accept().await?;
-        let stream = match io {
-            Io::Tcp(s) => StdStream::Tcp(s.into_std()?),
-            Io::Unix(s) => StdStream::Unix(s.into_std()?),
-        };
-        Ok(Accepted { stream, peer })
+        let mut backoff = Backoff::default();
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|_| self.try_accept()) {
+                Ok(Ok(accepted)) => return Ok(accepted),
+                Ok(Err(e)) => backoff.on_error(e).await?,
+                // Not ready after all: readiness was cleared, wait again.
+                Err(_would_block) => {}
+            }
+        }
     }
 }
 

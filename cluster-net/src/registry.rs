@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::balance::Dispatch;
 use crate::bind::StdListener;
-use crate::listener::{Backoff, Counters, TokioListener, Totals};
+use crate::listener::{AcceptorListener, Backoff, Counters, Totals};
 use crate::{Balance, Error};
 
 /// What identifies a socket the workers share.
@@ -140,7 +140,7 @@ impl ReuseSocket {
         let Some(dispatch) = self.shared.upgrade().and_then(|s| s.dispatch.clone()) else {
             return;
         };
-        let listener = match TokioListener::from_std(&self.listener) {
+        let listener = match AcceptorListener::from_std(&self.listener) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot take over an empty slot's reuseport socket");
@@ -335,7 +335,7 @@ impl Registry {
         let max_total = socket.max_total;
         let address = socket.address.clone();
         handle.spawn(async move {
-            let listener = match TokioListener::from_std(&std_listener) {
+            let listener = match AcceptorListener::from_std(&std_listener) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(%address, error = %e, "acceptor cannot register the socket");
