@@ -1,54 +1,75 @@
-//! The hand-off between an acceptor and the workers: each worker's pending
-//! `accept()` is a waiter; the acceptor gives each connection to one waiter
-//! chosen by the balance mode. A connection is never dropped on the way: a
-//! waiter that went away gives it back, and it goes to the next.
+//! The hand-off between an acceptor and the workers. Each listener of a
+//! worker has an inbox here; the acceptor puts each connection it accepts in
+//! the inbox the balance mode picks, among those that can take one (under
+//! the worker's connection limit, and holding fewer than `PREFETCH` not yet
+//! taken). A worker's `accept` takes from its inbox and sleeps only when it
+//! is empty; the acceptor sleeps only when no inbox can take a connection
+//! (then connections wait in the kernel's backlog). A connection is never
+//! dropped on the way: an inbox whose listener goes away is emptied into the
+//! others.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
-use std::io;
-
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{watch, Notify};
 
 use crate::listener::{Accepted, AcceptorListener, Counters};
 use crate::Balance;
 
-struct Waiter {
+/// How many connections an inbox may hold before its worker takes them:
+/// enough to spare a wake-up per connection under load, few enough to keep
+/// the spread even.
+const PREFETCH: usize = 4;
+
+struct Inbox {
+    key: u64,
     slot: usize,
     counters: Arc<Counters>,
-    tx: oneshot::Sender<Accepted>,
+    limit: Option<usize>,
+    queue: VecDeque<Accepted>,
+    /// The worker's `accept`, while it waits on an empty inbox.
+    waker: Option<Waker>,
+}
+
+impl Inbox {
+    /// Whether the acceptor may put one more connection here.
+    fn can_take(&self) -> bool {
+        let held = self.counters.active.load(Ordering::Relaxed) + self.queue.len();
+        self.queue.len() < PREFETCH && self.limit.is_none_or(|limit| held < limit)
+    }
+
+    fn load(&self) -> usize {
+        self.counters.active.load(Ordering::Relaxed) + self.queue.len()
+    }
 }
 
 #[derive(Default)]
 struct State {
-    waiters: Vec<Waiter>,
-    /// Connections no waiter could take yet; the next waiter gets them.
+    inboxes: Vec<Inbox>,
+    /// Connections no inbox could take; the next `accept` of any worker gets them.
     returned: VecDeque<Accepted>,
-    /// Sticky: connections bound to a slot whose worker was busy.
-    pending: HashMap<usize, VecDeque<Accepted>>,
-    /// Listeners attached per slot (sticky hashes over these slots).
-    attached: BTreeMap<usize, usize>,
     last_slot: Option<usize>,
+    next_key: u64,
+    /// The acceptor sleeps until some inbox can take a connection.
+    acceptor_waits: bool,
 }
 
 pub(crate) struct Dispatch {
     balance: Balance,
     state: Mutex<State>,
-    waiter_added: Notify,
-    /// Listeners attached, all slots together: at 0 nobody accepts for this
-    /// socket, so its acceptors leave connections in the kernel's queue.
+    /// Wakes the acceptor: an inbox can take a connection again.
+    capacity: Arc<Notify>,
+    /// Listeners attached: at 0 nobody accepts for this socket, so its
+    /// acceptors leave connections in the kernel's queue.
     attached: watch::Sender<usize>,
     /// Held by an acceptor from `accept` until the connection is delivered,
     /// so the last `close` sees every connection already taken.
     busy: tokio::sync::Mutex<()>,
-}
-
-pub(crate) enum Registered {
-    Ready(Accepted),
-    Wait(oneshot::Receiver<Accepted>),
 }
 
 impl Dispatch {
@@ -56,7 +77,7 @@ impl Dispatch {
         Dispatch {
             balance,
             state: Mutex::default(),
-            waiter_added: Notify::new(),
+            capacity: Arc::new(Notify::new()),
             attached: watch::Sender::new(0),
             busy: tokio::sync::Mutex::new(()),
         }
@@ -66,9 +87,109 @@ impl Dispatch {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn attach(&self, slot: usize) {
-        *self.lock().attached.entry(slot).or_default() += 1;
+    /// What a closing connection notifies, so that the acceptor re-checks
+    /// the connection limits.
+    pub(crate) fn capacity(&self) -> Arc<Notify> {
+        Arc::clone(&self.capacity)
+    }
+
+    /// A listener of `slot` joins; returns its inbox's key.
+    pub(crate) fn attach(&self, slot: usize, counters: Arc<Counters>, limit: Option<usize>) -> u64 {
+        let key = {
+            let mut st = self.lock();
+            st.next_key += 1;
+            let key = st.next_key;
+            st.inboxes.push(Inbox {
+                key,
+                slot,
+                counters,
+                limit,
+                queue: VecDeque::new(),
+                waker: None,
+            });
+            key
+        };
         self.attached.send_modify(|n| *n += 1);
+        self.capacity.notify_one();
+        key
+    }
+
+    /// A listener leaves: what its inbox held goes to the others.
+    pub(crate) fn detach(&self, key: u64) {
+        let left = {
+            let mut st = self.lock();
+            let Some(i) = st.inboxes.iter().position(|b| b.key == key) else {
+                return;
+            };
+            st.inboxes.swap_remove(i).queue
+        };
+        self.attached.send_modify(|n| *n = n.saturating_sub(1));
+        for conn in left {
+            self.deliver(conn);
+        }
+    }
+
+    /// Detaches a listener for good. The last one to go gets every
+    /// connection already accepted and not yet taken, to serve before it ends.
+    pub(crate) async fn close(&self, key: u64) -> Vec<Accepted> {
+        self.detach(key);
+        if *self.attached.borrow() > 0 {
+            return Vec::new();
+        }
+        // Wait out an acceptor between its accept and its delivery.
+        let _idle = self.busy.lock().await;
+        self.lock().returned.drain(..).collect()
+    }
+
+    /// A worker's `accept`: the next connection of its inbox (or one nobody
+    /// took), or `Pending` until the acceptor delivers one. Nothing is lost
+    /// when the caller stops polling: the inbox keeps it.
+    pub(crate) fn poll_take(&self, key: u64, cx: &mut Context<'_>) -> Poll<Accepted> {
+        let mut st = self.lock();
+        let wake_acceptor = st.acceptor_waits;
+        let st = &mut *st;
+        let Some(inbox) = st.inboxes.iter_mut().find(|b| b.key == key) else {
+            return Poll::Pending;
+        };
+        let taken = inbox.queue.pop_front().or_else(|| st.returned.pop_front());
+        match taken {
+            Some(conn) => {
+                if wake_acceptor {
+                    st.acceptor_waits = false;
+                    self.capacity.notify_one();
+                }
+                Poll::Ready(conn)
+            }
+            None => {
+                if !inbox
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    inbox.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Waits until some inbox can take a connection (backpressure: the
+    /// acceptor does not accept while every worker is full or gone).
+    pub(crate) async fn wanted(&self) {
+        loop {
+            let notified = self.capacity.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.lock();
+                if st.inboxes.iter().any(Inbox::can_take) {
+                    st.acceptor_waits = false;
+                    return;
+                }
+                st.acceptor_waits = true;
+            }
+            notified.await;
+        }
     }
 
     /// Accepts one connection from `listener` and delivers it, unless every
@@ -86,112 +207,37 @@ impl Dispatch {
         }
     }
 
-    /// Detaches a listener of `slot` for good. The last one to go gets every
-    /// connection already accepted and not yet taken, to serve before it ends.
-    pub(crate) async fn close(&self, slot: usize) -> Vec<Accepted> {
-        self.detach(slot);
-        if *self.attached.borrow() > 0 {
-            return Vec::new();
-        }
-        // Wait out an acceptor between its accept and its delivery.
-        let _idle = self.busy.lock().await;
-        let mut st = self.lock();
-        let mut left: Vec<Accepted> = st.returned.drain(..).collect();
-        for (_, pending) in st.pending.drain() {
-            left.extend(pending);
-        }
-        left
-    }
-
-    /// The last listener of `slot` went away: its sticky connections are
-    /// re-hashed over the slots left.
-    pub(crate) fn detach(&self, slot: usize) {
-        let orphans = {
+    /// Puts a connection in the inbox the balance mode picks, or keeps it
+    /// for the next `accept` of any worker.
+    pub(crate) fn deliver(&self, conn: Accepted) {
+        let waker = {
             let mut st = self.lock();
-            self.attached.send_modify(|n| *n = n.saturating_sub(1));
-            let count = st.attached.entry(slot).or_default();
-            *count = count.saturating_sub(1);
-            if *count > 0 {
-                return;
-            }
-            st.attached.remove(&slot);
-            st.pending.remove(&slot).unwrap_or_default()
-        };
-        for conn in orphans {
-            self.deliver(conn);
-        }
-    }
-
-    /// A worker's `accept()` asks for a connection.
-    pub(crate) fn register(&self, slot: usize, counters: &Arc<Counters>) -> Registered {
-        let mut st = self.lock();
-        if let Some(conn) = st.pending.get_mut(&slot).and_then(VecDeque::pop_front) {
-            return Registered::Ready(conn);
-        }
-        if let Some(conn) = st.returned.pop_front() {
-            return Registered::Ready(conn);
-        }
-        let (tx, rx) = oneshot::channel();
-        st.waiters.retain(|w| !w.tx.is_closed());
-        st.waiters.push(Waiter {
-            slot,
-            counters: Arc::clone(counters),
-            tx,
-        });
-        drop(st);
-        self.waiter_added.notify_one();
-        Registered::Wait(rx)
-    }
-
-    /// Waits until some worker waits for a connection (backpressure: the
-    /// acceptor does not accept while every worker is full or gone).
-    pub(crate) async fn wanted(&self) {
-        loop {
-            let notified = self.waiter_added.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.lock().waiters.iter().any(|w| !w.tx.is_closed()) {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Gives a connection to a waiter by the balance mode, or keeps it for the
-    /// next one.
-    pub(crate) fn deliver(&self, mut conn: Accepted) {
-        let mut st = self.lock();
-        st.waiters.retain(|w| !w.tx.is_closed());
-        let target = match self.balance {
-            Balance::Sticky => match sticky_slot(&st.attached, conn.peer) {
-                Some(slot) => Some(slot),
-                None => {
-                    st.returned.push_back(conn);
-                    return;
-                }
-            },
-            _ => None,
-        };
-        loop {
-            let pick = match target {
-                Some(slot) => st.waiters.iter().position(|w| w.slot == slot),
-                None => self.pick(&st),
+            let pick = match self.balance {
+                // A client goes to its slot even past the prefetch.
+                Balance::Sticky => sticky_slot(&st, conn.peer)
+                    .and_then(|slot| st.inboxes.iter().position(|b| b.slot == slot)),
+                _ => self.pick(&st),
             };
             let Some(i) = pick else {
-                match target {
-                    Some(slot) => st.pending.entry(slot).or_default().push_back(conn),
-                    None => st.returned.push_back(conn),
-                }
+                st.returned.push_back(conn);
+                // Any waiting worker may take it.
+                let wakers: Vec<Waker> = st
+                    .inboxes
+                    .iter_mut()
+                    .filter_map(|b| b.waker.take())
+                    .collect();
+                drop(st);
+                wakers.into_iter().for_each(Waker::wake);
                 return;
             };
-            let waiter = st.waiters.swap_remove(i);
-            match waiter.tx.send(conn) {
-                Ok(()) => {
-                    st.last_slot = Some(waiter.slot);
-                    return;
-                }
-                Err(back) => conn = back,
-            }
+            let inbox = &mut st.inboxes[i];
+            inbox.queue.push_back(conn);
+            let (slot, waker) = (inbox.slot, inbox.waker.take());
+            st.last_slot = Some(slot);
+            waker
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -202,52 +248,25 @@ impl Dispatch {
             Some(_) => (1, slot),
             None => (0, slot),
         };
-        let waiters = st.waiters.iter().enumerate();
+        let open = st.inboxes.iter().enumerate().filter(|(_, b)| b.can_take());
         match self.balance {
-            Balance::LeastConnections => waiters
-                .min_by_key(|(_, w)| (w.counters.active.load(Ordering::Relaxed), rr(w.slot)))
+            Balance::LeastConnections => open
+                .min_by_key(|(_, b)| (b.load(), rr(b.slot)))
                 .map(|(i, _)| i),
-            _ => waiters.min_by_key(|(_, w)| rr(w.slot)).map(|(i, _)| i),
+            _ => open.min_by_key(|(_, b)| rr(b.slot)).map(|(i, _)| i),
         }
     }
 }
 
 /// The live slot a client address maps to: the same while the set of live
 /// slots is the same.
-fn sticky_slot(attached: &BTreeMap<usize, usize>, peer: Option<SocketAddr>) -> Option<usize> {
-    if attached.is_empty() {
+fn sticky_slot(st: &State, peer: Option<SocketAddr>) -> Option<usize> {
+    let slots: BTreeSet<usize> = st.inboxes.iter().map(|b| b.slot).collect();
+    if slots.is_empty() {
         return None;
     }
     let mut hasher = std::hash::DefaultHasher::new();
     peer.map(|p| p.ip()).hash(&mut hasher);
-    let n = (hasher.finish() % attached.len() as u64) as usize;
-    attached.keys().nth(n).copied()
-}
-
-/// Holds a waiter's receiver; if the `accept()` that owns it is dropped after
-/// a connection was sent, the connection goes to another waiter.
-pub(crate) struct ReturnOnDrop<'a> {
-    pub(crate) rx: Option<oneshot::Receiver<Accepted>>,
-    pub(crate) dispatch: &'a Dispatch,
-}
-
-impl ReturnOnDrop<'_> {
-    /// The connection, or `None` if the acceptor dropped this waiter.
-    pub(crate) async fn recv(&mut self) -> Option<Accepted> {
-        let rx = self.rx.as_mut()?;
-        let got = rx.await.ok();
-        self.rx = None;
-        got
-    }
-}
-
-impl Drop for ReturnOnDrop<'_> {
-    fn drop(&mut self) {
-        if let Some(mut rx) = self.rx.take() {
-            rx.close();
-            if let Ok(conn) = rx.try_recv() {
-                self.dispatch.deliver(conn);
-            }
-        }
-    }
+    let n = (hasher.finish() % slots.len() as u64) as usize;
+    slots.into_iter().nth(n)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cluster_core::{Address, Worker};
 
 use crate::bind::{self, StdListener};
-use crate::listener::{Mode, TokioListener};
+use crate::listener::{Counters, Mode, TokioListener};
 use crate::registry::{reuse_label, Key, Registry, ReuseSocket, SharedSocket};
 use crate::upgrade::Inherited;
 use crate::{
@@ -177,15 +177,23 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         addr: socket.address.to_string(),
         source,
     };
+    let counters = socket.counters(worker.id(), slot);
     let mode = match socket.balance {
-        Balance::ReusePort => reuseport(&registry, &socket, slot, inherited.as_deref())?,
+        Balance::ReusePort => reuseport(
+            &registry,
+            &socket,
+            slot,
+            inherited.as_deref(),
+            &counters,
+            max_per_worker,
+        )?,
         b if b.uses_acceptor() => {
             let dispatch = socket
                 .dispatch
                 .clone()
                 .ok_or_else(|| fail(std::io::Error::other("acceptor mode without a dispatcher")))?;
-            dispatch.attach(slot);
-            Mode::Dispatched(dispatch)
+            let inbox = dispatch.attach(slot, Arc::clone(&counters), max_per_worker);
+            Mode::Dispatched { dispatch, inbox }
         }
         _ => Mode::Direct(TokioListener::from_std(&socket.listener).map_err(fail)?),
     };
@@ -193,7 +201,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         mode,
         address: socket.address.clone(),
         slot,
-        counters: socket.counters(worker.id(), slot),
+        counters,
         totals: Arc::clone(&socket.totals),
         max_per_worker,
         max_total: socket.max_total,
@@ -238,6 +246,8 @@ fn reuseport(
     socket: &Arc<SharedSocket>,
     slot: usize,
     inherited: Option<&Inherited>,
+    counters: &Arc<Counters>,
+    limit: Option<usize>,
 ) -> Result<Mode, Error> {
     let fail = |source| Error::Listen {
         addr: socket.address.to_string(),
@@ -276,10 +286,11 @@ fn reuseport(
     };
     let own = TokioListener::from_std(&member.listener).map_err(fail)?;
     member.attach();
-    dispatch.attach(slot);
+    let inbox = dispatch.attach(slot, Arc::clone(counters), limit);
     Ok(Mode::ReusePort {
         own,
         dispatch,
+        inbox,
         socket: member,
     })
 }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
-use crate::balance::{Dispatch, Registered, ReturnOnDrop};
+use crate::balance::Dispatch;
 use crate::bind::StdListener;
 use crate::registry::ReuseSocket;
 
@@ -40,6 +40,9 @@ pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
     pub(crate) active: AtomicUsize,
     pub(crate) freed: Notify,
+    /// The acceptor's, for the modes that have one: a closed connection may
+    /// let it hand this worker another.
+    pub(crate) capacity: Option<Arc<Notify>>,
 }
 
 /// Connection counts of a listener, all workers together.
@@ -190,13 +193,15 @@ impl Io {
 pub(crate) enum Mode {
     /// Accepts on its own registration of the socket (os, per-worker, fd, handle).
     Direct(TokioListener),
-    /// Gets them from the acceptor (round-robin, least-connections, sticky).
-    Dispatched(Arc<Dispatch>),
+    /// Gets them from the acceptor (round-robin, least-connections, sticky),
+    /// through its inbox `inbox`.
+    Dispatched { dispatch: Arc<Dispatch>, inbox: u64 },
     /// Accepts on its slot's `SO_REUSEPORT` socket, and also takes what the
     /// primary accepts from the sockets of empty slots.
     ReusePort {
         own: TokioListener,
         dispatch: Arc<Dispatch>,
+        inbox: u64,
         socket: Arc<ReuseSocket>,
     },
 }
@@ -259,16 +264,21 @@ impl Listener {
             self.max_per_worker,
         )
         .await;
-        if !matches!(self.mode, Mode::Dispatched(_)) {
+        if !matches!(self.mode, Mode::Dispatched { .. }) {
             // The acceptor enforces the total for dispatched modes.
             wait_below(&self.totals.active, &self.totals.freed, self.max_total).await;
         }
         let (io, peer) = match &self.mode {
             Mode::Direct(l) => l.accept().await?,
-            Mode::Dispatched(d) => self.take_dispatched(d).await?,
-            Mode::ReusePort { own, dispatch, .. } => tokio::select! {
+            Mode::Dispatched { dispatch, inbox } => take_dispatched(dispatch, *inbox).await?,
+            Mode::ReusePort {
+                own,
+                dispatch,
+                inbox,
+                ..
+            } => tokio::select! {
                 r = own.accept() => r?,
-                r = self.take_dispatched(dispatch) => r?,
+                r = take_dispatched(dispatch, *inbox) => r?,
             },
         };
         Ok(self.connection(io, peer))
@@ -298,11 +308,14 @@ impl Listener {
     pub async fn close(mut self) -> Vec<Connection> {
         let accepted = match &self.mode {
             Mode::Direct(_) => Vec::new(),
-            Mode::Dispatched(d) => d.close(self.slot).await,
+            Mode::Dispatched { dispatch, inbox } => dispatch.close(*inbox).await,
             Mode::ReusePort {
-                dispatch, socket, ..
+                dispatch,
+                inbox,
+                socket,
+                ..
             } => {
-                let left = dispatch.close(self.slot).await;
+                let left = dispatch.close(*inbox).await;
                 socket.detach();
                 left
             }
@@ -319,29 +332,18 @@ impl Listener {
             })
             .collect()
     }
+}
 
-    async fn take_dispatched(&self, dispatch: &Dispatch) -> io::Result<(Io, Option<SocketAddr>)> {
-        loop {
-            let accepted = match dispatch.register(self.slot, &self.counters) {
-                Registered::Ready(a) => a,
-                Registered::Wait(rx) => {
-                    let mut waiter = ReturnOnDrop {
-                        rx: Some(rx),
-                        dispatch,
-                    };
-                    match waiter.recv().await {
-                        Some(a) => a,
-                        None => continue,
-                    }
-                }
-            };
-            let peer = accepted.peer;
-            match Io::from_std(accepted.stream) {
-                Ok(io) => return Ok((io, peer)),
-                // Out of fds here means out everywhere: back off, the
-                // connection is lost either way.
-                Err(e) => Backoff::default().on_error(e).await?,
-            }
+/// The next connection of `inbox`, registered on this worker's runtime.
+async fn take_dispatched(dispatch: &Dispatch, inbox: u64) -> io::Result<(Io, Option<SocketAddr>)> {
+    loop {
+        let accepted = std::future::poll_fn(|cx| dispatch.poll_take(inbox, cx)).await;
+        let peer = accepted.peer;
+        match Io::from_std(accepted.stream) {
+            Ok(io) => return Ok((io, peer)),
+            // Out of fds here means out everywhere: back off, the
+            // connection is lost either way.
+            Err(e) => Backoff::default().on_error(e).await?,
         }
     }
 }
@@ -352,11 +354,14 @@ impl Drop for Listener {
             return;
         }
         match &self.mode {
-            Mode::Dispatched(d) => d.detach(self.slot),
+            Mode::Dispatched { dispatch, inbox } => dispatch.detach(*inbox),
             Mode::ReusePort {
-                dispatch, socket, ..
+                dispatch,
+                inbox,
+                socket,
+                ..
             } => {
-                dispatch.detach(self.slot);
+                dispatch.detach(*inbox);
                 socket.detach();
             }
             Mode::Direct(_) => {}
@@ -388,6 +393,9 @@ impl Drop for Guard {
         self.counters.freed.notify_one();
         self.totals.active.fetch_sub(1, Ordering::AcqRel);
         self.totals.freed.notify_one();
+        if let Some(capacity) = &self.counters.capacity {
+            capacity.notify_one();
+        }
     }
 }
 

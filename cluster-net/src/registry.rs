@@ -92,6 +92,7 @@ impl SharedSocket {
             accepted: Default::default(),
             active: Default::default(),
             freed: Notify::new(),
+            capacity: self.dispatch.as_ref().map(|d| d.capacity()),
         });
         let mut all = lock(&self.counters);
         all.retain(|c| c.strong_count() > 0);
