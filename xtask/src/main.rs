@@ -2,9 +2,12 @@
 //!
 //! - `bench`: cluster_thread against actix-web, hyper and Node's cluster
 //!   (throughput, churn, memory, start-up, respawn); `cargo xtask bench --help`.
+//! - `soak --seconds N`: the `same_port` example under mixed load with random
+//!   crashes and reloads; requests, failures, restarts, RSS at start and end.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod soak;
 
 use std::process::Command;
 
@@ -12,7 +15,9 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   bench    benchmark cluster_thread against actix-web, hyper and Node's cluster
-           (cargo xtask bench --help)";
+           (cargo xtask bench --help)
+  soak     [--seconds N] [--workers N]: mixed load with random crashes and
+           reloads; prints requests, failures, restarts and RSS";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,6 +31,12 @@ fn main() -> anyhow::Result<()> {
                 return reexec_release(&args);
             }
             bench::main(&args[1..])
+        }
+        Some("soak") => {
+            if cfg!(debug_assertions) {
+                return reexec_release(&args);
+            }
+            soak::main(&args[1..])
         }
         Some(other) => anyhow::bail!("unknown task `{other}`; see `cargo xtask help`"),
     }

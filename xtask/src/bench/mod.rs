@@ -2,9 +2,9 @@
 //! cluster, on this machine. See `cargo xtask bench --help`.
 
 mod load;
-mod procfs;
+pub(crate) mod procfs;
 mod report;
-mod servers;
+pub(crate) mod servers;
 mod svg;
 
 use std::collections::BTreeMap;
@@ -286,7 +286,7 @@ fn notice(notices: &mut Vec<String>, text: String) {
 }
 
 /// The workspace root (xtask's parent directory).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
