@@ -55,4 +55,5 @@ pub use events::Events;
 pub use handle::WorkerHandle;
 pub use message::Message;
 pub use restart::RestartPolicy;
+pub use thread::panic_message;
 pub use worker::{is_primary, is_worker, worker, ClusterInfo, Worker};

@@ -71,10 +71,13 @@ fn run(worker: Worker, body: WorkerFn, kill: oneshot::Receiver<()>) -> ExitReaso
         rt.shutdown_background();
     }));
     worker::set_current(None);
-    outcome.unwrap_or_else(|payload| ExitReason::Panicked(panic_text(payload.as_ref())))
+    outcome.unwrap_or_else(|payload| ExitReason::Panicked(panic_message(payload.as_ref())))
 }
 
-pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
+/// The text of a panic payload (what `panic!` was given), as
+/// [`ExitReason::Panicked`] reports it; for crates that catch panics of
+/// their own tasks.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -31,7 +31,7 @@ where
         let panics = self.panics.clone();
         tokio::task::spawn_local(async move {
             if let Err(payload) = (CatchUnwind { future }).await {
-                let _ = panics.send(panic_text(payload.as_ref()));
+                let _ = panics.send(cluster_core::panic_message(payload.as_ref()));
             }
         });
     }
@@ -54,16 +54,5 @@ impl<F: Future> Future for CatchUnwind<F> {
             Ok(polled) => polled.map(Ok),
             Err(payload) => Poll::Ready(Err(payload)),
         }
-    }
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
     }
 }

@@ -16,7 +16,7 @@ use tokio::task::{JoinError, JoinSet};
 use crate::connection::{self, IdleLimits};
 use crate::drain::Drain;
 use crate::endpoints::Endpoints;
-use crate::exec::{panic_text, LocalExec};
+use crate::exec::LocalExec;
 use crate::handler::Handler;
 use crate::idle::Activity;
 use crate::metrics::Counters;
@@ -190,7 +190,7 @@ where
 /// The panic message, if the connection task panicked.
 fn panicked(joined: Result<(), JoinError>) -> Option<String> {
     match joined {
-        Err(e) if e.is_panic() => Some(panic_text(e.into_panic().as_ref())),
+        Err(e) if e.is_panic() => Some(cluster_core::panic_message(e.into_panic().as_ref())),
         _ => None,
     }
 }

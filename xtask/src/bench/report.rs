@@ -180,6 +180,39 @@ fn best_peer(
         })
 }
 
+/// The verdict "`metric` of `id` is at most the best Rust peer's".
+fn at_most_best_rust_peer(
+    summary: &Summary,
+    w: usize,
+    id: &'static str,
+    target: &'static str,
+    metric: &str,
+    shown: impl Fn(f64) -> String,
+) -> Verdict {
+    let (met, text) = match (
+        summary.get("throughput", w, id, metric),
+        best_peer(summary, "throughput", w, &["actix", "hyper"], metric, true),
+    ) {
+        (Some(me), Some((peer, _))) => {
+            let r = summary
+                .ratio("throughput", w, id, peer, metric)
+                .map_or(f64::NAN, |s| s.median);
+            let (met, note) = verdict_le(r, 1.0);
+            (
+                Some(met),
+                format!("{}, {r:.2}× {}{note}", shown(me.median), label(peer)),
+            )
+        }
+        _ => (None, "not measured".into()),
+    };
+    Verdict {
+        target,
+        server: id,
+        met,
+        text,
+    }
+}
+
 fn verdict_le(ratio: f64, limit: f64) -> (bool, &'static str) {
     if ratio <= limit {
         (true, "")
@@ -198,29 +231,14 @@ pub(crate) fn targets(run: &Run, summary: &Summary) -> Vec<Verdict> {
     for ct in run.servers.iter().filter(|s| s.is_cluster_thread()) {
         let id = ct.id;
         // 1. CPU per request.
-        let t = "CPU per request ≤ the best Rust peer's";
-        let v = match (
-            summary.get("throughput", w, id, "cpu_us_per_req"),
-            best_peer(summary, "throughput", w, rust, "cpu_us_per_req", true),
-        ) {
-            (Some(me), Some((peer, _))) => {
-                let r = summary
-                    .ratio("throughput", w, id, peer, "cpu_us_per_req")
-                    .map_or(f64::NAN, |s| s.median);
-                let (met, note) = verdict_le(r, 1.0);
-                (
-                    Some(met),
-                    format!("{:.1} µs, {r:.2}× {}{note}", me.median, label(peer)),
-                )
-            }
-            _ => (None, "not measured".into()),
-        };
-        out.push(Verdict {
-            target: t,
-            server: id,
-            met: v.0,
-            text: v.1,
-        });
+        out.push(at_most_best_rust_peer(
+            summary,
+            w,
+            id,
+            "CPU per request ≤ the best Rust peer's",
+            "cpu_us_per_req",
+            |v| format!("{v:.1} µs"),
+        ));
         // 2. Requests per second.
         let t = "req/s like the best Rust peer and ≥ 2.5× Node";
         let v = match (
@@ -263,29 +281,14 @@ pub(crate) fn targets(run: &Run, summary: &Summary) -> Vec<Verdict> {
             text: v.1,
         });
         // 3. p99.
-        let t = "p99 ≤ the best Rust peer's";
-        let v = match (
-            summary.get("throughput", w, id, "p99_ms"),
-            best_peer(summary, "throughput", w, rust, "p99_ms", true),
-        ) {
-            (Some(me), Some((peer, _))) => {
-                let r = summary
-                    .ratio("throughput", w, id, peer, "p99_ms")
-                    .map_or(f64::NAN, |s| s.median);
-                let (met, note) = verdict_le(r, 1.0);
-                (
-                    Some(met),
-                    format!("{:.2} ms, {r:.2}× {}{note}", me.median, label(peer)),
-                )
-            }
-            _ => (None, "not measured".into()),
-        };
-        out.push(Verdict {
-            target: t,
-            server: id,
-            met: v.0,
-            text: v.1,
-        });
+        out.push(at_most_best_rust_peer(
+            summary,
+            w,
+            id,
+            "p99 ≤ the best Rust peer's",
+            "p99_ms",
+            |v| format!("{v:.2} ms"),
+        ));
         // 4. RSS at 8 workers.
         let t = "RSS at 8 workers ≤ actix-web's";
         let v = match (
