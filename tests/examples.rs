@@ -103,19 +103,7 @@ fn same_port_chaos_a_panic_costs_one_request_and_the_worker_is_replaced() {
 
 #[test]
 fn different_ports_gives_each_slot_its_own_port() {
-    // A base with two free ports after it.
-    let base = (0..20)
-        .find_map(|_| {
-            let p = std::net::TcpListener::bind("0.0.0.0:0")
-                .ok()?
-                .local_addr()
-                .ok()?
-                .port();
-            let free = p < 65000
-                && (0..2).all(|i| std::net::TcpListener::bind(("0.0.0.0", p + i)).is_ok());
-            free.then_some(p)
-        })
-        .expect("two free ports");
+    let base = common::free_port_run(2);
     let mut run = Run::start(
         "different_ports",
         &["--workers", "2", "--port", &base.to_string()],

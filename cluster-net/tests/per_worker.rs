@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 
 use cluster_core::ClusterEvent;
 use cluster_net::{NetConfig, Ports};
@@ -10,30 +10,16 @@ use common::{hello, serve, spec, until, Server};
 
 /// A base port with `n` free ports after it (tried, not assumed).
 async fn serve_per_worker(n: usize) -> (Server, u16) {
-    for _ in 0..20 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if usize::from(base) + n > 65535 {
-            continue;
-        }
-        let free = (0..n as u16).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if !free {
-            continue;
-        }
-        let addr: &'static str = Box::leak(format!("127.0.0.1:{base}").into_boxed_str());
-        let server = serve(
-            n,
-            NetConfig::default().ports(Ports::PerWorker),
-            spec(addr),
-            &[],
-        )
-        .await;
-        return (server, base);
-    }
-    panic!("no run of {n} free ports found");
+    let base = common::free_port_run(n as u16);
+    let addr: &'static str = Box::leak(format!("127.0.0.1:{base}").into_boxed_str());
+    let server = serve(
+        n,
+        NetConfig::default().ports(Ports::PerWorker),
+        spec(addr),
+        &[],
+    )
+    .await;
+    (server, base)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
