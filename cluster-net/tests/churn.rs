@@ -10,8 +10,26 @@ use cluster_core::ClusterEvent;
 use cluster_net::{Balance, NetConfig};
 use common::{hello, serve, spec, until, until_closed};
 
+/// How a worker goes.
+#[derive(Clone, Copy, Debug)]
+enum Death {
+    /// It panics after its drain (`on_panic = "restart"`).
+    Panic,
+    /// The primary kills it: its runtime is dropped at its next await.
+    Kill,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_connection_is_lost_when_workers_die_under_churn() {
+async fn no_connection_is_lost_when_workers_panic_under_churn() {
+    churn(Death::Panic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_queued_connection_is_lost_when_workers_are_killed_under_churn() {
+    churn(Death::Kill).await;
+}
+
+async fn churn(death: Death) {
     for balance in Balance::ALL {
         let server = serve(
             4,
@@ -49,7 +67,10 @@ async fn no_connection_is_lost_when_workers_die_under_churn() {
             let before = served.load(Ordering::Relaxed);
             common::eventually(|| served.load(Ordering::Relaxed) >= before + 50, "traffic").await;
             let victim = server.cluster.workers()[round % 4].clone();
-            victim.send("die").unwrap();
+            match death {
+                Death::Panic => victim.send("die").unwrap(),
+                Death::Kill => victim.kill(),
+            }
             until(&mut events, |e| match e {
                 ClusterEvent::Listening { worker, .. }
                     if worker.slot() == victim.slot() && worker.id() != victim.id() =>
@@ -74,11 +95,18 @@ async fn no_connection_is_lost_when_workers_die_under_churn() {
             served.load(Ordering::Relaxed),
             failed.load(Ordering::Relaxed),
         );
-        eprintln!("{balance}: {served} served, {failed} failed, 3 workers died");
-        assert_eq!(
-            failed,
-            0,
-            "{balance}: {failed} connections failed of {}",
+        eprintln!("{balance}: {served} served, {failed} failed, 3 workers died ({death:?})");
+        // A panicking worker drains first: nothing may fail. A killed one
+        // loses the connection it holds at that instant (tokio's budget can
+        // make its write yield mid-way), at most one per kill; the ones
+        // queued for it go to the others.
+        let allowed = match death {
+            Death::Panic => 0,
+            Death::Kill => 3,
+        };
+        assert!(
+            failed <= allowed,
+            "{balance}: {failed} connections failed of {} ({death:?})",
             served + failed
         );
         server.cluster.disconnect().await;

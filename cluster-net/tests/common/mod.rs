@@ -74,13 +74,17 @@ pub async fn serve_worker(
         tokio::select! {
             conn = listener.accept() => {
                 let mut conn = conn.expect("accept");
-                tokio::task::spawn_local(async move {
-                    let _ = conn.write_all(format!("{id}\n").as_bytes()).await;
-                    if keep {
+                if keep {
+                    tokio::task::spawn_local(async move {
+                        let _ = conn.write_all(format!("{id}\n").as_bytes()).await;
                         let mut sink = [0u8; 16];
                         let _ = conn.read(&mut sink).await;
-                    }
-                });
+                    });
+                } else {
+                    // Answered inline: a worker holds at most one connection
+                    // at a time (what a kill may cost).
+                    let _ = conn.write_all(format!("{id}\n").as_bytes()).await;
+                }
             }
             m = w.recv() => {
                 if m.downcast_ref::<&str>() == Some(&"die") {
