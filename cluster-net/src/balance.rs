@@ -26,6 +26,10 @@ use crate::Balance;
 /// the spread even.
 const PREFETCH: usize = 4;
 
+/// How many connections may wait for a sticky slot's worker before new ones
+/// of its clients go to another worker rather than pile up in memory.
+const STICKY_BACKLOG: usize = 64;
+
 struct Inbox {
     key: u64,
     slot: usize,
@@ -213,9 +217,12 @@ impl Dispatch {
         let waker = {
             let mut st = self.lock();
             let pick = match self.balance {
-                // A client goes to its slot even past the prefetch.
+                // A client goes to its slot even past the prefetch, up to a
+                // bound: past it (a stuck worker), to another one.
                 Balance::Sticky => sticky_slot(&st, conn.peer)
-                    .and_then(|slot| st.inboxes.iter().position(|b| b.slot == slot)),
+                    .and_then(|slot| st.inboxes.iter().position(|b| b.slot == slot))
+                    .filter(|&i| st.inboxes[i].queue.len() < STICKY_BACKLOG)
+                    .or_else(|| self.pick(&st)),
                 _ => self.pick(&st),
             };
             let Some(i) = pick else {
