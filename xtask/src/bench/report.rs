@@ -839,40 +839,25 @@ pub(crate) fn json(run: &Run, summary: &Summary) -> Value {
         .collect();
     let mut stats = serde_json::Map::new();
     for ((scenario, workers, server, metric), stat) in &summary.stats {
-        let entry = stats
-            .entry(scenario.to_string())
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("object")
-            .entry(workers.to_string())
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("object")
-            .entry(server.to_string())
-            .or_insert_with(|| json!({}));
-        entry[*metric] = stat.json();
+        let path = [
+            scenario.to_string(),
+            workers.to_string(),
+            server.to_string(),
+        ];
+        nested(&mut stats, &path)[*metric] = stat.json();
     }
     let mut ratios = serde_json::Map::new();
     for ((scenario, workers, server, peer, metric), stat) in &summary.ratios {
         if server == peer {
             continue;
         }
-        let entry = ratios
-            .entry(scenario.to_string())
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("object")
-            .entry(workers.to_string())
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("object")
-            .entry(server.to_string())
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("object")
-            .entry(peer.to_string())
-            .or_insert_with(|| json!({}));
-        entry[*metric] = stat.json();
+        let path = [
+            scenario.to_string(),
+            workers.to_string(),
+            server.to_string(),
+            peer.to_string(),
+        ];
+        nested(&mut ratios, &path)[*metric] = stat.json();
     }
     let targets: Vec<Value> = targets(run, summary)
         .into_iter()
@@ -913,4 +898,18 @@ pub(crate) fn json(run: &Run, summary: &Summary) -> Value {
         "ratios": ratios,
         "samples": samples,
     })
+}
+
+/// The object at `path` in `map`, created (with its parents) if missing.
+fn nested<'a>(map: &'a mut serde_json::Map<String, Value>, path: &[String]) -> &'a mut Value {
+    let (first, rest) = path.split_first().expect("a non-empty path");
+    let mut value = map.entry(first.clone()).or_insert_with(|| json!({}));
+    for key in rest {
+        value = value
+            .as_object_mut()
+            .expect("an object")
+            .entry(key.clone())
+            .or_insert_with(|| json!({}));
+    }
+    value
 }
