@@ -5,7 +5,7 @@
 //! Run:  cargo run --release --example axum -- [--workers N] [--port P]   (default port 3000)
 //! Try:  curl localhost:3000/        # `hello from worker 2: hit 5`: the count goes up whichever worker answers
 //!       curl localhost:3000/hits    # 5: every worker's hits together
-//! Stop: Ctrl-C, exit status 0.
+//! Stop: Ctrl-C, exit status 0. SIGHUP reloads the workers, SIGQUIT hot-upgrades the binary.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use cluster_thread::{Cluster, ClusterEvent, WorkerExt, Workers};
+use cluster_thread::{Cluster, ClusterBuilderExt, ClusterEvent, WorkerExt, Workers};
 
 /// Shared by every worker: the same memory, no serialisation.
 #[derive(Default)]
@@ -34,6 +34,9 @@ fn main() -> anyhow::Result<()> {
     Cluster::builder()
         .workers(workers)
         .state(Hits::default())
+        // What the `main` macro gives by itself: SIGQUIT upgrades the binary.
+        .systemd()?
+        .hot_upgrade()?
         .run_with_primary(
             move |worker| async move {
                 let hits = worker.state::<Hits>().expect("given to the builder");

@@ -47,11 +47,11 @@ pub use cluster_macros::main;
 #[cfg(feature = "net")]
 pub use cluster_net as net;
 #[cfg(feature = "net")]
-pub use cluster_net::{Balance, Listener, NetConfig, Ports, WorkerExt};
+pub use cluster_net::{Balance, ClusterBuilderExt, Listener, NetConfig, Ports, WorkerExt};
 
 /// `use cluster_thread::prelude::*;` brings the extension traits
-/// (`worker.listen(...)`) into scope.
+/// (`worker.listen(...)`, `builder.hot_upgrade()`) into scope.
 pub mod prelude {
     #[cfg(feature = "net")]
-    pub use cluster_net::WorkerExt;
+    pub use cluster_net::{ClusterBuilderExt, WorkerExt};
 }

@@ -178,50 +178,27 @@ where
     PFut::Output: TaskResult,
 {
     exit(prepare(args).and_then(|b| {
-        b.run_with_primary(worker, move |cluster| {
-            primary_services(&cluster);
-            primary(cluster)
-        })
-        .map_err(|e| e.to_string())
+        b.run_with_primary(worker, primary)
+            .map_err(|e| e.to_string())
     }))
 }
 
-/// What the primary of a macro program does besides the user's `primary`:
-/// systemd notifications, hot upgrade on SIGQUIT, and the acknowledgement to
-/// the process it replaces.
-fn primary_services(cluster: &Cluster) {
-    #[cfg(feature = "net")]
-    {
-        use cluster_net::upgrade::{upgrade_on_sigquit, Inherited};
-        cluster_net::notify_systemd(cluster);
-        if let Err(e) = upgrade_on_sigquit(cluster) {
-            tracing::warn!(error = %e, "no hot upgrade on SIGQUIT");
-        }
-        if let Some(inherited) = cluster.state::<Inherited>() {
-            let cluster = cluster.clone();
-            tokio::spawn(async move {
-                if let Err(e) = inherited.acknowledge_when_listening(&cluster).await {
-                    tracing::error!(error = %e, "could not acknowledge the hot upgrade");
-                }
-            });
-        }
-    }
-    #[cfg(not(feature = "net"))]
-    let _ = cluster;
-}
-
 /// The builder, with what the environment says: `CLUSTER_THREAD_BALANCE`,
-/// systemd's sockets and a hot upgrade's (read and cleared here, before any
-/// thread starts).
+/// systemd's sockets and notifications, and the hot upgrade (its sockets
+/// are read here, before any thread starts).
 fn prepare(args: Args) -> Result<ClusterBuilder, String> {
     if cfg!(panic = "abort") {
         warn_panic_abort();
     }
     let builder = args.with_env().map_err(|e| e.to_string())?.builder();
     #[cfg(feature = "net")]
-    let builder = builder
-        .state(cluster_net::SystemdSockets::from_env().map_err(|e| e.to_string())?)
-        .state(cluster_net::upgrade::Inherited::from_env().map_err(|e| e.to_string())?);
+    let builder = {
+        use cluster_net::ClusterBuilderExt;
+        builder
+            .systemd()
+            .and_then(ClusterBuilderExt::hot_upgrade)
+            .map_err(|e| e.to_string())?
+    };
     Ok(builder)
 }
 

@@ -188,3 +188,57 @@ fn hot_upgrade_hands_the_port_to_a_new_process_on_sigquit() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// A program built with `Cluster::builder()` upgrades as macro programs do
+/// once it asks for it (`hot_upgrade()`), instead of dumping core.
+#[test]
+fn axum_hot_upgrades_on_sigquit() {
+    let mut run = Run::start("axum", &["--workers", "2", "--port", "0"]);
+    let addr = local(&run.line(|l| l.starts_with("listening on ")));
+    assert_eq!(get(addr, "/hits").unwrap().status, 200);
+    run.signal(libc::SIGQUIT);
+    // The new process says so on the same stdout, then the old one exits 0.
+    run.line(|l| l.starts_with("listening on "));
+    assert!(
+        run.exit_status().success(),
+        "the old process drains and exits 0"
+    );
+    // The new process has its own counter: it starts again from zero.
+    assert_eq!(get(addr, "/hits").unwrap().body, "0\n");
+    let pid = served_by(addr);
+    common::signal(pid, libc::SIGTERM);
+    let end = Instant::now() + DEADLINE;
+    while common::alive(pid) {
+        assert!(Instant::now() < end, "the new process did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The pid of the process listening on `addr` (found through /proc).
+fn served_by(addr: std::net::SocketAddr) -> u32 {
+    let hex_port = format!(":{:04X}", addr.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let inode = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f[1].ends_with(&hex_port) && f[3] == "0A")
+        .map(|f| f[9].to_owned())
+        .expect("a listening socket on the port");
+    let link = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_str() == Some(link.as_str())) {
+                if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    if pid != std::process::id() {
+                        return pid;
+                    }
+                }
+            }
+        }
+    }
+    panic!("nobody holds {link}");
+}

@@ -7,7 +7,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::LocalSet;
 
-use crate::config::{Config, ShutdownFuture, StateMap, WorkerFn};
+use crate::config::{Config, ShutdownFuture, StartHook, StateMap, WorkerFn};
 use crate::supervisor::{supervise, Inner, SlotStatus};
 use crate::worker::Notice;
 use crate::{ClusterBuilder, ClusterInfo, Error, Events, Message, Phase, TaskResult, WorkerHandle};
@@ -49,7 +49,7 @@ use crate::{ClusterBuilder, ClusterInfo, Error, Events, Message, Phase, TaskResu
 /// ```
 #[derive(Clone)]
 pub struct Cluster {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     start: Arc<Mutex<Option<Start>>>,
 }
 
@@ -57,6 +57,7 @@ pub struct Cluster {
 struct Start {
     notices: mpsc::UnboundedReceiver<Notice>,
     shutdown_signal: Option<ShutdownFuture>,
+    on_start: Vec<StartHook>,
 }
 
 impl fmt::Debug for Cluster {
@@ -78,6 +79,7 @@ impl Cluster {
         config: Config,
         body: WorkerFn,
         shutdown_signal: Option<ShutdownFuture>,
+        on_start: Vec<StartHook>,
         state: Arc<StateMap>,
     ) -> Cluster {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -86,6 +88,7 @@ impl Cluster {
             start: Arc::new(Mutex::new(Some(Start {
                 notices: rx,
                 shutdown_signal,
+                on_start,
             }))),
         }
     }
@@ -110,6 +113,9 @@ impl Cluster {
             rt.spawn(signals.watch(self.clone(), start.shutdown_signal));
         }
         rt.spawn(supervise(Arc::clone(inner), start.notices));
+        for hook in start.on_start {
+            hook(self);
+        }
         {
             let mut st = inner.lock();
             for slot in 0..inner.config.workers {

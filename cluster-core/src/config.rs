@@ -53,6 +53,9 @@ pub(crate) type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) type WorkerFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
 pub(crate) type WorkerFn = Arc<dyn Fn(Worker) -> WorkerFuture + Send + Sync>;
 pub(crate) type StateMap = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+pub(crate) type StartHook = Box<dyn FnOnce(&Cluster) + Send>;
+pub(crate) type SignalHook =
+    Arc<dyn Fn(Cluster) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// The settings of a cluster, resolved.
 pub(crate) struct Config {
@@ -65,6 +68,7 @@ pub(crate) struct Config {
     pub(crate) kill_timeout: Duration,
     pub(crate) listen_timeout: Duration,
     pub(crate) signals: bool,
+    pub(crate) on_sigquit: Option<SignalHook>,
 }
 
 /// Builds a [`Cluster`]: Node's `cluster.setupPrimary(settings)`.
@@ -96,6 +100,8 @@ pub struct ClusterBuilder {
     listen_timeout: Duration,
     signals: bool,
     shutdown_signal: Option<ShutdownFuture>,
+    on_start: Vec<StartHook>,
+    on_sigquit: Option<SignalHook>,
     state: StateMap,
 }
 
@@ -112,6 +118,8 @@ impl Default for ClusterBuilder {
             listen_timeout: Duration::from_secs(3),
             signals: true,
             shutdown_signal: None,
+            on_start: Vec::new(),
+            on_sigquit: None,
             state: StateMap::new(),
         }
     }
@@ -221,6 +229,28 @@ impl ClusterBuilder {
         self
     }
 
+    /// Runs `hook` on the primary as the cluster starts, before its first
+    /// fork, on the primary's runtime (so it may spawn tasks there). For
+    /// crates that extend the cluster: `cluster-net`'s hot upgrade and
+    /// systemd notifications start this way.
+    pub fn on_start(mut self, hook: impl FnOnce(&Cluster) + Send + 'static) -> Self {
+        self.on_start.push(Box::new(hook));
+        self
+    }
+
+    /// What SIGQUIT does while the primary handles signals: `handler` runs
+    /// as a task on the primary's runtime for each one. `cluster-net`'s hot
+    /// upgrade sets it. Without a handler SIGQUIT is ignored with a warning
+    /// (rather than its default action, a core dump).
+    pub fn on_sigquit<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Cluster) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_sigquit = Some(Arc::new(move |cluster| Box::pin(handler(cluster))));
+        self
+    }
+
     /// State shared by every worker (and the primary), read with
     /// [`Worker::state`]. One value per type; it is wrapped in an `Arc`.
     pub fn state<T: Any + Send + Sync>(mut self, value: T) -> Self {
@@ -280,11 +310,13 @@ impl ClusterBuilder {
             kill_timeout: self.kill_timeout,
             listen_timeout: self.listen_timeout,
             signals: self.signals,
+            on_sigquit: self.on_sigquit,
         };
         Ok(Cluster::new(
             config,
             body,
             self.shutdown_signal,
+            self.on_start,
             Arc::new(self.state),
         ))
     }

@@ -1,5 +1,6 @@
 //! The primary's signal handling: SIGTERM and SIGINT stop, a second SIGINT
-//! stops at once, SIGHUP reloads.
+//! stops at once, SIGHUP reloads, SIGQUIT runs the hot upgrade handler (or
+//! is ignored with a warning).
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -10,6 +11,7 @@ pub(crate) struct Signals {
     term: Option<Signal>,
     int: Option<Signal>,
     hup: Option<Signal>,
+    quit: Option<Signal>,
 }
 
 impl Signals {
@@ -21,6 +23,7 @@ impl Signals {
                 term: None,
                 int: None,
                 hup: None,
+                quit: None,
             });
         }
         let install = |kind: SignalKind, name: &'static str| {
@@ -33,6 +36,7 @@ impl Signals {
             term: Some(install(SignalKind::terminate(), "SIGTERM")?),
             int: Some(install(SignalKind::interrupt(), "SIGINT")?),
             hup: Some(install(SignalKind::hangup(), "SIGHUP")?),
+            quit: Some(install(SignalKind::quit(), "SIGQUIT")?),
         })
     }
 
@@ -70,6 +74,12 @@ impl Signals {
                         }
                     });
                 }
+                Some(()) = recv(&mut self.quit) => match &cluster.inner.config.on_sigquit {
+                    Some(handler) => {
+                        tokio::spawn(handler(cluster.clone()));
+                    }
+                    None => tracing::warn!("SIGQUIT ignored: this program has no hot upgrade (see cluster_net::ClusterBuilderExt::hot_upgrade)"),
+                },
             }
         }
     }

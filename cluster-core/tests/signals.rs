@@ -21,7 +21,15 @@ fn child() {
         return;
     };
     let stubborn = mode == "stubborn";
-    Cluster::builder()
+    let builder = Cluster::builder();
+    let builder = if mode == "quit-handler" {
+        builder.on_sigquit(|cluster| async move {
+            println!("sigquit handled, phase {}", cluster.phase());
+        })
+    } else {
+        builder
+    };
+    builder
         .workers(2)
         .shutdown_timeout(Duration::from_secs(120))
         .run_with_primary(
@@ -135,4 +143,31 @@ fn a_second_sigint_stops_at_once() {
     let (status, rest) = run.wait(DEADLINE);
     assert!(status.success(), "{status}");
     assert!(rest.iter().all(|l| !l.starts_with("finished ")), "{rest:?}");
+}
+
+/// Without a hot upgrade, SIGQUIT (whose default action dumps core) is
+/// ignored: the cluster serves on, and stops gracefully on SIGTERM.
+#[test]
+fn sigquit_without_a_handler_is_ignored() {
+    let run = Run::start("graceful");
+    run.expect_line(|l| l.contains("online "), "online");
+    run.expect_line(|l| l.contains("online "), "online");
+    run.signal(libc::SIGQUIT);
+    run.signal(libc::SIGQUIT);
+    run.signal(libc::SIGTERM);
+    run.expect_line(|l| l.starts_with("finished "), "finished");
+    let (status, _) = run.wait(DEADLINE);
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn sigquit_runs_the_handler_given_to_the_builder() {
+    let run = Run::start("quit-handler");
+    run.expect_line(|l| l.contains("online "), "online");
+    run.expect_line(|l| l.contains("online "), "online");
+    run.signal(libc::SIGQUIT);
+    run.expect_line(|l| l.starts_with("sigquit handled"), "from the handler");
+    run.signal(libc::SIGTERM);
+    let (status, _) = run.wait(DEADLINE);
+    assert!(status.success(), "{status}");
 }

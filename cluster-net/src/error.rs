@@ -131,6 +131,12 @@ pub enum Error {
         /// The kind it is.
         found: String,
     },
+    /// A hot upgrade that cannot start now.
+    #[error("hot upgrade refused: {reason}")]
+    UpgradeRefused {
+        /// Why: another one is in progress, or one already succeeded.
+        reason: &'static str,
+    },
 }
 
 impl Error {

@@ -42,6 +42,7 @@
 
 mod balance;
 mod bind;
+mod builder;
 mod error;
 pub mod handoff;
 mod listen;
@@ -52,6 +53,7 @@ mod stats;
 mod systemd;
 pub mod upgrade;
 
+pub use builder::ClusterBuilderExt;
 pub use error::Error;
 pub use listen::WorkerExt;
 pub use listener::{Connection, Listener};

@@ -3,10 +3,21 @@
 //! cluster (labelled, over [`handoff`](crate::handoff)), waits for its
 //! acknowledgement, then drains; the new one serves from the same kernel
 //! queues, so no connection is refused in between.
+//!
+//! The channel is private to the two processes: one end of a
+//! `socketpair()` that only the child inherits (its fd number in
+//! [`UPGRADE_ENV`]), as nginx passes its listening fds. No path or abstract
+//! name exists that another local process could connect to and take the
+//! sockets from. One upgrade runs at a time; a new process that exits, or
+//! does not acknowledge within the timeout, is killed and reaped, and the
+//! old process serves on (and can upgrade again).
 
-use std::os::fd::AsFd;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,11 +27,12 @@ use crate::handoff::{self, Incoming, Outgoing, Received};
 use crate::registry::Registry;
 use crate::Error;
 
-/// The variable naming the Unix socket a new process fetches its sockets
-/// from; set by [`upgrade`] for the process it starts.
+/// The variable through which a new process finds its control channel:
+/// the number of the inherited fd, set by [`Upgrade::run`] for the process
+/// it starts.
 pub const UPGRADE_ENV: &str = "CLUSTER_THREAD_UPGRADE";
 
-/// How long each side waits for the other.
+/// How long each side waits for the other, by default.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The sockets a new process received from the process it replaces. Read
@@ -32,20 +44,15 @@ pub struct Inherited {
 }
 
 impl Inherited {
-    /// In the new process, before any thread starts: when started by
-    /// [`upgrade`], connects to the old process and receives its sockets.
-    /// Empty otherwise.
+    /// In the new process, before any thread starts: when started by an
+    /// upgrade, receives the old process's sockets over the inherited
+    /// channel. Empty otherwise.
     pub fn from_env() -> Result<Inherited, Error> {
-        let Some(path) = std::env::var_os(UPGRADE_ENV) else {
+        let Some(value) = std::env::var_os(UPGRADE_ENV) else {
             return Ok(Inherited::default());
         };
         std::env::remove_var(UPGRADE_ENV);
-        let path = PathBuf::from(path);
-        let stream = UnixStream::connect(&path).map_err(|source| Error::Handoff {
-            peer: path.display().to_string(),
-            what: "connecting to the old process",
-            source,
-        })?;
+        let stream = control_channel(&value.to_string_lossy())?;
         let incoming = handoff::receive(stream, TIMEOUT)?;
         tracing::info!(
             sockets = incoming.sockets().len(),
@@ -79,7 +86,8 @@ impl Inherited {
     }
 
     /// Acknowledges once `cluster` is listening (every worker took its
-    /// sockets), as the `main` macro does.
+    /// sockets), as [`ClusterBuilderExt::hot_upgrade`](crate::ClusterBuilderExt::hot_upgrade)
+    /// arranges.
     pub async fn acknowledge_when_listening(&self, cluster: &Cluster) -> Result<(), Error> {
         if self.lock().is_none() {
             return Ok(());
@@ -95,77 +103,237 @@ impl Inherited {
     }
 }
 
-/// In the old process: starts `program` (default: this executable, with the
-/// same arguments), hands it every listening socket of `cluster`, waits for
-/// its acknowledgement, then stops this cluster gracefully (its workers
-/// drain). Returns the new process's pid.
-pub async fn upgrade(cluster: &Cluster, program: Option<PathBuf>) -> Result<u32, Error> {
-    let fail = |what: &'static str, path: &std::path::Path| {
-        let peer = path.display().to_string();
-        move |source| Error::Handoff { peer, what, source }
+/// The control channel named by `UPGRADE_ENV`: an inherited fd, or (from a
+/// parent of cluster_thread 0.1) the path of its control socket.
+fn control_channel(value: &str) -> Result<UnixStream, Error> {
+    let Ok(fd) = value.trim().parse::<RawFd>() else {
+        let path = PathBuf::from(value);
+        return UnixStream::connect(&path).map_err(|source| Error::Handoff {
+            peer: path.display().to_string(),
+            what: "connecting to the old process",
+            source,
+        });
     };
-    let program = match program {
-        Some(p) => p,
-        None => this_executable().map_err(fail("finding this executable", "self".as_ref()))?,
+    let bad = |reason: &'static str| Error::BadEnv {
+        name: UPGRADE_ENV,
+        value: value.to_owned(),
+        expected: reason,
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let path = std::env::temp_dir().join(format!(
-        "cluster-thread-upgrade-{}-{nanos}.sock",
-        std::process::id()
-    ));
-    let control =
-        tokio::net::UnixListener::bind(&path).map_err(fail("binding the control socket", &path))?;
-    let child = std::process::Command::new(&program)
-        .args(std::env::args_os().skip(1))
-        .env(UPGRADE_ENV, &path)
-        .spawn()
-        .map_err(fail("starting the new process", &program))?;
-    let pid = child.id();
-    tracing::info!(pid, program = %program.display(), "hot upgrade: new process started");
-    let accepted = tokio::time::timeout(TIMEOUT, control.accept()).await;
-    let _ = std::fs::remove_file(&path);
-    let stream = match accepted {
-        Ok(Ok((stream, _))) => stream
-            .into_std()
-            .map_err(fail("taking the control connection", &path))?,
-        Ok(Err(e)) => return Err(fail("accepting the new process", &path)(e)),
-        Err(_) => {
-            return Err(Error::HandoffTimeout {
-                peer: format!("pid {pid}"),
-                what: "the new process to connect",
-                timeout: TIMEOUT,
-            })
-        }
-    };
-    stream
-        .set_nonblocking(false)
-        .map_err(fail("the control connection", &path))?;
-    let sockets = cluster.extension::<Registry>().export();
-    tokio::task::spawn_blocking(move || {
-        let outgoing: Vec<Outgoing<'_>> = sockets
-            .iter()
-            .map(|(label, address, fd)| Outgoing {
-                id: label,
-                address,
-                fd: fd.as_fd(),
-            })
-            .collect();
-        handoff::send(&stream, &outgoing, TIMEOUT)
-    })
-    .await
-    .map_err(|e| Error::HandoffProtocol {
-        peer: format!("pid {pid}"),
-        reason: e.to_string(),
-    })??;
-    tracing::info!(
-        pid,
-        "hot upgrade: the new process took the sockets over; draining"
+    if fd < 3 {
+        return Err(bad("the number of an inherited Unix socket (3 or more)"));
+    }
+    // SAFETY: F_GETFD on any number is sound: a closed fd only fails (EBADF).
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(Error::Fd {
+            fd,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: `fd` is open (checked above) and outlives this borrow.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let socket = socket2::SockRef::from(&borrowed);
+    let is_unix_stream = socket.domain().is_ok_and(|d| d == socket2::Domain::UNIX)
+        && socket.r#type().is_ok_and(|t| t == socket2::Type::STREAM);
+    if !is_unix_stream {
+        return Err(bad("an inherited Unix stream socket"));
+    }
+    // SAFETY: the old process made this fd for this process alone; nothing
+    // else here owns it (read once, before any thread, and the variable
+    // is removed), so taking ownership closes it exactly once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let cloexec = nix::fcntl::fcntl(
+        owned.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
-    let cluster = cluster.clone();
-    tokio::spawn(async move { cluster.disconnect().await });
-    Ok(pid)
+    cloexec.map_err(|errno| Error::Fd {
+        fd,
+        source: errno.into(),
+    })?;
+    Ok(UnixStream::from(owned))
+}
+
+/// Where a process stands in its upgrades: one at a time, none after the
+/// sockets were handed over. A cluster extension.
+#[derive(Debug, Default)]
+struct UpgradeState(AtomicU8);
+
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+
+/// A hot upgrade with its options; [`upgrade`] is the short form.
+///
+/// ```no_run
+/// # async fn doc(cluster: cluster_core::Cluster) -> Result<(), cluster_net::Error> {
+/// use std::time::Duration;
+/// use cluster_net::upgrade::Upgrade;
+///
+/// let pid = Upgrade::new()
+///     .program("/usr/local/bin/app")
+///     .timeout(Duration::from_secs(10))
+///     .run(&cluster)
+///     .await?;
+/// # let _ = pid; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "an upgrade does nothing until `run`"]
+pub struct Upgrade {
+    program: Option<PathBuf>,
+    args: Option<Vec<OsString>>,
+    timeout: Duration,
+}
+
+impl Default for Upgrade {
+    fn default() -> Self {
+        Upgrade {
+            program: None,
+            args: None,
+            timeout: TIMEOUT,
+        }
+    }
+}
+
+impl Upgrade {
+    /// This executable (at its path on disk: replace the file first), with
+    /// this process's arguments, and a 30 s timeout.
+    pub fn new() -> Upgrade {
+        Upgrade::default()
+    }
+
+    /// Starts `program` instead of this executable.
+    pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// Gives the new process these arguments instead of this process's.
+    pub fn args<I: IntoIterator<Item = A>, A: Into<OsString>>(mut self, args: I) -> Self {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long the new process has to take the sockets over and
+    /// acknowledge (once its workers listen) before it is killed.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Starts the new process, hands it every listening socket of
+    /// `cluster`, waits for its acknowledgement, then stops this cluster
+    /// gracefully (its workers drain). Returns the new process's pid.
+    ///
+    /// Refused while another upgrade runs, or after one succeeded. A new
+    /// process that exits or does not acknowledge in time is killed and
+    /// reaped; this cluster serves on.
+    pub async fn run(self, cluster: &Cluster) -> Result<u32, Error> {
+        let state = cluster.extension::<UpgradeState>();
+        if let Err(now) =
+            state
+                .0
+                .compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            return Err(Error::UpgradeRefused {
+                reason: if now == RUNNING {
+                    "another upgrade is in progress"
+                } else {
+                    "this process has handed its sockets over already"
+                },
+            });
+        }
+        let result = self.hand_over(cluster).await;
+        state
+            .0
+            .store(if result.is_ok() { DONE } else { IDLE }, Ordering::Release);
+        let pid = result?;
+        tracing::info!(
+            pid,
+            "hot upgrade: the new process took the sockets over; draining"
+        );
+        let cluster = cluster.clone();
+        tokio::spawn(async move { cluster.disconnect().await });
+        Ok(pid)
+    }
+
+    async fn hand_over(self, cluster: &Cluster) -> Result<u32, Error> {
+        let fail =
+            |what: &'static str, peer: String| move |source| Error::Handoff { peer, what, source };
+        let program = match self.program {
+            Some(p) => p,
+            None => this_executable().map_err(fail("finding this executable", "self".into()))?,
+        };
+        let shown = program.display().to_string();
+        let (ours, theirs) =
+            UnixStream::pair().map_err(fail("creating the control channel", shown.clone()))?;
+        let fd = theirs.as_raw_fd();
+        let mut command = std::process::Command::new(&program);
+        match self.args {
+            Some(args) => command.args(args),
+            None => command.args(std::env::args_os().skip(1)),
+        };
+        command.env(UPGRADE_ENV, fd.to_string());
+        // SAFETY: between fork and exec the closure only calls fcntl, which
+        // is async-signal-safe; `theirs` keeps `fd` open until after spawn.
+        // Close-on-exec is cleared in the child alone, so no other process
+        // this one starts inherits the channel.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(fail("starting the new process", shown.clone()))?;
+        drop(theirs);
+        let pid = child.id();
+        tracing::info!(pid, program = %shown, "hot upgrade: new process started");
+        let sockets = cluster.extension::<Registry>().export();
+        let timeout = self.timeout;
+        let sent = tokio::task::spawn_blocking(move || {
+            let outgoing: Vec<Outgoing<'_>> = sockets
+                .iter()
+                .map(|(label, address, fd)| Outgoing {
+                    id: label,
+                    address,
+                    fd: fd.as_fd(),
+                })
+                .collect();
+            handoff::send(&ours, &outgoing, timeout)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(Error::HandoffProtocol {
+                peer: format!("pid {pid}"),
+                reason: e.to_string(),
+            })
+        });
+        if let Err(e) = sent {
+            // Never leave it holding our sockets, nor as a zombie.
+            let status = tokio::task::spawn_blocking(move || {
+                let _ = child.kill();
+                child.wait()
+            })
+            .await;
+            tracing::warn!(pid, error = %e, status = ?status.ok().and_then(Result::ok), "hot upgrade failed: the new process was stopped; serving on");
+            return Err(e);
+        }
+        Ok(pid)
+    }
+}
+
+/// Runs [`Upgrade::new`] with `program` (default: this executable with the
+/// same arguments). See [`Upgrade::run`].
+pub async fn upgrade(cluster: &Cluster, program: Option<PathBuf>) -> Result<u32, Error> {
+    let upgrade = Upgrade::new();
+    match program {
+        Some(program) => upgrade.program(program),
+        None => upgrade,
+    }
+    .run(cluster)
+    .await
 }
 
 /// The path this process was started from. When the binary was replaced on
@@ -181,28 +349,18 @@ fn this_executable() -> std::io::Result<PathBuf> {
     )
 }
 
-/// Runs [`upgrade`] on every SIGQUIT received by this process, as long as
-/// `cluster` runs. Call it on the primary's runtime.
-pub fn upgrade_on_sigquit(cluster: &Cluster) -> Result<(), Error> {
-    let mut quit =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::quit()).map_err(|source| {
-            Error::Listen {
-                addr: "SIGQUIT handler".into(),
-                source,
-            }
-        })?;
-    let cluster = cluster.clone();
-    tokio::spawn(async move {
-        let mut phases = cluster.phases();
-        loop {
-            tokio::select! {
-                () = async { let _ = phases.wait_for(|p| *p >= Phase::Draining).await; } => return,
-                Some(()) = quit.recv() => match upgrade(&cluster, None).await {
-                    Ok(pid) => tracing::info!(pid, "SIGQUIT: upgraded"),
-                    Err(e) => tracing::error!(error = %e, "SIGQUIT: hot upgrade failed; this process keeps serving"),
-                },
-            }
+/// What SIGQUIT does in a cluster built with
+/// [`ClusterBuilderExt::hot_upgrade`](crate::ClusterBuilderExt::hot_upgrade).
+pub(crate) async fn on_sigquit(cluster: Cluster) {
+    if cluster.phase() >= Phase::Draining {
+        tracing::warn!("SIGQUIT ignored: the cluster is draining");
+        return;
+    }
+    match Upgrade::new().run(&cluster).await {
+        Ok(pid) => tracing::info!(pid, "SIGQUIT: upgraded"),
+        Err(e @ Error::UpgradeRefused { .. }) => tracing::warn!(error = %e, "SIGQUIT ignored"),
+        Err(e) => {
+            tracing::error!(error = %e, "SIGQUIT: hot upgrade failed; this process keeps serving")
         }
-    });
-    Ok(())
+    }
 }

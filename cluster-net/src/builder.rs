@@ -1,0 +1,70 @@
+//! What a program built with `ClusterBuilder` adds to get what the `main`
+//! macro gives: hot upgrade on SIGQUIT and systemd's sockets and
+//! notifications.
+
+use cluster_core::ClusterBuilder;
+
+use crate::upgrade::{self, Inherited};
+use crate::{notify_systemd, Error, SystemdSockets};
+
+/// Hot upgrade and systemd for a [`ClusterBuilder`]:
+/// `use cluster_net::ClusterBuilderExt;`.
+///
+/// ```no_run
+/// use cluster_core::Cluster;
+/// use cluster_net::{ClusterBuilderExt, WorkerExt};
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     // First thing in `main`: both read the environment before any thread starts.
+///     Cluster::builder()
+///         .workers(4)
+///         .systemd()?
+///         .hot_upgrade()?
+///         .run(|worker| async move {
+///             let _listener = worker.listen("127.0.0.1:8000").await?;
+///             worker.disconnected().await;
+///             Ok::<_, cluster_net::Error>(())
+///         })?;
+///     Ok(())
+/// }
+/// ```
+pub trait ClusterBuilderExt: Sized {
+    /// SIGQUIT hands every listening socket to a new copy of the binary
+    /// ([`upgrade::Upgrade`]), then this process drains and exits; a second
+    /// SIGQUIT while one runs is refused with a warning. In a process
+    /// started that way, takes the old process's sockets over (read from
+    /// the environment now, so call it before any thread starts) and
+    /// acknowledges once every worker listens.
+    fn hot_upgrade(self) -> Result<Self, Error>;
+
+    /// Takes the sockets of systemd's socket activation
+    /// ([`SystemdSockets::from_env`], before any thread starts) and sends
+    /// systemd its notifications ([`notify_systemd`]).
+    fn systemd(self) -> Result<Self, Error>;
+}
+
+impl ClusterBuilderExt for ClusterBuilder {
+    fn hot_upgrade(self) -> Result<Self, Error> {
+        let inherited = Inherited::from_env()?;
+        Ok(self
+            .state(inherited)
+            .on_sigquit(upgrade::on_sigquit)
+            .on_start(|cluster| {
+                let Some(inherited) = cluster.state::<Inherited>() else {
+                    return;
+                };
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = inherited.acknowledge_when_listening(&cluster).await {
+                        tracing::error!(error = %e, "could not acknowledge the hot upgrade");
+                    }
+                });
+            }))
+    }
+
+    fn systemd(self) -> Result<Self, Error> {
+        Ok(self
+            .state(SystemdSockets::from_env()?)
+            .on_start(notify_systemd))
+    }
+}
