@@ -69,6 +69,55 @@ fn panics_every_200ms_round_robin_keep_alive() {
     panics_under_load("round-robin", true);
 }
 
+/// A storm of request-triggered panics (4 clients sending `GET /panic`
+/// nonstop) must not take the service down: the workers it kills are
+/// replaced at once, the slots are never errored, legitimate requests are
+/// answered throughout, and once the storm stops `GET /` answers again.
+#[test]
+fn a_storm_of_panics_does_not_stop_the_service() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let (mut run, addr) = start(&["--workers", "2", "--port", "0", "--chaos"]);
+    let load = Load::start(addr, 2, false);
+    load.wait_for_more(50);
+    let stop = Arc::new(AtomicBool::new(false));
+    let panics = Arc::new(AtomicU64::new(0));
+    let storm: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, panics) = (stop.clone(), panics.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if get(addr, "/panic").is_err() {
+                        panics.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(seconds()));
+    stop.store(true, Ordering::Relaxed);
+    for t in storm {
+        t.join().unwrap();
+    }
+    // Served again once the storm has stopped (bounded, not timed).
+    let end = Instant::now() + DEADLINE;
+    while !get(addr, "/").is_ok_and(|r| r.status == 200) {
+        assert!(Instant::now() < end, "not serving after the storm");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ok, failed, _) = load.finish();
+    let panics = panics.load(Ordering::Relaxed);
+    eprintln!(
+        "panic storm: {panics} requests panicked their worker; legitimate requests: {ok} answered, {failed} failed ({:.1} % answered)",
+        100.0 * ok as f64 / (ok + failed).max(1) as f64
+    );
+    assert!(panics >= 20, "only {panics} panics: no storm");
+    assert_eq!(failed, 0, "legitimate requests failed during the storm");
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success(), "the slots were errored");
+}
+
 /// SIGHUP reloads every worker, one by one, while traffic flows.
 fn reload_under_load(keep_alive: bool) {
     let (mut run, addr) = start(&["--workers", "2", "--port", "0"]);

@@ -182,13 +182,19 @@ impl ClusterBuilder {
         self
     }
 
-    /// A worker that exits before this uptime counts as crashing on start (default 1 s).
+    /// A worker that exits before this uptime is unstable (default 1 s).
+    /// For a worker that reported listening or ready, it counts from then:
+    /// such a worker is not crashing on start, so its slot is never errored,
+    /// and it is replaced at once (after at most 10 ms if it keeps dying
+    /// within `min_uptime`). A worker that never did counts from its start,
+    /// and crashes on start in a row error the slot past `max_restarts`.
     pub fn min_uptime(mut self, uptime: Duration) -> Self {
         self.backoff.min_uptime = uptime;
         self
     }
 
-    /// After this many crashes on start in a row a slot is errored instead of
+    /// After this many crashes on start (exits within `min_uptime`, before
+    /// listening or ready) in a row a slot is errored instead of
     /// crash-looping (default 16).
     pub fn max_restarts(mut self, restarts: u32) -> Self {
         self.backoff.max_restarts = restarts;

@@ -37,7 +37,8 @@ pub(crate) struct Backoff {
     pub(crate) max_delay: Duration,
     /// A worker that ran this long resets the back-off.
     pub(crate) reset_after: Duration,
-    /// A worker that ran less than this counts as a crash on start.
+    /// A worker that ran less than this (counted from listening or ready,
+    /// else from its start) counts as unstable.
     pub(crate) min_uptime: Duration,
     /// After this many crashes on start in a row, the slot is errored.
     pub(crate) max_restarts: u32,
@@ -66,6 +67,19 @@ pub(crate) struct SlotHistory {
     pub(crate) total: u32,
 }
 
+/// The longest restart delay of a slot whose workers reached listening or
+/// ready: they serve, so the slot must not stay empty for long.
+pub(crate) const SERVING_MAX_DELAY: Duration = Duration::from_millis(10);
+
+/// How long a worker ran before its exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lifetime {
+    /// Since its thread started.
+    pub(crate) uptime: Duration,
+    /// Since it reported listening or ready, if it did.
+    pub(crate) serving: Option<Duration>,
+}
+
 /// The decision after a worker of a slot failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -76,24 +90,34 @@ pub(crate) enum Next {
 }
 
 impl Backoff {
-    /// Records an exit after `uptime` and says what comes next.
-    pub(crate) fn next(&self, history: &mut SlotHistory, uptime: Duration) -> Next {
-        if uptime >= self.reset_after {
+    /// Records an exit and says what comes next. A worker that never
+    /// reached listening or ready and ran less than `min_uptime` crashed on
+    /// start: after `max_restarts` of those in a row the slot is errored. One
+    /// that reached listening or ready is never a crash on start (a request
+    /// that kills it must not make the slot give up): it is replaced at once,
+    /// or after at most [`SERVING_MAX_DELAY`] if it keeps dying within
+    /// `min_uptime` of serving.
+    pub(crate) fn next(&self, history: &mut SlotHistory, life: Lifetime) -> Next {
+        let (ran, cap) = match life.serving {
+            Some(serving) => (serving, self.max_delay.min(SERVING_MAX_DELAY)),
+            None => (life.uptime, self.max_delay),
+        };
+        if ran >= self.reset_after {
             history.in_row = 0;
         }
-        if uptime < self.min_uptime {
-            history.unstable += 1;
-        } else {
-            history.unstable = 0;
-        }
+        let unstable = ran < self.min_uptime;
+        history.unstable = match (unstable, life.serving) {
+            (true, None) => history.unstable + 1,
+            _ => 0,
+        };
         if history.unstable > self.max_restarts {
             return Next::Errored;
         }
-        let delay = if history.in_row == 0 {
+        let delay = if history.in_row == 0 || (life.serving.is_some() && !unstable) {
             Duration::ZERO
         } else {
             let factor = 1.5f64.powi(history.in_row.saturating_sub(1).min(64) as i32);
-            self.delay.mul_f64(factor).min(self.max_delay)
+            self.delay.mul_f64(factor).min(cap)
         };
         history.in_row += 1;
         history.total += 1;
@@ -106,6 +130,22 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    /// A worker that never reported listening or ready.
+    fn started(uptime: Duration) -> Lifetime {
+        Lifetime {
+            uptime,
+            serving: None,
+        }
+    }
+
+    /// A worker that served for `serving` of its `uptime`.
+    fn served(uptime: Duration, serving: Duration) -> Lifetime {
+        Lifetime {
+            uptime,
+            serving: Some(serving),
+        }
+    }
 
     fn backoff() -> Backoff {
         Backoff {
@@ -121,7 +161,7 @@ mod tests {
     fn first_restart_is_immediate_then_grows_by_half_up_to_the_cap() {
         let b = backoff();
         let mut h = SlotHistory::default();
-        let delays: Vec<_> = (0..6).map(|_| b.next(&mut h, 100 * MS)).collect();
+        let delays: Vec<_> = (0..6).map(|_| b.next(&mut h, started(100 * MS))).collect();
         assert_eq!(
             delays,
             vec![
@@ -140,9 +180,12 @@ mod tests {
     fn a_stable_worker_resets_the_backoff() {
         let b = backoff();
         let mut h = SlotHistory::default();
-        b.next(&mut h, 100 * MS);
-        b.next(&mut h, 100 * MS);
-        assert_eq!(b.next(&mut h, 2000 * MS), Next::Restart(Duration::ZERO));
+        b.next(&mut h, started(100 * MS));
+        b.next(&mut h, started(100 * MS));
+        assert_eq!(
+            b.next(&mut h, started(2000 * MS)),
+            Next::Restart(Duration::ZERO)
+        );
     }
 
     #[test]
@@ -150,9 +193,9 @@ mod tests {
         let b = backoff();
         let mut h = SlotHistory::default();
         for _ in 0..3 {
-            assert!(matches!(b.next(&mut h, 10 * MS), Next::Restart(_)));
+            assert!(matches!(b.next(&mut h, started(10 * MS)), Next::Restart(_)));
         }
-        assert_eq!(b.next(&mut h, 10 * MS), Next::Errored);
+        assert_eq!(b.next(&mut h, started(10 * MS)), Next::Errored);
     }
 
     #[test]
@@ -160,10 +203,75 @@ mod tests {
         let b = backoff();
         let mut h = SlotHistory::default();
         for _ in 0..3 {
-            b.next(&mut h, 10 * MS);
+            b.next(&mut h, started(10 * MS));
         }
-        assert!(matches!(b.next(&mut h, 60 * MS), Next::Restart(_)));
-        assert!(matches!(b.next(&mut h, 10 * MS), Next::Restart(_)));
+        assert!(matches!(b.next(&mut h, started(60 * MS)), Next::Restart(_)));
+        assert!(matches!(b.next(&mut h, started(10 * MS)), Next::Restart(_)));
+    }
+
+    #[test]
+    fn a_serving_worker_that_keeps_dying_is_never_errored_and_waits_little() {
+        let b = Backoff {
+            max_delay: Duration::from_secs(15),
+            ..Backoff::default()
+        };
+        let mut h = SlotHistory::default();
+        let mut delays = Vec::new();
+        for _ in 0..40 {
+            match b.next(&mut h, served(20 * MS, MS)) {
+                Next::Restart(d) => delays.push(d),
+                Next::Errored => panic!("errored after {} restarts", delays.len()),
+            }
+        }
+        assert_eq!(delays[0], Duration::ZERO);
+        assert!(delays.iter().all(|d| *d <= SERVING_MAX_DELAY), "{delays:?}");
+        assert_eq!(delays[39], SERVING_MAX_DELAY);
+    }
+
+    #[test]
+    fn a_worker_that_served_past_min_uptime_is_replaced_at_once() {
+        let b = backoff();
+        let mut h = SlotHistory::default();
+        for _ in 0..10 {
+            assert_eq!(
+                b.next(&mut h, served(300 * MS, 60 * MS)),
+                Next::Restart(Duration::ZERO)
+            );
+        }
+    }
+
+    #[test]
+    fn min_uptime_counts_from_serving_not_from_the_start() {
+        // Ran 2 s, of which 10 ms serving: unstable, so it backs off (a
+        // little), though never errored.
+        let b = Backoff {
+            min_uptime: Duration::from_secs(1),
+            ..backoff()
+        };
+        let mut h = SlotHistory::default();
+        b.next(&mut h, served(2000 * MS, 10 * MS));
+        assert_eq!(
+            b.next(&mut h, served(2000 * MS, 10 * MS)),
+            Next::Restart(SERVING_MAX_DELAY)
+        );
+        // The same uptime without serving ran past `reset_after`: at once.
+        let mut h = SlotHistory::default();
+        b.next(&mut h, started(2000 * MS));
+        assert_eq!(
+            b.next(&mut h, started(2000 * MS)),
+            Next::Restart(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn crashes_on_start_after_serving_workers_still_error_the_slot() {
+        let b = backoff();
+        let mut h = SlotHistory::default();
+        b.next(&mut h, served(10 * MS, 5 * MS));
+        for _ in 0..3 {
+            assert!(matches!(b.next(&mut h, started(10 * MS)), Next::Restart(_)));
+        }
+        assert_eq!(b.next(&mut h, started(10 * MS)), Next::Errored);
     }
 
     #[test]

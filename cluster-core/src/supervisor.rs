@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -177,6 +177,7 @@ impl Inner {
             thread_id: Default::default(),
             life: watch::Sender::new(Life::Starting),
             ready: watch::Sender::new(false),
+            ready_at: OnceLock::new(),
             disconnect: watch::Sender::new(false),
             disconnect_emitted: Default::default(),
             retiring: Default::default(),
@@ -326,7 +327,7 @@ impl Inner {
             Notice::Ready(id) => {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
-                    core.ready.send_replace(true);
+                    core.set_ready();
                     self.events.emit(ClusterEvent::Ready {
                         worker: self.handle(core),
                     });
@@ -336,7 +337,7 @@ impl Inner {
             Notice::Listening(id, address) => {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
-                    core.ready.send_replace(true);
+                    core.set_ready();
                     self.events.emit(ClusterEvent::Listening {
                         worker: self.handle(core),
                         address,
@@ -442,7 +443,7 @@ impl Inner {
                     slot.current = restored;
                 } else if !core.is_retiring() && !stopping && self.config.restart.restarts(&reason)
                 {
-                    let next = self.config.backoff.next(&mut slot.history, core.uptime());
+                    let next = self.config.backoff.next(&mut slot.history, core.lifetime());
                     if matches!(next, Next::Restart(_)) {
                         self.link.restarts.fetch_add(1, Ordering::Relaxed);
                     }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::StateMap;
+use crate::restart::Lifetime;
 use crate::{Address, Error, ExitReason, Message, Phase};
 
 thread_local! {
@@ -136,6 +137,8 @@ pub(crate) struct WorkerCore {
     pub(crate) life: watch::Sender<Life>,
     /// Listening or ready was reported.
     pub(crate) ready: watch::Sender<bool>,
+    /// When listening or ready was first reported.
+    pub(crate) ready_at: OnceLock<Instant>,
     /// The primary asked it to finish (Node's `disconnect`).
     pub(crate) disconnect: watch::Sender<bool>,
     pub(crate) disconnect_emitted: AtomicBool,
@@ -153,12 +156,22 @@ impl WorkerCore {
         *self.life.borrow()
     }
 
-    pub(crate) fn uptime(&self) -> Duration {
-        self.started.elapsed()
-    }
-
     pub(crate) fn is_ready(&self) -> bool {
         *self.ready.borrow()
+    }
+
+    /// Marks the worker as serving (listening or ready).
+    pub(crate) fn set_ready(&self) {
+        let _ = self.ready_at.set(Instant::now());
+        self.ready.send_replace(true);
+    }
+
+    /// How long it ran, for the restart decision.
+    pub(crate) fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            uptime: self.started.elapsed(),
+            serving: self.ready_at.get().map(Instant::elapsed),
+        }
     }
 
     pub(crate) fn disconnect_requested(&self) -> bool {

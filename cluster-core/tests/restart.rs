@@ -131,3 +131,43 @@ async fn never_leaves_the_slot_empty_and_always_restarts_a_return() {
         }
     }
 }
+
+/// A request that kills its worker must not make the slot give up: a
+/// worker that reported ready and then dies is replaced at once, however
+/// often, and its slot is never errored.
+#[tokio::test]
+async fn workers_that_die_after_ready_are_replaced_and_never_error_the_slot() {
+    let cluster = Cluster::builder()
+        .workers(1)
+        .max_restarts(2)
+        .min_uptime(Duration::from_secs(60))
+        .restart_delay(Duration::from_millis(1))
+        .signals(false)
+        .build(|w| async move {
+            w.ready();
+            // Dies soon after it serves, as under a storm of fatal requests.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            if w.id() < 12 {
+                panic!("killed by a request");
+            }
+            w.disconnected().await
+        })
+        .unwrap();
+    let mut events = cluster.events();
+    cluster.start().unwrap();
+    let mut exits = 0;
+    let last = until(&mut events, |e| match e {
+        ClusterEvent::Exit { .. } => {
+            exits += 1;
+            None
+        }
+        ClusterEvent::Errored { slot, .. } => Some(Err(*slot)),
+        ClusterEvent::Ready { worker } if worker.id() == 12 => Some(Ok(worker.slot())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(last, Ok(0), "the slot was errored after {exits} exits");
+    assert_eq!(exits, 11);
+    cluster.disconnect().await;
+    cluster.wait().await.unwrap();
+}
