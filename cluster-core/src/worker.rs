@@ -5,6 +5,7 @@ use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::ThreadId;
@@ -293,6 +294,18 @@ impl Worker {
     pub async fn disconnected(&self) {
         let mut rx = self.core.disconnect.subscribe();
         let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// Resolves once the primary counts this worker as gone: it exited, or
+    /// it was declared unresponsive after a kill (its thread abandoned,
+    /// perhaps still running). For crates that act on a worker's behalf:
+    /// `cluster-net` then gives the connections waiting for it to live
+    /// workers. `Send` and `'static`, to be awaited on any runtime.
+    pub fn gone(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut life = self.core.life.subscribe();
+        async move {
+            let _ = life.wait_for(|l| *l == Life::Dead).await;
+        }
     }
 
     /// False once the primary has asked this worker to finish.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cluster_core::{Address, Worker};
 
 use crate::bind::{self, StdListener};
-use crate::listener::{Counters, Mode, TokioListener};
+use crate::listener::{Counters, Mode, Seat, TokioListener};
 use crate::registry::{reuse_label, Key, Registry, ReuseSocket, SharedSocket};
 use crate::upgrade::Inherited;
 use crate::{
@@ -180,9 +180,9 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
     let counters = socket.counters(worker.id(), slot);
     let mode = match socket.balance {
         Balance::ReusePort => reuseport(
+            worker,
             &registry,
             &socket,
-            slot,
             inherited.as_deref(),
             &counters,
             max_per_worker,
@@ -193,7 +193,9 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
                 .clone()
                 .ok_or_else(|| fail(std::io::Error::other("acceptor mode without a dispatcher")))?;
             let inbox = dispatch.attach(slot, Arc::clone(&counters), max_per_worker);
-            Mode::Dispatched { dispatch, inbox }
+            let seat = Seat::new(dispatch, inbox, None);
+            seat.watch(worker, &registry.acceptor(&socket.address)?);
+            Mode::Dispatched(seat)
         }
         _ => Mode::Direct(TokioListener::from_std(&socket.listener).map_err(fail)?),
     };
@@ -205,7 +207,6 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         totals: Arc::clone(&socket.totals),
         max_per_worker,
         max_total: socket.max_total,
-        closed: false,
     })
 }
 
@@ -242,9 +243,9 @@ fn reuseport_or_os(balance: Balance) -> Balance {
 /// This slot's socket of the `SO_REUSEPORT` group, bound on first use with
 /// the group's port (so port 0 is resolved once).
 fn reuseport(
+    worker: &Worker,
     registry: &Registry,
     socket: &Arc<SharedSocket>,
-    slot: usize,
     inherited: Option<&Inherited>,
     counters: &Arc<Counters>,
     limit: Option<usize>,
@@ -257,6 +258,7 @@ fn reuseport(
         .dispatch
         .clone()
         .ok_or_else(|| fail(std::io::Error::other("reuseport without a dispatcher")))?;
+    let slot = worker.slot();
     let acceptor = registry.acceptor(&socket.address)?;
     let member = {
         let mut group = socket
@@ -278,7 +280,7 @@ fn reuseport(
                     };
                     StdListener::Tcp(bind::tcp(addr, true, 1024)?)
                 };
-                let m = Arc::new(ReuseSocket::new(listener, socket, acceptor));
+                let m = Arc::new(ReuseSocket::new(listener, socket, acceptor.clone()));
                 group.insert(slot, Arc::clone(&m));
                 m
             }
@@ -287,12 +289,9 @@ fn reuseport(
     let own = TokioListener::from_std(&member.listener).map_err(fail)?;
     member.attach();
     let inbox = dispatch.attach(slot, Arc::clone(counters), limit);
-    Ok(Mode::ReusePort {
-        own,
-        dispatch,
-        inbox,
-        socket: member,
-    })
+    let seat = Seat::new(dispatch, inbox, Some(member));
+    seat.watch(worker, &acceptor);
+    Ok(Mode::ReusePort { own, seat })
 }
 
 /// `Listen::Handle`: the worker's own listener, no primary involved.
@@ -331,6 +330,5 @@ fn handle(
         totals: Arc::clone(&socket.totals),
         max_per_worker,
         max_total: None,
-        closed: false,
     })
 }

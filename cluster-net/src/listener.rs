@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -13,6 +13,7 @@ use cluster_core::Address;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 use crate::balance::Dispatch;
@@ -189,21 +190,88 @@ impl Io {
     }
 }
 
+/// A listener's place in its socket's dispatcher (and, for reuseport, in
+/// the group): given up once, by whichever comes first: the listener
+/// closing or dropping, or the primary declaring its worker gone (a stuck
+/// worker's thread may never drop it). Its queued connections then go to
+/// the live workers.
+pub(crate) struct Seat {
+    pub(crate) dispatch: Arc<Dispatch>,
+    pub(crate) inbox: u64,
+    /// Reuseport: the slot's socket, taken over by a stand-in once left.
+    pub(crate) reuse: Option<Arc<ReuseSocket>>,
+    left: AtomicBool,
+    /// Ends the watcher of the worker's exit.
+    leaving: Notify,
+}
+
+impl Seat {
+    pub(crate) fn new(
+        dispatch: Arc<Dispatch>,
+        inbox: u64,
+        reuse: Option<Arc<ReuseSocket>>,
+    ) -> Arc<Seat> {
+        Arc::new(Seat {
+            dispatch,
+            inbox,
+            reuse,
+            left: AtomicBool::new(false),
+            leaving: Notify::new(),
+        })
+    }
+
+    /// Gives the seat up when `worker` is gone, unless the listener gave it
+    /// up first. Runs on the acceptor's runtime.
+    pub(crate) fn watch(self: &Arc<Self>, worker: &cluster_core::Worker, acceptor: &Handle) {
+        let (seat, gone) = (Arc::clone(self), worker.gone());
+        acceptor.spawn(async move {
+            tokio::select! {
+                () = gone => if seat.leave() {
+                    tracing::debug!("worker gone: its waiting connections go to live workers");
+                },
+                () = seat.leaving.notified() => {}
+            }
+        });
+    }
+
+    /// Leaves; false if it had already left.
+    fn leave(&self) -> bool {
+        if self.left.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.leaving.notify_one();
+        self.dispatch.detach(self.inbox);
+        if let Some(reuse) = &self.reuse {
+            reuse.detach();
+        }
+        true
+    }
+
+    /// Leaves for good; the last listener of the socket gets what was
+    /// accepted and not yet taken (nothing if it had already left).
+    async fn close(&self) -> Vec<Accepted> {
+        if self.left.swap(true, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        self.leaving.notify_one();
+        let left = self.dispatch.close(self.inbox).await;
+        if let Some(reuse) = &self.reuse {
+            reuse.detach();
+        }
+        left
+    }
+}
+
 /// How a listener gets its connections.
 pub(crate) enum Mode {
     /// Accepts on its own registration of the socket (os, per-worker, fd, handle).
     Direct(TokioListener),
     /// Gets them from the acceptor (round-robin, least-connections, sticky),
-    /// through its inbox `inbox`.
-    Dispatched { dispatch: Arc<Dispatch>, inbox: u64 },
+    /// through its seat's inbox.
+    Dispatched(Arc<Seat>),
     /// Accepts on its slot's `SO_REUSEPORT` socket, and also takes what the
     /// primary accepts from the sockets of empty slots.
-    ReusePort {
-        own: TokioListener,
-        dispatch: Arc<Dispatch>,
-        inbox: u64,
-        socket: Arc<ReuseSocket>,
-    },
+    ReusePort { own: TokioListener, seat: Arc<Seat> },
 }
 
 /// A worker's listener, from `worker.listen(...)`. Dropping it stops this
@@ -216,8 +284,6 @@ pub struct Listener {
     pub(crate) totals: Arc<Totals>,
     pub(crate) max_per_worker: Option<usize>,
     pub(crate) max_total: Option<usize>,
-    /// Set by `close`, so that drop does not detach twice.
-    pub(crate) closed: bool,
 }
 
 impl std::fmt::Debug for Listener {
@@ -264,21 +330,16 @@ impl Listener {
             self.max_per_worker,
         )
         .await;
-        if !matches!(self.mode, Mode::Dispatched { .. }) {
+        if !matches!(self.mode, Mode::Dispatched(_)) {
             // The acceptor enforces the total for dispatched modes.
             wait_below(&self.totals.active, &self.totals.freed, self.max_total).await;
         }
         let (io, peer) = match &self.mode {
             Mode::Direct(l) => l.accept().await?,
-            Mode::Dispatched { dispatch, inbox } => take_dispatched(dispatch, *inbox).await?,
-            Mode::ReusePort {
-                own,
-                dispatch,
-                inbox,
-                ..
-            } => tokio::select! {
+            Mode::Dispatched(seat) => take_dispatched(seat).await?,
+            Mode::ReusePort { own, seat } => tokio::select! {
                 r = own.accept() => r?,
-                r = take_dispatched(dispatch, *inbox) => r?,
+                r = take_dispatched(seat) => r?,
             },
         };
         Ok(self.connection(io, peer))
@@ -305,22 +366,11 @@ impl Listener {
     /// ending, and no accepted connection is lost. Connections still in the
     /// kernel's queue stay there (for a restarted worker, or the new process
     /// of a hot upgrade).
-    pub async fn close(mut self) -> Vec<Connection> {
+    pub async fn close(self) -> Vec<Connection> {
         let accepted = match &self.mode {
             Mode::Direct(_) => Vec::new(),
-            Mode::Dispatched { dispatch, inbox } => dispatch.close(*inbox).await,
-            Mode::ReusePort {
-                dispatch,
-                inbox,
-                socket,
-                ..
-            } => {
-                let left = dispatch.close(*inbox).await;
-                socket.detach();
-                left
-            }
+            Mode::Dispatched(seat) | Mode::ReusePort { seat, .. } => seat.close().await,
         };
-        self.closed = true;
         accepted
             .into_iter()
             .filter_map(|a| match Io::from_std(a.stream) {
@@ -334,10 +384,10 @@ impl Listener {
     }
 }
 
-/// The next connection of `inbox`, registered on this worker's runtime.
-async fn take_dispatched(dispatch: &Dispatch, inbox: u64) -> io::Result<(Io, Option<SocketAddr>)> {
+/// The next connection of the seat's inbox, registered on this worker's runtime.
+async fn take_dispatched(seat: &Seat) -> io::Result<(Io, Option<SocketAddr>)> {
     loop {
-        let accepted = std::future::poll_fn(|cx| dispatch.poll_take(inbox, cx)).await;
+        let accepted = std::future::poll_fn(|cx| seat.dispatch.poll_take(seat.inbox, cx)).await;
         let peer = accepted.peer;
         match Io::from_std(accepted.stream) {
             Ok(io) => return Ok((io, peer)),
@@ -350,21 +400,8 @@ async fn take_dispatched(dispatch: &Dispatch, inbox: u64) -> io::Result<(Io, Opt
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
-        match &self.mode {
-            Mode::Dispatched { dispatch, inbox } => dispatch.detach(*inbox),
-            Mode::ReusePort {
-                dispatch,
-                inbox,
-                socket,
-                ..
-            } => {
-                dispatch.detach(*inbox);
-                socket.detach();
-            }
-            Mode::Direct(_) => {}
+        if let Mode::Dispatched(seat) | Mode::ReusePort { seat, .. } = &self.mode {
+            seat.leave();
         }
     }
 }
