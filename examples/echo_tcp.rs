@@ -34,7 +34,6 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             conn = listener.accept() => {
-                let conn = conn?;
                 let id = worker.id();
                 // Connections run on this worker's own runtime; no Send needed.
                 tokio::task::spawn_local(async move {

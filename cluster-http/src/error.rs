@@ -1,7 +1,5 @@
 //! The one error type of `cluster-http`.
 
-use std::io;
-
 /// Everything that can go wrong in `cluster-http`. Each message names the
 /// address or setting at fault.
 #[derive(Debug, thiserror::Error)]
@@ -22,14 +20,6 @@ pub enum Error {
     NotAWorker {
         /// The listener's address.
         addr: String,
-    },
-    /// The listener failed for good (not an error of one connection).
-    #[error("accepting connections on {addr} failed: {source}")]
-    Accept {
-        /// The listener's address.
-        addr: String,
-        /// The OS error.
-        source: io::Error,
     },
     /// A connection's task panicked (the service panicked) under
     /// [`OnPanic::Restart`](crate::OnPanic::Restart): the worker stopped

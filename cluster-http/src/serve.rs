@@ -133,13 +133,7 @@ where
                 }
             }
             Some(message) = panics.recv() => on_panic(message, &mut failure),
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => start(&mut conns, conn),
-                Err(source) => {
-                    tracing::error!(%addr, error = %source, "accepting failed; draining");
-                    failure = Some(Error::Accept { addr: addr.clone(), source });
-                }
-            },
+            conn = listener.accept() => start(&mut conns, conn),
         }
     }
 

@@ -10,15 +10,15 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::{watch, Notify};
 
-use crate::listener::{Accepted, AcceptorListener, Counters};
+use crate::accept::AcceptSocket;
+use crate::conn::{Accepted, Counters};
 use crate::Balance;
 
 /// How many connections an inbox may hold before its worker takes them:
@@ -198,16 +198,13 @@ impl Dispatch {
 
     /// Accepts one connection from `listener` and delivers it, unless every
     /// listener of the socket is closed first (then nothing is accepted).
-    pub(crate) async fn accept_from(&self, listener: &AcceptorListener) -> io::Result<()> {
+    pub(crate) async fn accept_from(&self, listener: &AcceptSocket, errors: &AtomicU64) {
         let _busy = self.busy.lock().await;
         let mut attached = self.attached.subscribe();
         tokio::select! {
             biased;
-            _ = attached.wait_for(|n| *n == 0) => Ok(()),
-            conn = listener.accept_std() => {
-                self.deliver(conn?);
-                Ok(())
-            }
+            _ = attached.wait_for(|n| *n == 0) => {}
+            conn = listener.accept(errors) => self.deliver(conn),
         }
     }
 

@@ -26,8 +26,7 @@
 //!             let listener = worker.listen("127.0.0.1:7000").await?;
 //!             loop {
 //!                 tokio::select! {
-//!                     conn = listener.accept() => {
-//!                         let mut conn = conn?;
+//!                     mut conn = listener.accept() => {
 //!                         tokio::task::spawn_local(async move {
 //!                             let _ = conn.write_all(b"hello\n").await;
 //!                         });
@@ -40,9 +39,11 @@
 //! ```
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+mod accept;
 mod balance;
 mod bind;
 mod builder;
+mod conn;
 mod error;
 pub mod handoff;
 mod listen;
@@ -54,9 +55,10 @@ mod systemd;
 pub mod upgrade;
 
 pub use builder::ClusterBuilderExt;
+pub use conn::Connection;
 pub use error::Error;
 pub use listen::WorkerExt;
-pub use listener::{Connection, Listener};
+pub use listener::Listener;
 pub use spec::{
     Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
 };

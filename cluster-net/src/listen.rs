@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use cluster_core::{Address, Worker};
 
+use crate::accept::AcceptSocket;
 use crate::bind::{self, StdListener};
-use crate::listener::{Counters, Mode, Seat, TokioListener};
+use crate::conn::Counters;
+use crate::listener::{Mode, Seat};
 use crate::registry::{reuse_label, Key, Registry, ReuseSocket, SharedSocket};
 use crate::upgrade::Inherited;
 use crate::{
@@ -197,7 +199,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             seat.watch(worker, &registry.acceptor(&socket.address)?);
             Mode::Dispatched(seat)
         }
-        _ => Mode::Direct(TokioListener::from_std(&socket.listener).map_err(fail)?),
+        _ => Mode::Direct(AcceptSocket::register(&socket.listener).map_err(fail)?),
     };
     Ok(Listener {
         mode,
@@ -286,7 +288,7 @@ fn reuseport(
             }
         }
     };
-    let own = TokioListener::from_std(&member.listener).map_err(fail)?;
+    let own = AcceptSocket::register(&member.listener).map_err(fail)?;
     member.attach();
     let inbox = dispatch.attach(slot, Arc::clone(counters), limit);
     let seat = Seat::new(dispatch, inbox, Some(member));
@@ -321,7 +323,7 @@ fn handle(
         std_listener,
         None,
     );
-    let mode = Mode::Direct(TokioListener::from_std(&socket.listener).map_err(fail)?);
+    let mode = Mode::Direct(AcceptSocket::register(&socket.listener).map_err(fail)?);
     Ok(Listener {
         mode,
         address,

@@ -1,194 +1,18 @@
 //! The worker's side: a `Listener` that yields `Connection`s registered on
 //! the worker's own runtime, whatever the balance mode.
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use cluster_core::Address;
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
+use crate::accept::{AcceptSocket, Backoff};
 use crate::balance::Dispatch;
-use crate::bind::StdListener;
+use crate::conn::{Accepted, Connection, Counters, Io, Totals};
 use crate::registry::ReuseSocket;
-
-/// A connection in std form, on its way from an acceptor to a worker.
-#[derive(Debug)]
-pub(crate) enum StdStream {
-    Tcp(std::net::TcpStream),
-    Unix(std::os::unix::net::UnixStream),
-}
-
-#[derive(Debug)]
-pub(crate) struct Accepted {
-    pub(crate) stream: StdStream,
-    pub(crate) peer: Option<SocketAddr>,
-}
-
-/// Connection counts of one worker on one listener.
-#[derive(Debug)]
-pub(crate) struct Counters {
-    pub(crate) id: u64,
-    pub(crate) slot: usize,
-    pub(crate) accepted: AtomicU64,
-    pub(crate) active: AtomicUsize,
-    pub(crate) freed: Notify,
-    /// The acceptor's, for the modes that have one: a closed connection may
-    /// let it hand this worker another.
-    pub(crate) capacity: Option<Arc<Notify>>,
-}
-
-/// Connection counts of a listener, all workers together.
-#[derive(Debug, Default)]
-pub(crate) struct Totals {
-    pub(crate) active: AtomicUsize,
-    pub(crate) freed: Notify,
-}
-
-/// A tokio listener on one runtime.
-#[derive(Debug)]
-pub(crate) enum TokioListener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
-}
-
-impl TokioListener {
-    /// Registers a clone of `listener` on the current runtime.
-    pub(crate) fn from_std(listener: &StdListener) -> io::Result<TokioListener> {
-        Ok(match listener.try_clone()? {
-            StdListener::Tcp(l) => TokioListener::Tcp(tokio::net::TcpListener::from_std(l)?),
-            StdListener::Unix(l) => TokioListener::Unix(tokio::net::UnixListener::from_std(l)?),
-        })
-    }
-
-    async fn accept_once(&self) -> io::Result<(Io, Option<SocketAddr>)> {
-        Ok(match self {
-            TokioListener::Tcp(l) => {
-                let (s, peer) = l.accept().await?;
-                (Io::Tcp(s), Some(peer))
-            }
-            TokioListener::Unix(l) => (Io::Unix(l.accept().await?.0), None),
-        })
-    }
-
-    /// The next connection. Errors that concern one connection are skipped;
-    /// running out of fds backs off instead of spinning.
-    pub(crate) async fn accept(&self) -> io::Result<(Io, Option<SocketAddr>)> {
-        let mut backoff = Backoff::default();
-        loop {
-            match self.accept_once().await {
-                Ok(accepted) => return Ok(accepted),
-                Err(e) => backoff.on_error(e).await?,
-            }
-        }
-    }
-}
-
-/// An acceptor's listener: connections are accepted in std form and never
-/// registered with the acceptor's own reactor (they are registered once, on
-/// the worker that gets them).
-#[derive(Debug)]
-pub(crate) struct AcceptorListener(AsyncFd<StdListener>);
-
-impl AcceptorListener {
-    /// Registers a clone of `listener` on the current runtime.
-    pub(crate) fn from_std(listener: &StdListener) -> io::Result<AcceptorListener> {
-        // SAFETY: a `StdListener` owns its fd and always reports that one,
-        // for as long as the `AsyncFd` owns the listener.
-        unsafe { AsyncFd::register_with_interest(listener.try_clone()?, Interest::READABLE) }
-            .map(AcceptorListener)
-            .map_err(|e| e.into_parts().1)
-    }
-
-    fn try_accept(&self) -> io::Result<Accepted> {
-        Ok(match self.0.get_ref() {
-            StdListener::Tcp(l) => {
-                let (s, peer) = l.accept()?;
-                Accepted {
-                    stream: StdStream::Tcp(s),
-                    peer: Some(peer),
-                }
-            }
-            StdListener::Unix(l) => Accepted {
-                stream: StdStream::Unix(l.accept()?.0),
-                peer: None,
-            },
-        })
-    }
-
-    /// The next connection, as [`TokioListener::accept`] treats errors.
-    pub(crate) async fn accept_std(&self) -> io::Result<Accepted> {
-        let mut backoff = Backoff::default();
-        loop {
-            let mut ready = self.0.readable().await?;
-            match ready.try_io(|_| self.try_accept()) {
-                Ok(Ok(accepted)) => return Ok(accepted),
-                Ok(Err(e)) => backoff.on_error(e).await?,
-                // Not ready after all: readiness was cleared, wait again.
-                Err(_would_block) => {}
-            }
-        }
-    }
-}
-
-/// What to do after an accept error.
-#[derive(Default)]
-pub(crate) struct Backoff {
-    delay: Duration,
-}
-
-impl Backoff {
-    const MIN: Duration = Duration::from_millis(5);
-    const MAX: Duration = Duration::from_secs(1);
-
-    pub(crate) async fn on_error(&mut self, e: io::Error) -> io::Result<()> {
-        match e.raw_os_error() {
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                self.delay = (self.delay * 2).clamp(Self::MIN, Self::MAX);
-                if self.delay == Self::MIN {
-                    tracing::warn!(error = %e, "out of file descriptors; accepting again in a moment");
-                }
-                tokio::time::sleep(self.delay).await;
-                Ok(())
-            }
-            // The client gave up before we accepted: only that connection is gone.
-            Some(libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO | libc::EPERM) => {
-                Ok(())
-            }
-            _ => Err(e),
-        }
-    }
-}
-
-/// A stream registered on the worker's runtime.
-#[derive(Debug)]
-pub(crate) enum Io {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Io {
-    fn from_std(stream: StdStream) -> io::Result<Io> {
-        Ok(match stream {
-            StdStream::Tcp(s) => {
-                s.set_nonblocking(true)?;
-                Io::Tcp(TcpStream::from_std(s)?)
-            }
-            StdStream::Unix(s) => {
-                s.set_nonblocking(true)?;
-                Io::Unix(UnixStream::from_std(s)?)
-            }
-        })
-    }
-}
 
 /// A listener's place in its socket's dispatcher (and, for reuseport, in
 /// the group): given up once, by whichever comes first: the listener
@@ -234,6 +58,12 @@ impl Seat {
         });
     }
 
+    /// The next connection of its inbox (or one nobody took). Cancel-safe:
+    /// the inbox keeps it.
+    async fn take(&self) -> Accepted {
+        std::future::poll_fn(|cx| self.dispatch.poll_take(self.inbox, cx)).await
+    }
+
     /// Leaves; false if it had already left.
     fn leave(&self) -> bool {
         if self.left.swap(true, Ordering::AcqRel) {
@@ -265,13 +95,13 @@ impl Seat {
 /// How a listener gets its connections.
 pub(crate) enum Mode {
     /// Accepts on its own registration of the socket (os, per-worker, fd, handle).
-    Direct(TokioListener),
+    Direct(AcceptSocket),
     /// Gets them from the acceptor (round-robin, least-connections, sticky),
     /// through its seat's inbox.
     Dispatched(Arc<Seat>),
     /// Accepts on its slot's `SO_REUSEPORT` socket, and also takes what the
     /// primary accepts from the sockets of empty slots.
-    ReusePort { own: TokioListener, seat: Arc<Seat> },
+    ReusePort { own: AcceptSocket, seat: Arc<Seat> },
 }
 
 /// A worker's listener, from `worker.listen(...)`. Dropping it stops this
@@ -323,7 +153,12 @@ impl Listener {
     /// whole, is at its connection limit (connections wait in the backlog).
     /// Cancel-safe: a connection handed to a dropped `accept` goes to another
     /// worker.
-    pub async fn accept(&self) -> io::Result<Connection> {
+    ///
+    /// Never fails: as `axum::serve` does, an error of `accept(2)` is
+    /// logged and waited out (from 5 ms up to 1 s while it lasts) and the
+    /// loop goes on, so a shared port never goes silent while its socket is
+    /// open. [`ListenerStats::accept_errors`](crate::ListenerStats) counts them.
+    pub async fn accept(&self) -> Connection {
         wait_below(
             &self.counters.active,
             &self.counters.freed,
@@ -334,29 +169,28 @@ impl Listener {
             // The acceptor enforces the total for dispatched modes.
             wait_below(&self.totals.active, &self.totals.freed, self.max_total).await;
         }
-        let (io, peer) = match &self.mode {
-            Mode::Direct(l) => l.accept().await?,
-            Mode::Dispatched(seat) => take_dispatched(seat).await?,
-            Mode::ReusePort { own, seat } => tokio::select! {
-                r = own.accept() => r?,
-                r = take_dispatched(seat) => r?,
-            },
-        };
-        Ok(self.connection(io, peer))
+        let errors = &self.totals.accept_errors;
+        let mut backoff = Backoff::new(errors);
+        loop {
+            let accepted = match &self.mode {
+                Mode::Direct(socket) => socket.accept(errors).await,
+                Mode::Dispatched(seat) => seat.take().await,
+                Mode::ReusePort { own, seat } => tokio::select! {
+                    accepted = own.accept(errors) => accepted,
+                    accepted = seat.take() => accepted,
+                },
+            };
+            match Io::from_std(accepted.stream) {
+                Ok(io) => return self.connection(io, accepted.peer),
+                // Out of memory for the reactor here means out everywhere:
+                // back off; that connection is lost either way.
+                Err(e) => backoff.on_error(&e).await,
+            }
+        }
     }
 
     fn connection(&self, io: Io, peer: Option<SocketAddr>) -> Connection {
-        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        self.counters.active.fetch_add(1, Ordering::Relaxed);
-        self.totals.active.fetch_add(1, Ordering::Relaxed);
-        Connection {
-            io,
-            peer,
-            _guard: Guard {
-                counters: Arc::clone(&self.counters),
-                totals: Arc::clone(&self.totals),
-            },
-        }
+        Connection::counted(io, peer, &self.counters, &self.totals)
     }
 
     /// Stops this worker's share of the socket for good, as a draining
@@ -384,20 +218,6 @@ impl Listener {
     }
 }
 
-/// The next connection of the seat's inbox, registered on this worker's runtime.
-async fn take_dispatched(seat: &Seat) -> io::Result<(Io, Option<SocketAddr>)> {
-    loop {
-        let accepted = std::future::poll_fn(|cx| seat.dispatch.poll_take(seat.inbox, cx)).await;
-        let peer = accepted.peer;
-        match Io::from_std(accepted.stream) {
-            Ok(io) => return Ok((io, peer)),
-            // Out of fds here means out everywhere: back off, the
-            // connection is lost either way.
-            Err(e) => Backoff::default().on_error(e).await?,
-        }
-    }
-}
-
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Mode::Dispatched(seat) | Mode::ReusePort { seat, .. } = &self.mode {
@@ -416,111 +236,5 @@ async fn wait_below(count: &AtomicUsize, freed: &Notify, limit: Option<usize>) {
             return;
         }
         notified.await;
-    }
-}
-
-pub(crate) struct Guard {
-    counters: Arc<Counters>,
-    totals: Arc<Totals>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.counters.active.fetch_sub(1, Ordering::AcqRel);
-        self.counters.freed.notify_one();
-        self.totals.active.fetch_sub(1, Ordering::AcqRel);
-        self.totals.freed.notify_one();
-        if let Some(capacity) = &self.counters.capacity {
-            capacity.notify_one();
-        }
-    }
-}
-
-/// An accepted connection, registered on the worker's runtime. Closing it
-/// (dropping it) frees its place under the connection limits.
-pub struct Connection {
-    io: Io,
-    peer: Option<SocketAddr>,
-    _guard: Guard,
-}
-
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("io", &self.io)
-            .field("peer", &self.peer)
-            .finish()
-    }
-}
-
-impl Connection {
-    /// The client's address (TCP only).
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer
-    }
-
-    /// The TCP stream, to set options such as `TCP_NODELAY`.
-    pub fn as_tcp(&self) -> Option<&TcpStream> {
-        match &self.io {
-            Io::Tcp(s) => Some(s),
-            Io::Unix(_) => None,
-        }
-    }
-
-    /// The Unix-domain stream.
-    pub fn as_unix(&self) -> Option<&UnixStream> {
-        match &self.io {
-            Io::Unix(s) => Some(s),
-            Io::Tcp(_) => None,
-        }
-    }
-}
-
-macro_rules! delegate {
-    ($self:ident, $s:ident => $e:expr) => {
-        match &mut $self.get_mut().io {
-            Io::Tcp($s) => $e,
-            Io::Unix($s) => $e,
-        }
-    };
-}
-
-impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for Connection {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, s => Pin::new(s).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
     }
 }

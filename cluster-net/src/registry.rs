@@ -13,9 +13,10 @@ use cluster_core::Address;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify};
 
+use crate::accept::AcceptSocket;
 use crate::balance::Dispatch;
 use crate::bind::StdListener;
-use crate::listener::{AcceptorListener, Backoff, Counters, Totals};
+use crate::conn::{Counters, Totals};
 use crate::{Balance, Error};
 
 /// What identifies a socket the workers share.
@@ -138,10 +139,14 @@ impl ReuseSocket {
     }
 
     async fn stand_in(&self) {
-        let Some(dispatch) = self.shared.upgrade().and_then(|s| s.dispatch.clone()) else {
+        let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let listener = match AcceptorListener::from_std(&self.listener) {
+        let (Some(dispatch), totals) = (shared.dispatch.clone(), Arc::clone(&shared.totals)) else {
+            return;
+        };
+        drop(shared);
+        let listener = match AcceptSocket::register(&self.listener) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot take over an empty slot's reuseport socket");
@@ -161,10 +166,7 @@ impl ReuseSocket {
             }
             tokio::select! {
                 () = &mut reattached => return,
-                accepted = dispatch.accept_from(&listener) => if let Err(e) = accepted {
-                    tracing::error!(error = %e, "accept failed on an empty slot's reuseport socket");
-                    return;
-                },
+                () = dispatch.accept_from(&listener, &totals.accept_errors) => {}
             }
         }
     }
@@ -279,13 +281,13 @@ impl Registry {
         out
     }
 
-    /// Live counters of every listener, for the primary.
-    pub(crate) fn stats(&self) -> Vec<(Address, Arc<Counters>)> {
+    /// Live counters of every listener, with its socket's totals, for the primary.
+    pub(crate) fn stats(&self) -> Vec<(Address, Arc<Counters>, Arc<Totals>)> {
         let st = lock(&self.state);
         let mut out = Vec::new();
         for socket in st.sockets.values() {
             for c in lock(&socket.counters).iter().filter_map(Weak::upgrade) {
-                out.push((socket.address.clone(), c));
+                out.push((socket.address.clone(), c, Arc::clone(&socket.totals)));
             }
         }
         out
@@ -336,25 +338,19 @@ impl Registry {
         let max_total = socket.max_total;
         let address = socket.address.clone();
         handle.spawn(async move {
-            let listener = match AcceptorListener::from_std(&std_listener) {
+            let listener = match AcceptSocket::register(&std_listener) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(%address, error = %e, "acceptor cannot register the socket");
                     return;
                 }
             };
-            let mut backoff = Backoff::default();
             loop {
                 dispatch.wanted().await;
                 if let Some(max) = max_total {
                     wait_total_below(&totals, max).await;
                 }
-                if let Err(e) = dispatch.accept_from(&listener).await {
-                    if let Err(e) = backoff.on_error(e).await {
-                        tracing::error!(%address, error = %e, "acceptor stopped");
-                        return;
-                    }
-                }
+                dispatch.accept_from(&listener, &totals.accept_errors).await;
             }
         });
         Ok(())

@@ -18,6 +18,10 @@ pub struct ListenerStats {
     pub accepted: u64,
     /// Connections open now.
     pub active: usize,
+    /// Failed accepts on the listener's socket so far, by any worker or
+    /// the acceptor (each logged and waited out; see
+    /// [`Listener::accept`](crate::Listener::accept)).
+    pub accept_errors: u64,
 }
 
 /// The connection counts of every live worker's listeners, read by the primary.
@@ -26,12 +30,13 @@ pub fn stats(cluster: &Cluster) -> Vec<ListenerStats> {
         .extension::<Registry>()
         .stats()
         .into_iter()
-        .map(|(address, c)| ListenerStats {
+        .map(|(address, c, totals)| ListenerStats {
             address,
             worker: c.id,
             slot: c.slot,
             accepted: c.accepted.load(Ordering::Relaxed),
             active: c.active.load(Ordering::Relaxed),
+            accept_errors: totals.accept_errors.load(Ordering::Relaxed),
         })
         .collect();
     all.sort_by_key(|s| (s.address.to_string(), s.slot, s.worker));

@@ -29,8 +29,7 @@ fn child() {
                 let l = w.listen("127.0.0.1:0").await?;
                 loop {
                     tokio::select! {
-                        c = l.accept() => {
-                            let mut c = c.map_err(|e| cluster_net::Error::Listen { addr: "accept".into(), source: e })?;
+                        mut c = l.accept() => {
                             // Hold every connection until the client closes it.
                             tokio::task::spawn_local(async move {
                                 let _ = c.write_all(b"hi\n").await;
@@ -47,7 +46,11 @@ fn child() {
                 let mut events = cluster.events();
                 let mut listening = 0;
                 while let Some(e) = events.recv().await {
-                    if let ClusterEvent::Listening { address: Address::Tcp(a), .. } = e {
+                    if let ClusterEvent::Listening {
+                        address: Address::Tcp(a),
+                        ..
+                    } = e
+                    {
                         listening += 1;
                         if listening == 2 {
                             println!("listening on {a}");

@@ -64,8 +64,7 @@ fn child() {
                     let l = w.listen(spec).await?;
                     loop {
                         tokio::select! {
-                            c = l.accept() => {
-                                let mut c = c.map_err(|e| cluster_net::Error::Listen { addr: "accept".into(), source: e })?;
+                            mut c = l.accept() => {
                                 let _ = c.write_all(format!("{}\n", w.id()).as_bytes()).await;
                             }
                             () = w.disconnected() => return Ok::<_, cluster_net::Error>(()),
@@ -76,7 +75,11 @@ fn child() {
             |cluster| async move {
                 let mut events = cluster.events();
                 while let Some(e) = events.recv().await {
-                    if let ClusterEvent::Listening { address: Address::Tcp(a), .. } = e {
+                    if let ClusterEvent::Listening {
+                        address: Address::Tcp(a),
+                        ..
+                    } = e
+                    {
                         println!("listening on {a}");
                     }
                 }

@@ -49,8 +49,7 @@ async fn stuck_worker(balance: Balance) {
                 }
                 loop {
                     tokio::select! {
-                        conn = listener.accept() => {
-                            let Ok(mut conn) = conn else { continue };
+                        mut conn = listener.accept() => {
                             let id = w.id();
                             tokio::task::spawn_local(async move {
                                 let _ = conn.write_all(format!("{id}\n").as_bytes()).await;

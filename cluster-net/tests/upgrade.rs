@@ -50,10 +50,9 @@ fn child() {
                 let pid = std::process::id();
                 loop {
                     tokio::select! {
-                        c = l.accept() => {
+                        mut c = l.accept() => {
                             // Answered before the loop looks at a disconnect:
                             // an accepted connection is never dropped unanswered.
-                            let Ok(mut c) = c else { continue };
                             let _ = c.write_all(format!("{pid}\n").as_bytes()).await;
                         }
                         () = w.disconnected() => {

@@ -72,8 +72,7 @@ pub async fn serve_worker(
     let keep = hold.contains(&w.slot());
     loop {
         tokio::select! {
-            conn = listener.accept() => {
-                let mut conn = conn.expect("accept");
+            mut conn = listener.accept() => {
                 if keep {
                     tokio::task::spawn_local(async move {
                         let _ = conn.write_all(format!("{id}\n").as_bytes()).await;

@@ -1,0 +1,251 @@
+//! The accept primitives and their error policy: an accept loop never
+//! ends while its socket is open.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use crate::bind::StdListener;
+use crate::conn::{Accepted, StdStream};
+
+/// A listening socket registered on the current runtime, accepting
+/// connections in std form (non-blocking, close-on-exec), registered later
+/// on whichever worker serves them. The acceptor and the workers' own
+/// accept loops (os, per-worker, reuseport) use it alike.
+#[derive(Debug)]
+pub(crate) struct AcceptSocket {
+    /// A dup of the socket, to register again from.
+    source: StdListener,
+    /// The current registration. Replaced when the socket stopped listening
+    /// and listens again: tokio keeps "read closed" readiness for good, so
+    /// the old registration would report ready forever.
+    registered: Mutex<Arc<AsyncFd<StdListener>>>,
+}
+
+impl AcceptSocket {
+    /// Registers a clone of `listener` on the current runtime.
+    pub(crate) fn register(listener: &StdListener) -> io::Result<AcceptSocket> {
+        let source = listener.try_clone()?;
+        let registered = Mutex::new(Arc::new(Self::registration(&source)?));
+        Ok(AcceptSocket { source, registered })
+    }
+
+    fn registration(source: &StdListener) -> io::Result<AsyncFd<StdListener>> {
+        // SAFETY: a `StdListener` owns its fd and always reports that one,
+        // for as long as the `AsyncFd` owns the listener.
+        unsafe { AsyncFd::register_with_interest(source.try_clone()?, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)
+    }
+
+    fn current(&self) -> Arc<AsyncFd<StdListener>> {
+        Arc::clone(
+            &self
+                .registered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// The next connection; errors are counted in `errors` and handled by
+    /// [`Backoff`], never returned.
+    pub(crate) async fn accept(&self, errors: &AtomicU64) -> Accepted {
+        let mut backoff = Backoff::new(errors);
+        loop {
+            let registered = self.current();
+            let mut ready = match registered.readable().await {
+                Ok(ready) => ready,
+                Err(e) => {
+                    backoff.on_error(&e).await;
+                    continue;
+                }
+            };
+            let closed = ready.ready().is_read_closed();
+            match ready.try_io(|fd| accept_nonblocking(fd.get_ref())) {
+                Ok(Ok(accepted)) => return accepted,
+                Ok(Err(e)) => backoff.on_error(&e).await,
+                // Listening again after it was shut down: register afresh.
+                Err(_would_block) if closed => match Self::registration(&self.source) {
+                    Ok(fresh) => {
+                        *self
+                            .registered
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
+                    }
+                    Err(e) => backoff.on_error(&e).await,
+                },
+                // Not ready after all: readiness was cleared, wait again.
+                Err(_would_block) => {}
+            }
+        }
+    }
+}
+
+/// One `accept(2)`, the new socket non-blocking and close-on-exec.
+fn accept_nonblocking(listener: &StdListener) -> io::Result<Accepted> {
+    let (socket, peer) = accept4(listener)?;
+    Ok(match listener {
+        StdListener::Tcp(_) => Accepted {
+            stream: StdStream::Tcp(socket.into()),
+            peer: peer.as_socket(),
+        },
+        StdListener::Unix(_) => Accepted {
+            stream: StdStream::Unix(socket.into()),
+            peer: None,
+        },
+    })
+}
+
+#[cfg(any(
+    target_os = "android",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "linux",
+    target_os = "netbsd",
+    target_os = "openbsd"
+))]
+fn accept4(listener: &StdListener) -> io::Result<(socket2::Socket, socket2::SockAddr)> {
+    // One system call: the flags are set atomically.
+    SockRef::from(listener).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+}
+
+#[cfg(not(any(
+    target_os = "android",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "linux",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+fn accept4(listener: &StdListener) -> io::Result<(socket2::Socket, socket2::SockAddr)> {
+    let (socket, peer) = SockRef::from(listener).accept()?;
+    socket.set_nonblocking(true)?;
+    Ok((socket, peer))
+}
+
+/// What an accept error says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The one connection being accepted is gone (the client gave up, or a
+    /// network error pending on it, which Linux reports on `accept`).
+    Connection,
+    /// Out of fds or memory: accepting more now only spins.
+    Resources,
+    /// Anything else, such as a socket no longer listening: it may come
+    /// back (`listen` again), so the loop waits and tries again.
+    Socket,
+}
+
+impl Cause {
+    pub(crate) fn of(e: &io::Error) -> Cause {
+        match e.raw_os_error() {
+            Some(
+                libc::ECONNABORTED
+                | libc::ECONNRESET
+                | libc::EINTR
+                | libc::EAGAIN
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ETIMEDOUT
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH,
+            ) => Cause::Connection,
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => Cause::Resources,
+            _ => Cause::Socket,
+        }
+    }
+}
+
+/// The error policy of an accept loop: it never ends while its socket is
+/// open. A connection's own error skips that connection; any other error
+/// is logged (once per run of errors) and waited out, 5 ms doubling to 1 s.
+pub(crate) struct Backoff<'a> {
+    delay: Duration,
+    errors: &'a AtomicU64,
+}
+
+impl<'a> Backoff<'a> {
+    const MIN: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// Counts every error in `errors` (the socket's).
+    pub(crate) fn new(errors: &'a AtomicU64) -> Backoff<'a> {
+        Backoff {
+            delay: Duration::ZERO,
+            errors,
+        }
+    }
+
+    pub(crate) async fn on_error(&mut self, e: &io::Error) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let cause = Cause::of(e);
+        if cause == Cause::Connection {
+            tracing::debug!(error = %e, "a connection failed before it was accepted");
+            return;
+        }
+        let first = self.delay.is_zero();
+        self.delay = (self.delay * 2).clamp(Self::MIN, Self::MAX);
+        if first {
+            match cause {
+                Cause::Resources => {
+                    tracing::warn!(error = %e, "out of file descriptors or memory; accepting again in a moment")
+                }
+                _ => {
+                    tracing::error!(error = %e, "accept failed; trying again, backing off up to 1 s")
+                }
+            }
+        }
+        tokio::time::sleep(self.delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes() {
+        let of = |n| Cause::of(&io::Error::from_raw_os_error(n));
+        for n in [
+            libc::ECONNABORTED,
+            libc::ENETDOWN,
+            libc::EHOSTUNREACH,
+            libc::EPROTO,
+        ] {
+            assert_eq!(of(n), Cause::Connection);
+        }
+        for n in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert_eq!(of(n), Cause::Resources);
+        }
+        for n in [libc::EINVAL, libc::EBADF, libc::ENOTSOCK] {
+            assert_eq!(of(n), Cause::Socket);
+        }
+        assert_eq!(Cause::of(&io::Error::other("no errno")), Cause::Socket);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_doubles_up_to_a_second_and_every_error_counts() {
+        let errors = AtomicU64::new(0);
+        let mut backoff = Backoff::new(&errors);
+        let invalid = io::Error::from_raw_os_error(libc::EINVAL);
+        let start = tokio::time::Instant::now();
+        for _ in 0..10 {
+            backoff.on_error(&invalid).await;
+        }
+        // 5 + 10 + 20 + … + 640 ms, then 1 s and 1 s.
+        assert_eq!(start.elapsed(), Duration::from_millis(1275 + 2000));
+        backoff
+            .on_error(&io::Error::from_raw_os_error(libc::ECONNABORTED))
+            .await;
+        assert_eq!(errors.load(Ordering::Relaxed), 11);
+    }
+}

@@ -1,0 +1,195 @@
+//! A connection on its way and on its worker: the std form that crosses
+//! threads, the stream registered on the worker's runtime, the public
+//! `Connection`, and the counters its guard keeps.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::Notify;
+
+/// A connection in std form, on its way from an acceptor to a worker;
+/// non-blocking and close-on-exec from its `accept`.
+#[derive(Debug)]
+pub(crate) enum StdStream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) stream: StdStream,
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+/// Connection counts of one worker on one listener.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    pub(crate) id: u64,
+    pub(crate) slot: usize,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) active: AtomicUsize,
+    pub(crate) freed: Notify,
+    /// The acceptor's, for the modes that have one: a closed connection may
+    /// let it hand this worker another.
+    pub(crate) capacity: Option<Arc<Notify>>,
+}
+
+/// Connection counts of a listener, all workers together.
+#[derive(Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) active: AtomicUsize,
+    pub(crate) freed: Notify,
+    /// Failed accepts on the socket, by any worker or the acceptor.
+    pub(crate) accept_errors: AtomicU64,
+}
+
+/// A stream registered on the worker's runtime.
+#[derive(Debug)]
+pub(crate) enum Io {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Io {
+    /// Registers an accepted (so already non-blocking) stream on the
+    /// current runtime.
+    pub(crate) fn from_std(stream: StdStream) -> io::Result<Io> {
+        Ok(match stream {
+            StdStream::Tcp(s) => Io::Tcp(TcpStream::from_std(s)?),
+            StdStream::Unix(s) => Io::Unix(UnixStream::from_std(s)?),
+        })
+    }
+}
+
+/// Keeps a connection counted while it is open.
+struct Guard {
+    counters: Arc<Counters>,
+    totals: Arc<Totals>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.counters.active.fetch_sub(1, Ordering::AcqRel);
+        self.counters.freed.notify_one();
+        self.totals.active.fetch_sub(1, Ordering::AcqRel);
+        self.totals.freed.notify_one();
+        if let Some(capacity) = &self.counters.capacity {
+            capacity.notify_one();
+        }
+    }
+}
+
+/// An accepted connection, registered on the worker's runtime. Closing it
+/// (dropping it) frees its place under the connection limits.
+pub struct Connection {
+    io: Io,
+    peer: Option<SocketAddr>,
+    _guard: Guard,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("io", &self.io)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// A new connection of the worker whose counters are `counters`.
+    pub(crate) fn counted(
+        io: Io,
+        peer: Option<SocketAddr>,
+        counters: &Arc<Counters>,
+        totals: &Arc<Totals>,
+    ) -> Connection {
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        counters.active.fetch_add(1, Ordering::Relaxed);
+        totals.active.fetch_add(1, Ordering::Relaxed);
+        Connection {
+            io,
+            peer,
+            _guard: Guard {
+                counters: Arc::clone(counters),
+                totals: Arc::clone(totals),
+            },
+        }
+    }
+
+    /// The client's address (TCP only).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The TCP stream, to set options such as `TCP_NODELAY`.
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match &self.io {
+            Io::Tcp(s) => Some(s),
+            Io::Unix(_) => None,
+        }
+    }
+
+    /// The Unix-domain stream.
+    pub fn as_unix(&self) -> Option<&UnixStream> {
+        match &self.io {
+            Io::Unix(s) => Some(s),
+            Io::Tcp(_) => None,
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.get_mut().io {
+            Io::Tcp($s) => $e,
+            Io::Unix($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
