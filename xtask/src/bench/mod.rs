@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use lexopt::ValueExt as _;
 use serde_json::{json, Value};
 
 use servers::{Programs, Running, Server};
@@ -91,120 +92,130 @@ fn parse_list<T: std::str::FromStr>(flag: &str, value: &str) -> anyhow::Result<V
         .collect()
 }
 
-fn parse_secs(flag: &str, value: &str) -> anyhow::Result<Duration> {
-    let secs: f64 = value
-        .trim_end_matches('s')
-        .parse()
-        .with_context(|| format!("{flag}: seconds expected, got `{value}`"))?;
-    if !(0.0..=3600.0).contains(&secs) {
-        bail!("{flag}: {secs} s is out of range");
-    }
-    Ok(Duration::from_secs_f64(secs))
+/// The flags as given, before the defaults (which depend on `--quick`).
+#[derive(Default)]
+struct Given {
+    quick: bool,
+    pin: bool,
+    workers: Option<usize>,
+    duration: Option<Duration>,
+    warmup: Option<Duration>,
+    connections: Option<usize>,
+    reps: Option<usize>,
+    scenarios: Option<String>,
+    servers: Option<String>,
+    client: Option<String>,
+    client_threads: Option<usize>,
+    memory_workers: Option<String>,
+    startup_workers: Option<String>,
+    launches: Option<usize>,
+    respawns: Option<usize>,
+    same_port_bin: Option<PathBuf>,
+    out: Option<PathBuf>,
 }
 
-fn parse_count(flag: &str, value: &str) -> anyhow::Result<usize> {
-    let n: usize = value
-        .parse()
-        .with_context(|| format!("{flag}: a number expected, got `{value}`"))?;
+impl Given {
+    fn parse(mut args: lexopt::Parser) -> anyhow::Result<Given> {
+        use lexopt::prelude::*;
+        let mut g = Given::default();
+        while let Some(arg) = args.next()? {
+            match arg {
+                Long("quick") => g.quick = true,
+                Long("pin") => g.pin = true,
+                Long("help") | Short('h') => {
+                    eprint!("{USAGE}");
+                    std::process::exit(0);
+                }
+                Long("workers") => g.workers = Some(count(&mut args, "--workers")?),
+                Long("duration") => {
+                    let d = secs(&mut args, "--duration")?;
+                    if d.is_zero() {
+                        bail!("--duration must be more than 0");
+                    }
+                    g.duration = Some(d);
+                }
+                Long("warmup") => g.warmup = Some(secs(&mut args, "--warmup")?),
+                Long("connections") => g.connections = Some(count(&mut args, "--connections")?),
+                Long("reps") => g.reps = Some(count(&mut args, "--reps")?),
+                Long("scenarios") => g.scenarios = Some(args.value()?.string()?),
+                Long("servers") => g.servers = Some(args.value()?.string()?),
+                Long("client") => g.client = Some(args.value()?.string()?),
+                Long("client-threads") => {
+                    g.client_threads = Some(count(&mut args, "--client-threads")?)
+                }
+                Long("memory-workers") => g.memory_workers = Some(args.value()?.string()?),
+                Long("startup-workers") => g.startup_workers = Some(args.value()?.string()?),
+                Long("launches") => g.launches = Some(count(&mut args, "--launches")?),
+                Long("respawns") => g.respawns = Some(count(&mut args, "--respawns")?),
+                Long("same-port-bin") => g.same_port_bin = Some(args.value()?.into()),
+                Long("out") => g.out = Some(args.value()?.into()),
+                other => bail!("{}\n\n{USAGE}", other.unexpected()),
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// The option's value as a count of at least 1.
+fn count(args: &mut lexopt::Parser, flag: &str) -> anyhow::Result<usize> {
+    let n: usize = args.value()?.parse().with_context(|| flag.to_string())?;
     if n == 0 {
         bail!("{flag} must be at least 1");
     }
     Ok(n)
 }
 
+/// The option's value as seconds (`1.5` or `1.5s`), at most an hour.
+fn secs(args: &mut lexopt::Parser, flag: &str) -> anyhow::Result<Duration> {
+    let secs: f64 = args
+        .value()?
+        .parse_with(|v| v.trim_end_matches('s').parse::<f64>())
+        .with_context(|| flag.to_string())?;
+    if !(0.0..=3600.0).contains(&secs) {
+        bail!("{flag}: {secs} s is out of range");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 impl Options {
-    fn parse(args: &[String]) -> anyhow::Result<Options> {
-        let mut flags: BTreeMap<String, String> = BTreeMap::new();
-        let mut quick = false;
-        let mut pin = false;
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f.to_string(), Some(v.to_string())),
-                None => (arg.clone(), None),
-            };
-            match flag.as_str() {
-                "--quick" => quick = true,
-                "--pin" => pin = true,
-                "--help" | "-h" => {
-                    eprint!("{USAGE}");
-                    std::process::exit(0);
-                }
-                "--workers" | "--duration" | "--warmup" | "--connections" | "--reps"
-                | "--scenarios" | "--servers" | "--client" | "--client-threads"
-                | "--memory-workers" | "--startup-workers" | "--launches" | "--respawns"
-                | "--same-port-bin" | "--out" => {
-                    let value = match inline {
-                        Some(v) => v,
-                        None => it
-                            .next()
-                            .with_context(|| format!("{flag} needs a value"))?
-                            .clone(),
-                    };
-                    flags.insert(flag, value);
-                }
-                other => bail!("unknown option `{other}`\n\n{USAGE}"),
-            }
-        }
+    fn parse(args: lexopt::Parser) -> anyhow::Result<Options> {
+        let g = Given::parse(args)?;
+        let quick = g.quick;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let get = |k: &str| flags.get(k).map(String::as_str);
         let pick = |full: f64, fast: f64| if quick { fast } else { full };
         let mut o = Options {
             quick,
-            workers: cores,
-            duration: Duration::from_secs_f64(pick(10.0, 1.0)),
-            warmup: Duration::from_secs_f64(pick(1.0, 0.3)),
-            connections: pick(64.0, 32.0) as usize,
-            reps: pick(3.0, 1.0) as usize,
+            workers: g.workers.unwrap_or(cores),
+            duration: g
+                .duration
+                .unwrap_or(Duration::from_secs_f64(pick(10.0, 1.0))),
+            warmup: g.warmup.unwrap_or(Duration::from_secs_f64(pick(1.0, 0.3))),
+            connections: g.connections.unwrap_or(pick(64.0, 32.0) as usize),
+            reps: g.reps.unwrap_or(pick(3.0, 1.0) as usize),
             scenarios: SCENARIOS.to_vec(),
             servers: servers::ALL.iter().collect(),
             client: Client::Builtin,
-            client_threads: cores,
-            pin,
+            client_threads: g.client_threads.unwrap_or(if g.pin {
+                (cores - cores / 2).max(1)
+            } else {
+                cores
+            }),
+            pin: g.pin,
             memory_workers: if quick { vec![2] } else { vec![1, 2, 4, 8, 16] },
             startup_workers: if quick { vec![2] } else { vec![2, 8] },
-            launches: pick(3.0, 1.0) as usize,
-            respawns: pick(5.0, 2.0) as usize,
-            same_port_bin: get("--same-port-bin").map(PathBuf::from),
-            out: get("--out").map(PathBuf::from),
+            launches: g.launches.unwrap_or(pick(3.0, 1.0) as usize),
+            respawns: g.respawns.unwrap_or(pick(5.0, 2.0) as usize),
+            same_port_bin: g.same_port_bin,
+            out: g.out,
         };
-        if let Some(v) = get("--workers") {
-            o.workers = parse_count("--workers", v)?;
-        }
-        if let Some(v) = get("--duration") {
-            o.duration = parse_secs("--duration", v)?;
-            if o.duration.is_zero() {
-                bail!("--duration must be more than 0");
-            }
-        }
-        if let Some(v) = get("--warmup") {
-            o.warmup = parse_secs("--warmup", v)?;
-        }
-        if let Some(v) = get("--connections") {
-            o.connections = parse_count("--connections", v)?;
-        }
-        if let Some(v) = get("--reps") {
-            o.reps = parse_count("--reps", v)?;
-        }
-        if let Some(v) = get("--launches") {
-            o.launches = parse_count("--launches", v)?;
-        }
-        if let Some(v) = get("--respawns") {
-            o.respawns = parse_count("--respawns", v)?;
-        }
-        if let Some(v) = get("--client-threads") {
-            o.client_threads = parse_count("--client-threads", v)?;
-        } else if pin {
-            o.client_threads = (cores - cores / 2).max(1);
-        }
-        if let Some(v) = get("--client") {
+        if let Some(v) = g.client.as_deref() {
             o.client = match v {
                 "builtin" => Client::Builtin,
                 "wrk" => Client::Wrk,
                 other => bail!("--client: builtin or wrk, not `{other}`"),
             };
         }
-        if let Some(v) = get("--scenarios") {
+        if let Some(v) = g.scenarios.as_deref() {
             let wanted: Vec<String> = parse_list("--scenarios", v)?;
             o.scenarios = Vec::new();
             for w in wanted {
@@ -216,7 +227,7 @@ impl Options {
             o.scenarios
                 .sort_by_key(|s| SCENARIOS.iter().position(|x| x == s));
         }
-        if let Some(v) = get("--servers") {
+        if let Some(v) = g.servers.as_deref() {
             let wanted: Vec<String> = parse_list("--servers", v)?;
             o.servers = Vec::new();
             for w in wanted {
@@ -230,11 +241,15 @@ impl Options {
                 .sort_by_key(|s| servers::ALL.iter().position(|x| x.id == s.id));
             o.servers.dedup_by_key(|s| s.id);
         }
-        for (flag, list) in [
-            ("--memory-workers", &mut o.memory_workers),
-            ("--startup-workers", &mut o.startup_workers),
+        for (flag, given, list) in [
+            ("--memory-workers", &g.memory_workers, &mut o.memory_workers),
+            (
+                "--startup-workers",
+                &g.startup_workers,
+                &mut o.startup_workers,
+            ),
         ] {
-            if let Some(v) = get(flag) {
+            if let Some(v) = given {
                 *list = parse_list(flag, v)?;
                 if list.is_empty() || list.contains(&0) {
                     bail!("{flag}: worker counts of at least 1");
@@ -313,7 +328,7 @@ fn date() -> String {
 }
 
 /// `cargo xtask bench ...`
-pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn main(args: lexopt::Parser) -> anyhow::Result<()> {
     let began = Instant::now();
     let options = Options::parse(args)?;
     let root = workspace_root();
