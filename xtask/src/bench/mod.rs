@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: cluster_thread against actix-web, hyper and Node's
+//! `cargo xtask bench`: cluster_thread against actix-web, hyper, axum and Node's
 //! cluster, on this machine. See `cargo xtask bench --help`.
 
 mod load;
@@ -26,8 +26,9 @@ On 2 cores the defaults take about 13 minutes; --quick about 40 s once built
 (about 2 minutes from a cold target directory).
 
 servers: ct-rr ct-lc ct-os ct-reuseport (examples/same_port, one per balance
-mode), actix, hyper (bench/peers), node-rr node-none (bench/node/cluster.js,
-when node is on PATH), raw (canned bytes: the load generator's ceiling).
+mode), actix, hyper (multi-thread), hyper-tpc (thread per core), axum
+(bench/peers), node-rr node-none (bench/node/cluster.js, when node is on
+PATH), raw (canned bytes: the load generator's ceiling).
 
 options:
   --quick                 CI smoke run: 1 rep, 1 s runs, memory and start-up at 2 workers

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use super::servers::{self, Server, PEERS};
+use super::servers::{self, Server, PEERS, RUST_PEERS};
 use super::{Client, Run, Sample};
 
 /// Median, min and max of one figure over the repetitions.
@@ -191,7 +191,7 @@ fn at_most_best_rust_peer(
 ) -> Verdict {
     let (met, text) = match (
         summary.get("throughput", w, id, metric),
-        best_peer(summary, "throughput", w, &["actix", "hyper"], metric, true),
+        best_peer(summary, "throughput", w, RUST_PEERS, metric, true),
     ) {
         (Some(me), Some((peer, _))) => {
             let r = summary
@@ -225,7 +225,7 @@ fn verdict_le(ratio: f64, limit: f64) -> (bool, &'static str) {
 
 pub(crate) fn targets(run: &Run, summary: &Summary) -> Vec<Verdict> {
     let w = run.options.workers;
-    let rust: &[&'static str] = &["actix", "hyper"];
+    let rust = RUST_PEERS;
     let node: &[&'static str] = &["node-rr", "node-none"];
     let mut out = Vec::new();
     for ct in run.servers.iter().filter(|s| s.is_cluster_thread()) {
@@ -746,7 +746,7 @@ pub(crate) fn markdown(run: &Run, summary: &Summary) -> String {
             out,
             "## Start-up\n\nMilliseconds from spawning the process until it has reported every worker \
              up (cluster_thread: N `Worker … started` lines and `listening on`; Node: N workers' \
-             `listening` events; actix-web and hyper: `listening on`, printed once their worker \
+             `listening` events; the Rust peers: `listening on`, printed once their worker \
              threads run) and `GET /` on a new connection answers 200. Median of {} launch(es) per \
              repetition.\n",
             o.launches
@@ -775,7 +775,7 @@ pub(crate) fn markdown(run: &Run, summary: &Summary) -> String {
              a probe unanswered after 50 ms is counted as lost and the next one starts. \
              {} crash(es) per repetition, {w} workers, each on a freshly started server: a slot's \
              first restart (cluster_thread restarts it at once; further crashes of a slot in a row \
-             back off from 100 ms, as PM2 does). Servers run without `RUST_BACKTRACE`. actix-web and hyper: n/a (a panic there \
+             back off from 100 ms, as PM2 does). Servers run without `RUST_BACKTRACE`. the Rust peers: n/a (a panic there \
              does not replace a worker).\n",
             o.respawns
         );

@@ -17,10 +17,8 @@ use super::{load, procfs};
 pub(crate) enum Kind {
     /// `examples/same_port` with `--balance <mode>`.
     ClusterThread(&'static str),
-    /// `bench-peers actix`.
-    Actix,
-    /// `bench-peers hyper`.
-    Hyper,
+    /// A Rust peer: `bench-peers <name>` (actix, hyper, hyper-tpc, axum).
+    RustPeer(&'static str),
     /// `bench/node/cluster.js` with `NODE_CLUSTER_SCHED_POLICY=<policy>`.
     Node(&'static str),
     /// `bench-peers raw`: canned responses, the generator's ceiling.
@@ -75,12 +73,22 @@ pub(crate) const ALL: &[Server] = &[
     Server {
         id: "actix",
         label: "actix-web 4",
-        kind: Kind::Actix,
+        kind: Kind::RustPeer("actix"),
     },
     Server {
         id: "hyper",
         label: "hyper 1 (tokio multi-thread)",
-        kind: Kind::Hyper,
+        kind: Kind::RustPeer("hyper"),
+    },
+    Server {
+        id: "hyper-tpc",
+        label: "hyper 1 (thread per core)",
+        kind: Kind::RustPeer("hyper-tpc"),
+    },
+    Server {
+        id: "axum",
+        label: "axum 0.8 (axum::serve)",
+        kind: Kind::RustPeer("axum"),
     },
     Server {
         id: "node-rr",
@@ -99,8 +107,18 @@ pub(crate) const ALL: &[Server] = &[
     },
 ];
 
+/// The Rust peers: what cluster_thread's users would pick instead.
+pub(crate) const RUST_PEERS: &[&str] = &["actix", "hyper", "hyper-tpc", "axum"];
+
 /// The peers that every figure is also given as a ratio to.
-pub(crate) const PEERS: &[&str] = &["actix", "hyper", "node-rr", "node-none"];
+pub(crate) const PEERS: &[&str] = &[
+    "actix",
+    "hyper",
+    "hyper-tpc",
+    "axum",
+    "node-rr",
+    "node-none",
+];
 
 pub(crate) fn by_id(id: &str) -> Option<&'static Server> {
     ALL.iter().find(|s| s.id == id)
@@ -123,7 +141,7 @@ impl Programs {
     pub(crate) fn available(&self, server: &Server) -> bool {
         match server.kind {
             Kind::ClusterThread(_) => self.same_port.is_some(),
-            Kind::Actix | Kind::Hyper | Kind::Raw => self.peers.is_some(),
+            Kind::RustPeer(_) | Kind::Raw => self.peers.is_some(),
             Kind::Node(_) => self.node.is_some(),
         }
     }
@@ -221,7 +239,7 @@ impl Running {
             Kind::Node(_) => {
                 count(&|l| l.starts_with("worker ") && l.contains(" listening on ")) >= self.workers
             }
-            Kind::Actix | Kind::Hyper | Kind::Raw => count(&|l| l.starts_with("listening on")) >= 1,
+            Kind::RustPeer(_) | Kind::Raw => count(&|l| l.starts_with("listening on")) >= 1,
         }
     }
 
@@ -344,10 +362,9 @@ pub(crate) fn spawn(
             let bin = programs.same_port.clone().context("same_port not built")?;
             (bin, args, vec![])
         }
-        Kind::Actix | Kind::Hyper | Kind::Raw => {
+        Kind::RustPeer(_) | Kind::Raw => {
             let which = match server.kind {
-                Kind::Actix => "actix",
-                Kind::Hyper => "hyper",
+                Kind::RustPeer(name) => name,
                 _ => "raw",
             };
             let bin = programs.peers.clone().context("bench-peers not built")?;

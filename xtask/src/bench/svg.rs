@@ -22,8 +22,10 @@ fn color(server: &Server) -> &'static str {
         Kind::ClusterThread("least-connections") => "#3182bd",
         Kind::ClusterThread("os") => "#6baed6",
         Kind::ClusterThread(_) => "#9ecae1",
-        Kind::Actix => "#e6550d",
-        Kind::Hyper => "#31a354",
+        Kind::RustPeer("actix") => "#e6550d",
+        Kind::RustPeer("hyper") => "#31a354",
+        Kind::RustPeer("hyper-tpc") => "#74c476",
+        Kind::RustPeer(_) => "#fd8d3c",
         Kind::Node("rr") => "#756bb1",
         Kind::Node(_) => "#bcbddc",
         Kind::Raw => "#969696",
@@ -250,7 +252,7 @@ pub(crate) fn chart(run: &Run, summary: &Summary) -> String {
     } else {
         ""
     };
-    let legend = r##"<text x="20" y="62" class="legend"><tspan fill="#08519c">■ cluster_thread (one shade per balance mode)</tspan>   <tspan fill="#e6550d">■ actix-web</tspan>   <tspan fill="#31a354">■ hyper</tspan>   <tspan fill="#756bb1">■ Node cluster</tspan>   <tspan fill="#969696">■ ┆ raw: the generator's ceiling</tspan>   <tspan fill="#222">├┤ min–max over repetitions</tspan></text>"##;
+    let legend = r##"<text x="20" y="62" class="legend"><tspan fill="#08519c">■ cluster_thread (one shade per balance mode)</tspan>   <tspan fill="#e6550d">■ actix-web</tspan>   <tspan fill="#31a354">■ hyper</tspan>   <tspan fill="#fd8d3c">■ axum</tspan>   <tspan fill="#756bb1">■ Node cluster</tspan>   <tspan fill="#969696">■ ┆ raw: the generator's ceiling</tspan>   <tspan fill="#222">├┤ min–max over repetitions</tspan></text>"##;
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
 <style>
@@ -262,7 +264,7 @@ pub(crate) fn chart(run: &Run, summary: &Summary) -> String {
 .legend {{ font-size: 11px; fill: #333; }}
 </style>
 <rect width="100%" height="100%" fill="white"/>
-<text x="20" y="24" class="h1">cluster_thread vs actix-web, hyper and Node's cluster</text>
+<text x="20" y="24" class="h1">cluster_thread vs actix-web, hyper, axum and Node's cluster</text>
 <text x="20" y="42" class="sub">{}</text>
 {legend}
 {body}{empty}
