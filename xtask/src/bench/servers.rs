@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use serde::Serialize;
 
 use super::{load, procfs};
 
@@ -26,12 +27,13 @@ pub(crate) enum Kind {
 }
 
 /// A server of the benchmark.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub(crate) struct Server {
     /// Short name for flags, JSON and file names.
     pub(crate) id: &'static str,
     /// Name in tables and the chart.
     pub(crate) label: &'static str,
+    #[serde(skip)]
     pub(crate) kind: Kind,
 }
 
@@ -133,8 +135,6 @@ pub(crate) struct Programs {
     pub(crate) peers: Option<PathBuf>,
     /// `node` and the script, if node is on PATH.
     pub(crate) node: Option<(PathBuf, PathBuf)>,
-    /// CPUs the servers are pinned to (`--pin`), via taskset.
-    pub(crate) pin: Option<String>,
 }
 
 impl Programs {
@@ -335,15 +335,57 @@ impl Drop for Running {
     }
 }
 
-/// Starts `server` with `workers` workers on a free port of 127.0.0.1.
-/// stderr goes to `logs/<id>.stderr`.
+/// How to start a server.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Launch {
+    pub(crate) workers: usize,
+    /// `--chaos` (cluster_thread: `GET /panic` crashes a worker).
+    pub(crate) chaos: bool,
+    /// Restrict the server (and its children) to this CPU.
+    pub(crate) cpu: Option<usize>,
+}
+
+impl Launch {
+    pub(crate) fn workers(workers: usize) -> Launch {
+        Launch {
+            workers,
+            chaos: false,
+            cpu: None,
+        }
+    }
+}
+
+/// Restricts a command's process (and so its threads and children) to `cpu`.
+pub(crate) fn pin_command(cmd: &mut Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // makes the sched_setaffinity system call (async-signal-safe) and
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || procfs::pin_self(&[cpu]));
+    }
+}
+
+/// Where a server's stderr goes: one file per server and launch settings
+/// (pinned and unpinned copies run at the same time).
+pub(crate) fn log_path(logs: &Path, server: &Server, launch: Launch) -> PathBuf {
+    let cpu = launch.cpu.map_or(String::new(), |c| format!("-cpu{c}"));
+    logs.join(format!("{}-{}w{cpu}.stderr", server.id, launch.workers))
+}
+
+/// Starts `server` on a free port of 127.0.0.1; its stderr goes to
+/// [`log_path`].
 pub(crate) fn spawn(
     programs: &Programs,
     server: &Server,
-    workers: usize,
-    chaos: bool,
+    launch: Launch,
     logs: &Path,
 ) -> anyhow::Result<Running> {
+    let Launch {
+        workers,
+        chaos,
+        cpu,
+    } = launch;
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let (program, args, envs): (PathBuf, Vec<String>, Vec<(&str, &str)>) = match server.kind {
@@ -389,16 +431,12 @@ pub(crate) fn spawn(
             (node, args, vec![("NODE_CLUSTER_SCHED_POLICY", policy)])
         }
     };
-    let mut cmd = match &programs.pin {
-        Some(cpus) => {
-            let mut cmd = Command::new("taskset");
-            cmd.arg("-c").arg(cpus).arg(&program);
-            cmd
-        }
-        None => Command::new(&program),
-    };
+    let mut cmd = Command::new(&program);
+    if let Some(cpu) = cpu {
+        pin_command(&mut cmd, cpu);
+    }
     std::fs::create_dir_all(logs)?;
-    let stderr = std::fs::File::create(logs.join(format!("{}.stderr", server.id)))?;
+    let stderr = std::fs::File::create(log_path(logs, server, launch))?;
     cmd.args(&args)
         .envs(envs)
         .env_remove("CLUSTER_THREAD_WORKERS")
