@@ -6,14 +6,6 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use lexopt::prelude::*;
 
-const USAGE: &str = "usage: cargo xtask ci
-
-Runs, from the workspace root, stopping at the first failure:
-  cargo fmt --all -- --check
-  cargo clippy --workspace --all-targets --locked -- -D warnings
-  cargo test --workspace --locked
-  cargo xtask bench --quick   (a smoke test of the harness; no timing assertions)";
-
 /// Each step: what it is, then cargo's arguments.
 const STEPS: &[(&str, &[&str])] = &[
     ("cargo fmt", &["fmt", "--all", "--", "--check"]),
@@ -40,7 +32,10 @@ pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
-                eprintln!("{USAGE}");
+                eprintln!("usage: cargo xtask ci\n\nRuns, from the workspace root, stopping at the first failure:");
+                for (_, cargo_args) in STEPS {
+                    eprintln!("  cargo {}", cargo_args.join(" "));
+                }
                 return Ok(());
             }
             other => return Err(other.unexpected().into()),
