@@ -1,50 +1,59 @@
 //! `cargo xtask <task>`: development tasks.
 //!
-//! - `bench`: cluster_thread against actix-web, hyper and Node's cluster
-//!   (throughput, churn, memory, start-up, respawn); `cargo xtask bench --help`.
+//! - `bench`: cluster_thread against actix-web, hyper, axum and Node's cluster
+//!   (CPU per request, latency, churn, memory, start-up, respawn);
+//!   `cargo xtask bench --help`.
 //! - `soak --seconds N`: the `same_port` example under mixed load with random
 //!   crashes and reloads; requests, failures, restarts, RSS at start and end.
+//! - `ci`: what CI runs (fmt, clippy, tests, the bench's smoke run).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod ci;
 mod soak;
 
 use std::process::Command;
 
+use lexopt::prelude::*;
+
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  bench    benchmark cluster_thread against actix-web, hyper and Node's cluster
-           (cargo xtask bench --help)
+  bench    benchmark cluster_thread against actix-web, hyper, axum and Node's
+           cluster (cargo xtask bench --help)
   soak     [--seconds N] [--workers N]: mixed load with random crashes and
-           reloads; prints requests, failures, restarts and RSS";
+           reloads; prints requests, failures, restarts and RSS
+  ci       cargo fmt --check, clippy -D warnings, cargo test --workspace
+           --locked, cargo xtask bench --quick; stops at the first failure";
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("help" | "--help" | "-h") => {
+    let mut args = lexopt::Parser::from_env();
+    let task = match args.next()? {
+        None | Some(Short('h') | Long("help")) => {
+            eprintln!("{USAGE}");
+            return Ok(());
+        }
+        Some(Value(task)) => task.string()?,
+        Some(other) => return Err(other.unexpected().into()),
+    };
+    match task.as_str() {
+        "help" => {
             eprintln!("{USAGE}");
             Ok(())
         }
-        Some("bench") => {
-            if cfg!(debug_assertions) {
-                return reexec_release(&args);
-            }
-            bench::main(&args[1..])
-        }
-        Some("soak") => {
-            if cfg!(debug_assertions) {
-                return reexec_release(&args);
-            }
-            soak::main(&args[1..])
-        }
-        Some(other) => anyhow::bail!("unknown task `{other}`; see `cargo xtask help`"),
+        "bench" if cfg!(debug_assertions) => reexec_release(),
+        "bench" => bench::main(args),
+        "soak" if cfg!(debug_assertions) => reexec_release(),
+        "soak" => soak::main(args),
+        "ci" => ci::main(args),
+        other => anyhow::bail!("unknown task `{other}`; see `cargo xtask help`"),
     }
 }
 
 /// `cargo xtask` builds xtask in the dev profile; the load generator must not
-/// be the bottleneck, so build xtask in release and run that instead.
-fn reexec_release(args: &[String]) -> anyhow::Result<()> {
+/// be the bottleneck, so build xtask in release and run that instead, with
+/// the same arguments.
+fn reexec_release() -> anyhow::Result<()> {
     use anyhow::Context;
     use std::os::unix::process::CommandExt;
     let target = bench::target_dir()?;
@@ -66,6 +75,6 @@ fn reexec_release(args: &[String]) -> anyhow::Result<()> {
         anyhow::bail!("building xtask in release failed ({status})");
     }
     let exe = target.join("release").join("xtask");
-    let err = Command::new(&exe).args(args).exec();
+    let err = Command::new(&exe).args(std::env::args_os().skip(1)).exec();
     Err(err).with_context(|| format!("running {}", exe.display()))
 }

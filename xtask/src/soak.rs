@@ -16,17 +16,18 @@ use crate::bench::{self, procfs, servers};
 
 const USAGE: &str = "usage: cargo xtask soak [--seconds N] [--workers N]";
 
-pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
+    use lexopt::prelude::*;
     let (mut seconds, mut workers) = (60u64, 2usize);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = it
-            .next()
-            .with_context(|| format!("{arg} needs a value\n{USAGE}"))?;
-        match arg.as_str() {
-            "--seconds" => seconds = value.parse().context("--seconds")?,
-            "--workers" => workers = value.parse().context("--workers")?,
-            _ => bail!("unknown argument {arg}\n{USAGE}"),
+    while let Some(arg) = args.next()? {
+        match arg {
+            Long("seconds") => seconds = args.value()?.parse()?,
+            Long("workers") => workers = args.value()?.parse()?,
+            Short('h') | Long("help") => {
+                eprintln!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("{}\n{USAGE}", other.unexpected()),
         }
     }
     let root = bench::workspace_root();

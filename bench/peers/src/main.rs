@@ -1,7 +1,7 @@
 //! Peer servers for `cargo xtask bench`, one binary:
 //!
 //! ```text
-//! bench-peers <actix|hyper|raw> [--workers N] [--port P] [--host IP]
+//! bench-peers <actix|hyper|hyper-tpc|axum|raw> [--workers N] [--port P] [--host IP]
 //! ```
 //!
 //! Every server answers `GET /` with 200 `hello world\n` over HTTP/1.1 with
@@ -11,6 +11,12 @@
 //! - `actix`: actix-web 4, `HttpServer::workers(N)`.
 //! - `hyper`: hyper 1 (`server::conn::http1`) on a tokio multi-thread runtime
 //!   with N worker threads; one accept loop, a task per connection.
+//! - `hyper-tpc`: hyper 1 thread per core, the architecture of a cluster_thread
+//!   worker with no framework around it: N threads, each with a current-thread
+//!   runtime, a `LocalSet` and its own SO_REUSEPORT listener; `http1` builder,
+//!   a `spawn_local` task per connection.
+//! - `axum`: axum 0.8's own `axum::serve` (a `Router` with one route) on a
+//!   tokio multi-thread runtime with N worker threads.
 //! - `raw`: no HTTP at all: for every read on a connection it writes one canned
 //!   response, and closes the connection after it when the bytes read contain
 //!   `close` (the churn scenario's `Connection: close`), as an HTTP server
@@ -37,9 +43,9 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let server = args
-        .next()
-        .ok_or("usage: bench-peers <actix|hyper|raw> [--workers N] [--port P] [--host IP]")?;
+    let server = args.next().ok_or(
+        "usage: bench-peers <actix|hyper|hyper-tpc|axum|raw> [--workers N] [--port P] [--host IP]",
+    )?;
     let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut port: u16 = 8000;
     let mut host = String::from("127.0.0.1");
@@ -82,6 +88,8 @@ fn main() {
     let result = match args.server.as_str() {
         "actix" => actix(args.workers, args.addr),
         "hyper" => hyper(args.workers, args.addr),
+        "hyper-tpc" => hyper_thread_per_core(args.workers, args.addr),
+        "axum" => axum(args.workers, args.addr),
         "raw" => raw(args.workers, args.addr),
         other => Err(std::io::Error::other(format!("unknown server {other}"))),
     };
@@ -122,24 +130,22 @@ fn multi_thread_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runti
         .build()
 }
 
+async fn hello(
+    _req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, Infallible> {
+    let mut response =
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(BODY)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    Ok(response)
+}
+
 fn hyper(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
-    use hyper::{Request, Response};
     use hyper_util::rt::TokioIo;
-
-    async fn hello(
-        _req: Request<hyper::body::Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Infallible> {
-        let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
-        response.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("text/plain"),
-        );
-        Ok(response)
-    }
 
     multi_thread_runtime(workers)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -159,22 +165,101 @@ fn hyper(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
     })
 }
 
+/// A listening socket with SO_REUSEPORT, so that each thread can have its own
+/// on the same port (the kernel spreads connections among them).
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    // Bound here, registered with each thread's own runtime there.
+    let listener = socket.listen(1024)?.into_std()?;
+    Ok(listener)
+}
+
+fn hyper_thread_per_core(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    // The listeners are made (port 0 resolved by the first) and registered
+    // with a runtime inside each thread; `into_std` needs a runtime context.
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let listeners = setup.block_on(async {
+        let first = reuseport_listener(addr)?;
+        let addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..workers {
+            listeners.push(reuseport_listener(addr)?);
+        }
+        Ok::<_, std::io::Error>((addr, listeners))
+    });
+    drop(setup);
+    let (bound, listeners) = listeners?;
+    let threads: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            std::thread::Builder::new()
+                .name(format!("hyper-tpc-{i}"))
+                .spawn(move || -> std::io::Result<()> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_io()
+                        .build()?;
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&rt, async move {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        loop {
+                            let stream = match listener.accept().await {
+                                Ok((stream, _)) => stream,
+                                Err(_) => continue,
+                            };
+                            let _ = stream.set_nodelay(true);
+                            tokio::task::spawn_local(async move {
+                                let _ = http1::Builder::new()
+                                    .serve_connection(TokioIo::new(stream), service_fn(hello))
+                                    .await;
+                            });
+                        }
+                    })
+                })
+        })
+        .collect::<std::io::Result<_>>()?;
+    announce(bound);
+    for t in threads {
+        match t.join() {
+            Ok(result) => result?,
+            Err(_) => return Err(std::io::Error::other("a server thread panicked")),
+        }
+    }
+    Ok(())
+}
+
+fn axum(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    multi_thread_runtime(workers)?.block_on(async move {
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello world\n" }));
+        // TCP_NODELAY as every other server here sets it (axum::serve does not).
+        let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        announce(axum::serve::Listener::local_addr(&listener)?);
+        axum::serve(listener, app).await
+    })
+}
+
 fn raw(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // One SO_REUSEPORT listener and accept loop per worker thread (accepting
     // is never the bottleneck), on a work-stealing runtime (connections
     // spread evenly over the threads whatever the kernel's hash did).
-    let bind = |addr: SocketAddr| -> std::io::Result<tokio::net::TcpListener> {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket.bind(addr)?;
-        socket.listen(1024)
-    };
+    let bind = |addr| tokio::net::TcpListener::from_std(reuseport_listener(addr)?);
     multi_thread_runtime(workers)?.block_on(async move {
         let first = bind(addr)?;
         let addr = first.local_addr()?;

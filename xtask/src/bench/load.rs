@@ -1,7 +1,7 @@
 //! The load generators: a built-in HTTP/1.1 client (tokio, one current-thread
 //! runtime per client thread, a fixed number of connections, a fixed
-//! duration, latencies in an HdrHistogram) and `wrk` when asked for; plus a
-//! small blocking client for probes (readiness, worker ids, `/panic`).
+//! duration, latencies in an HdrHistogram) and `wrk`; plus a small blocking
+//! client for probes (readiness, worker ids, `/panic`) and idle connections.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -21,6 +21,8 @@ pub(crate) struct LoadSpec {
     pub(crate) addr: SocketAddr,
     pub(crate) connections: usize,
     pub(crate) threads: usize,
+    /// Restrict the generator to this CPU.
+    pub(crate) cpu: Option<usize>,
     pub(crate) warmup: Duration,
     pub(crate) duration: Duration,
     /// A new connection per request (`Connection: close`), else keep-alive.
@@ -215,6 +217,10 @@ pub(crate) fn run_builtin(spec: &LoadSpec, server_pid: u32) -> anyhow::Result<Lo
             std::thread::Builder::new()
                 .name(format!("load-{t}"))
                 .spawn(move || -> anyhow::Result<Tally> {
+                    if let Some(cpu) = spec.cpu {
+                        // This thread only: the measuring thread stays free.
+                        procfs::pin_self(&[cpu]).context("pinning a load thread")?;
+                    }
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_io()
                         .enable_time()
@@ -302,13 +308,17 @@ pub(crate) fn wrk_available() -> bool {
         .is_ok()
 }
 
-/// Runs `wrk` (whole seconds: wrk takes no fractions), measuring the server's
-/// CPU time around the measured run.
+/// Runs `wrk -t<threads> -c<connections> -d<secs>s --latency` (no Lua script;
+/// churn adds `-H 'Connection: close'`), measuring the server's CPU time
+/// around the measured run, after a warm-up run (see [`wrk_seconds`]).
 pub(crate) fn run_wrk(spec: &LoadSpec, server_pid: u32) -> anyhow::Result<LoadResult> {
     let url = format!("http://{}/", spec.addr);
     let threads = spec.threads.clamp(1, spec.connections.max(1));
     let wrk = |secs: u64, latency: bool| -> anyhow::Result<String> {
         let mut cmd = std::process::Command::new("wrk");
+        if let Some(cpu) = spec.cpu {
+            super::servers::pin_command(&mut cmd, cpu);
+        }
         cmd.arg("-t")
             .arg(threads.to_string())
             .arg("-c")
@@ -327,16 +337,25 @@ pub(crate) fn run_wrk(spec: &LoadSpec, server_pid: u32) -> anyhow::Result<LoadRe
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let secs = |d: Duration| (d.as_secs_f64().ceil() as u64).max(1);
-    if !spec.warmup.is_zero() {
-        wrk(secs(spec.warmup), false)?;
+    let (duration, warmup) = wrk_seconds(spec.duration, spec.warmup);
+    if warmup > 0 {
+        wrk(warmup, false)?;
     }
     let server0 = procfs::tree_cpu_seconds(server_pid);
-    let text = wrk(secs(spec.duration), true)?;
+    let text = wrk(duration, true)?;
     let server1 = procfs::tree_cpu_seconds(server_pid);
     let mut result = parse_wrk(&text)?;
     result.server_cpu = server1 - server0;
     Ok(result)
+}
+
+/// wrk's measured and warm-up seconds for the asked ones: wrk takes whole
+/// seconds, so the duration is rounded up and the warm-up down.
+pub(crate) fn wrk_seconds(duration: Duration, warmup: Duration) -> (u64, u64) {
+    (
+        (duration.as_secs_f64().ceil() as u64).max(1),
+        warmup.as_secs(),
+    )
 }
 
 /// `303.00us`, `1.20ms`, `2.00s` → milliseconds.
@@ -400,7 +419,7 @@ pub(crate) struct Probe {
 
 /// `GET path` on a new connection, blocking, `Connection: close`.
 pub(crate) fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Probe> {
-    read_probe(send_probe(addr, path, timeout)?)
+    read_probe(&mut send_probe(addr, path, timeout)?)
 }
 
 /// `n` probes in flight at once (so that every idle worker can take one);
@@ -465,7 +484,7 @@ fn send_probe(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Tcp
     Ok(stream)
 }
 
-fn read_probe(mut stream: TcpStream) -> io::Result<Probe> {
+fn read_probe(stream: &mut TcpStream) -> io::Result<Probe> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -501,6 +520,45 @@ fn parse_probe(buf: &[u8]) -> io::Result<Option<Probe>> {
         worker_id,
         body: buf[head.head_len..total].to_vec(),
     }))
+}
+
+/// Opens up to `n` connections to `addr` without sending anything; stops at
+/// the first that fails (the caller counts what it got).
+pub(crate) fn open_idle(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => streams.push(s),
+            Err(e) => {
+                eprintln!(
+                    "bench: idle connection {} of {n} failed: {e}",
+                    streams.len() + 1
+                );
+                break;
+            }
+        }
+    }
+    streams
+}
+
+/// One keep-alive `GET /` on each connection, all written before any answer
+/// is read; how many were answered 200 (the connections stay open).
+pub(crate) fn request_each(addr: SocketAddr, streams: &mut [TcpStream]) -> usize {
+    let request = request_bytes(addr, "/", false);
+    let sent: Vec<bool> = streams
+        .iter_mut()
+        .map(|s| {
+            s.set_nodelay(true).is_ok()
+                && s.set_read_timeout(Some(Duration::from_secs(5))).is_ok()
+                && s.write_all(&request).is_ok()
+        })
+        .collect();
+    streams
+        .iter_mut()
+        .zip(sent)
+        .filter_map(|(s, sent)| sent.then(|| read_probe(s)))
+        .filter(|p| matches!(p, Ok(p) if p.status == 200))
+        .count()
 }
 
 /// Writes `GET path` on a new connection and returns the open connection

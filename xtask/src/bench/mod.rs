@@ -1,9 +1,12 @@
-//! `cargo xtask bench`: cluster_thread against actix-web, hyper and Node's
+//! `cargo xtask bench`: cluster_thread against actix-web, hyper, axum and Node's
 //! cluster, on this machine. See `cargo xtask bench --help`.
 
+mod json;
 mod load;
+mod options;
 pub(crate) mod procfs;
 mod report;
+mod sample;
 pub(crate) mod servers;
 mod svg;
 
@@ -12,272 +15,51 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use servers::{Programs, Running, Server};
+use options::Options;
+use sample::{Generator, Group, Metric, Placement, Sample, Scenario, GENERATOR_CPU, SERVER_CPU};
+use servers::{Launch, Programs, Running, Server};
 
-pub(crate) const USAGE: &str = "\
-usage: cargo xtask bench [options]
-
-Builds the servers (release), runs the scenarios interleaved (A B C A B C ...),
-prints a markdown report and writes target/bench/report.{md,json,svg}.
-On 2 cores the defaults take about 13 minutes; --quick about 40 s once built
-(about 2 minutes from a cold target directory).
-
-servers: ct-rr ct-lc ct-os ct-reuseport (examples/same_port, one per balance
-mode), actix, hyper (bench/peers), node-rr node-none (bench/node/cluster.js,
-when node is on PATH), raw (canned bytes: the load generator's ceiling).
-
-options:
-  --quick                 CI smoke run: 1 rep, 1 s runs, memory and start-up at 2 workers
-  --workers N             workers (threads or processes) per server [available cores]
-  --duration SECS         measured seconds per load run [10; quick 1]
-  --warmup SECS           unmeasured seconds before each run [1; quick 0.3]
-  --connections N         concurrent connections [64; quick 32]
-  --reps N                repetitions of every measurement [3; quick 1]
-  --scenarios LIST        throughput,churn,memory,startup,respawn [all]
-  --servers LIST          server ids to run [all that can be built]
-  --client builtin|wrk    load generator [builtin]
-  --client-threads N      generator threads [all cores; with --pin the generator's half]
-  --pin                   servers on the first half of the cores, generator on the rest (taskset)
-  --memory-workers LIST   worker counts for the memory scenario [1,2,4,8,16; quick 2]
-  --startup-workers LIST  worker counts for the start-up scenario [2,8; quick 2]
-  --launches N            start-ups per server and repetition [3; quick 1]
-  --respawns N            crashes per server and repetition [5; quick 2]
-  --same-port-bin PATH    use this same_port binary instead of building the example
-  --out DIR               where the report goes [target/bench]
-";
-
-/// The scenarios, in run order.
-pub(crate) const SCENARIOS: &[&str] = &["throughput", "churn", "memory", "startup", "respawn"];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Client {
-    Builtin,
-    Wrk,
-}
-
-/// Everything a run is configured by.
-#[derive(Clone, Debug)]
-pub(crate) struct Options {
-    pub(crate) quick: bool,
-    pub(crate) workers: usize,
-    pub(crate) duration: Duration,
-    pub(crate) warmup: Duration,
-    pub(crate) connections: usize,
-    pub(crate) reps: usize,
-    pub(crate) scenarios: Vec<&'static str>,
-    pub(crate) servers: Vec<&'static Server>,
-    pub(crate) client: Client,
-    pub(crate) client_threads: usize,
-    pub(crate) pin: bool,
-    pub(crate) memory_workers: Vec<usize>,
-    pub(crate) startup_workers: Vec<usize>,
-    pub(crate) launches: usize,
-    pub(crate) respawns: usize,
-    pub(crate) same_port_bin: Option<PathBuf>,
-    pub(crate) out: Option<PathBuf>,
-}
-
-fn parse_list<T: std::str::FromStr>(flag: &str, value: &str) -> anyhow::Result<Vec<T>> {
-    value
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.trim()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("{flag}: cannot read `{s}`"))
-        })
-        .collect()
-}
-
-fn parse_secs(flag: &str, value: &str) -> anyhow::Result<Duration> {
-    let secs: f64 = value
-        .trim_end_matches('s')
-        .parse()
-        .with_context(|| format!("{flag}: seconds expected, got `{value}`"))?;
-    if !(0.0..=3600.0).contains(&secs) {
-        bail!("{flag}: {secs} s is out of range");
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn parse_count(flag: &str, value: &str) -> anyhow::Result<usize> {
-    let n: usize = value
-        .parse()
-        .with_context(|| format!("{flag}: a number expected, got `{value}`"))?;
-    if n == 0 {
-        bail!("{flag} must be at least 1");
-    }
-    Ok(n)
-}
-
-impl Options {
-    fn parse(args: &[String]) -> anyhow::Result<Options> {
-        let mut flags: BTreeMap<String, String> = BTreeMap::new();
-        let mut quick = false;
-        let mut pin = false;
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f.to_string(), Some(v.to_string())),
-                None => (arg.clone(), None),
-            };
-            match flag.as_str() {
-                "--quick" => quick = true,
-                "--pin" => pin = true,
-                "--help" | "-h" => {
-                    eprint!("{USAGE}");
-                    std::process::exit(0);
-                }
-                "--workers" | "--duration" | "--warmup" | "--connections" | "--reps"
-                | "--scenarios" | "--servers" | "--client" | "--client-threads"
-                | "--memory-workers" | "--startup-workers" | "--launches" | "--respawns"
-                | "--same-port-bin" | "--out" => {
-                    let value = match inline {
-                        Some(v) => v,
-                        None => it
-                            .next()
-                            .with_context(|| format!("{flag} needs a value"))?
-                            .clone(),
-                    };
-                    flags.insert(flag, value);
-                }
-                other => bail!("unknown option `{other}`\n\n{USAGE}"),
-            }
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let get = |k: &str| flags.get(k).map(String::as_str);
-        let pick = |full: f64, fast: f64| if quick { fast } else { full };
-        let mut o = Options {
-            quick,
-            workers: cores,
-            duration: Duration::from_secs_f64(pick(10.0, 1.0)),
-            warmup: Duration::from_secs_f64(pick(1.0, 0.3)),
-            connections: pick(64.0, 32.0) as usize,
-            reps: pick(3.0, 1.0) as usize,
-            scenarios: SCENARIOS.to_vec(),
-            servers: servers::ALL.iter().collect(),
-            client: Client::Builtin,
-            client_threads: cores,
-            pin,
-            memory_workers: if quick { vec![2] } else { vec![1, 2, 4, 8, 16] },
-            startup_workers: if quick { vec![2] } else { vec![2, 8] },
-            launches: pick(3.0, 1.0) as usize,
-            respawns: pick(5.0, 2.0) as usize,
-            same_port_bin: get("--same-port-bin").map(PathBuf::from),
-            out: get("--out").map(PathBuf::from),
-        };
-        if let Some(v) = get("--workers") {
-            o.workers = parse_count("--workers", v)?;
-        }
-        if let Some(v) = get("--duration") {
-            o.duration = parse_secs("--duration", v)?;
-            if o.duration.is_zero() {
-                bail!("--duration must be more than 0");
-            }
-        }
-        if let Some(v) = get("--warmup") {
-            o.warmup = parse_secs("--warmup", v)?;
-        }
-        if let Some(v) = get("--connections") {
-            o.connections = parse_count("--connections", v)?;
-        }
-        if let Some(v) = get("--reps") {
-            o.reps = parse_count("--reps", v)?;
-        }
-        if let Some(v) = get("--launches") {
-            o.launches = parse_count("--launches", v)?;
-        }
-        if let Some(v) = get("--respawns") {
-            o.respawns = parse_count("--respawns", v)?;
-        }
-        if let Some(v) = get("--client-threads") {
-            o.client_threads = parse_count("--client-threads", v)?;
-        } else if pin {
-            o.client_threads = (cores - cores / 2).max(1);
-        }
-        if let Some(v) = get("--client") {
-            o.client = match v {
-                "builtin" => Client::Builtin,
-                "wrk" => Client::Wrk,
-                other => bail!("--client: builtin or wrk, not `{other}`"),
-            };
-        }
-        if let Some(v) = get("--scenarios") {
-            let wanted: Vec<String> = parse_list("--scenarios", v)?;
-            o.scenarios = Vec::new();
-            for w in wanted {
-                let s = SCENARIOS.iter().find(|s| **s == w).with_context(|| {
-                    format!("--scenarios: unknown `{w}` (known: {SCENARIOS:?})")
-                })?;
-                o.scenarios.push(s);
-            }
-            o.scenarios
-                .sort_by_key(|s| SCENARIOS.iter().position(|x| x == s));
-        }
-        if let Some(v) = get("--servers") {
-            let wanted: Vec<String> = parse_list("--servers", v)?;
-            o.servers = Vec::new();
-            for w in wanted {
-                let s = servers::by_id(&w).with_context(|| {
-                    let ids: Vec<_> = servers::ALL.iter().map(|s| s.id).collect();
-                    format!("--servers: unknown `{w}` (known: {})", ids.join(", "))
-                })?;
-                o.servers.push(s);
-            }
-            o.servers
-                .sort_by_key(|s| servers::ALL.iter().position(|x| x.id == s.id));
-            o.servers.dedup_by_key(|s| s.id);
-        }
-        for (flag, list) in [
-            ("--memory-workers", &mut o.memory_workers),
-            ("--startup-workers", &mut o.startup_workers),
-        ] {
-            if let Some(v) = get(flag) {
-                *list = parse_list(flag, v)?;
-                if list.is_empty() || list.contains(&0) {
-                    bail!("{flag}: worker counts of at least 1");
-                }
-            }
-        }
-        Ok(o)
-    }
-}
-
-impl Options {
-    /// How long the memory scenario loads each server.
-    pub(crate) fn memory_load(&self) -> Duration {
-        if self.quick {
-            Duration::from_millis(500)
-        } else {
-            self.duration.min(Duration::from_secs(1))
-        }
-    }
-}
-
-/// One measurement of one server in one repetition.
-#[derive(Clone, Debug)]
-pub(crate) struct Sample {
-    pub(crate) scenario: &'static str,
-    pub(crate) server: &'static str,
-    pub(crate) workers: usize,
-    pub(crate) rep: usize,
-    pub(crate) metrics: BTreeMap<&'static str, f64>,
-    pub(crate) details: Value,
+/// The machine the run was on.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Machine {
+    pub(crate) cpu: String,
+    pub(crate) cores: usize,
+    pub(crate) memory_bytes: u64,
+    pub(crate) kernel: String,
 }
 
 /// What the report is made of.
 pub(crate) struct Run {
     pub(crate) options: Options,
     pub(crate) started: String,
-    pub(crate) machine: Value,
+    pub(crate) machine: Machine,
     pub(crate) notices: Vec<String>,
     /// Servers that were measured (built and selected), in table order.
     pub(crate) servers: Vec<&'static Server>,
     pub(crate) samples: Vec<Sample>,
-    pub(crate) generator: String,
     pub(crate) elapsed: Duration,
+}
+
+impl Run {
+    /// How each generator that ran was driven, for the report's header.
+    pub(crate) fn generators(&self) -> String {
+        let o = &self.options;
+        let threads = o.generator_threads;
+        o.generators
+            .iter()
+            .map(|g| match g {
+                Generator::Builtin => format!(
+                    "built-in (tokio, {threads} thread{}, {} connections)",
+                    if threads == 1 { "" } else { "s" },
+                    o.connections
+                ),
+                Generator::Wrk => format!("wrk -t{threads} -c{}", o.connections),
+            })
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
 }
 
 fn notice(notices: &mut Vec<String>, text: String) {
@@ -312,16 +94,11 @@ fn date() -> String {
         .unwrap_or_default()
 }
 
-/// `cargo xtask bench ...`
-pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
-    let began = Instant::now();
-    let options = Options::parse(args)?;
+/// Builds (or finds) every program the selected servers need; what cannot
+/// be had is a notice, and its rows are skipped.
+fn programs(options: &Options, notices: &mut Vec<String>) -> anyhow::Result<Programs> {
     let root = workspace_root();
     let target = target_dir()?;
-    let out = options.out.clone().unwrap_or_else(|| target.join("bench"));
-    let mut notices = Vec::new();
-
-    // Build what can be built.
     let mut programs = Programs::default();
     let wants = |pred: fn(&Server) -> bool| options.servers.iter().any(|s| pred(s));
     if wants(|s| !s.is_cluster_thread() && !s.is_node()) {
@@ -336,7 +113,7 @@ pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
                 eprintln!("bench: building examples/same_port (release)");
                 match servers::build_same_port(&root, &target) {
                     Ok(bin) => programs.same_port = Some(bin),
-                    Err(why) => notice(&mut notices, format!("cluster_thread rows skipped: {why}")),
+                    Err(why) => notice(notices, format!("cluster_thread rows skipped: {why}")),
                 }
             }
         }
@@ -345,44 +122,61 @@ pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
         match servers::find_node() {
             Some(node) => programs.node = Some((node, root.join("bench/node/cluster.js"))),
             None => notice(
-                &mut notices,
+                notices,
                 "node is not on PATH: the Node cluster rows are skipped".into(),
             ),
         }
     }
-    if options.client == Client::Wrk && !load::wrk_available() {
-        bail!("--client wrk: wrk is not installed (apt-get install -y wrk), or use the built-in client");
-    }
+    Ok(programs)
+}
 
-    let (model, cores, mem, kernel) = procfs::machine();
-    if options.pin {
-        if cores < 2 {
+/// `cargo xtask bench ...`
+pub(crate) fn main(args: lexopt::Parser) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let mut options = Options::parse(args)?;
+    let out = match &options.out {
+        Some(dir) => dir.clone(),
+        None => target_dir()?.join("bench"),
+    };
+    let mut notices = Vec::new();
+    let programs = programs(&options, &mut notices)?;
+
+    let wants_load = options.scenarios.iter().any(|s| s.is_load());
+    if wants_load && options.generators.contains(&Generator::Wrk) && !load::wrk_available() {
+        if options.generators == [Generator::Wrk] {
+            bail!("--generators wrk: wrk is not installed (apt-get install -y wrk)");
+        }
+        notice(
+            &mut notices,
+            "wrk is not installed (apt-get install -y wrk): only the built-in generator was run"
+                .into(),
+        );
+        options.generators.retain(|g| *g != Generator::Wrk);
+    }
+    let (cpu, cores, memory_bytes, kernel) = procfs::machine();
+    if wants_load && cores <= SERVER_CPU && options.placements.contains(&Placement::Pinned) {
+        if options.placements == [Placement::Pinned] {
+            bail!("--pin needs at least 2 cores");
+        }
+        notice(
+            &mut notices,
+            "one core only: the pinned runs are skipped".into(),
+        );
+        options.placements.retain(|p| *p != Placement::Pinned);
+    }
+    if options.wants(Scenario::Idle) {
+        let limit = procfs::raise_fd_limit().context("raising the open files limit")?;
+        // Both ends of every connection, plus what the servers hold anyway.
+        let needed = 2 * options.idle_connections as u64 + 256;
+        if limit < needed {
             notice(
                 &mut notices,
-                "--pin needs at least 2 cores: not pinned".into(),
+                format!(
+                    "open files limited to {limit}: the idle scenario may hold fewer connections"
+                ),
             );
-        } else {
-            let split = cores / 2;
-            let range = |a: usize, b: usize| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}-{b}")
-                }
-            };
-            programs.pin = Some(range(0, split - 1));
-            let generator: Vec<usize> = (split..cores).collect();
-            procfs::pin_self(&generator).context("pinning the load generator")?;
         }
     }
-    let generator = match options.client {
-        Client::Builtin => format!(
-            "built-in (tokio, {} thread{})",
-            options.client_threads,
-            if options.client_threads == 1 { "" } else { "s" }
-        ),
-        Client::Wrk => format!("wrk ({} threads)", options.client_threads),
-    };
 
     let measured: Vec<&'static Server> = options
         .servers
@@ -392,20 +186,15 @@ pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
         .collect();
     let mut run = Run {
         started: date(),
-        machine: json!({
-            "cpu": model,
-            "cores": cores,
-            "memory_bytes": mem,
-            "kernel": kernel,
-            "pinned": programs.pin.as_ref().map(|cpus| json!({
-                "servers": cpus,
-                "generator": if cores / 2 == cores - 1 { (cores - 1).to_string() } else { format!("{}-{}", cores / 2, cores - 1) },
-            })),
-        }),
+        machine: Machine {
+            cpu,
+            cores,
+            memory_bytes,
+            kernel,
+        },
         notices,
         servers: measured.clone(),
         samples: Vec::new(),
-        generator,
         options: options.clone(),
         elapsed: Duration::ZERO,
     };
@@ -417,27 +206,22 @@ pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
         samples: &mut run.samples,
         notices: &mut run.notices,
     };
-    let load_scenarios: Vec<&'static str> = options
-        .scenarios
-        .iter()
-        .copied()
-        .filter(|s| *s == "throughput" || *s == "churn")
-        .collect();
-    if !load_scenarios.is_empty() {
-        bench.load_scenarios(&measured, &load_scenarios)?;
-    }
+    bench.load_scenarios(&measured)?;
     let not_raw: Vec<&'static Server> = measured
         .iter()
         .copied()
         .filter(|s| s.kind != servers::Kind::Raw)
         .collect();
-    if options.scenarios.contains(&"memory") {
+    if options.wants(Scenario::Memory) {
         bench.memory(&not_raw)?;
     }
-    if options.scenarios.contains(&"startup") {
+    if options.wants(Scenario::Idle) {
+        bench.idle(&not_raw)?;
+    }
+    if options.wants(Scenario::Startup) {
         bench.startup(&not_raw)?;
     }
-    if options.scenarios.contains(&"respawn") {
+    if options.wants(Scenario::Respawn) {
         let crashable: Vec<&'static Server> = not_raw
             .iter()
             .copied()
@@ -452,10 +236,13 @@ pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
     println!("{markdown}");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("report.md"), &markdown)?;
-    let value = report::json(&run, &summary);
     std::fs::write(
         out.join("report.json"),
-        serde_json::to_string_pretty(&value)? + "\n",
+        serde_json::to_string_pretty(&json::Report::new(
+            &run,
+            &summary,
+            &report::all_goals(&run, &summary),
+        ))? + "\n",
     )?;
     std::fs::write(out.join("report.svg"), svg::chart(&run, &summary))?;
     eprintln!(
@@ -493,15 +280,45 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// The figures of one load run.
+fn load_metrics(result: &load::LoadResult) -> BTreeMap<Metric, f64> {
+    let mut metrics = BTreeMap::from([
+        (Metric::Rps, result.requests as f64 / result.window),
+        (Metric::P50Ms, result.p50_ms),
+        (Metric::P90Ms, result.p90_ms),
+        (Metric::P99Ms, result.p99_ms),
+        (Metric::MaxMs, result.max_ms),
+        (Metric::Errors, result.errors as f64),
+        (Metric::Requests, result.requests as f64),
+        (Metric::ServerCpuS, result.server_cpu),
+    ]);
+    if let Some(p) = result.p999_ms {
+        metrics.insert(Metric::P999Ms, p);
+    }
+    if let Some(c) = result.client_cpu {
+        metrics.insert(Metric::ClientCpuS, c);
+    }
+    if result.requests > 0 && result.server_cpu > 0.0 {
+        metrics.insert(
+            Metric::CpuUsPerReq,
+            result.server_cpu * 1e6 / result.requests as f64,
+        );
+        metrics.insert(
+            Metric::ReqPerCpuS,
+            result.requests as f64 / result.server_cpu,
+        );
+    }
+    metrics
+}
+
 impl Bench<'_> {
-    fn start(&mut self, server: &Server, workers: usize, chaos: bool) -> anyhow::Result<Running> {
-        let mut running = servers::spawn(self.programs, server, workers, chaos, self.logs)?;
+    fn start(&mut self, server: &Server, launch: Launch) -> anyhow::Result<Running> {
+        let mut running = servers::spawn(self.programs, server, launch, self.logs)?;
         running.wait_ready(READY_TIMEOUT).with_context(|| {
             format!(
-                "starting {} (stderr in {}/{}.stderr)",
+                "starting {} (stderr in {})",
                 server.label,
-                self.logs.display(),
-                server.id
+                servers::log_path(self.logs, server, launch).display()
             )
         })?;
         Ok(running)
@@ -510,88 +327,97 @@ impl Bench<'_> {
     fn load(
         &self,
         running: &Running,
+        generator: Generator,
         churn: bool,
+        cpu: Option<usize>,
         duration: Duration,
         warmup: Duration,
     ) -> anyhow::Result<load::LoadResult> {
         let spec = load::LoadSpec {
             addr: running.addr,
             connections: self.options.connections,
-            threads: self.options.client_threads,
+            threads: self.options.generator_threads,
+            cpu,
             warmup,
             duration,
             churn,
         };
-        match self.options.client {
-            Client::Builtin => load::run_builtin(&spec, running.pid()),
-            Client::Wrk => load::run_wrk(&spec, running.pid()),
+        match generator {
+            Generator::Builtin => load::run_builtin(&spec, running.pid()),
+            Generator::Wrk => load::run_wrk(&spec, running.pid()),
         }
     }
 
-    /// Throughput (keep-alive) and churn: every server started once with the
-    /// same worker count, then runs interleaved A B C A B C ...
-    fn load_scenarios(
-        &mut self,
-        list: &[&'static Server],
-        scenarios: &[&'static str],
-    ) -> anyhow::Result<()> {
-        let workers = self.options.workers;
-        let mut running = Vec::new();
-        for server in list {
-            eprintln!("bench: starting {} ({workers} workers)", server.label);
-            running.push(self.start(server, workers, false)?);
+    /// Keep-alive and churn: every server started once per placement and
+    /// kept up; then, for each repetition, placement, scenario and
+    /// generator, one run of each server in turn (A B C A B C ...).
+    fn load_scenarios(&mut self, list: &[&'static Server]) -> anyhow::Result<()> {
+        let o = self.options;
+        let scenarios: Vec<Scenario> = o
+            .scenarios
+            .iter()
+            .copied()
+            .filter(|s| s.is_load())
+            .collect();
+        if scenarios.is_empty() {
+            return Ok(());
         }
-        for &scenario in scenarios {
-            let churn = scenario == "churn";
-            for rep in 0..self.options.reps {
-                for r in &running {
-                    let result = self.load(r, churn, self.options.duration, self.options.warmup)?;
-                    let rps = result.requests as f64 / result.window;
-                    let mut metrics = BTreeMap::new();
-                    metrics.insert("rps", rps);
-                    metrics.insert("p50_ms", result.p50_ms);
-                    metrics.insert("p90_ms", result.p90_ms);
-                    metrics.insert("p99_ms", result.p99_ms);
-                    if let Some(p) = result.p999_ms {
-                        metrics.insert("p999_ms", p);
+        let mut running: Vec<(Placement, Running)> = Vec::new();
+        for &placement in &o.placements {
+            let launch = Launch {
+                workers: o.workers_of(placement),
+                chaos: false,
+                cpu: (placement == Placement::Pinned).then_some(SERVER_CPU),
+            };
+            for server in list {
+                eprintln!(
+                    "bench: starting {} ({}, {} workers)",
+                    server.label,
+                    placement.name(),
+                    launch.workers
+                );
+                running.push((placement, self.start(server, launch)?));
+            }
+        }
+        for rep in 0..o.reps {
+            for &placement in &o.placements {
+                let workers = o.workers_of(placement);
+                let cpu = (placement == Placement::Pinned).then_some(GENERATOR_CPU);
+                for &scenario in &scenarios {
+                    for &generator in &o.generators {
+                        let group = Group::load(scenario, placement, generator, workers);
+                        for (_, r) in running.iter().filter(|(p, _)| *p == placement) {
+                            let churn = scenario == Scenario::Churn;
+                            let result =
+                                self.load(r, generator, churn, cpu, o.duration, o.warmup)?;
+                            let metrics = load_metrics(&result);
+                            eprintln!(
+                                "bench: {} {} {} rep {}/{}: {:<34} {:>9.0} req/s  p99 {:>7.3} ms  CPU {:>6.1} µs/req  errors {}",
+                                placement.name(),
+                                scenario.name(),
+                                generator.name(),
+                                rep + 1,
+                                o.reps,
+                                r.server.label,
+                                metrics[&Metric::Rps],
+                                result.p99_ms,
+                                metrics.get(&Metric::CpuUsPerReq).copied().unwrap_or(f64::NAN),
+                                result.errors
+                            );
+                            self.samples.push(Sample {
+                                group,
+                                server: r.server.id,
+                                rep,
+                                metrics,
+                                attempts_ms: Vec::new(),
+                            });
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
                     }
-                    metrics.insert("max_ms", result.max_ms);
-                    metrics.insert("errors", result.errors as f64);
-                    metrics.insert("requests", result.requests as f64);
-                    metrics.insert("server_cpu_s", result.server_cpu);
-                    if let Some(c) = result.client_cpu {
-                        metrics.insert("client_cpu_s", c);
-                    }
-                    if result.requests > 0 && result.server_cpu > 0.0 {
-                        metrics.insert(
-                            "cpu_us_per_req",
-                            result.server_cpu * 1e6 / result.requests as f64,
-                        );
-                        metrics.insert("req_per_cpu_s", result.requests as f64 / result.server_cpu);
-                    }
-                    eprintln!(
-                        "bench: {scenario} rep {}/{}: {:<34} {:>9.0} req/s  p99 {:>7.3} ms  CPU {:>6.1} µs/req  errors {}",
-                        rep + 1,
-                        self.options.reps,
-                        r.server.label,
-                        rps,
-                        result.p99_ms,
-                        metrics.get("cpu_us_per_req").copied().unwrap_or(f64::NAN),
-                        result.errors
-                    );
-                    self.samples.push(Sample {
-                        scenario,
-                        server: r.server.id,
-                        workers,
-                        rep,
-                        metrics,
-                        details: Value::Null,
-                    });
-                    std::thread::sleep(Duration::from_millis(100));
                 }
             }
         }
-        for r in running {
+        for (_, r) in running {
             r.stop();
         }
         Ok(())
@@ -604,10 +430,17 @@ impl Bench<'_> {
         for &workers in &self.options.memory_workers {
             for rep in 0..self.options.reps {
                 for server in list {
-                    let running = self.start(server, workers, false)?;
+                    let running = self.start(server, Launch::workers(workers))?;
                     std::thread::sleep(Duration::from_millis(100));
                     let started = procfs::tree_memory(running.pid());
-                    let result = self.load(&running, false, load_time, Duration::ZERO)?;
+                    let result = self.load(
+                        &running,
+                        Generator::Builtin,
+                        false,
+                        None,
+                        load_time,
+                        Duration::ZERO,
+                    )?;
                     let loaded = procfs::tree_memory(running.pid());
                     running.stop();
                     eprintln!(
@@ -619,22 +452,93 @@ impl Bench<'_> {
                         mib(loaded.rss),
                         loaded.processes
                     );
-                    let mut metrics = BTreeMap::new();
-                    metrics.insert("rss_start_mib", mib(started.rss));
-                    metrics.insert("rss_load_mib", mib(loaded.rss));
-                    metrics.insert("pss_start_mib", mib(started.pss));
-                    metrics.insert("pss_load_mib", mib(loaded.pss));
-                    metrics.insert("processes", loaded.processes as f64);
-                    metrics.insert("load_requests", result.requests as f64);
                     self.samples.push(Sample {
-                        scenario: "memory",
+                        group: Group::of(Scenario::Memory, workers),
                         server: server.id,
-                        workers,
                         rep,
-                        metrics,
-                        details: Value::Null,
+                        metrics: BTreeMap::from([
+                            (Metric::RssStartMib, mib(started.rss)),
+                            (Metric::RssLoadMib, mib(loaded.rss)),
+                            (Metric::PssStartMib, mib(started.pss)),
+                            (Metric::PssLoadMib, mib(loaded.pss)),
+                            (Metric::Processes, loaded.processes as f64),
+                            (Metric::LoadRequests, result.requests as f64),
+                        ]),
+                        attempts_ms: Vec::new(),
                     });
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Memory per idle keep-alive connection: after a short warm-up load,
+    /// RSS before, with `--idle-connections` connections open (no request
+    /// yet) and after one request on each (still open).
+    fn idle(&mut self, list: &[&'static Server]) -> anyhow::Result<()> {
+        let o = self.options;
+        let workers = o.workers;
+        let warmup = Duration::from_millis(300);
+        for rep in 0..o.reps {
+            for server in list {
+                let running = self.start(server, Launch::workers(workers))?;
+                let pid = running.pid();
+                // Every worker has served before the baseline: what grows
+                // afterwards is the connections' own memory.
+                self.load(
+                    &running,
+                    Generator::Builtin,
+                    false,
+                    None,
+                    warmup,
+                    Duration::ZERO,
+                )?;
+                std::thread::sleep(Duration::from_millis(200));
+                let fds = procfs::tree_fds(pid);
+                let base = procfs::tree_memory(pid).rss;
+                let mut streams = load::open_idle(running.addr, o.idle_connections);
+                let held = streams.len();
+                let accepted = wait_for_fds(pid, fds + held, Duration::from_secs(5));
+                let opened = procfs::tree_memory(pid).rss;
+                let answered = load::request_each(running.addr, &mut streams);
+                std::thread::sleep(Duration::from_millis(100));
+                let after = procfs::tree_memory(pid).rss;
+                drop(streams);
+                running.stop();
+                if !accepted || answered < held || held < o.idle_connections {
+                    notice(
+                        self.notices,
+                        format!(
+                            "idle, {} (rep {}): {held} of {} connections opened, {answered} answered{}",
+                            server.label,
+                            rep + 1,
+                            o.idle_connections,
+                            if accepted { "" } else { ", not all accepted within 5 s" }
+                        ),
+                    );
+                }
+                let per_conn = |rss: u64| (rss as f64 - base as f64) / 1024.0 / held.max(1) as f64;
+                eprintln!(
+                    "bench: idle rep {}/{}: {:<34} base {:>6.1} MiB, {:>6.1} KiB per connection opened, {:>6.1} KiB after a request ({held} held)",
+                    rep + 1,
+                    o.reps,
+                    server.label,
+                    mib(base),
+                    per_conn(opened),
+                    per_conn(after)
+                );
+                self.samples.push(Sample {
+                    group: Group::of(Scenario::Idle, workers),
+                    server: server.id,
+                    rep,
+                    metrics: BTreeMap::from([
+                        (Metric::IdleBaseMib, mib(base)),
+                        (Metric::IdleConnections, held as f64),
+                        (Metric::IdleKibPerConnOpened, per_conn(opened)),
+                        (Metric::IdleKibPerConn, per_conn(after)),
+                    ]),
+                    attempts_ms: Vec::new(),
+                });
             }
         }
         Ok(())
@@ -648,15 +552,18 @@ impl Bench<'_> {
                 for server in list {
                     let mut times = Vec::new();
                     for _ in 0..self.options.launches {
-                        let mut running =
-                            servers::spawn(self.programs, server, workers, false, self.logs)?;
+                        let mut running = servers::spawn(
+                            self.programs,
+                            server,
+                            Launch::workers(workers),
+                            self.logs,
+                        )?;
                         let took = running.wait_ready(READY_TIMEOUT)?;
                         running.stop();
                         times.push(took.as_secs_f64() * 1000.0);
                         std::thread::sleep(Duration::from_millis(50));
                     }
-                    let mut sorted = times.clone();
-                    let value = median(&mut sorted);
+                    let value = median(&mut times.clone());
                     eprintln!(
                         "bench: startup {workers} workers rep {}/{}: {:<34} {:>8.2} ms",
                         rep + 1,
@@ -664,15 +571,12 @@ impl Bench<'_> {
                         server.label,
                         value
                     );
-                    let mut metrics = BTreeMap::new();
-                    metrics.insert("startup_ms", value);
                     self.samples.push(Sample {
-                        scenario: "startup",
+                        group: Group::of(Scenario::Startup, workers),
                         server: server.id,
-                        workers,
                         rep,
-                        metrics,
-                        details: json!({ "launches_ms": times }),
+                        metrics: BTreeMap::from([(Metric::StartupMs, value)]),
+                        attempts_ms: times,
                     });
                 }
             }
@@ -693,7 +597,11 @@ impl Bench<'_> {
                 // restart, which cluster_thread makes at once (further ones in
                 // a row back off, as PM2's do).
                 for _ in 0..self.options.respawns {
-                    let mut running = self.start(server, workers, true)?;
+                    let launch = Launch {
+                        chaos: true,
+                        ..Launch::workers(workers)
+                    };
+                    let mut running = self.start(server, launch)?;
                     let mut newest = workers as u64;
                     match crash_and_wait(&mut running, &mut newest, &mut lost) {
                         Ok(took) => times.push(took.as_secs_f64() * 1000.0),
@@ -719,25 +627,40 @@ impl Bench<'_> {
                     max,
                     failures
                 );
-                let mut metrics = BTreeMap::new();
+                let mut metrics = BTreeMap::from([
+                    (Metric::Failures, failures as f64),
+                    (Metric::LostProbes, lost as f64),
+                ]);
                 if !times.is_empty() {
-                    metrics.insert("respawn_ms", value);
-                    metrics.insert("respawn_max_ms", max);
+                    metrics.insert(Metric::RespawnMs, value);
+                    metrics.insert(Metric::RespawnMaxMs, max);
                 }
-                metrics.insert("failures", failures as f64);
-                metrics.insert("lost_probes", lost as f64);
                 self.samples.push(Sample {
-                    scenario: "respawn",
+                    group: Group::of(Scenario::Respawn, workers),
                     server: server.id,
-                    workers,
                     rep,
                     metrics,
-                    details: json!({ "attempts_ms": times }),
+                    attempts_ms: times,
                 });
             }
         }
         Ok(())
     }
+}
+
+/// Waits until the tree under `pid` holds at least `fds` descriptors (every
+/// connection accepted); false if it did not within `timeout`.
+fn wait_for_fds(pid: u32, fds: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while procfs::tree_fds(pid) < fds {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The last connections' tasks set up after their accept.
+    std::thread::sleep(Duration::from_millis(100));
+    true
 }
 
 /// How long a respawn probe waits for its answer.

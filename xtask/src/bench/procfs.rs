@@ -185,3 +185,35 @@ pub(crate) fn machine() -> (String, usize, u64, String) {
         .to_string();
     (model, cores, mem, kernel)
 }
+
+/// Raises this process's soft limit on open files to its hard limit, which
+/// the servers it starts inherit: the idle scenario holds thousands of
+/// connections on both sides. Returns the limit now in force.
+pub(crate) fn raise_fd_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Open file descriptors of the tree under `root` (sockets included).
+pub(crate) fn tree_fds(root: u32) -> usize {
+    process_tree(root)
+        .into_iter()
+        .filter_map(|pid| fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .map(Iterator::count)
+        .sum()
+}

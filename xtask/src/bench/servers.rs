@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use serde::Serialize;
 
 use super::{load, procfs};
 
@@ -17,10 +18,8 @@ use super::{load, procfs};
 pub(crate) enum Kind {
     /// `examples/same_port` with `--balance <mode>`.
     ClusterThread(&'static str),
-    /// `bench-peers actix`.
-    Actix,
-    /// `bench-peers hyper`.
-    Hyper,
+    /// A Rust peer: `bench-peers <name>` (actix, hyper, hyper-tpc, axum).
+    RustPeer(&'static str),
     /// `bench/node/cluster.js` with `NODE_CLUSTER_SCHED_POLICY=<policy>`.
     Node(&'static str),
     /// `bench-peers raw`: canned responses, the generator's ceiling.
@@ -28,12 +27,13 @@ pub(crate) enum Kind {
 }
 
 /// A server of the benchmark.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub(crate) struct Server {
     /// Short name for flags, JSON and file names.
     pub(crate) id: &'static str,
     /// Name in tables and the chart.
     pub(crate) label: &'static str,
+    #[serde(skip)]
     pub(crate) kind: Kind,
 }
 
@@ -75,12 +75,22 @@ pub(crate) const ALL: &[Server] = &[
     Server {
         id: "actix",
         label: "actix-web 4",
-        kind: Kind::Actix,
+        kind: Kind::RustPeer("actix"),
     },
     Server {
         id: "hyper",
         label: "hyper 1 (tokio multi-thread)",
-        kind: Kind::Hyper,
+        kind: Kind::RustPeer("hyper"),
+    },
+    Server {
+        id: "hyper-tpc",
+        label: "hyper 1 (thread per core)",
+        kind: Kind::RustPeer("hyper-tpc"),
+    },
+    Server {
+        id: "axum",
+        label: "axum 0.8 (axum::serve)",
+        kind: Kind::RustPeer("axum"),
     },
     Server {
         id: "node-rr",
@@ -99,8 +109,18 @@ pub(crate) const ALL: &[Server] = &[
     },
 ];
 
+/// The Rust peers: what cluster_thread's users would pick instead.
+pub(crate) const RUST_PEERS: &[&str] = &["actix", "hyper", "hyper-tpc", "axum"];
+
 /// The peers that every figure is also given as a ratio to.
-pub(crate) const PEERS: &[&str] = &["actix", "hyper", "node-rr", "node-none"];
+pub(crate) const PEERS: &[&str] = &[
+    "actix",
+    "hyper",
+    "hyper-tpc",
+    "axum",
+    "node-rr",
+    "node-none",
+];
 
 pub(crate) fn by_id(id: &str) -> Option<&'static Server> {
     ALL.iter().find(|s| s.id == id)
@@ -115,15 +135,13 @@ pub(crate) struct Programs {
     pub(crate) peers: Option<PathBuf>,
     /// `node` and the script, if node is on PATH.
     pub(crate) node: Option<(PathBuf, PathBuf)>,
-    /// CPUs the servers are pinned to (`--pin`), via taskset.
-    pub(crate) pin: Option<String>,
 }
 
 impl Programs {
     pub(crate) fn available(&self, server: &Server) -> bool {
         match server.kind {
             Kind::ClusterThread(_) => self.same_port.is_some(),
-            Kind::Actix | Kind::Hyper | Kind::Raw => self.peers.is_some(),
+            Kind::RustPeer(_) | Kind::Raw => self.peers.is_some(),
             Kind::Node(_) => self.node.is_some(),
         }
     }
@@ -221,7 +239,7 @@ impl Running {
             Kind::Node(_) => {
                 count(&|l| l.starts_with("worker ") && l.contains(" listening on ")) >= self.workers
             }
-            Kind::Actix | Kind::Hyper | Kind::Raw => count(&|l| l.starts_with("listening on")) >= 1,
+            Kind::RustPeer(_) | Kind::Raw => count(&|l| l.starts_with("listening on")) >= 1,
         }
     }
 
@@ -317,15 +335,57 @@ impl Drop for Running {
     }
 }
 
-/// Starts `server` with `workers` workers on a free port of 127.0.0.1.
-/// stderr goes to `logs/<id>.stderr`.
+/// How to start a server.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Launch {
+    pub(crate) workers: usize,
+    /// `--chaos` (cluster_thread: `GET /panic` crashes a worker).
+    pub(crate) chaos: bool,
+    /// Restrict the server (and its children) to this CPU.
+    pub(crate) cpu: Option<usize>,
+}
+
+impl Launch {
+    pub(crate) fn workers(workers: usize) -> Launch {
+        Launch {
+            workers,
+            chaos: false,
+            cpu: None,
+        }
+    }
+}
+
+/// Restricts a command's process (and so its threads and children) to `cpu`.
+pub(crate) fn pin_command(cmd: &mut Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // makes the sched_setaffinity system call (async-signal-safe) and
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || procfs::pin_self(&[cpu]));
+    }
+}
+
+/// Where a server's stderr goes: one file per server and launch settings
+/// (pinned and unpinned copies run at the same time).
+pub(crate) fn log_path(logs: &Path, server: &Server, launch: Launch) -> PathBuf {
+    let cpu = launch.cpu.map_or(String::new(), |c| format!("-cpu{c}"));
+    logs.join(format!("{}-{}w{cpu}.stderr", server.id, launch.workers))
+}
+
+/// Starts `server` on a free port of 127.0.0.1; its stderr goes to
+/// [`log_path`].
 pub(crate) fn spawn(
     programs: &Programs,
     server: &Server,
-    workers: usize,
-    chaos: bool,
+    launch: Launch,
     logs: &Path,
 ) -> anyhow::Result<Running> {
+    let Launch {
+        workers,
+        chaos,
+        cpu,
+    } = launch;
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let (program, args, envs): (PathBuf, Vec<String>, Vec<(&str, &str)>) = match server.kind {
@@ -344,10 +404,9 @@ pub(crate) fn spawn(
             let bin = programs.same_port.clone().context("same_port not built")?;
             (bin, args, vec![])
         }
-        Kind::Actix | Kind::Hyper | Kind::Raw => {
+        Kind::RustPeer(_) | Kind::Raw => {
             let which = match server.kind {
-                Kind::Actix => "actix",
-                Kind::Hyper => "hyper",
+                Kind::RustPeer(name) => name,
                 _ => "raw",
             };
             let bin = programs.peers.clone().context("bench-peers not built")?;
@@ -372,16 +431,12 @@ pub(crate) fn spawn(
             (node, args, vec![("NODE_CLUSTER_SCHED_POLICY", policy)])
         }
     };
-    let mut cmd = match &programs.pin {
-        Some(cpus) => {
-            let mut cmd = Command::new("taskset");
-            cmd.arg("-c").arg(cpus).arg(&program);
-            cmd
-        }
-        None => Command::new(&program),
-    };
+    let mut cmd = Command::new(&program);
+    if let Some(cpu) = cpu {
+        pin_command(&mut cmd, cpu);
+    }
     std::fs::create_dir_all(logs)?;
-    let stderr = std::fs::File::create(logs.join(format!("{}.stderr", server.id)))?;
+    let stderr = std::fs::File::create(log_path(logs, server, launch))?;
     cmd.args(&args)
         .envs(envs)
         .env_remove("CLUSTER_THREAD_WORKERS")

@@ -1,10 +1,11 @@
 //! `report.svg`: one small horizontal bar chart per figure, every server a
 //! labelled bar (median) with a min–max whisker, cluster_thread in blues,
-//! the Rust peers in orange and green, Node in purples, the ceiling in grey.
+//! the Rust peers in oranges and greens, Node in purples, raw in grey.
 
 use std::fmt::Write as _;
 
-use super::report::{Stat, Summary};
+use super::report::{self, Stat, Summary};
+use super::sample::{Group, Metric, Scenario};
 use super::servers::{Kind, Server};
 use super::Run;
 
@@ -12,8 +13,6 @@ struct Panel {
     title: String,
     bars: Vec<(&'static Server, Stat)>,
     decimals: usize,
-    /// Draw the `raw` bar's value as a dashed line (req/s panels).
-    ceiling: bool,
 }
 
 fn color(server: &Server) -> &'static str {
@@ -22,8 +21,10 @@ fn color(server: &Server) -> &'static str {
         Kind::ClusterThread("least-connections") => "#3182bd",
         Kind::ClusterThread("os") => "#6baed6",
         Kind::ClusterThread(_) => "#9ecae1",
-        Kind::Actix => "#e6550d",
-        Kind::Hyper => "#31a354",
+        Kind::RustPeer("actix") => "#e6550d",
+        Kind::RustPeer("hyper") => "#31a354",
+        Kind::RustPeer("hyper-tpc") => "#74c476",
+        Kind::RustPeer(_) => "#fd8d3c",
         Kind::Node("rr") => "#756bb1",
         Kind::Node(_) => "#bcbddc",
         Kind::Raw => "#969696",
@@ -46,62 +47,40 @@ fn number(v: f64, decimals: usize) -> String {
 
 fn panels(run: &Run, summary: &Summary) -> Vec<Panel> {
     let o = &run.options;
-    let w = o.workers;
     let mut panels = Vec::new();
-    let mut add = |title: String,
-                   scenario: &str,
-                   workers: usize,
-                   metric: &str,
-                   decimals: usize,
-                   raw: bool| {
+    let mut add = |title: String, group: Group, metric: Metric, decimals: usize, raw: bool| {
         let bars: Vec<_> = run
             .servers
             .iter()
             .copied()
             .filter(|s| raw || s.kind != Kind::Raw)
-            .filter_map(|s| Some((s, summary.get(scenario, workers, s.id, metric)?)))
+            .filter_map(|s| Some((s, summary.get(group, s.id, metric)?)))
             .collect();
         if !bars.is_empty() {
             panels.push(Panel {
                 title,
                 bars,
                 decimals,
-                ceiling: metric == "rps",
             });
         }
     };
-    add(
-        format!("Keep-alive throughput, req/s ({w} workers) — higher is better"),
-        "throughput",
-        w,
-        "rps",
-        0,
-        true,
-    );
-    add(
-        "Server CPU per request, µs (keep-alive) — lower is better".into(),
-        "throughput",
-        w,
-        "cpu_us_per_req",
-        1,
-        true,
-    );
-    add(
-        "p99 latency, ms (keep-alive) — lower is better".into(),
-        "throughput",
-        w,
-        "p99_ms",
-        2,
-        true,
-    );
-    add(
-        "Connection churn, req/s (new connection each) — higher is better".into(),
-        "churn",
-        w,
-        "rps",
-        0,
-        true,
-    );
+    for (placement, generator) in report::load_scopes(run) {
+        let workers = o.workers_of(placement);
+        for scenario in [Scenario::KeepAlive, Scenario::Churn] {
+            add(
+                format!(
+                    "{}: CPU µs/req, {}, {}",
+                    scenario.name(),
+                    placement.name(),
+                    generator.label()
+                ),
+                Group::load(scenario, placement, generator, workers),
+                Metric::CpuUsPerReq,
+                2,
+                true,
+            );
+        }
+    }
     let mem_w = if o.memory_workers.contains(&8) {
         Some(8)
     } else {
@@ -109,29 +88,33 @@ fn panels(run: &Run, summary: &Summary) -> Vec<Panel> {
     };
     if let Some(mw) = mem_w {
         add(
-            format!("RSS after load at {mw} workers, MiB — lower is better"),
-            "memory",
-            mw,
-            "rss_load_mib",
-            1,
-            false,
-        );
-    }
-    if let Some(sw) = o.startup_workers.iter().copied().max() {
-        add(
-            format!("Start-up at {sw} workers, ms — lower is better"),
-            "startup",
-            sw,
-            "startup_ms",
+            format!("RSS after load at {mw} workers, MiB"),
+            Group::of(Scenario::Memory, mw),
+            Metric::RssLoadMib,
             1,
             false,
         );
     }
     add(
-        "Respawn: crash until a new worker answers, ms — lower is better".into(),
-        "respawn",
-        w,
-        "respawn_ms",
+        "KiB per idle keep-alive connection (after a request)".into(),
+        Group::of(Scenario::Idle, o.workers),
+        Metric::IdleKibPerConn,
+        1,
+        false,
+    );
+    if let Some(sw) = o.startup_workers.iter().copied().max() {
+        add(
+            format!("Start-up at {sw} workers, ms"),
+            Group::of(Scenario::Startup, sw),
+            Metric::StartupMs,
+            1,
+            false,
+        );
+    }
+    add(
+        "Respawn: crash until a new worker answers, ms".into(),
+        Group::of(Scenario::Respawn, o.workers),
+        Metric::RespawnMs,
         2,
         false,
     );
@@ -169,17 +152,6 @@ fn draw(out: &mut String, p: &Panel, x: f64, y: f64) {
         y + 26.0,
         y + 30.0 + p.bars.len() as f64 * (BAR + GAP)
     );
-    // The generator's ceiling as a dashed line across the panel.
-    let raw = p.bars.iter().find(|(s, _)| s.kind == Kind::Raw);
-    if let Some((_, raw)) = raw.filter(|_| p.ceiling) {
-        let cx = x0 + raw.median * scale;
-        let _ = writeln!(
-            out,
-            r##"<line x1="{cx:.1}" y1="{}" x2="{cx:.1}" y2="{}" stroke="#666" stroke-width="1" stroke-dasharray="4 3"><title>the generator's ceiling</title></line>"##,
-            y + 26.0,
-            y + 30.0 + p.bars.len() as f64 * (BAR + GAP)
-        );
-    }
     for (i, (server, stat)) in p.bars.iter().enumerate() {
         let by = y + 30.0 + i as f64 * (BAR + GAP);
         let len = (stat.median * scale).max(1.0);
@@ -234,15 +206,13 @@ pub(crate) fn chart(run: &Run, summary: &Summary) -> String {
     }
     let height = y[0].max(y[1]) + 10.0;
     let subtitle = format!(
-        "{} · {} cores · {} workers each · {} connections · {:.0} s runs × {} rep{} · generator: {}{}",
+        "{} · {} cores · lower is better everywhere · {:.1} s runs × {} rep{} · generators: {}{}",
         run.started,
-        run.machine["cores"],
-        o.workers,
-        o.connections,
+        run.machine.cores,
         o.duration.as_secs_f64(),
         o.reps,
         if o.reps == 1 { "" } else { "s" },
-        run.generator,
+        run.generators(),
         if o.quick { " · --quick smoke run" } else { "" }
     );
     let empty = if panels.is_empty() {
@@ -250,7 +220,7 @@ pub(crate) fn chart(run: &Run, summary: &Summary) -> String {
     } else {
         ""
     };
-    let legend = r##"<text x="20" y="62" class="legend"><tspan fill="#08519c">■ cluster_thread (one shade per balance mode)</tspan>   <tspan fill="#e6550d">■ actix-web</tspan>   <tspan fill="#31a354">■ hyper</tspan>   <tspan fill="#756bb1">■ Node cluster</tspan>   <tspan fill="#969696">■ ┆ raw: the generator's ceiling</tspan>   <tspan fill="#222">├┤ min–max over repetitions</tspan></text>"##;
+    let legend = r##"<text x="20" y="62" class="legend"><tspan fill="#08519c">■ cluster_thread (one shade per balance mode)</tspan>   <tspan fill="#e6550d">■ actix-web</tspan>   <tspan fill="#31a354">■</tspan><tspan fill="#74c476">■ hyper (multi-thread, thread per core)</tspan>   <tspan fill="#fd8d3c">■ axum</tspan>   <tspan fill="#756bb1">■ Node cluster</tspan>   <tspan fill="#969696">■ raw: canned bytes, no HTTP</tspan>   <tspan fill="#222">├┤ min–max over repetitions</tspan></text>"##;
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
 <style>
@@ -262,7 +232,7 @@ pub(crate) fn chart(run: &Run, summary: &Summary) -> String {
 .legend {{ font-size: 11px; fill: #333; }}
 </style>
 <rect width="100%" height="100%" fill="white"/>
-<text x="20" y="24" class="h1">cluster_thread vs actix-web, hyper and Node's cluster</text>
+<text x="20" y="24" class="h1">cluster_thread vs actix-web, hyper, axum and Node's cluster</text>
 <text x="20" y="42" class="sub">{}</text>
 {legend}
 {body}{empty}
