@@ -3,6 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
@@ -94,7 +95,14 @@ pub(crate) fn tcp(
 pub(crate) fn unix(path: &Path, backlog: i32) -> Result<UnixListener, Error> {
     let shown = format!("unix:{}", path.display());
     let fail = |e| Error::from_bind(&shown, e);
-    if path.exists() {
+    // Only a stale socket is replaced: connect() is refused for a regular
+    // file, a FIFO or a symlink too, which must never be deleted.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(Error::NotASocket {
+                path: path.to_path_buf(),
+            });
+        }
         match UnixStream::connect(path) {
             Ok(_) => {
                 return Err(Error::AddrInUse {

@@ -35,6 +35,12 @@ pub enum Error {
         /// What is accepted.
         reason: &'static str,
     },
+    /// A `unix:` path where something other than a socket already is.
+    #[error("cannot listen on unix:{}: the path exists and is not a socket (it is never replaced)", path.display())]
+    NotASocket {
+        /// The path asked for.
+        path: std::path::PathBuf,
+    },
     /// An inherited fd that is not a listening socket.
     #[error("fd {fd} is not a listening socket")]
     NotListening {

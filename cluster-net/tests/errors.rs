@@ -59,3 +59,35 @@ fn a_bad_address_is_named() {
         "invalid listen address \"localhost\": expected host:port, [ipv6]:port, a port number, or unix:/path"
     );
 }
+
+/// A `unix:` listener replaces only a stale socket: a regular file, a FIFO
+/// or a symlink at its path is an error naming the path, and stays.
+#[tokio::test]
+async fn a_unix_path_that_is_not_a_socket_is_never_deleted() {
+    let dir = std::env::temp_dir().join(format!("cluster-net-notsock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("file");
+    std::fs::write(&file, b"precious").unwrap();
+    let fifo = dir.join("fifo");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    for path in [&file, &fifo, &link] {
+        let shown = path.display().to_string();
+        let p = path.clone();
+        let err = start_error(move || Listen::Unix(p.clone())).await;
+        assert!(
+            err.contains(&shown) && err.contains("not a socket"),
+            "{err}"
+        );
+        assert!(
+            std::fs::symlink_metadata(path).is_ok(),
+            "{shown} was deleted"
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
