@@ -7,6 +7,7 @@
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -120,6 +121,9 @@ pub async fn upgrade(cluster: &Cluster, program: Option<PathBuf>) -> Result<u32,
     let child = std::process::Command::new(&program)
         .args(std::env::args_os().skip(1))
         .env(UPGRADE_ENV, &path)
+        // systemd's watchdog is for the service's main process, which the
+        // new one becomes (it says MAINPID): unset, WATCHDOG_USEC is its own.
+        .env_remove("WATCHDOG_PID")
         .spawn()
         .map_err(fail("starting the new process", &program))?;
     let pid = child.id();
@@ -163,10 +167,20 @@ pub async fn upgrade(cluster: &Cluster, program: Option<PathBuf>) -> Result<u32,
         pid,
         "hot upgrade: the new process took the sockets over; draining"
     );
+    cluster
+        .extension::<HandedOver>()
+        .0
+        .store(true, Ordering::SeqCst);
     let cluster = cluster.clone();
-    tokio::spawn(async move { cluster.disconnect().await });
+    // The new process serves the same sockets: no drain delay to wait.
+    tokio::spawn(async move { cluster.disconnect_without_delay().await });
     Ok(pid)
 }
+
+/// Set once this process handed its sockets to a new one: it is no longer
+/// the service's main process (so it does not tell systemd `STOPPING=1`).
+#[derive(Debug, Default)]
+pub(crate) struct HandedOver(pub(crate) AtomicBool);
 
 /// The path this process was started from. When the binary was replaced on
 /// disk (the usual way to deploy a new version), Linux reports the old one as
