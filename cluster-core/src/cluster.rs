@@ -310,8 +310,10 @@ impl Cluster {
     }
 
     /// Stops the cluster gracefully and waits until it has (Node's
-    /// `cluster.disconnect()`): every worker is disconnected, and killed if it
-    /// has not finished within the shutdown timeout.
+    /// `cluster.disconnect()`): the phase is draining at once; after the
+    /// [drain delay](ClusterBuilder::drain_delay), if any, every worker is
+    /// disconnected, and killed if it has not finished within the shutdown
+    /// timeout.
     pub async fn disconnect(&self) {
         self.stop(true).await;
     }

@@ -298,12 +298,12 @@ run_mode() {
     wait_for "$DEADLINE" "every host UP" all_up
     log "$mode: $n requests at $((RATE_WORKERS * RATE_PER_WORKER))/s"
     start_load "$n"
-    local began=$SECONDS
+    local began=$EPOCHREALTIME
     for i in "${HOSTS[@]}"; do
         "$step" "$i"  # under set -e: a failed step ends the run
         log "$mode: host $i done"
     done
-    DEPLOY_SECONDS=$((SECONDS - began))
+    DEPLOY_SECONDS=$(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
     still_loading
     finish_load "$mode" "$n"
     ((LAST_FAILED == 0)) || FAILED_MODES+=("$mode")
