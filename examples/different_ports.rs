@@ -2,22 +2,37 @@
 //! of its slot (base + slot), and comes back on it when restarted.
 //!
 //! Run:  cargo run --release --example different_ports -- [--workers N] [--port BASE]
+//!           [--healthz PATH] [--metrics PATH]
 //! Try:  curl -i localhost:8000/ ; curl -i localhost:8001/   # one worker per port
+//!       with --healthz /healthz --metrics /metrics, on each port:
+//!       curl -i localhost:8000/healthz   # 200 `ok` while serving, 503 `draining` once stopping
+//!       curl localhost:8001/metrics      # Prometheus text of that port's worker
 //! Stop: Ctrl-C or `kill -TERM <pid>`, exit status 0.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
-use cluster_thread::http::Request;
+use cluster_thread::http::{Request, Server};
 use cluster_thread::Worker;
 
-static BASE: OnceLock<u16> = OnceLock::new();
+struct Flags {
+    base: u16,
+    healthz: Option<String>,
+    metrics: Option<String>,
+}
 
-const USAGE: &str = "usage: different_ports [--workers N] [--port BASE]";
+static FLAGS: OnceLock<Flags> = OnceLock::new();
+
+const USAGE: &str =
+    "usage: different_ports [--workers N] [--port BASE] [--healthz PATH] [--metrics PATH]";
 
 fn main() -> ExitCode {
-    let mut base = 8000;
+    let mut flags = Flags {
+        base: 8000,
+        healthz: None,
+        metrics: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let parsed = match (arg.as_str(), args.next()) {
@@ -27,8 +42,16 @@ fn main() -> ExitCode {
             }
             ("--port", Some(p)) => p
                 .parse()
-                .map(|p| base = p)
+                .map(|p| flags.base = p)
                 .map_err(|_| format!("--port {p}: not a port number")),
+            ("--healthz", Some(path)) => {
+                flags.healthz = Some(path);
+                Ok(())
+            }
+            ("--metrics", Some(path)) => {
+                flags.metrics = Some(path);
+                Ok(())
+            }
             (other, _) => Err(format!("unknown or incomplete argument {other}")),
         };
         if let Err(e) = parsed {
@@ -36,14 +59,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let _ = BASE.set(base);
+    let _ = FLAGS.set(flags);
     println!("Primary {} is running", std::process::id());
     cluster()
 }
 
 #[cluster_thread::main(workers = "auto", port = "per-worker")]
 async fn cluster(worker: Worker) -> anyhow::Result<()> {
-    let base = *BASE.get().expect("set in main");
+    let flags = FLAGS.get().expect("set in main");
+    let base = flags.base;
     // `port = "per-worker"`: slot i gets base + i.
     let listener = worker.listen(format!("0.0.0.0:{base}")).await?;
     println!(
@@ -52,13 +76,21 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
         listener.local_addr()
     );
     let id = worker.id().to_string();
-    cluster_thread::http::serve(listener, move |_req: Request| {
-        let response = http::Response::builder()
-            .header("x-worker-id", id.as_str())
-            .body("hello world\n".to_owned())
-            .expect("a valid response");
-        async move { Ok::<_, Infallible>(response) }
-    })
-    .await?;
+    let mut server = Server::new(listener);
+    if let Some(path) = &flags.healthz {
+        server = server.healthz(path);
+    }
+    if let Some(path) = &flags.metrics {
+        server = server.metrics(path);
+    }
+    server
+        .serve(move |_req: Request| {
+            let response = http::Response::builder()
+                .header("x-worker-id", id.as_str())
+                .body("hello world\n".to_owned())
+                .expect("a valid response");
+            async move { Ok::<_, Infallible>(response) }
+        })
+        .await?;
     Ok(())
 }

@@ -3,11 +3,18 @@
 //!
 //! Run:  cargo run --release --example same_port -- [--workers N] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
+//!           [--healthz PATH] [--metrics PATH] [--drain-delay DURATION]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
 //!       with --chaos:
 //!       curl localhost:8000/sleep/500    # answers `slept 500` after half a second
 //!       curl localhost:8000/panic        # that request fails; its worker is replaced, nothing else fails
+//!       with --healthz /healthz --metrics /metrics:
+//!       curl -i localhost:8000/healthz   # 200 `ok` while serving, 503 `draining` once stopping
+//!       curl localhost:8000/metrics      # Prometheus text
 //! Stop: Ctrl-C or `kill -TERM <pid>`: in-flight requests finish, exit status 0.
+//!       With --drain-delay 2s (or 500ms, 1m30s): /healthz answers 503 for that
+//!       long while everything is still served, so that a load balancer takes
+//!       this host out first; then the workers drain.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -15,12 +22,14 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cluster_thread::http::Request;
+use cluster_thread::http::{Request, Server};
 use cluster_thread::{Cluster, ClusterEvent, Worker};
 
 struct Flags {
     port: u16,
     chaos: bool,
+    healthz: Option<String>,
+    metrics: Option<String>,
 }
 
 static FLAGS: OnceLock<Flags> = OnceLock::new();
@@ -28,12 +37,15 @@ static FLAGS: OnceLock<Flags> = OnceLock::new();
 const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id");
 
 const USAGE: &str = "usage: same_port [--workers N] [--port P] \
-    [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]";
+    [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
+    [--healthz PATH] [--metrics PATH] [--drain-delay DURATION]";
 
 fn main() -> ExitCode {
     let mut flags = Flags {
         port: 8000,
         chaos: false,
+        healthz: None,
+        metrics: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -56,6 +68,14 @@ fn main() -> ExitCode {
                 flags.chaos = true;
                 Ok(())
             }
+            "--healthz" => value("--healthz").map(|v| flags.healthz = Some(v)),
+            "--metrics" => value("--metrics").map(|v| flags.metrics = Some(v)),
+            // Checked here, applied by the cluster at start.
+            "--drain-delay" => value("--drain-delay").and_then(|v| {
+                humantime::parse_duration(&v)
+                    .map(|_| std::env::set_var("CLUSTER_THREAD_DRAIN_DELAY", &v))
+                    .map_err(|e| format!("--drain-delay {v}: {e} (such as 2s or 500ms)"))
+            }),
             other => Err(format!("unknown argument {other}")),
         };
         if let Err(e) = parsed {
@@ -71,7 +91,8 @@ fn main() -> ExitCode {
 /// Runs once in each worker thread.
 #[cluster_thread::main(workers = "auto", port = "shared", primary = primary)]
 async fn cluster(worker: Worker) -> anyhow::Result<()> {
-    let Flags { port, chaos } = *FLAGS.get().expect("set in main");
+    let flags = FLAGS.get().expect("set in main");
+    let (port, chaos) = (flags.port, flags.chaos);
     println!(
         "Worker {}, {:?} started",
         std::process::id(),
@@ -80,24 +101,32 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
     let listener = worker.listen(format!("0.0.0.0:{port}")).await?;
     // Built once: each response only clones it (a reference count).
     let id = http::HeaderValue::from(worker.id());
-    cluster_thread::http::serve(listener, move |req: Request| {
-        let id = id.clone();
-        async move {
-            let body = match (chaos, req.uri().path()) {
-                (true, "/panic") => panic!("GET /panic on worker {id:?}"),
-                (true, path) if path.starts_with("/sleep/") => {
-                    let ms: u64 = path["/sleep/".len()..].parse().unwrap_or(0);
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    format!("slept {ms}\n")
-                }
-                _ => "hello world\n".to_owned(),
-            };
-            let mut response = http::Response::new(body);
-            response.headers_mut().insert(X_WORKER_ID, id);
-            Ok::<_, Infallible>(response)
-        }
-    })
-    .await?;
+    let mut server = Server::new(listener);
+    if let Some(path) = &flags.healthz {
+        server = server.healthz(path);
+    }
+    if let Some(path) = &flags.metrics {
+        server = server.metrics(path);
+    }
+    server
+        .serve(move |req: Request| {
+            let id = id.clone();
+            async move {
+                let body = match (chaos, req.uri().path()) {
+                    (true, "/panic") => panic!("GET /panic on worker {id:?}"),
+                    (true, path) if path.starts_with("/sleep/") => {
+                        let ms: u64 = path["/sleep/".len()..].parse().unwrap_or(0);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        format!("slept {ms}\n")
+                    }
+                    _ => "hello world\n".to_owned(),
+                };
+                let mut response = http::Response::new(body);
+                response.headers_mut().insert(X_WORKER_ID, id);
+                Ok::<_, Infallible>(response)
+            }
+        })
+        .await?;
     Ok(())
 }
 

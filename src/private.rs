@@ -22,6 +22,8 @@ pub struct Args {
     pub restart: &'static str,
     /// The shutdown timeout, in milliseconds.
     pub shutdown_timeout_ms: u64,
+    /// The drain delay, in milliseconds (0: none).
+    pub drain_delay_ms: u64,
     /// `"ignore"` or `"restart"`.
     pub on_panic: &'static str,
 }
@@ -34,6 +36,7 @@ impl Default for Args {
             balance: "round-robin",
             restart: "on-failure",
             shutdown_timeout_ms: 30_000,
+            drain_delay_ms: 0,
             on_panic: "restart",
         }
     }
@@ -42,6 +45,10 @@ impl Default for Args {
 /// The environment variable that overrides `balance` (one of [`BALANCES`]),
 /// as Node reads `NODE_CLUSTER_SCHED_POLICY`.
 pub const BALANCE_ENV: &str = "CLUSTER_THREAD_BALANCE";
+
+/// The environment variable that overrides `drain_delay` (a duration such
+/// as `2s` or `500ms`).
+pub const DRAIN_DELAY_ENV: &str = "CLUSTER_THREAD_DRAIN_DELAY";
 
 /// The values of `balance`.
 pub const BALANCES: [&str; 5] = [
@@ -62,15 +69,36 @@ pub trait WorkerExt {}
 
 impl Args {
     /// These arguments with the environment's overrides applied:
-    /// `CLUSTER_THREAD_BALANCE` replaces `balance`. (`CLUSTER_THREAD_WORKERS`
-    /// is applied by the builder.) An invalid value is an error naming the
-    /// variable.
+    /// `CLUSTER_THREAD_BALANCE` replaces `balance`, `CLUSTER_THREAD_DRAIN_DELAY`
+    /// `drain_delay`. (`CLUSTER_THREAD_WORKERS` is applied by the builder.)
+    /// An invalid value is an error naming the variable.
     pub fn with_env(self) -> Result<Args, Error> {
-        let value = std::env::var_os(BALANCE_ENV).map(|v| {
-            v.into_string()
-                .unwrap_or_else(|v| v.to_string_lossy().into_owned())
-        });
-        self.with_balance_env(value.as_deref())
+        let var = |name| {
+            std::env::var_os(name).map(|v| {
+                v.into_string()
+                    .unwrap_or_else(|v| v.to_string_lossy().into_owned())
+            })
+        };
+        self.with_balance_env(var(BALANCE_ENV).as_deref())?
+            .with_drain_delay_env(var(DRAIN_DELAY_ENV).as_deref())
+    }
+
+    /// As [`with_env`](Self::with_env), with the value of
+    /// `CLUSTER_THREAD_DRAIN_DELAY` given (`None`: unset).
+    pub fn with_drain_delay_env(mut self, value: Option<&str>) -> Result<Args, Error> {
+        if let Some(value) = value {
+            let delay = humantime::parse_duration(value.trim()).map_err(|_| Error::BadEnv {
+                name: DRAIN_DELAY_ENV,
+                value: value.to_owned(),
+                expected: "a duration such as \"2s\", \"500ms\" or \"0s\"",
+            })?;
+            self.drain_delay_ms = u64::try_from(delay.as_millis()).map_err(|_| Error::BadEnv {
+                name: DRAIN_DELAY_ENV,
+                value: value.to_owned(),
+                expected: "a duration shorter than 500 million years",
+            })?;
+        }
+        Ok(self)
     }
 
     /// As [`with_env`](Self::with_env), with the value of
@@ -101,6 +129,7 @@ impl Args {
             .workers(self.workers.map_or(Workers::Auto, Workers::Count))
             .restart(restart)
             .shutdown_timeout(Duration::from_millis(self.shutdown_timeout_ms))
+            .drain_delay(Duration::from_millis(self.drain_delay_ms))
             .state(self.clone());
         #[cfg(feature = "net")]
         let builder = builder.state(self.net());
@@ -241,6 +270,39 @@ mod tests {
             args.with_balance_env(None).map(|a| a.balance).ok(),
             Some("os")
         );
+    }
+
+    #[test]
+    fn drain_delay_env_overrides_the_argument() {
+        for (value, ms) in [
+            ("2s", 2_000),
+            ("500ms", 500),
+            (" 1m 30s ", 90_000),
+            ("0s", 0),
+        ] {
+            let args = Args::default().with_drain_delay_env(Some(value));
+            assert_eq!(args.map(|a| a.drain_delay_ms).ok(), Some(ms), "{value}");
+        }
+        let args = Args {
+            drain_delay_ms: 700,
+            ..Args::default()
+        };
+        assert_eq!(
+            args.with_drain_delay_env(None)
+                .map(|a| a.drain_delay_ms)
+                .ok(),
+            Some(700)
+        );
+        for bad in ["", "2", "soon", "-1s"] {
+            match Args::default().with_drain_delay_env(Some(bad)) {
+                Ok(args) => panic!("{bad:?} accepted as {} ms", args.drain_delay_ms),
+                Err(e) => {
+                    let text = e.to_string();
+                    assert!(text.contains("CLUSTER_THREAD_DRAIN_DELAY"), "{text}");
+                    assert!(text.contains("\"500ms\""), "{text}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -126,6 +126,87 @@ fn different_ports_gives_each_slot_its_own_port() {
 }
 
 #[test]
+fn same_port_healthz_metrics_and_drain_delay() {
+    // Far longer than the test: only the second SIGINT below ends the delay.
+    let mut run = Run::start(
+        "same_port",
+        &[
+            "--workers",
+            "2",
+            "--port",
+            "0",
+            "--healthz",
+            "/healthz",
+            "--metrics",
+            "/metrics",
+            "--drain-delay",
+            "10m",
+        ],
+    );
+    let addr = local(&run.line(|l| l.starts_with("listening on ")));
+    let health = get(addr, "/healthz").unwrap();
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let metrics = get(addr, "/metrics").unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("cluster_thread_requests_total{"),
+        "{}",
+        metrics.body
+    );
+    // A graceful stop (SIGINT as SIGTERM).
+    run.signal(libc::SIGINT);
+    // The drain delay: health checks fail at once, the rest is served.
+    let end = Instant::now() + DEADLINE;
+    while get(addr, "/healthz").unwrap().status != 503 {
+        assert!(Instant::now() < end, "/healthz still 200 after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let r = get(addr, "/").unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "hello world\n"));
+    // A second SIGINT (the first was handled: 503 above) skips the delay.
+    run.signal(libc::SIGINT);
+    assert!(run.exit_status().success());
+}
+
+#[test]
+fn same_port_refuses_a_bad_drain_delay() {
+    let mut run = Run::start("same_port", &["--drain-delay", "soon"]);
+    let status = run.exit_status();
+    assert_eq!(status.code(), Some(2), "{status}");
+}
+
+#[test]
+fn different_ports_answers_healthz_and_metrics_on_each_port() {
+    let base = common::free_port_run(2);
+    let mut run = Run::start(
+        "different_ports",
+        &[
+            "--workers",
+            "2",
+            "--port",
+            &base.to_string(),
+            "--healthz",
+            "/healthz",
+            "--metrics",
+            "/metrics",
+        ],
+    );
+    for _ in 0..2 {
+        let line = run.line(|l| l.starts_with("worker ") && l.contains(" listening on 0.0.0.0:"));
+        let addr = local(line.rsplit(' ').next().unwrap());
+        assert_eq!(get(addr, "/healthz").unwrap().body, "ok\n");
+        let metrics = get(addr, "/metrics").unwrap();
+        assert!(
+            metrics.body.contains("cluster_thread_workers "),
+            "{}",
+            metrics.body
+        );
+    }
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+}
+
+#[test]
 fn axum_counts_hits_across_every_worker() {
     let mut run = Run::start("axum", &["--workers", "2", "--port", "0"]);
     let addr = local(&run.line(|l| l.starts_with("listening on ")));

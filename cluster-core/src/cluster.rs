@@ -10,7 +10,10 @@ use tokio::task::LocalSet;
 use crate::config::{Config, ShutdownFuture, StartHook, StateMap, WorkerFn};
 use crate::supervisor::{supervise, Inner, SlotStatus};
 use crate::worker::Notice;
-use crate::{ClusterBuilder, ClusterInfo, Error, Events, Message, Phase, TaskResult, WorkerHandle};
+use crate::{
+    ClusterBuilder, ClusterEvent, ClusterInfo, Error, Events, Message, Phase, TaskResult,
+    WorkerHandle,
+};
 
 /// The primary's handle on a cluster of worker threads: Node's `cluster` in the primary.
 ///
@@ -214,6 +217,13 @@ impl Cluster {
         self.inner.events.subscribe()
     }
 
+    /// A subscription to the events from now on, leaving the backlog to the
+    /// first [`events`](Self::events): for a library's watcher that must not
+    /// take the user's history.
+    pub fn later_events(&self) -> Events {
+        self.inner.events.subscribe_later()
+    }
+
     /// The live workers, by slot.
     pub fn workers(&self) -> Vec<WorkerHandle> {
         let st = self.inner.lock();
@@ -306,10 +316,21 @@ impl Cluster {
     }
 
     /// Stops the cluster gracefully and waits until it has (Node's
-    /// `cluster.disconnect()`): every worker is disconnected, and killed if it
-    /// has not finished within the shutdown timeout.
+    /// `cluster.disconnect()`): the phase is draining at once; after the
+    /// [drain delay](ClusterBuilder::drain_delay), if any, every worker is
+    /// disconnected, and killed if it has not finished within the shutdown
+    /// timeout.
     pub async fn disconnect(&self) {
         self.stop(true).await;
+    }
+
+    /// As [`disconnect`](Self::disconnect), without the
+    /// [drain delay](ClusterBuilder::drain_delay): for when another process
+    /// goes on serving the same sockets, as after a hot upgrade.
+    pub async fn disconnect_without_delay(&self) {
+        self.inner.begin_stop_after(true, std::time::Duration::ZERO);
+        let mut phases = self.phases();
+        let _ = phases.wait_for(|p| *p == Phase::Stopped).await;
     }
 
     /// Stops the cluster and waits until it has: gracefully as
@@ -323,10 +344,25 @@ impl Cluster {
     /// Replaces every worker, one slot at a time: the new worker must be
     /// online (and listening or ready, if the one it replaces was; up to the
     /// listen timeout) before the old one is disconnected. Returns when every
-    /// old worker has exited. SIGHUP does the same.
+    /// old worker has exited. SIGHUP does the same. Emits
+    /// [`ClusterEvent::Reloading`](crate::ClusterEvent::Reloading) before and
+    /// [`ClusterEvent::Reloaded`](crate::ClusterEvent::Reloaded) after.
     pub async fn reload(&self) -> Result<(), Error> {
         let inner = &self.inner;
         let _one_at_a_time = inner.reload_lock.lock().await;
+        if inner.lock().stopping {
+            return Err(Error::Stopping { action: "reload" });
+        }
+        inner.events.emit(ClusterEvent::Reloading);
+        let result = self.reload_slots().await;
+        inner.events.emit(ClusterEvent::Reloaded {
+            error: result.as_ref().err().map(ToString::to_string),
+        });
+        result
+    }
+
+    async fn reload_slots(&self) -> Result<(), Error> {
+        let inner = &self.inner;
         let mut old_workers = Vec::new();
         let size = self.size();
         for slot in 0..size {

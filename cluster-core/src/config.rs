@@ -67,6 +67,7 @@ pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) kill_timeout: Duration,
     pub(crate) listen_timeout: Duration,
+    pub(crate) drain_delay: Duration,
     pub(crate) signals: bool,
     pub(crate) on_sigquit: Option<SignalHook>,
 }
@@ -98,6 +99,7 @@ pub struct ClusterBuilder {
     shutdown_timeout: Duration,
     kill_timeout: Duration,
     listen_timeout: Duration,
+    drain_delay: Duration,
     signals: bool,
     shutdown_signal: Option<ShutdownFuture>,
     on_start: Vec<StartHook>,
@@ -116,6 +118,7 @@ impl Default for ClusterBuilder {
             shutdown_timeout: Duration::from_secs(30),
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(3),
+            drain_delay: Duration::ZERO,
             signals: true,
             shutdown_signal: None,
             on_start: Vec::new(),
@@ -132,6 +135,7 @@ impl fmt::Debug for ClusterBuilder {
             .field("thread_name", &self.thread_name)
             .field("restart", &self.restart)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("drain_delay", &self.drain_delay)
             .field("signals", &self.signals)
             .finish_non_exhaustive()
     }
@@ -218,6 +222,21 @@ impl ClusterBuilder {
     /// ready, as PM2's `listen_timeout` (default 3 s).
     pub fn listen_timeout(mut self, timeout: Duration) -> Self {
         self.listen_timeout = timeout;
+        self
+    }
+
+    /// How long a graceful stop of the whole cluster (SIGTERM, the first
+    /// SIGINT, the shutdown signal, [`Cluster::disconnect`]) waits before it
+    /// disconnects the workers (default zero). The phase is
+    /// [`Phase::Draining`](crate::Phase::Draining) from the start, so health
+    /// checks that read it (`cluster-http`'s `healthz` answers 503) take the
+    /// host out of a load balancer while every worker still serves; only
+    /// then do the workers drain. Set it to at least two of the balancer's
+    /// health-check intervals, as a Kubernetes `preStop` sleep. Workers that
+    /// exit meanwhile are not replaced. A second SIGINT or
+    /// [`Cluster::stop(false)`](Cluster::stop) skips it.
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
         self
     }
 
@@ -315,6 +334,7 @@ impl ClusterBuilder {
             shutdown_timeout: self.shutdown_timeout,
             kill_timeout: self.kill_timeout,
             listen_timeout: self.listen_timeout,
+            drain_delay: self.drain_delay,
             signals: self.signals,
             on_sigquit: self.on_sigquit,
         };

@@ -72,6 +72,16 @@ pub enum ClusterEvent {
     },
     /// The cluster entered a new phase.
     Phase(Phase),
+    /// A rolling reload ([`Cluster::reload`](crate::Cluster::reload), SIGHUP)
+    /// began.
+    Reloading,
+    /// The rolling reload ended: every slot has its new worker, or `error`
+    /// says why the reload stopped early (the slots not reached keep their
+    /// workers).
+    Reloaded {
+        /// Why the reload stopped early, if it did.
+        error: Option<String>,
+    },
 }
 
 /// How a worker ended.

@@ -52,6 +52,16 @@ impl EventHub {
         Events { rx }
     }
 
+    /// A subscription that leaves the backlog to the first `subscribe`.
+    pub(crate) fn subscribe_later(&self) -> Events {
+        let mut hub = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tx, rx) = mpsc::unbounded_channel();
+        if !hub.closed {
+            hub.subscribers.push(tx);
+        }
+        Events { rx }
+    }
+
     /// After `Stopped`: subscribers' `recv` returns `None` once drained.
     pub(crate) fn close(&self) {
         let mut hub = self.0.lock().unwrap_or_else(PoisonError::into_inner);

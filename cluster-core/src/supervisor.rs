@@ -259,25 +259,34 @@ impl Inner {
         }
     }
 
-    /// Starts a stop: graceful disconnects every worker, immediate kills them.
+    /// Starts a stop: graceful disconnects every worker (after the drain
+    /// delay), immediate kills them.
     pub(crate) fn begin_stop(self: &Arc<Self>, graceful: bool) {
-        let workers: Vec<_> = {
+        self.begin_stop_after(graceful, self.config.drain_delay);
+    }
+
+    /// As `begin_stop`, with this drain delay (zero: none).
+    pub(crate) fn begin_stop_after(self: &Arc<Self>, graceful: bool, delay: Duration) {
+        let (workers, again) = {
             let mut st = self.lock();
-            st.stopping = true;
+            let again = std::mem::replace(&mut st.stopping, true);
             for slot in &mut st.slots {
                 if slot.status == SlotStatus::Restarting {
                     slot.status = SlotStatus::Active;
                     slot.epoch = self.epoch();
                 }
             }
-            st.workers.values().cloned().collect()
+            (st.workers.values().cloned().collect::<Vec<_>>(), again)
         };
         if graceful {
             self.set_phase(Phase::Draining);
-            for core in &workers {
-                self.disconnect_worker(core);
+            if delay.is_zero() {
+                self.disconnect_all();
+            } else if !again {
+                // Draining already (health checks fail), serving on until then.
+                tracing::info!(?delay, "drain delay: the workers drain after it");
+                self.spawn_timer(delay, Notice::DrainDelayOver);
             }
-            self.spawn_timer(self.config.shutdown_timeout, Notice::StopDeadline);
         } else {
             self.set_phase(Phase::Stopping);
             for core in &workers {
@@ -286,6 +295,14 @@ impl Inner {
             }
         }
         self.check_done(&self.lock());
+    }
+
+    fn disconnect_all(self: &Arc<Self>) {
+        let workers: Vec<_> = self.lock().workers.values().cloned().collect();
+        for core in &workers {
+            self.disconnect_worker(core);
+        }
+        self.spawn_timer(self.config.shutdown_timeout, Notice::StopDeadline);
     }
 
     fn check_done(&self, st: &State) {
@@ -391,6 +408,11 @@ impl Inner {
                 let mut st = self.lock();
                 st.start_timed_out = true;
                 self.check_started(&st);
+            }
+            Notice::DrainDelayOver => {
+                if *self.phase.borrow() == Phase::Draining {
+                    self.disconnect_all();
+                }
             }
             Notice::StopDeadline => {
                 let st = self.lock();

@@ -57,10 +57,15 @@ pub(crate) enum Notice {
     Message(u64, Message),
     Exited(u64, ExitReason),
     KillTimeout(u64),
-    RestartDue { slot: usize, epoch: u64 },
+    RestartDue {
+        slot: usize,
+        epoch: u64,
+    },
     StartFailed(u64, String),
     StartTimeout,
     StopDeadline,
+    /// A graceful stop's drain delay is over: disconnect the workers.
+    DrainDelayOver,
 }
 
 /// Cluster-wide values that companion crates (such as `cluster-net`) keep,

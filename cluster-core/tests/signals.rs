@@ -21,6 +21,8 @@ fn child() {
         return;
     };
     let stubborn = mode == "stubborn";
+    // An hour: only a second SIGINT ends such a stop within the test.
+    let delay = if mode == "delayed" { 3600 } else { 0 };
     let builder = Cluster::builder();
     let builder = if mode == "quit-handler" {
         builder.on_sigquit(|cluster| async move {
@@ -32,6 +34,7 @@ fn child() {
     builder
         .workers(2)
         .shutdown_timeout(Duration::from_secs(120))
+        .drain_delay(Duration::from_secs(delay))
         .run_with_primary(
             move |w| async move {
                 println!("online {}", w.id());
@@ -170,4 +173,18 @@ fn sigquit_runs_the_handler_given_to_the_builder() {
     run.signal(libc::SIGTERM);
     let (status, _) = run.wait(DEADLINE);
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_second_sigint_skips_the_drain_delay() {
+    let run = Run::start("delayed");
+    run.expect_line(|l| l.contains("online "), "online");
+    run.expect_line(|l| l.contains("online "), "online");
+    run.signal(libc::SIGINT);
+    // Draining at once; the workers would be disconnected only in an hour.
+    run.expect_line(|l| l.ends_with("draining"), "draining");
+    run.signal(libc::SIGINT);
+    let (status, rest) = run.wait(DEADLINE);
+    assert!(status.success(), "{status}");
+    assert!(rest.iter().all(|l| !l.starts_with("finished ")), "{rest:?}");
 }

@@ -78,6 +78,46 @@ async fn healthz_is_200_while_serving_and_503_while_draining() {
         .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_503_through_the_drain_delay_while_requests_are_served() {
+    // Long enough that the requests below, made at once, fall inside it.
+    let delay = Duration::from_secs(3);
+    let running = start(2, |b| b.state(config()).drain_delay(delay), serve_app(None)).await;
+    let (addr, cluster) = (running.addr, running.cluster.clone());
+    assert_eq!(
+        common::get(addr, "/healthz").await.unwrap().status,
+        StatusCode::OK
+    );
+    let stopping = tokio::spawn({
+        let cluster = cluster.clone();
+        async move { cluster.disconnect().await }
+    });
+    let mut phases = cluster.phases();
+    tokio::time::timeout(DEADLINE, phases.wait_for(|p| *p >= Phase::Draining))
+        .await
+        .unwrap()
+        .unwrap();
+    // The load balancer is told to go away, and whatever still comes, on
+    // new connections, is served.
+    let health = common::get(addr, "/healthz").await.unwrap();
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    );
+    for _ in 0..4 {
+        let page = common::get(addr, "/").await.unwrap();
+        assert_eq!(
+            (page.status, page.body.as_str()),
+            (StatusCode::OK, "hello world\n")
+        );
+    }
+    assert!(cluster.workers().iter().all(|w| w.is_connected()));
+    tokio::time::timeout(DEADLINE, stopping)
+        .await
+        .expect("the cluster did not stop before the deadline")
+        .unwrap();
+}
+
 /// One sample: `name{labels} value`.
 #[derive(Debug)]
 struct Sample {

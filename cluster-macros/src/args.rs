@@ -11,12 +11,13 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 /// The keys the attribute takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 8] = [
+pub(crate) const KEYS: [&str; 9] = [
     "workers",
     "port",
     "balance",
     "restart",
     "shutdown_timeout",
+    "drain_delay",
     "on_panic",
     "primary",
     "crate",
@@ -46,6 +47,7 @@ pub(crate) struct Args {
     pub(crate) balance: &'static str,
     pub(crate) restart: &'static str,
     pub(crate) shutdown_timeout_ms: u64,
+    pub(crate) drain_delay_ms: u64,
     pub(crate) on_panic: &'static str,
     /// The function run on the primary, if any.
     pub(crate) primary: Option<Path>,
@@ -61,6 +63,7 @@ impl Default for Args {
             balance: BALANCES[0],
             restart: "on-failure",
             shutdown_timeout_ms: 30_000,
+            drain_delay_ms: 0,
             on_panic: "restart",
             primary: None,
             krate: None,
@@ -106,6 +109,7 @@ impl Args {
                 "shutdown_timeout" => {
                     shutdown_timeout(&value).map(|ms| args.shutdown_timeout_ms = ms)
                 }
+                "drain_delay" => drain_delay(&value).map(|ms| args.drain_delay_ms = ms),
                 "on_panic" => choice(&name, &value, &ON_PANICS).map(|v| args.on_panic = v),
                 "primary" => primary(&value).map(|p| args.primary = Some(p)),
                 _ => krate(&value).map(|p| args.krate = Some(p)),
@@ -314,10 +318,34 @@ fn shutdown_timeout(value: &Expr) -> syn::Result<u64> {
     }
 }
 
+/// `"0s"` (none, the default) or a duration such as `"2s"`.
+fn drain_delay(value: &Expr) -> syn::Result<u64> {
+    match lit(value) {
+        Some(Lit::Str(s)) => parse_duration_or_zero_ms(&s.value()).map_err(|reason| {
+            syn::Error::new(
+                s.span(),
+                format!("invalid `drain_delay` value \"{}\": {reason}", s.value()),
+            )
+        }),
+        _ => Err(syn::Error::new(
+            value.span(),
+            format!("invalid `drain_delay` value: {DURATION_EXPECTED}"),
+        )),
+    }
+}
+
 /// Parses `"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"1m30s"`, `"1h 30m"` into
 /// milliseconds. Integer amounts only, each followed by its unit; the total
 /// must be above zero and fit in a `u64` of milliseconds.
 pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    match parse_duration_or_zero_ms(text)? {
+        0 => Err("the shutdown timeout must be greater than zero".to_owned()),
+        total => Ok(total),
+    }
+}
+
+/// As [`parse_duration_ms`], zero allowed.
+pub(crate) fn parse_duration_or_zero_ms(text: &str) -> Result<u64, String> {
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(format!("the duration is empty; {DURATION_EXPECTED}"));
@@ -354,9 +382,6 @@ pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
             .checked_add(part)
             .ok_or_else(|| "the duration is too long".to_owned())?;
         rest = after.trim_start();
-    }
-    if total == 0 {
-        return Err("the shutdown timeout must be greater than zero".to_owned());
     }
     Ok(total)
 }
@@ -435,6 +460,7 @@ mod tests {
         assert_eq!(args.balance, "round-robin");
         assert_eq!(args.restart, "on-failure");
         assert_eq!(args.shutdown_timeout_ms, 30_000);
+        assert_eq!(args.drain_delay_ms, 0);
         assert_eq!(args.on_panic, "restart");
         assert!(args.primary.is_none());
         assert!(args.krate.is_none());
@@ -549,6 +575,22 @@ mod tests {
     }
 
     #[test]
+    fn drain_delay() {
+        assert_eq!(ok(quote!(drain_delay = "2s")).drain_delay_ms, 2_000);
+        assert_eq!(ok(quote!(drain_delay = "0s")).drain_delay_ms, 0);
+        let e = error(quote!(drain_delay = 2));
+        assert!(
+            e.contains("invalid `drain_delay` value: expected a duration"),
+            "{e}"
+        );
+        let e = error(quote!(drain_delay = "2 seconds"));
+        assert!(
+            e.contains("invalid `drain_delay` value \"2 seconds\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn durations() {
         for (text, ms) in [
             ("1ms", 1),
@@ -653,6 +695,7 @@ mod tests {
             balance = "sticky",
             restart = "always",
             shutdown_timeout = "2m",
+            drain_delay = "1500ms",
             on_panic = "ignore",
             primary = watch,
             crate = "ct",
@@ -662,6 +705,7 @@ mod tests {
         assert_eq!(args.balance, "sticky");
         assert_eq!(args.restart, "always");
         assert_eq!(args.shutdown_timeout_ms, 120_000);
+        assert_eq!(args.drain_delay_ms, 1_500);
         assert_eq!(args.on_panic, "ignore");
         assert!(args.primary.is_some());
         assert!(args.krate.is_some());
@@ -673,7 +717,7 @@ mod tests {
         assert!(e.contains("unknown argument `threads`"), "{e}");
         assert!(
             e.contains(
-                "`workers`, `port`, `balance`, `restart`, `shutdown_timeout`, `on_panic`, `primary` or `crate`"
+                "`workers`, `port`, `balance`, `restart`, `shutdown_timeout`, `drain_delay`, `on_panic`, `primary` or `crate`"
             ),
             "{e}"
         );

@@ -223,7 +223,7 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let (port, balance, restart, on_panic) = (args.port, args.balance, args.restart, args.on_panic);
-    let shutdown_timeout_ms = args.shutdown_timeout_ms;
+    let (shutdown_timeout_ms, drain_delay_ms) = (args.shutdown_timeout_ms, args.drain_delay_ms);
     let cluster_args = quote! {
         #krate::__private::Args {
             workers: #workers,
@@ -231,6 +231,7 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
             balance: #balance,
             restart: #restart,
             shutdown_timeout_ms: #shutdown_timeout_ms,
+            drain_delay_ms: #drain_delay_ms,
             on_panic: #on_panic,
         }
     };

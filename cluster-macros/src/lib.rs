@@ -36,7 +36,7 @@
 //!    type, or at the `primary` path, with what is accepted).
 //!
 //! `run` applies the environment overrides (`CLUSTER_THREAD_WORKERS`,
-//! `CLUSTER_THREAD_BALANCE`), builds the cluster, runs the primary on the
+//! `CLUSTER_THREAD_BALANCE`, `CLUSTER_THREAD_DRAIN_DELAY`), builds the cluster, runs the primary on the
 //! calling thread until the cluster stops, and returns `ExitCode::SUCCESS`,
 //! or prints `error: ...` to stderr and returns `ExitCode::FAILURE` (a bad
 //! setting, slots that kept crashing, a failed primary function).
@@ -77,13 +77,15 @@
 //! | `balance` | `"round-robin"`, `"least-connections"`, `"os"`, `"reuseport"`, `"sticky"` | `"round-robin"` |
 //! | `restart` | `"never"`, `"on-failure"`, `"always"` | `"on-failure"` |
 //! | `shutdown_timeout` | a duration: integer amounts with units `ms`, `s`, `m`, `h`, such as `"30s"`, `"500ms"`, `"2m"`, `"1m30s"`; not zero | `"30s"` |
+//! | `drain_delay` | a duration as above, zero allowed: on a graceful stop, how long `/healthz` answers 503 while every worker still serves, before the workers drain (`ClusterBuilder::drain_delay`) | `"0s"` |
 //! | `on_panic` | what a panic in a connection task does: `"ignore"` or `"restart"` | `"restart"` |
 //! | `primary` | a path to an `async fn(cluster_thread::Cluster)` returning `()` or `Result<(), E: Display>`, run on the primary with the cluster handle (bare, `primary = watch`, or in a string, `primary = "watch"`) | none |
 //! | `crate` | the path of the facade, in a string, for users who renamed it (`crate = "ct"`) or re-export it, as `#[tokio::main(crate = "...")]`; the expansion uses `<crate>::__private` | `"cluster_thread"` |
 //!
 //! At run time `CLUSTER_THREAD_WORKERS` (`auto` or an integer ≥ 1) overrides
-//! `workers`, and `CLUSTER_THREAD_BALANCE` (one of the five balance values)
-//! overrides `balance`; an invalid value stops the program at start with an
+//! `workers`, `CLUSTER_THREAD_BALANCE` (one of the five balance values)
+//! overrides `balance`, and `CLUSTER_THREAD_DRAIN_DELAY` (a duration such as
+//! `2s` or `500ms`) overrides `drain_delay`; an invalid value stops the program at start with an
 //! error naming the variable.
 //!
 //! # Errors
@@ -134,6 +136,7 @@ use proc_macro::TokenStream;
 /// | `balance` | `"round-robin"`, `"least-connections"`, `"os"`, `"reuseport"`, `"sticky"` | `"round-robin"` |
 /// | `restart` | `"never"`, `"on-failure"`, `"always"` | `"on-failure"` |
 /// | `shutdown_timeout` | a duration with units `ms`, `s`, `m`, `h`, such as `"30s"` or `"1m30s"` | `"30s"` |
+/// | `drain_delay` | a duration, zero allowed: `/healthz` 503 this long before a graceful stop drains | `"0s"` |
 /// | `on_panic` | `"ignore"` or `"restart"` | `"restart"` |
 /// | `primary` | path to an `async fn(Cluster)` returning `()` or `Result<(), E: Display>` | none |
 /// | `crate` | path of the facade, in a string | `"cluster_thread"` |

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
 use cluster_core::{Address, Worker};
@@ -86,75 +87,88 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
     let registry = worker.extension::<Registry>();
     let slot = worker.slot();
 
-    let (key, balance, bind): (Key, Balance, Box<dyn FnOnce() -> _>) =
-        match systemd(worker, spec.target)? {
-            Listen::Handle(listener) => return handle(worker, listener, max_per_worker),
-            Listen::Tcp(asked) => {
-                let nth = if asked.port() == 0 {
-                    registry.next_zero(worker.id())
-                } else {
-                    0
-                };
-                let per_worker = match ports {
-                    Ports::Shared => None,
-                    Ports::PerWorker if asked.port() == 0 => Some(asked),
-                    Ports::PerWorker => {
-                        let port = usize::from(asked.port()) + slot;
-                        let port = u16::try_from(port).map_err(|_| Error::PortOverflow {
-                            addr: asked.to_string(),
-                            slot,
-                        })?;
-                        Some(SocketAddr::new(asked.ip(), port))
-                    }
-                    Ports::PerWorkerWith(f) => Some(SocketAddr::new(asked.ip(), f(slot))),
-                };
-                match per_worker {
-                    Some(addr) => (
-                        Key::Slot(asked, slot, nth),
-                        Balance::Os,
-                        Box::new(move || {
-                            bind::tcp(addr, false, config.backlog).map(StdListener::Tcp)
+    let (key, balance, bind): (Key, Balance, Box<dyn FnOnce() -> _>) = match systemd(
+        worker,
+        spec.target,
+    )? {
+        Listen::Handle(listener) => return handle(worker, listener, max_per_worker),
+        Listen::Tcp(asked) => {
+            let nth = if asked.port() == 0 {
+                registry.next_zero(worker.id())
+            } else {
+                0
+            };
+            let per_worker = match ports {
+                Ports::Shared => None,
+                Ports::PerWorker if asked.port() == 0 => Some(asked),
+                Ports::PerWorker => {
+                    let port = usize::from(asked.port()) + slot;
+                    let port = u16::try_from(port).map_err(|_| Error::PortOverflow {
+                        addr: asked.to_string(),
+                        slot,
+                    })?;
+                    Some(SocketAddr::new(asked.ip(), port))
+                }
+                Ports::PerWorkerWith(f) => Some(SocketAddr::new(asked.ip(), f(slot))),
+            };
+            match per_worker {
+                Some(addr) => (
+                    Key::Slot(asked, slot, nth),
+                    Balance::Os,
+                    Box::new(move || bind::tcp(addr, false, config.backlog).map(StdListener::Tcp)),
+                ),
+                None => {
+                    let balance = reuseport_or_os(balance);
+                    // Socket activation: systemd's socket for this address.
+                    let activated = worker
+                        .state::<SystemdSockets>()
+                        .filter(|_| nth == 0)
+                        .and_then(|s| s.tcp_listener(asked));
+                    let balance = match &activated {
+                        Some(_) if balance == Balance::ReusePort => {
+                            tracing::warn!(%asked, "reuseport cannot apply to systemd's socket; using os");
+                            Balance::Os
+                        }
+                        _ => balance,
+                    };
+                    let reuse = balance == Balance::ReusePort;
+                    (
+                        Key::Tcp(asked, nth),
+                        balance,
+                        Box::new(move || match activated {
+                            Some(fd) => bind::inherited(fd.into_raw_fd()),
+                            None => bind::tcp(asked, reuse, config.backlog).map(StdListener::Tcp),
                         }),
-                    ),
-                    None => {
-                        let balance = reuseport_or_os(balance);
-                        let reuse = balance == Balance::ReusePort;
-                        (
-                            Key::Tcp(asked, nth),
-                            balance,
-                            Box::new(move || {
-                                bind::tcp(asked, reuse, config.backlog).map(StdListener::Tcp)
-                            }),
-                        )
-                    }
+                    )
                 }
             }
-            Listen::Unix(path) => {
-                let balance = if balance == Balance::ReusePort {
-                    Balance::Os
-                } else {
-                    balance
-                };
-                let p = path.clone();
-                (
-                    Key::Unix(path),
-                    balance,
-                    Box::new(move || bind::unix(&p, config.backlog).map(StdListener::Unix)),
-                )
-            }
-            Listen::Fd(fd) => {
-                let balance = if balance == Balance::ReusePort {
-                    tracing::warn!(fd, "reuseport cannot apply to an inherited fd; using os");
-                    Balance::Os
-                } else {
-                    balance
-                };
-                (Key::Fd(fd), balance, Box::new(move || bind::inherited(fd)))
-            }
-            Listen::Systemd(_) | Listen::SystemdNamed(_) => {
-                unreachable!("resolved to Listen::Fd by systemd()")
-            }
-        };
+        }
+        Listen::Unix(path) => {
+            let balance = if balance == Balance::ReusePort {
+                Balance::Os
+            } else {
+                balance
+            };
+            let p = path.clone();
+            (
+                Key::Unix(path),
+                balance,
+                Box::new(move || bind::unix(&p, config.backlog).map(StdListener::Unix)),
+            )
+        }
+        Listen::Fd(fd) => {
+            let balance = if balance == Balance::ReusePort {
+                tracing::warn!(fd, "reuseport cannot apply to an inherited fd; using os");
+                Balance::Os
+            } else {
+                balance
+            };
+            (Key::Fd(fd), balance, Box::new(move || bind::inherited(fd)))
+        }
+        Listen::Systemd(_) | Listen::SystemdNamed(_) => {
+            unreachable!("resolved to Listen::Fd by systemd()")
+        }
+    };
     let label = key.label();
     let inherited = worker.state::<Inherited>();
     let socket = registry.socket(key, || {

@@ -1,14 +1,16 @@
-//! systemd socket activation: `LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`.
+//! systemd: socket activation (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`)
+//! and the notifications of a `Type=notify` service.
 
-use std::os::fd::RawFd;
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
-use cluster_core::{Cluster, Phase};
+use socket2::{SockRef, Type};
+
+use cluster_core::{Cluster, ClusterEvent, Phase};
 use sd_notify::NotifyState;
 
+use crate::upgrade::UpgradeState;
 use crate::Error;
-
-/// The first fd systemd passes (`SD_LISTEN_FDS_START`).
-const FIRST_FD: RawFd = 3;
 
 /// The sockets systemd passed to this process, read once from the
 /// environment. Give them to the cluster as state so that workers can
@@ -34,80 +36,54 @@ pub struct SystemdSockets {
 }
 
 impl SystemdSockets {
-    /// Reads `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` and removes them
-    /// from the environment (so child processes do not take the sockets for
-    /// theirs). Call it before any thread starts: changing the environment
-    /// races with threads that read it. Empty when `LISTEN_FDS` is not set.
+    /// Reads `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` (with the
+    /// `sd-notify` crate, which also sets the fds close-on-exec, as
+    /// `sd_listen_fds` does: they are ours, not our children's) and removes
+    /// them from the environment. Call it before any thread starts:
+    /// changing the environment races with threads that read it. Empty when
+    /// `LISTEN_FDS` is not set.
     pub fn from_env() -> Result<SystemdSockets, Error> {
         let var = |name| std::env::var(name).ok();
         let (pid, fds, names) = (var("LISTEN_PID"), var("LISTEN_FDS"), var("LISTEN_FDNAMES"));
+        let listed = match check_pid(pid.as_deref(), fds.as_deref(), std::process::id()) {
+            Ok(true) => Some(sd_notify::listen_fds_with_names().map(Iterator::collect)),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        };
         for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
             std::env::remove_var(name);
         }
-        let sockets = Self::parse(
-            pid.as_deref(),
-            fds.as_deref(),
-            names.as_deref(),
-            std::process::id(),
-        )?;
-        for &(fd, _) in &sockets.fds {
-            // As sd_listen_fds does: the sockets are ours, not our children's.
-            // SAFETY: fcntl on an fd systemd passed; a bad fd only fails.
-            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-            if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0
-            {
-                return Err(Error::Fd {
-                    fd,
-                    source: std::io::Error::last_os_error(),
-                });
-            }
+        match listed {
+            None => Ok(SystemdSockets::default()),
+            Some(Ok(listed)) => Ok(Self::from_listed(listed, names.is_some())),
+            Some(Err(e)) => Err(explain(&e, fds.as_deref(), names.as_deref())),
         }
-        Ok(sockets)
     }
 
-    fn parse(
-        pid: Option<&str>,
-        fds: Option<&str>,
-        names: Option<&str>,
-        own_pid: u32,
-    ) -> Result<SystemdSockets, Error> {
-        let Some(fds) = fds else {
-            return Ok(SystemdSockets::default());
-        };
-        let bad = |reason: String| Error::Systemd { reason };
-        match pid.map(str::parse::<u32>) {
-            Some(Ok(p)) if p == own_pid => {}
-            Some(Ok(p)) => {
-                return Err(bad(format!(
-                    "LISTEN_FDS set but LISTEN_PID is not this process (LISTEN_PID={p}, this is {own_pid})"
-                )))
-            }
-            Some(Err(_)) | None => {
-                return Err(bad(format!(
-                    "LISTEN_FDS set but LISTEN_PID is not this process (LISTEN_PID={:?})",
-                    pid.unwrap_or("")
-                )))
-            }
-        }
-        let n: RawFd = fds
-            .parse()
-            .ok()
-            .filter(|n| (0..=1024).contains(n))
-            .ok_or_else(|| bad(format!("LISTEN_FDS={fds:?} is not a count of fds")))?;
-        let names: Vec<&str> = names.map(|n| n.split(':').collect()).unwrap_or_default();
-        if !names.is_empty() && names.len() != n as usize {
-            return Err(bad(format!(
-                "LISTEN_FDNAMES names {} sockets but LISTEN_FDS={n}",
-                names.len()
-            )));
-        }
-        Ok(SystemdSockets {
-            fds: (0..n)
-                .map(|i| {
-                    let name = names.get(i as usize).map(|s| (*s).to_owned());
-                    (FIRST_FD + i, name)
-                })
+    /// The sockets as `sd_listen_fds_with_names` lists them; without
+    /// `LISTEN_FDNAMES` they have no names (not systemd's `"unknown"`).
+    fn from_listed(listed: Vec<(RawFd, String)>, have_names: bool) -> SystemdSockets {
+        SystemdSockets {
+            fds: listed
+                .into_iter()
+                .map(|(fd, name)| (fd, have_names.then_some(name)))
                 .collect(),
+        }
+    }
+
+    /// A dup of the listening TCP socket systemd passed for `addr`, if one
+    /// is bound there: `listen(addr)` takes it instead of binding, so that a
+    /// program listens the same way with and without socket activation (and
+    /// its sockets keep their labels across a hot upgrade).
+    pub(crate) fn tcp_listener(&self, addr: SocketAddr) -> Option<OwnedFd> {
+        self.fds.iter().find_map(|&(fd, _)| {
+            // SAFETY: an fd systemd passed, open for the process's life; only
+            // borrowed to look at it and dup it.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let socket = SockRef::from(&fd);
+            let matches = socket.r#type().ok() == Some(Type::STREAM)
+                && socket.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr);
+            matches.then(|| fd.try_clone_to_owned().ok()).flatten()
         })
     }
 
@@ -136,16 +112,66 @@ impl SystemdSockets {
     }
 }
 
+/// Whether `LISTEN_FDS` is there for this process: an error when it is set
+/// for another one (`sd_listen_fds` would silently pass nothing).
+fn check_pid(pid: Option<&str>, fds: Option<&str>, own_pid: u32) -> Result<bool, std::io::Error> {
+    if fds.is_none() {
+        return Ok(false);
+    }
+    match pid.map(str::parse::<u32>) {
+        Some(Ok(p)) if p == own_pid => Ok(true),
+        Some(Ok(p)) => Err(std::io::Error::other(format!(
+            "LISTEN_FDS set but LISTEN_PID is not this process (LISTEN_PID={p}, this is {own_pid})"
+        ))),
+        _ => Err(std::io::Error::other(format!(
+            "LISTEN_FDS set but LISTEN_PID is not this process (LISTEN_PID={:?})",
+            pid.unwrap_or("")
+        ))),
+    }
+}
+
+/// `sd-notify`'s error, said with the variable at fault and its value.
+fn explain(e: &std::io::Error, fds: Option<&str>, names: Option<&str>) -> Error {
+    let fds = fds.unwrap_or("");
+    let reason = if e.kind() == std::io::ErrorKind::Other {
+        e.to_string() // ours, from check_pid
+    } else if e.kind() != std::io::ErrorKind::InvalidInput {
+        format!("LISTEN_FDS={fds}: the fds from 3 on are not all open ({e})")
+    } else {
+        match (fds.parse::<u32>(), names) {
+            (Err(_), _) => format!("LISTEN_FDS={fds:?} is not a count of fds"),
+            (Ok(n), Some(names)) if names.split(':').count() != n as usize => format!(
+                "LISTEN_FDNAMES names {} sockets but LISTEN_FDS={n}",
+                names.split(':').count()
+            ),
+            _ => format!("LISTEN_FDS={fds:?}, LISTEN_FDNAMES={names:?}: {e}"),
+        }
+    };
+    Error::Systemd { reason }
+}
+
 /// Tells systemd (a `Type=notify` unit: `$NOTIFY_SOCKET`) how `cluster`
-/// is doing: `READY=1` (with `MAINPID`, which changes after a hot upgrade)
-/// once every worker listens, `STOPPING=1` when it starts draining. Does
-/// nothing outside systemd. Call it on the primary's runtime; the `main`
-/// macro does.
+/// is doing:
+///
+/// - `READY=1` with `MAINPID` (which changes after a hot upgrade: the unit
+///   needs `NotifyAccess=all`) once every worker listens;
+/// - `RELOADING=1` with `MONOTONIC_USEC` when a rolling reload (SIGHUP,
+///   `ExecReload=/bin/kill -HUP $MAINPID`) starts, `READY=1` when it ends;
+/// - `WATCHDOG=1` at half of `WATCHDOG_USEC` (`WatchdogSec=`) while it serves;
+/// - `STOPPING=1` when it starts draining, unless it handed its sockets to a
+///   new process (a hot upgrade), which is the service from then on.
+///
+/// Does nothing outside systemd. Call it on the primary's runtime; the
+/// `main` macro does.
 pub fn notify_systemd(cluster: &Cluster) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
+    let watchdog = sd_notify::watchdog_enabled();
+    let handed_over = cluster.extension::<UpgradeState>();
     let mut phases = cluster.phases();
+    // Not `events()`: the user's primary keeps the backlog.
+    let mut events = cluster.later_events();
     tokio::spawn(async move {
         let Ok(reached) = phases
             .wait_for(|p| *p >= Phase::Listening)
@@ -155,13 +181,39 @@ pub fn notify_systemd(cluster: &Cluster) {
             return;
         };
         // A cluster that stopped while starting was never ready.
-        if reached == Phase::Listening {
-            notify(&[NotifyState::MainPid(std::process::id()), NotifyState::Ready]);
+        if reached != Phase::Listening {
+            return;
         }
-        if phases.wait_for(|p| *p >= Phase::Draining).await.is_ok() {
+        notify(&[NotifyState::MainPid(std::process::id()), NotifyState::Ready]);
+        let mut pings = watchdog.map(|usec| tokio::time::interval(usec / 2));
+        loop {
+            tokio::select! {
+                _ = phases.wait_for(|p| *p >= Phase::Draining) => break,
+                Some(event) = events.recv() => match event {
+                    ClusterEvent::Reloading => match NotifyState::monotonic_usec_now() {
+                        Ok(now) => notify(&[NotifyState::Reloading, now]),
+                        Err(e) => tracing::warn!(error = %e, "no CLOCK_MONOTONIC for RELOADING=1"),
+                    },
+                    ClusterEvent::Reloaded { .. } => notify(&[NotifyState::Ready]),
+                    _ => {}
+                },
+                () = tick(&mut pings) => notify(&[NotifyState::Watchdog]),
+            }
+        }
+        if !handed_over.handed_over() {
             notify(&[NotifyState::Stopping]);
         }
     });
+}
+
+/// The next watchdog ping; never without a watchdog.
+async fn tick(pings: &mut Option<tokio::time::Interval>) {
+    match pings {
+        Some(pings) => {
+            pings.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn notify(states: &[NotifyState<'_>]) {
@@ -173,39 +225,45 @@ fn notify(states: &[NotifyState<'_>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Error as IoError, ErrorKind};
 
     #[test]
-    fn reads_fds_and_names() {
-        let s = SystemdSockets::parse(Some("42"), Some("2"), Some("web:admin"), 42).unwrap();
+    fn names_only_when_listen_fdnames_is_set() {
+        let listed = vec![(3, "web".to_owned()), (4, "admin".to_owned())];
+        let s = SystemdSockets::from_listed(listed, true);
         assert_eq!(
             (s.len(), s.fd(0), s.fd(1), s.fd(2)),
             (2, Some(3), Some(4), None)
         );
         assert_eq!((s.named("admin"), s.named("nope")), (Some(4), None));
+        let s = SystemdSockets::from_listed(vec![(3, "unknown".to_owned())], false);
+        assert_eq!((s.fd(0), s.named("unknown")), (Some(3), None));
     }
 
     #[test]
-    fn nothing_when_not_activated() {
-        assert!(SystemdSockets::parse(None, None, None, 1)
-            .unwrap()
-            .is_empty());
+    fn listen_pid_must_be_this_process() {
+        assert!(!check_pid(None, None, 1).unwrap());
+        assert!(check_pid(Some("42"), Some("1"), 42).unwrap());
+        assert_eq!(
+            explain(&check_pid(Some("7"), Some("1"), 42).unwrap_err(), Some("1"), None)
+                .to_string(),
+            "systemd socket activation: LISTEN_FDS set but LISTEN_PID is not this process (LISTEN_PID=7, this is 42)"
+        );
+        assert!(check_pid(None, Some("1"), 42)
+            .unwrap_err()
+            .to_string()
+            .contains("LISTEN_FDS set but LISTEN_PID is not this process"));
     }
 
     #[test]
     fn errors_name_the_variable() {
-        let err = |pid, fds, names| {
-            SystemdSockets::parse(pid, fds, names, 42)
-                .unwrap_err()
-                .to_string()
-        };
-        assert_eq!(
-            err(Some("7"), Some("1"), None),
-            "systemd socket activation: LISTEN_FDS set but LISTEN_PID is not this process (LISTEN_PID=7, this is 42)"
-        );
-        assert!(err(None, Some("1"), None)
-            .contains("LISTEN_FDS set but LISTEN_PID is not this process"));
-        assert!(err(Some("42"), Some("x"), None).contains("LISTEN_FDS=\"x\" is not a count of fds"));
-        assert!(err(Some("42"), Some("2"), Some("web"))
-            .contains("LISTEN_FDNAMES names 1 sockets but LISTEN_FDS=2"));
+        let invalid = IoError::new(ErrorKind::InvalidInput, "invalid LISTEN_FDS");
+        let text = |fds, names| explain(&invalid, Some(fds), names).to_string();
+        assert!(text("x", None).contains("LISTEN_FDS=\"x\" is not a count of fds"));
+        assert!(text("2", Some("web")).contains("LISTEN_FDNAMES names 1 sockets but LISTEN_FDS=2"));
+        let closed = IoError::from_raw_os_error(libc::EBADF);
+        assert!(explain(&closed, Some("5"), None)
+            .to_string()
+            .contains("LISTEN_FDS=5: the fds from 3 on are not all open"));
     }
 }

@@ -155,7 +155,15 @@ fn control_channel(value: &str) -> Result<UnixStream, Error> {
 /// Where a process stands in its upgrades: one at a time, none after the
 /// sockets were handed over. A cluster extension.
 #[derive(Debug, Default)]
-struct UpgradeState(AtomicU8);
+pub(crate) struct UpgradeState(AtomicU8);
+
+impl UpgradeState {
+    /// This process handed its sockets to a new one: it is no longer the
+    /// service's main process (so it does not tell systemd `STOPPING=1`).
+    pub(crate) fn handed_over(&self) -> bool {
+        self.0.load(Ordering::Acquire) == DONE
+    }
+}
 
 const IDLE: u8 = 0;
 const RUNNING: u8 = 1;
@@ -251,7 +259,8 @@ impl Upgrade {
             "hot upgrade: the new process took the sockets over; draining"
         );
         let cluster = cluster.clone();
-        tokio::spawn(async move { cluster.disconnect().await });
+        // The new process serves the same sockets: no drain delay to wait.
+        tokio::spawn(async move { cluster.disconnect_without_delay().await });
         Ok(pid)
     }
 
@@ -271,7 +280,11 @@ impl Upgrade {
             Some(args) => command.args(args),
             None => command.args(std::env::args_os().skip(1)),
         };
-        command.env(UPGRADE_ENV, fd.to_string());
+        command
+            .env(UPGRADE_ENV, fd.to_string())
+            // systemd's watchdog is for the service's main process, which the
+            // new one becomes (it says MAINPID): unset, WATCHDOG_USEC is its own.
+            .env_remove("WATCHDOG_PID");
         // SAFETY: between fork and exec the closure only calls fcntl, which
         // is async-signal-safe; `theirs` keeps `fd` open until after spawn.
         // Close-on-exec is cleared in the child alone, so no other process

@@ -222,3 +222,22 @@ fn listen_fds_for_another_process_are_an_error() {
         "{line}"
     );
 }
+
+#[test]
+fn bad_listen_variables_are_errors_naming_the_variable() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    for (env, want) in [
+        (
+            [("LISTEN_FDS", "x"), ("LISTEN_FDNAMES", "web")],
+            "systemd socket activation: LISTEN_FDS=\"x\" is not a count of fds",
+        ),
+        (
+            [("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "web:admin")],
+            "systemd socket activation: LISTEN_FDNAMES names 2 sockets but LISTEN_FDS=1",
+        ),
+    ] {
+        let run = start("systemd", &listener, 3, &env);
+        let line = run.line("error: ");
+        assert!(line.contains(want), "{line}");
+    }
+}

@@ -28,6 +28,13 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
+/// The path of `program` on `PATH`, if it is there.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}
+
 pub struct Run {
     pub name: &'static str,
     pub child: Child,

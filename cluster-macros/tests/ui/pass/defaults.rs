@@ -17,6 +17,7 @@ async fn defaults(worker: Worker) {
 fn main() {
     std::env::remove_var("CLUSTER_THREAD_WORKERS");
     std::env::remove_var("CLUSTER_THREAD_BALANCE");
+    std::env::remove_var("CLUSTER_THREAD_DRAIN_DELAY");
     assert_eq!(defaults(), ExitCode::SUCCESS);
     let seen = SEEN.lock().unwrap();
     let auto = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -27,6 +28,7 @@ fn main() {
         assert_eq!(args.balance, "round-robin");
         assert_eq!(args.restart, "on-failure");
         assert_eq!(args.shutdown_timeout_ms, 30_000);
+        assert_eq!(args.drain_delay_ms, 0);
         assert_eq!(args.on_panic, "restart");
     }
 }

@@ -1,0 +1,4 @@
+#[cluster_thread::main(drain_delay = "2 seconds")]
+async fn main(worker: cluster_thread::Worker) {
+    let _ = worker;
+}
