@@ -115,7 +115,7 @@ impl Cluster {
             let signals = crate::signals::Signals::install(inner.config.signals)?;
             rt.spawn(signals.watch(self.clone(), start.shutdown_signal));
         }
-        rt.spawn(supervise(Arc::clone(inner), start.notices));
+        rt.spawn(supervise(Arc::downgrade(inner), start.notices));
         for hook in start.on_start {
             hook(self);
         }
@@ -124,6 +124,7 @@ impl Cluster {
             for slot in 0..inner.config.workers {
                 let new_slot = inner.new_slot();
                 st.slots.push(new_slot);
+                inner.publish_slots(&st);
                 if let Err(e) = inner.fork_slot(&mut st, slot, None) {
                     drop(st);
                     inner.begin_stop(false);
@@ -211,8 +212,10 @@ impl Cluster {
     }
 
     /// A subscription to the cluster's events. The first subscription also
-    /// gets the events since the cluster was built (up to 1024), so a primary
-    /// that subscribes late still sees every fork.
+    /// gets the events since the cluster was built, or since the cycle began
+    /// for a fork after a stop (up to 1024), so a primary that subscribes
+    /// late still sees every fork. A subscription made while the cluster is
+    /// stopped ends at once: subscribe after the `fork` of a new cycle.
     pub fn events(&self) -> Events {
         self.inner.events.subscribe()
     }
@@ -263,6 +266,7 @@ impl Cluster {
             });
         }
         let mut st = inner.lock();
+        inner.begin_cycle(&mut st);
         if st.stopping {
             return Err(Error::Stopping {
                 action: "fork a worker",
@@ -276,6 +280,7 @@ impl Cluster {
         if result.is_err() {
             st.slots.pop();
         }
+        inner.publish_slots(&st);
         result
     }
 
@@ -443,6 +448,7 @@ impl Cluster {
             while st.slots.len() < workers {
                 let slot = inner.new_slot();
                 st.slots.push(slot);
+                inner.publish_slots(st);
                 let index = st.slots.len() - 1;
                 added.push(inner.fork_slot(st, index, None)?);
             }
@@ -451,6 +457,9 @@ impl Cluster {
                     removed.push(Arc::clone(core));
                 }
             }
+            // Published before the disconnects: a removed slot's listeners
+            // see it and close their per-slot sockets.
+            inner.publish_slots(st);
             (added, removed)
         };
         for core in &removed {

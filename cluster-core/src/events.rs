@@ -43,10 +43,11 @@ impl EventHub {
     pub(crate) fn subscribe(&self) -> Events {
         let mut hub = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let (tx, rx) = mpsc::unbounded_channel();
-        for event in hub.backlog.take().into_iter().flatten() {
-            let _ = tx.send(event);
-        }
+        // Stopped: an ended stream (a fork starts a new cycle to subscribe to).
         if !hub.closed {
+            for event in hub.backlog.take().into_iter().flatten() {
+                let _ = tx.send(event);
+            }
             hub.subscribers.push(tx);
         }
         Events { rx }
@@ -60,6 +61,14 @@ impl EventHub {
             hub.subscribers.push(tx);
         }
         Events { rx }
+    }
+
+    /// A new cycle after a stop: new subscriptions get its events, the
+    /// first one from its start.
+    pub(crate) fn reopen(&self) {
+        let mut hub = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        hub.closed = false;
+        hub.backlog = Some(Default::default());
     }
 
     /// After `Stopped`: subscribers' `recv` returns `None` once drained.

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -90,6 +90,7 @@ impl Inner {
                 phase: phase.subscribe(),
                 alive: Default::default(),
                 restarts: Default::default(),
+                slots: Default::default(),
             }),
             phase,
             runtime: std::sync::OnceLock::new(),
@@ -134,6 +135,11 @@ impl Inner {
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {
+        if phase == Phase::Stopped && *self.phase.borrow() < phase {
+            // Before anyone sees Stopped: what the extensions hold (sockets)
+            // is released by then.
+            self.link.clear_extensions();
+        }
         let changed = self.phase.send_if_modified(|p| {
             if *p < phase {
                 *p = phase;
@@ -149,6 +155,28 @@ impl Inner {
                 self.events.close();
             }
         }
+    }
+
+    /// Publishes the number of slots, after any change of `st.slots`.
+    pub(crate) fn publish_slots(&self, st: &State) {
+        self.link.slots.store(st.slots.len(), Ordering::Relaxed);
+    }
+
+    /// A fork after the cluster stopped starts a new cycle, as Node's
+    /// `cluster.fork()` after `cluster.disconnect()`: starting again, with
+    /// new subscriptions to its events.
+    pub(crate) fn begin_cycle(&self, st: &mut State) {
+        if !st.stopping || *self.phase.borrow() != Phase::Stopped {
+            return;
+        }
+        st.stopping = false;
+        st.start_timed_out = false;
+        st.start_error = None;
+        st.slots.clear();
+        self.events.reopen();
+        self.phase.send_replace(Phase::Starting);
+        self.events.emit(ClusterEvent::Phase(Phase::Starting));
+        self.spawn_timer(self.config.listen_timeout, Notice::StartTimeout);
     }
 
     /// Forks a worker into `slot`, which must exist.
@@ -328,8 +356,8 @@ impl Inner {
         }
     }
 
-    /// Handles one notice; returns false once the cluster has stopped.
-    pub(crate) fn on_notice(self: &Arc<Self>, notice: Notice) -> bool {
+    /// Handles one notice.
+    pub(crate) fn on_notice(self: &Arc<Self>, notice: Notice) {
         match notice {
             Notice::Online(id) => {
                 let st = self.lock();
@@ -409,6 +437,12 @@ impl Inner {
                 st.start_timed_out = true;
                 self.check_started(&st);
             }
+            Notice::Disconnect(id) => {
+                let core = self.lock().workers.get(&id).cloned();
+                if let Some(core) = core {
+                    self.disconnect_worker(&core);
+                }
+            }
             Notice::DrainDelayOver => {
                 if *self.phase.borrow() == Phase::Draining {
                     self.disconnect_all();
@@ -428,7 +462,6 @@ impl Inner {
                 }
             }
         }
-        *self.phase.borrow() != Phase::Stopped
     }
 
     fn on_exit(self: &Arc<Self>, id: u64, reason: ExitReason) {
@@ -515,10 +548,12 @@ impl Inner {
     }
 }
 
-pub(crate) async fn supervise(inner: Arc<Inner>, mut notices: mpsc::UnboundedReceiver<Notice>) {
+/// Reads the notices until the cluster is gone: a stopped cluster may fork
+/// again. Holds no strong reference while it waits, so that dropping every
+/// handle frees the cluster.
+pub(crate) async fn supervise(inner: Weak<Inner>, mut notices: mpsc::UnboundedReceiver<Notice>) {
     while let Some(notice) = notices.recv().await {
-        if !inner.on_notice(notice) {
-            break;
-        }
+        let Some(inner) = inner.upgrade() else { return };
+        inner.on_notice(notice);
     }
 }

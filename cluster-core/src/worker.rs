@@ -64,6 +64,8 @@ pub(crate) enum Notice {
     StartFailed(u64, String),
     StartTimeout,
     StopDeadline,
+    /// The worker asked to be disconnected (Node's `cluster.worker.disconnect()`).
+    Disconnect(u64),
     /// A graceful stop's drain delay is over: disconnect the workers.
     DrainDelayOver,
 }
@@ -82,6 +84,8 @@ pub(crate) struct Link {
     pub(crate) phase: watch::Receiver<Phase>,
     pub(crate) alive: AtomicUsize,
     pub(crate) restarts: AtomicU64,
+    /// The cluster's size in slots.
+    pub(crate) slots: AtomicUsize,
 }
 
 /// A snapshot of the cluster as a whole, readable from any worker (for
@@ -95,6 +99,8 @@ pub struct ClusterInfo {
     pub workers: usize,
     /// Restarts made by the restart policy since the start.
     pub restarts: u64,
+    /// The cluster's size: its slots, live or not (slots `0..slots`).
+    pub slots: usize,
 }
 
 impl Link {
@@ -103,7 +109,20 @@ impl Link {
             phase: *self.phase.borrow(),
             workers: self.alive.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
+            slots: self.slots.load(Ordering::Relaxed),
         }
+    }
+
+    /// Drops every extension: a stopped cluster releases what they hold
+    /// (sockets). Outside the map's lock, so that their `Drop` may use it.
+    pub(crate) fn clear_extensions(&self) {
+        let all = std::mem::take(
+            &mut *self
+                .extensions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        drop(all);
     }
 
     pub(crate) fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
@@ -313,6 +332,19 @@ impl Worker {
         }
     }
 
+    /// Disconnects this worker itself, as Node's `cluster.worker.disconnect()`:
+    /// [`disconnected`](Self::disconnected) resolves as when the primary asks,
+    /// the primary sees a `Disconnect` event, and the worker's exit counts as
+    /// asked for ([`WorkerHandle::exited_after_disconnect`](crate::WorkerHandle::exited_after_disconnect)
+    /// is true; it is not restarted).
+    pub fn disconnect(&self) {
+        let _ = self
+            .core
+            .link
+            .notices
+            .send(Notice::Disconnect(self.core.id));
+    }
+
     /// False once the primary has asked this worker to finish.
     pub fn is_connected(&self) -> bool {
         !self.core.disconnect_requested()
@@ -363,6 +395,8 @@ impl Worker {
 
     /// A cluster-wide value of type `T`, created on first use. For crates that
     /// extend the cluster (such as `cluster-net`, which keeps its sockets here).
+    /// Dropped when the cluster stops, so that what it holds is released; a
+    /// later cycle (a `fork` after the stop) starts with a fresh one.
     pub fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
         self.core.link.extension()
     }

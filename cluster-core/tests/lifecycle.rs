@@ -251,3 +251,81 @@ async fn a_start_up_failure_stops_the_whole_cluster_with_its_message() {
     );
     assert!(cluster.workers().is_empty(), "no worker is left running");
 }
+
+/// Node's `cluster.worker.disconnect()`: a worker disconnects itself; it
+/// drains as when the primary asks, its exit counts as asked for, and it is
+/// not restarted.
+#[tokio::test]
+async fn a_worker_can_disconnect_itself() {
+    let cluster = Cluster::builder()
+        .workers(2)
+        .signals(false)
+        .build(|w| async move {
+            if w.slot() == 0 {
+                w.disconnect();
+            }
+            w.disconnected().await;
+            assert!(!w.is_connected());
+        })
+        .unwrap();
+    let mut events = cluster.events();
+    cluster.start().unwrap();
+    let worker = common::until(&mut events, |e| match e {
+        ClusterEvent::Disconnect { worker } => Some(worker.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(worker.slot(), 0);
+    let (exited, reason) = common::until(&mut events, |e| match e {
+        ClusterEvent::Exit { worker, reason } => {
+            Some((worker.exited_after_disconnect(), reason.clone()))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!((exited, reason), (true, ExitReason::Returned));
+    // Not replaced: only the other worker is left.
+    let left: Vec<_> = cluster.workers().iter().map(|w| w.slot()).collect();
+    assert_eq!(left, [1]);
+    cluster.disconnect().await;
+}
+
+/// A cluster is usable again after `disconnect()`: `fork()` starts a new
+/// cycle (Node runs a second one), with its own events and phases.
+#[tokio::test]
+async fn fork_after_disconnect_starts_a_new_cycle() {
+    let cluster = Cluster::builder()
+        .workers(1)
+        .signals(false)
+        .build(|w| async move {
+            w.ready();
+            w.disconnected().await
+        })
+        .unwrap();
+    cluster.start().unwrap();
+    cluster.disconnect().await;
+    assert_eq!(cluster.phase(), Phase::Stopped);
+
+    let worker = cluster.fork().expect("a fork after the stop");
+    assert_eq!((worker.id(), worker.slot()), (2, 0));
+    // The cycle's first subscription sees it from its start.
+    let mut events = cluster.events();
+    let ready = common::until(&mut events, |e| match e {
+        ClusterEvent::Ready { worker } => Some(worker.id()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(ready, 2);
+    let mut phases = cluster.phases();
+    tokio::time::timeout(
+        common::DEADLINE,
+        phases.wait_for(|p| *p == Phase::Listening),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(cluster.size(), 1);
+    cluster.disconnect().await;
+    assert_eq!(cluster.phase(), Phase::Stopped);
+    assert!(cluster.workers().is_empty());
+}

@@ -51,6 +51,11 @@ impl AcceptSocket {
         )
     }
 
+    /// A connection already in the queue, if any, without waiting.
+    pub(crate) fn accept_now(&self) -> Option<Accepted> {
+        accept_nonblocking(&self.source).ok()
+    }
+
     /// The next connection; errors are counted in `errors` and handled by
     /// [`Backoff`], never returned.
     pub(crate) async fn accept(&self, errors: &AtomicU64) -> Accepted {
@@ -86,7 +91,7 @@ impl AcceptSocket {
 }
 
 /// One `accept(2)`, the new socket non-blocking and close-on-exec.
-fn accept_nonblocking(listener: &StdListener) -> io::Result<Accepted> {
+pub(crate) fn accept_nonblocking(listener: &StdListener) -> io::Result<Accepted> {
     let (socket, peer) = accept4(listener)?;
     Ok(match listener {
         StdListener::Tcp(_) => Accepted {

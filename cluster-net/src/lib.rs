@@ -40,10 +40,12 @@
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 mod accept;
-mod balance;
+mod acceptor;
+
 mod bind;
 mod builder;
 mod conn;
+mod dispatch;
 mod error;
 pub mod handoff;
 mod listen;

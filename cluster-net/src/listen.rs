@@ -10,8 +10,8 @@ use cluster_core::{Address, Worker};
 use crate::accept::AcceptSocket;
 use crate::bind::{self, StdListener};
 use crate::conn::Counters;
-use crate::listener::{Mode, Seat};
-use crate::registry::{reuse_label, Key, Registry, ReuseSocket, SharedSocket};
+use crate::listener::{Mode, Seat, SlotSocket};
+use crate::registry::{reuse_label, Key, OwnedFile, Registry, ReuseSocket, SharedSocket};
 use crate::upgrade::Inherited;
 use crate::{
     Balance, Error, Listen, ListenSpec, Listener, NetConfig, Ports, SystemdSockets, ToListen,
@@ -171,23 +171,31 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
     };
     let label = key.label();
     let inherited = worker.state::<Inherited>();
+    let slot_socket = matches!(key, Key::Slot(..)).then(|| SlotSocket {
+        worker: worker.clone(),
+        registry: Arc::downgrade(&registry),
+        key: key.clone(),
+    });
+    let unix_path = match &key {
+        Key::Unix(path) => Some(path.clone()),
+        _ => None,
+    };
     let socket = registry.socket(key, || {
         // Taken over from the process this one replaces, or bound now.
-        let listener = match inherited.as_ref().and_then(|i| i.take(&label)) {
-            Some(received) => StdListener::from_received(received)?,
-            None => bind()?,
+        let (listener, bound_here) = match inherited.as_ref().and_then(|i| i.take(&label)) {
+            Some(received) => (StdListener::from_received(received)?, false),
+            None => (bind()?, true),
         };
         let address = listener.address().map_err(|source| Error::Listen {
             addr: label.clone(),
             source,
         })?;
-        Ok(SharedSocket::new(
-            label.clone(),
-            address,
-            balance,
-            listener,
-            max_total,
-        ))
+        let mut socket = SharedSocket::new(label.clone(), address, balance, listener, max_total);
+        // A socket file this cluster created goes away when it stops.
+        socket.file = unix_path
+            .filter(|_| bound_here)
+            .and_then(|p| OwnedFile::of(&p));
+        Ok(socket)
     })?;
     let fail = |source| Error::Listen {
         addr: socket.address.to_string(),
@@ -201,7 +209,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             &socket,
             inherited.as_deref(),
             &counters,
-            max_per_worker,
+            (max_per_worker, config.backlog),
         )?,
         b if b.uses_acceptor() => {
             let dispatch = socket
@@ -209,8 +217,8 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
                 .clone()
                 .ok_or_else(|| fail(std::io::Error::other("acceptor mode without a dispatcher")))?;
             let inbox = dispatch.attach(slot, Arc::clone(&counters), max_per_worker);
-            let seat = Seat::new(dispatch, inbox, None);
-            seat.watch(worker, &registry.acceptor(&socket.address)?);
+            let seat = Seat::new(worker, dispatch, inbox, None);
+            seat.watch(&registry.acceptor(&socket.address)?);
             Mode::Dispatched(seat)
         }
         _ => Mode::Direct(AcceptSocket::register(&socket.listener).map_err(fail)?),
@@ -223,6 +231,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         totals: Arc::clone(&socket.totals),
         max_per_worker,
         max_total: socket.max_total,
+        slot_socket,
     })
 }
 
@@ -264,7 +273,7 @@ fn reuseport(
     socket: &Arc<SharedSocket>,
     inherited: Option<&Inherited>,
     counters: &Arc<Counters>,
-    limit: Option<usize>,
+    (limit, backlog): (Option<usize>, i32),
 ) -> Result<Mode, Error> {
     let fail = |source| Error::Listen {
         addr: socket.address.to_string(),
@@ -281,22 +290,40 @@ fn reuseport(
             .group
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match group.get(&slot) {
-            Some(m) => Arc::clone(m),
-            None => {
-                // The first member is the socket bound for the key itself.
-                let received = inherited.and_then(|i| i.take(&reuse_label(&socket.label, slot)));
-                let listener = if let Some(received) = received {
-                    StdListener::from_received(received)?
-                } else if group.is_empty() {
-                    socket.listener.try_clone().map_err(fail)?
-                } else {
+        let member_of = |slot: usize, first: bool| -> Result<Arc<ReuseSocket>, Error> {
+            let received = inherited.and_then(|i| i.take(&reuse_label(&socket.label, slot)));
+            let listener = match received {
+                Some(received) => StdListener::from_received(received)?,
+                None if first => socket.listener.try_clone().map_err(fail)?,
+                None => {
                     let Address::Tcp(addr) = socket.address else {
                         return Err(fail(std::io::Error::other("reuseport needs TCP")));
                     };
-                    StdListener::Tcp(bind::tcp(addr, true, 1024)?)
-                };
-                let m = Arc::new(ReuseSocket::new(listener, socket, acceptor.clone()));
+                    StdListener::Tcp(bind::tcp(addr, true, backlog)?)
+                }
+            };
+            Ok(Arc::new(ReuseSocket::new(
+                listener,
+                slot,
+                socket,
+                acceptor.clone(),
+            )))
+        };
+        if group.is_empty() {
+            // Slot 0's member is the socket bound for the key itself: slot 0
+            // is never removed, so the registry's copy never keeps a removed
+            // slot's socket open. Until its worker listens, a stand-in
+            // drains it.
+            let first = member_of(0, true)?;
+            if slot != 0 {
+                first.cover();
+            }
+            group.insert(0, first);
+        }
+        match group.get(&slot) {
+            Some(m) => Arc::clone(m),
+            None => {
+                let m = member_of(slot, false)?;
                 group.insert(slot, Arc::clone(&m));
                 m
             }
@@ -305,8 +332,8 @@ fn reuseport(
     let own = AcceptSocket::register(&member.listener).map_err(fail)?;
     member.attach();
     let inbox = dispatch.attach(slot, Arc::clone(counters), limit);
-    let seat = Seat::new(dispatch, inbox, Some(member));
-    seat.watch(worker, &acceptor);
+    let seat = Seat::new(worker, dispatch, inbox, Some(member));
+    seat.watch(&acceptor);
     Ok(Mode::ReusePort { own, seat })
 }
 
@@ -346,5 +373,6 @@ fn handle(
         totals: Arc::clone(&socket.totals),
         max_per_worker,
         max_total: None,
+        slot_socket: None,
     })
 }

@@ -5,14 +5,16 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use cluster_core::Address;
+use std::sync::Weak;
+
+use cluster_core::{Address, Worker};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 use crate::accept::{AcceptSocket, Backoff};
-use crate::balance::Dispatch;
 use crate::conn::{Accepted, Connection, Counters, Io, Totals};
-use crate::registry::ReuseSocket;
+use crate::dispatch::Dispatch;
+use crate::registry::{Key, Registry, ReuseSocket};
 
 /// A listener's place in its socket's dispatcher (and, for reuseport, in
 /// the group): given up once, by whichever comes first: the listener
@@ -20,6 +22,7 @@ use crate::registry::ReuseSocket;
 /// worker's thread may never drop it). Its queued connections then go to
 /// the live workers.
 pub(crate) struct Seat {
+    worker: Worker,
     pub(crate) dispatch: Arc<Dispatch>,
     pub(crate) inbox: u64,
     /// Reuseport: the slot's socket, taken over by a stand-in once left.
@@ -31,11 +34,13 @@ pub(crate) struct Seat {
 
 impl Seat {
     pub(crate) fn new(
+        worker: &Worker,
         dispatch: Arc<Dispatch>,
         inbox: u64,
         reuse: Option<Arc<ReuseSocket>>,
     ) -> Arc<Seat> {
         Arc::new(Seat {
+            worker: worker.clone(),
             dispatch,
             inbox,
             reuse,
@@ -44,10 +49,10 @@ impl Seat {
         })
     }
 
-    /// Gives the seat up when `worker` is gone, unless the listener gave it
-    /// up first. Runs on the acceptor's runtime.
-    pub(crate) fn watch(self: &Arc<Self>, worker: &cluster_core::Worker, acceptor: &Handle) {
-        let (seat, gone) = (Arc::clone(self), worker.gone());
+    /// Gives the seat up when its worker is gone, unless the listener gave
+    /// it up first. Runs on the acceptor's runtime.
+    pub(crate) fn watch(self: &Arc<Self>, acceptor: &Handle) {
+        let (seat, gone) = (Arc::clone(self), self.worker.gone());
         acceptor.spawn(async move {
             tokio::select! {
                 () = gone => if seat.leave() {
@@ -72,7 +77,7 @@ impl Seat {
         self.leaving.notify_one();
         self.dispatch.detach(self.inbox);
         if let Some(reuse) = &self.reuse {
-            reuse.detach();
+            reuse.detach(slot_removed(&self.worker));
         }
         true
     }
@@ -86,9 +91,38 @@ impl Seat {
         self.leaving.notify_one();
         let left = self.dispatch.close(self.inbox).await;
         if let Some(reuse) = &self.reuse {
-            reuse.detach();
+            reuse.detach(slot_removed(&self.worker));
         }
         left
+    }
+}
+
+/// Whether `worker`'s slot was removed (scale-down): its sockets close then.
+fn slot_removed(worker: &Worker) -> bool {
+    worker.slot() >= worker.cluster_info().slots
+}
+
+/// A per-worker port's socket, which the registry closes when its slot is
+/// removed.
+pub(crate) struct SlotSocket {
+    pub(crate) worker: Worker,
+    pub(crate) registry: Weak<Registry>,
+    pub(crate) key: Key,
+}
+
+impl SlotSocket {
+    /// When the slot was removed: takes what waits in the socket's queue
+    /// (to be served), then closes the registry's copy; the listener's own
+    /// go right after, so connects are refused from then on.
+    fn retire(&self, socket: &AcceptSocket) -> Vec<Accepted> {
+        if !slot_removed(&self.worker) {
+            return Vec::new();
+        }
+        let queued = std::iter::from_fn(|| socket.accept_now()).collect();
+        if let Some(registry) = self.registry.upgrade() {
+            registry.remove(&self.key);
+        }
+        queued
     }
 }
 
@@ -114,6 +148,8 @@ pub struct Listener {
     pub(crate) totals: Arc<Totals>,
     pub(crate) max_per_worker: Option<usize>,
     pub(crate) max_total: Option<usize>,
+    /// Per-worker ports: closed when the slot is removed.
+    pub(crate) slot_socket: Option<SlotSocket>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -199,10 +235,13 @@ impl Listener {
     /// primary had already accepted and nobody took: serve them before
     /// ending, and no accepted connection is lost. Connections still in the
     /// kernel's queue stay there (for a restarted worker, or the new process
-    /// of a hot upgrade).
-    pub async fn close(self) -> Vec<Connection> {
+    /// of a hot upgrade). When the worker's slot was removed (scale-down),
+    /// its own sockets (a per-worker port, its reuseport socket) are
+    /// drained, to this result or to the other workers, and closed.
+    pub async fn close(mut self) -> Vec<Connection> {
+        let slot_socket = self.slot_socket.take();
         let accepted = match &self.mode {
-            Mode::Direct(_) => Vec::new(),
+            Mode::Direct(socket) => slot_socket.map(|s| s.retire(socket)).unwrap_or_default(),
             Mode::Dispatched(seat) | Mode::ReusePort { seat, .. } => seat.close().await,
         };
         accepted
@@ -220,8 +259,13 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Mode::Dispatched(seat) | Mode::ReusePort { seat, .. } = &self.mode {
-            seat.leave();
+        match (&self.mode, &self.slot_socket) {
+            (Mode::Dispatched(seat) | Mode::ReusePort { seat, .. }, _) => {
+                seat.leave();
+            }
+            // Dropped rather than closed: what waits in the queue is reset.
+            (Mode::Direct(socket), Some(slot_socket)) => drop(slot_socket.retire(socket)),
+            (Mode::Direct(_), None) => {}
         }
     }
 }

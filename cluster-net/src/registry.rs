@@ -1,22 +1,24 @@
 //! The primary's sockets: one registry per cluster (a cluster extension), so
-//! sockets outlive any one worker, and the acceptor thread that serves the
-//! balance modes needing one.
+//! sockets outlive any one worker. Dropped when the cluster stops, which
+//! closes every socket (the acceptor thread first) and removes the Unix
+//! socket files the cluster created.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use cluster_core::Address;
 use tokio::runtime::Handle;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
 use crate::accept::AcceptSocket;
-use crate::balance::Dispatch;
+use crate::acceptor::{accept_loop, stand_in, AcceptorThread, Occupancy};
 use crate::bind::StdListener;
 use crate::conn::{Counters, Totals};
+use crate::dispatch::Dispatch;
 use crate::{Balance, Error};
 
 /// What identifies a socket the workers share.
@@ -61,6 +63,8 @@ pub(crate) struct SharedSocket {
     /// The limit of open connections, all workers together.
     pub(crate) max_total: Option<usize>,
     pub(crate) counters: Mutex<Vec<Weak<Counters>>>,
+    /// The socket file it created, for `unix:` listeners bound here.
+    pub(crate) file: Option<OwnedFile>,
 }
 
 impl SharedSocket {
@@ -83,6 +87,7 @@ impl SharedSocket {
             totals: Arc::default(),
             max_total,
             counters: Mutex::default(),
+            file: None,
         }
     }
 
@@ -103,70 +108,117 @@ impl SharedSocket {
 }
 
 /// A slot's socket in a `SO_REUSEPORT` group. While no worker of the slot
-/// listens on it, the primary accepts from it (the kernel still hashes
-/// connections to it) and hands them to the other workers.
+/// listens on it, a stand-in on the acceptor thread accepts from it (the
+/// kernel still hashes connections to it) and hands them to the other
+/// workers. Closed only when its slot is removed (scale-down), once its
+/// queue is drained, or when the cluster stops.
 pub(crate) struct ReuseSocket {
     pub(crate) listener: StdListener,
-    attached: AtomicUsize,
-    reattached: Notify,
+    slot: usize,
+    occupancy: Occupancy,
     shared: Weak<SharedSocket>,
     acceptor: Handle,
 }
 
 impl ReuseSocket {
-    pub(crate) fn new(listener: StdListener, shared: &Arc<SharedSocket>, acceptor: Handle) -> Self {
+    pub(crate) fn new(
+        listener: StdListener,
+        slot: usize,
+        shared: &Arc<SharedSocket>,
+        acceptor: Handle,
+    ) -> Self {
         ReuseSocket {
             listener,
-            attached: AtomicUsize::new(0),
-            reattached: Notify::new(),
+            slot,
+            occupancy: Occupancy::default(),
             shared: Arc::downgrade(shared),
             acceptor,
         }
     }
 
     pub(crate) fn attach(&self) {
-        self.attached.fetch_add(1, Ordering::SeqCst);
-        self.reattached.notify_waiters();
+        self.occupancy.attach();
     }
 
-    /// The slot's worker stopped listening: take its socket's queue over.
-    pub(crate) fn detach(self: &Arc<Self>) {
-        if self.attached.fetch_sub(1, Ordering::SeqCst) != 1 {
+    /// A listener of the slot's worker stops. When it was the last: a slot
+    /// that stays gets a stand-in; a removed one (`retired`) is drained to
+    /// the other workers and closed.
+    pub(crate) fn detach(self: &Arc<Self>, retired: bool) {
+        if !self.occupancy.detach() {
             return;
         }
-        let this = Arc::clone(self);
-        self.acceptor.spawn(async move { this.stand_in().await });
-    }
-
-    async fn stand_in(&self) {
+        if !retired {
+            self.cover();
+            return;
+        }
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let (Some(dispatch), totals) = (shared.dispatch.clone(), Arc::clone(&shared.totals)) else {
+        let Some(dispatch) = shared.dispatch.clone() else {
             return;
         };
-        drop(shared);
-        let listener = match AcceptSocket::register(&self.listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot take over an empty slot's reuseport socket");
-                return;
-            }
+        lock(&shared.group).remove(&self.slot);
+        // A full queue drops new SYNs (the client sends them again, by
+        // then to another socket of the group) instead of taking them: with
+        // a backlog of 0 at most one more connection can join while the
+        // queue is drained. Shutting the socket down right after takes it
+        // out of the group at once, whoever still holds a copy of its fd.
+        let sock = socket2::SockRef::from(&self.listener);
+        let _ = sock.listen(0);
+        let mut moved = 0;
+        while let Ok(conn) = crate::accept::accept_nonblocking(&self.listener) {
+            dispatch.deliver(conn);
+            moved += 1;
+        }
+        let _ = sock.shutdown(std::net::Shutdown::Both);
+        tracing::debug!(
+            slot = self.slot,
+            moved,
+            "removed slot's reuseport socket drained and closed"
+        );
+    }
+
+    /// While no worker of the slot listens: a stand-in accepts for it.
+    pub(crate) fn cover(self: &Arc<Self>) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
         };
-        loop {
-            let reattached = self.reattached.notified();
-            tokio::pin!(reattached);
-            reattached.as_mut().enable();
-            if self.attached.load(Ordering::SeqCst) > 0 {
-                return;
-            }
-            tokio::select! {
-                () = &mut reattached => return,
-                () = dispatch.wanted() => {}
-            }
-            tokio::select! {
-                () = &mut reattached => return,
-                () = dispatch.accept_from(&listener, &totals.accept_errors) => {}
+        let Some(dispatch) = shared.dispatch.clone() else {
+            return;
+        };
+        let (this, totals) = (Arc::clone(self), Arc::clone(&shared.totals));
+        self.acceptor.spawn(async move {
+            stand_in(&this.occupancy, &this.listener, &dispatch, &totals).await;
+        });
+    }
+}
+
+/// A Unix socket file the cluster created: removed when it stops, if it is
+/// still that socket (never a file someone put there since).
+pub(crate) struct OwnedFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl OwnedFile {
+    pub(crate) fn of(path: &std::path::Path) -> Option<OwnedFile> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        Some(OwnedFile {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    fn remove(&self) {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let same = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino);
+        if same {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the socket file");
             }
         }
     }
@@ -177,6 +229,9 @@ impl ReuseSocket {
 pub(crate) struct Registry {
     state: Mutex<RegistryState>,
     acceptor: OnceLock<AcceptorThread>,
+    /// A hot upgrade handed the sockets to a new process, which uses the
+    /// socket files now.
+    handed_over: AtomicBool,
 }
 
 #[derive(Default)]
@@ -185,12 +240,6 @@ struct RegistryState {
     udp: HashMap<Key, Arc<std::net::UdpSocket>>,
     /// Per worker id: how many port-0 listens it made.
     zero_counts: HashMap<u64, usize>,
-}
-
-struct AcceptorThread {
-    handle: Handle,
-    /// Dropped with the registry: the thread then ends.
-    _stop: oneshot::Sender<()>,
 }
 
 /// The label of a slot's socket in a reuseport group.
@@ -297,26 +346,10 @@ impl Registry {
         if let Some(a) = self.acceptor.get() {
             return Ok(a.handle.clone());
         }
-        let fail = |source| Error::Listen {
+        let thread = AcceptorThread::start().map_err(|source| Error::Listen {
             addr: addr.to_string(),
             source,
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(fail)?;
-        let handle = rt.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("cluster-acceptor".into())
-            .spawn(move || {
-                let _ = rt.block_on(stopped);
-            })
-            .map_err(fail)?;
-        let thread = AcceptorThread {
-            handle,
-            _stop: stop,
-        };
+        })?;
         // Two workers may race here; the loser's thread ends at once.
         Ok(self.acceptor.get_or_init(|| thread).handle.clone())
     }
@@ -326,45 +359,47 @@ impl Registry {
         socket: &Arc<SharedSocket>,
         dispatch: Arc<Dispatch>,
     ) -> Result<(), Error> {
+        let fail = |source| Error::Listen {
+            addr: socket.address.to_string(),
+            source,
+        };
         let handle = self.acceptor(&socket.address)?;
-        let std_listener = socket
-            .listener
-            .try_clone()
-            .map_err(|source| Error::Listen {
-                addr: socket.address.to_string(),
-                source,
-            })?;
-        let totals = Arc::clone(&socket.totals);
-        let max_total = socket.max_total;
-        let address = socket.address.clone();
-        handle.spawn(async move {
-            let listener = match AcceptSocket::register(&std_listener) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(%address, error = %e, "acceptor cannot register the socket");
-                    return;
-                }
-            };
-            loop {
-                dispatch.wanted().await;
-                if let Some(max) = max_total {
-                    wait_total_below(&totals, max).await;
-                }
-                dispatch.accept_from(&listener, &totals.accept_errors).await;
-            }
-        });
+        let listener = {
+            // Registered on the acceptor's runtime.
+            let _runtime = handle.enter();
+            AcceptSocket::register(&socket.listener).map_err(fail)?
+        };
+        handle.spawn(accept_loop(
+            listener,
+            dispatch,
+            Arc::clone(&socket.totals),
+            socket.max_total,
+        ));
         Ok(())
+    }
+
+    /// Closes the socket of `key` (a removed slot's), unless others use it.
+    pub(crate) fn remove(&self, key: &Key) {
+        lock(&self.state).sockets.remove(key);
+    }
+
+    /// The sockets now belong to a new process too: leave their files.
+    pub(crate) fn hand_over(&self) {
+        self.handed_over.store(true, Ordering::SeqCst);
     }
 }
 
-async fn wait_total_below(totals: &Totals, max: usize) {
-    loop {
-        let freed = totals.freed.notified();
-        tokio::pin!(freed);
-        freed.as_mut().enable();
-        if totals.active.load(Ordering::Acquire) < max {
-            return;
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // Its loops hold clones of the sockets: closed when it returns.
+        drop(self.acceptor.take());
+        let st = std::mem::take(&mut *lock(&self.state));
+        if !self.handed_over.load(Ordering::SeqCst) {
+            for socket in st.sockets.values() {
+                if let Some(file) = &socket.file {
+                    file.remove();
+                }
+            }
         }
-        freed.await;
     }
 }

@@ -254,6 +254,8 @@ impl Upgrade {
             .0
             .store(if result.is_ok() { DONE } else { IDLE }, Ordering::Release);
         let pid = result?;
+        // The new process uses the socket files now: they stay at our stop.
+        cluster.extension::<Registry>().hand_over();
         tracing::info!(
             pid,
             "hot upgrade: the new process took the sockets over; draining"

@@ -97,7 +97,13 @@ pub async fn serve_worker(
                     panic!("worker {id} told to die");
                 }
             }
-            () = w.disconnected() => return Ok(()),
+            () = w.disconnected() => {
+                // As a draining server does: serve what was accepted for it.
+                for mut c in listener.close().await {
+                    let _ = c.write_all(format!("{id}\n").as_bytes()).await;
+                }
+                return Ok(());
+            }
         }
     }
 }

@@ -1,0 +1,141 @@
+//! The acceptor thread: one per cluster, started on first use, with a
+//! current-thread runtime running an accept loop per socket of the modes
+//! that dispatch (round-robin, least-connections, sticky), the stand-ins
+//! that keep an empty slot's reuseport socket drained, and the watchers of
+//! workers' exits. Its loops own clones of the sockets; dropping the thread
+//! (with the registry, when the cluster stops) closes them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, Notify};
+
+use crate::accept::AcceptSocket;
+use crate::bind::StdListener;
+use crate::conn::Totals;
+use crate::dispatch::Dispatch;
+
+/// The thread and its runtime. Dropping it ends the thread, and waits for
+/// it, so that every socket its tasks held is closed on return.
+pub(crate) struct AcceptorThread {
+    pub(crate) handle: Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AcceptorThread {
+    pub(crate) fn start() -> std::io::Result<AcceptorThread> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("cluster-acceptor".into())
+            .spawn(move || {
+                let _ = rt.block_on(stopped);
+                // Dropping the runtime drops its tasks and their sockets.
+            })?;
+        Ok(AcceptorThread {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for AcceptorThread {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// The accept loop of a socket in a dispatching mode: accepts only while
+/// some worker can take a connection, and while the socket is under its
+/// global limit.
+pub(crate) async fn accept_loop(
+    listener: AcceptSocket,
+    dispatch: Arc<Dispatch>,
+    totals: Arc<Totals>,
+    max_total: Option<usize>,
+) {
+    loop {
+        dispatch.wanted().await;
+        if let Some(max) = max_total {
+            wait_total_below(&totals, max).await;
+        }
+        dispatch.accept_from(&listener, &totals.accept_errors).await;
+    }
+}
+
+async fn wait_total_below(totals: &Totals, max: usize) {
+    loop {
+        let freed = totals.freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        if totals.active.load(Ordering::Acquire) < max {
+            return;
+        }
+        freed.await;
+    }
+}
+
+/// How many listeners of a slot's worker accept on its reuseport socket.
+#[derive(Debug, Default)]
+pub(crate) struct Occupancy {
+    attached: AtomicUsize,
+    reattached: Notify,
+}
+
+impl Occupancy {
+    pub(crate) fn attach(&self) {
+        self.attached.fetch_add(1, Ordering::SeqCst);
+        self.reattached.notify_waiters();
+    }
+
+    /// True when this was the last listener: the slot is empty now.
+    pub(crate) fn detach(&self) -> bool {
+        self.attached.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+}
+
+/// Accepts from an empty slot's reuseport socket (the kernel still hashes
+/// connections to it) and hands them to the other workers, until the
+/// slot's next worker listens on it again.
+pub(crate) async fn stand_in(
+    occupancy: &Occupancy,
+    socket: &StdListener,
+    dispatch: &Dispatch,
+    totals: &Totals,
+) {
+    let listener = match AcceptSocket::register(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot take over an empty slot's reuseport socket");
+            return;
+        }
+    };
+    loop {
+        let reattached = occupancy.reattached.notified();
+        tokio::pin!(reattached);
+        reattached.as_mut().enable();
+        if occupancy.attached.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        tokio::select! {
+            () = &mut reattached => return,
+            () = dispatch.wanted() => {}
+        }
+        tokio::select! {
+            () = &mut reattached => return,
+            () = dispatch.accept_from(&listener, &totals.accept_errors) => {}
+        }
+    }
+}
