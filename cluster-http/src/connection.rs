@@ -101,6 +101,11 @@ pub(crate) async fn serve<S, B>(
             http.as_mut().graceful_shutdown();
             http.await
         }
+        () = activity.evicted() => {
+            tracing::debug!(?peer, "idle connection closed to admit a new one (connection cap)");
+            http.as_mut().graceful_shutdown();
+            http.await
+        }
     };
     log(peer, result);
 }

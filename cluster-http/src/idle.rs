@@ -9,6 +9,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use cluster_net::IdleHandle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -20,20 +21,32 @@ pub(crate) struct Activity {
     idle_since: Cell<Instant>,
     /// Notified once, when the first request starts.
     first: Notify,
+    /// Tells the cluster's connection cap when this connection is idle
+    /// between requests (then it may be closed to admit a new client).
+    cap: IdleHandle,
 }
 
 impl Activity {
-    pub(crate) fn new() -> Rc<Activity> {
+    pub(crate) fn new(cap: IdleHandle) -> Rc<Activity> {
         Rc::new(Activity {
             in_flight: Cell::new(0),
             requests: Cell::new(0),
             idle_since: Cell::new(Instant::now()),
             first: Notify::new(),
+            cap,
         })
+    }
+
+    /// Resolves when the connection cap asks for this (idle) connection.
+    pub(crate) async fn evicted(&self) {
+        self.cap.evicted().await;
     }
 
     /// A request starts; it is in flight until the mark is dropped.
     pub(crate) fn begin(self: &Rc<Self>) -> InFlight {
+        if self.in_flight.get() == 0 && self.requests.get() > 0 {
+            self.cap.busy();
+        }
         self.in_flight.set(self.in_flight.get() + 1);
         let requests = self.requests.get() + 1;
         self.requests.set(requests);
@@ -96,6 +109,7 @@ impl Drop for InFlight {
         activity.in_flight.set(left);
         if left == 0 {
             activity.idle_since.set(Instant::now());
+            activity.cap.idle();
         }
     }
 }

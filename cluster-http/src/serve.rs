@@ -98,9 +98,9 @@ where
     };
     let mut conns = JoinSet::new();
     let mut failure = None;
-    let start = |conns: &mut JoinSet<()>, conn| {
+    let start = |conns: &mut JoinSet<()>, conn: cluster_net::Connection| {
         shared.counters.accepted();
-        let activity = Activity::new();
+        let activity = Activity::new(conn.idle_handle());
         let handler = Handler::new(
             Rc::clone(&service),
             Rc::clone(&shared),

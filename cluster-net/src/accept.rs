@@ -2,7 +2,7 @@
 //! ends while its socket is open.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use crate::bind::StdListener;
-use crate::conn::{Accepted, StdStream};
+use crate::conn::{Accepted, StdStream, Totals};
 
 /// A listening socket registered on the current runtime, accepting
 /// connections in std form (non-blocking, close-on-exec), registered later
@@ -56,10 +56,10 @@ impl AcceptSocket {
         accept_nonblocking(&self.source).ok()
     }
 
-    /// The next connection; errors are counted in `errors` and handled by
-    /// [`Backoff`], never returned.
-    pub(crate) async fn accept(&self, errors: &AtomicU64) -> Accepted {
-        let mut backoff = Backoff::new(errors);
+    /// The next connection; errors are counted in the socket's `totals` and
+    /// handled by [`Backoff`], never returned.
+    pub(crate) async fn accept(&self, totals: &Totals) -> Accepted {
+        let mut backoff = Backoff::new(totals);
         loop {
             let registered = self.current();
             let mut ready = match registered.readable().await {
@@ -175,27 +175,31 @@ impl Cause {
 /// is logged (once per run of errors) and waited out, 5 ms doubling to 1 s.
 pub(crate) struct Backoff<'a> {
     delay: Duration,
-    errors: &'a AtomicU64,
+    totals: &'a Totals,
 }
 
 impl<'a> Backoff<'a> {
     const MIN: Duration = Duration::from_millis(5);
     const MAX: Duration = Duration::from_secs(1);
 
-    /// Counts every error in `errors` (the socket's).
-    pub(crate) fn new(errors: &'a AtomicU64) -> Backoff<'a> {
+    /// Counts every error in the socket's `totals`.
+    pub(crate) fn new(totals: &'a Totals) -> Backoff<'a> {
         Backoff {
             delay: Duration::ZERO,
-            errors,
+            totals,
         }
     }
 
     pub(crate) async fn on_error(&mut self, e: &io::Error) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.totals.accept_errors.fetch_add(1, Ordering::Relaxed);
         let cause = Cause::of(e);
         if cause == Cause::Connection {
             tracing::debug!(error = %e, "a connection failed before it was accepted");
             return;
+        }
+        if cause == Cause::Resources {
+            // Out of fds below the cap (other files took them): make room.
+            self.totals.cap.evict_oldest(crate::cap::BATCH);
         }
         let first = self.delay.is_zero();
         self.delay = (self.delay * 2).clamp(Self::MIN, Self::MAX);
@@ -239,8 +243,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_wait_doubles_up_to_a_second_and_every_error_counts() {
-        let errors = AtomicU64::new(0);
-        let mut backoff = Backoff::new(&errors);
+        let totals = Totals::new(std::sync::Arc::new(crate::cap::Cap::new(8)));
+        let mut backoff = Backoff::new(&totals);
         let invalid = io::Error::from_raw_os_error(libc::EINVAL);
         let start = tokio::time::Instant::now();
         for _ in 0..10 {
@@ -251,6 +255,6 @@ mod tests {
         backoff
             .on_error(&io::Error::from_raw_os_error(libc::ECONNABORTED))
             .await;
-        assert_eq!(errors.load(Ordering::Relaxed), 11);
+        assert_eq!(totals.accept_errors.load(Ordering::Relaxed), 11);
     }
 }

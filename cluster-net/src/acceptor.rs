@@ -58,8 +58,8 @@ impl Drop for AcceptorThread {
 }
 
 /// The accept loop of a socket in a dispatching mode: accepts only while
-/// some worker can take a connection, and while the socket is under its
-/// global limit.
+/// some worker can take a connection, the socket is under its limit, and
+/// the cluster under its cap.
 pub(crate) async fn accept_loop(
     listener: AcceptSocket,
     dispatch: Arc<Dispatch>,
@@ -71,7 +71,8 @@ pub(crate) async fn accept_loop(
         if let Some(max) = max_total {
             wait_total_below(&totals, max).await;
         }
-        dispatch.accept_from(&listener, &totals.accept_errors).await;
+        totals.cap.admit().await;
+        dispatch.accept_from(&listener, &totals).await;
     }
 }
 
@@ -135,7 +136,10 @@ pub(crate) async fn stand_in(
         }
         tokio::select! {
             () = &mut reattached => return,
-            () = dispatch.accept_from(&listener, &totals.accept_errors) => {}
+            () = async {
+                totals.cap.admit().await;
+                dispatch.accept_from(&listener, totals).await;
+            } => {}
         }
     }
 }

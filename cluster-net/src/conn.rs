@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
+use crate::cap::{Cap, IdleHandle};
+
 /// A connection in std form, on its way from an acceptor to a worker;
 /// non-blocking and close-on-exec from its `accept`.
 #[derive(Debug)]
@@ -41,12 +43,25 @@ pub(crate) struct Counters {
 }
 
 /// Connection counts of a listener, all workers together.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Totals {
     pub(crate) active: AtomicUsize,
     pub(crate) freed: Notify,
     /// Failed accepts on the socket, by any worker or the acceptor.
     pub(crate) accept_errors: AtomicU64,
+    /// The cluster's cap, over every listener.
+    pub(crate) cap: Arc<Cap>,
+}
+
+impl Totals {
+    pub(crate) fn new(cap: Arc<Cap>) -> Totals {
+        Totals {
+            active: AtomicUsize::new(0),
+            freed: Notify::new(),
+            accept_errors: AtomicU64::new(0),
+            cap,
+        }
+    }
 }
 
 /// A stream registered on the worker's runtime.
@@ -79,6 +94,7 @@ impl Drop for Guard {
         self.counters.freed.notify_one();
         self.totals.active.fetch_sub(1, Ordering::AcqRel);
         self.totals.freed.notify_one();
+        self.totals.cap.closed();
         if let Some(capacity) = &self.counters.capacity {
             capacity.notify_one();
         }
@@ -113,6 +129,7 @@ impl Connection {
         counters.accepted.fetch_add(1, Ordering::Relaxed);
         counters.active.fetch_add(1, Ordering::Relaxed);
         totals.active.fetch_add(1, Ordering::Relaxed);
+        totals.cap.opened();
         Connection {
             io,
             peer,
@@ -121,6 +138,14 @@ impl Connection {
                 totals: Arc::clone(totals),
             },
         }
+    }
+
+    /// A handle through which the protocol served on this connection says
+    /// when it is idle between requests, so that the cluster's connection
+    /// cap may close it (oldest idle first) to admit a new client
+    /// (`cluster-http` does this by itself).
+    pub fn idle_handle(&self) -> IdleHandle {
+        IdleHandle::new(&self._guard.totals.cap)
     }
 
     /// The client's address (TCP only).

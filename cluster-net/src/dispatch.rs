@@ -11,14 +11,14 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::{watch, Notify};
 
 use crate::accept::AcceptSocket;
-use crate::conn::{Accepted, Counters};
+use crate::conn::{Accepted, Counters, Totals};
 use crate::Balance;
 
 /// How many connections an inbox may hold before its worker takes them:
@@ -198,13 +198,13 @@ impl Dispatch {
 
     /// Accepts one connection from `listener` and delivers it, unless every
     /// listener of the socket is closed first (then nothing is accepted).
-    pub(crate) async fn accept_from(&self, listener: &AcceptSocket, errors: &AtomicU64) {
+    pub(crate) async fn accept_from(&self, listener: &AcceptSocket, totals: &Totals) {
         let _busy = self.busy.lock().await;
         let mut attached = self.attached.subscribe();
         tokio::select! {
             biased;
             _ = attached.wait_for(|n| *n == 0) => {}
-            conn = listener.accept(errors) => self.deliver(conn),
+            conn = listener.accept(totals) => self.deliver(conn),
         }
     }
 

@@ -44,6 +44,7 @@ mod acceptor;
 
 mod bind;
 mod builder;
+mod cap;
 mod conn;
 mod dispatch;
 mod error;
@@ -57,6 +58,7 @@ mod systemd;
 pub mod upgrade;
 
 pub use builder::ClusterBuilderExt;
+pub use cap::IdleHandle;
 pub use conn::Connection;
 pub use error::Error;
 pub use listen::WorkerExt;
@@ -64,5 +66,5 @@ pub use listener::Listener;
 pub use spec::{
     Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
 };
-pub use stats::{stats, ListenerStats};
+pub use stats::{cap_stats, stats, CapStats, ListenerStats};
 pub use systemd::{notify_systemd, SystemdSockets};

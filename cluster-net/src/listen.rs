@@ -91,7 +91,9 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         worker,
         spec.target,
     )? {
-        Listen::Handle(listener) => return handle(worker, listener, max_per_worker),
+        Listen::Handle(listener) => {
+            return handle(worker, listener, max_per_worker, registry.cap(&config))
+        }
         Listen::Tcp(asked) => {
             let nth = if asked.port() == 0 {
                 registry.next_zero(worker.id())
@@ -190,7 +192,9 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             addr: label.clone(),
             source,
         })?;
-        let mut socket = SharedSocket::new(label.clone(), address, balance, listener, max_total);
+        let cap = registry.cap(&config);
+        let mut socket =
+            SharedSocket::new(label.clone(), address, balance, listener, max_total, cap);
         // A socket file this cluster created goes away when it stops.
         socket.file = unix_path
             .filter(|_| bound_here)
@@ -342,6 +346,7 @@ fn handle(
     worker: &Worker,
     listener: std::net::TcpListener,
     max_per_worker: Option<usize>,
+    cap: Arc<crate::cap::Cap>,
 ) -> Result<Listener, Error> {
     let shown = format!(
         "{}",
@@ -363,6 +368,7 @@ fn handle(
         Balance::Os,
         std_listener,
         None,
+        cap,
     );
     let mode = Mode::Direct(AcceptSocket::register(&socket.listener).map_err(fail)?);
     Ok(Listener {

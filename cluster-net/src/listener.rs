@@ -205,14 +205,21 @@ impl Listener {
             // The acceptor enforces the total for dispatched modes.
             wait_below(&self.totals.active, &self.totals.freed, self.max_total).await;
         }
-        let errors = &self.totals.accept_errors;
-        let mut backoff = Backoff::new(errors);
+        let totals = &*self.totals;
+        let mut backoff = Backoff::new(totals);
         loop {
             let accepted = match &self.mode {
-                Mode::Direct(socket) => socket.accept(errors).await,
+                Mode::Direct(socket) => {
+                    totals.cap.admit().await;
+                    socket.accept(totals).await
+                }
+                // The acceptor admits those it dispatches.
                 Mode::Dispatched(seat) => seat.take().await,
                 Mode::ReusePort { own, seat } => tokio::select! {
-                    accepted = own.accept(errors) => accepted,
+                    accepted = async {
+                        totals.cap.admit().await;
+                        own.accept(totals).await
+                    } => accepted,
                     accepted = seat.take() => accepted,
                 },
             };

@@ -17,9 +17,10 @@ use tokio::sync::Notify;
 use crate::accept::AcceptSocket;
 use crate::acceptor::{accept_loop, stand_in, AcceptorThread, Occupancy};
 use crate::bind::StdListener;
+use crate::cap::Cap;
 use crate::conn::{Counters, Totals};
 use crate::dispatch::Dispatch;
-use crate::{Balance, Error};
+use crate::{Balance, Error, NetConfig};
 
 /// What identifies a socket the workers share.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -74,6 +75,7 @@ impl SharedSocket {
         balance: Balance,
         listener: StdListener,
         max_total: Option<usize>,
+        cap: Arc<Cap>,
     ) -> SharedSocket {
         let dispatch = (balance.uses_acceptor() || balance == Balance::ReusePort)
             .then(|| Arc::new(Dispatch::new(balance)));
@@ -84,7 +86,7 @@ impl SharedSocket {
             listener,
             dispatch,
             group: Mutex::default(),
-            totals: Arc::default(),
+            totals: Arc::new(Totals::new(cap)),
             max_total,
             counters: Mutex::default(),
             file: None,
@@ -232,6 +234,7 @@ pub(crate) struct Registry {
     /// A hot upgrade handed the sockets to a new process, which uses the
     /// socket files now.
     handed_over: AtomicBool,
+    cap: OnceLock<Arc<Cap>>,
 }
 
 #[derive(Default)]
@@ -252,6 +255,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
+    /// The cluster's connection cap, set by the first `listen`'s config.
+    pub(crate) fn cap(&self, config: &NetConfig) -> Arc<Cap> {
+        let cap = self.cap.get_or_init(|| {
+            Arc::new(Cap::new(
+                config
+                    .connection_cap
+                    .unwrap_or_else(crate::cap::default_cap),
+            ))
+        });
+        Arc::clone(cap)
+    }
+
+    /// The cap as it stands, for the primary.
+    pub(crate) fn cap_stats(&self) -> Option<Arc<Cap>> {
+        self.cap.get().cloned()
+    }
+
     /// The n-th port-0 listen of this worker (0 for the first).
     pub(crate) fn next_zero(&self, worker: u64) -> usize {
         let mut st = lock(&self.state);

@@ -295,6 +295,7 @@ pub struct NetConfig {
     pub(crate) max_connections_per_worker: Option<usize>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) backlog: i32,
+    pub(crate) connection_cap: Option<usize>,
 }
 
 impl Default for NetConfig {
@@ -305,6 +306,7 @@ impl Default for NetConfig {
             max_connections_per_worker: None,
             max_connections: None,
             backlog: 1024,
+            connection_cap: None,
         }
     }
 }
@@ -339,6 +341,18 @@ impl NetConfig {
     /// The listen backlog (default 1024).
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog;
+        self
+    }
+
+    /// At most this many open connections in the whole cluster, every
+    /// listener together (default: the soft `RLIMIT_NOFILE` minus a reserve
+    /// of 128 fds, or of half the limit if it is under 256), as nginx's
+    /// `worker_connections`. At the cap the oldest idle keep-alive
+    /// connections are closed to admit new clients (`cluster-http` marks
+    /// them; see [`Connection::idle_handle`](crate::Connection::idle_handle));
+    /// with none idle, new connections wait in the kernel's backlog.
+    pub fn connection_cap(mut self, n: usize) -> Self {
+        self.connection_cap = Some(n);
         self
     }
 }

@@ -42,3 +42,26 @@ pub fn stats(cluster: &Cluster) -> Vec<ListenerStats> {
     all.sort_by_key(|s| (s.address.to_string(), s.slot, s.worker));
     all
 }
+
+/// The cluster's connection cap as it stands (see
+/// [`NetConfig::connection_cap`](crate::NetConfig::connection_cap)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CapStats {
+    /// The cap: open connections allowed, every listener together.
+    pub limit: usize,
+    /// Open connections now.
+    pub open: usize,
+    /// Idle keep-alive connections closed at the cap to admit new clients.
+    pub evicted: u64,
+}
+
+/// The connection cap of `cluster`; `None` before the first `listen`.
+pub fn cap_stats(cluster: &Cluster) -> Option<CapStats> {
+    let cap = cluster.extension::<Registry>().cap_stats()?;
+    Some(CapStats {
+        limit: cap.limit(),
+        open: cap.open(),
+        evicted: cap.evicted(),
+    })
+}

@@ -23,7 +23,13 @@ fn child() {
     let balance: Balance = balance.parse().unwrap();
     Cluster::builder()
         .workers(2)
-        .state(NetConfig::default().balance(balance))
+        // Far above the fd limit: this test is about running out of fds
+        // anyway (other files may take them); the default cap stays below.
+        .state(
+            NetConfig::default()
+                .balance(balance)
+                .connection_cap(1 << 20),
+        )
         .run_with_primary(
             |w| async move {
                 let l = w.listen("127.0.0.1:0").await?;
@@ -62,6 +68,16 @@ fn child() {
         .unwrap();
 }
 
+/// Kills the child if the test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
@@ -93,9 +109,9 @@ fn flood(balance: &str) {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut child = KillOnDrop(cmd.spawn().unwrap());
+    let pid = child.0.id();
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
     let addr: SocketAddr = loop {
         let mut line = String::new();
         assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
@@ -151,7 +167,7 @@ fn flood(balance: &str) {
     }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "{balance}: {status}");
 }
 
