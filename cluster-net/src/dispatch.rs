@@ -8,7 +8,7 @@
 //! dropped on the way: an inbox whose listener goes away is emptied into the
 //! others.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -216,7 +216,7 @@ impl Dispatch {
             let pick = match self.balance {
                 // A client goes to its slot even past the prefetch, up to a
                 // bound: past it (a stuck worker), to another one.
-                Balance::Sticky => sticky_slot(&st, conn.peer)
+                Balance::Sticky => sticky_slot(conn.peer, st.inboxes.iter().map(|b| b.slot))
                     .and_then(|slot| st.inboxes.iter().position(|b| b.slot == slot))
                     .filter(|&i| st.inboxes[i].queue.len() < STICKY_BACKLOG)
                     .or_else(|| self.pick(&st)),
@@ -246,31 +246,115 @@ impl Dispatch {
     }
 
     fn pick(&self, st: &State) -> Option<usize> {
-        // Round-robin order: the slots after the last one served, then wrap.
-        let rr = |slot: usize| match st.last_slot {
-            Some(last) if slot > last => (0, slot),
-            Some(_) => (1, slot),
-            None => (0, slot),
-        };
-        let open = st.inboxes.iter().enumerate().filter(|(_, b)| b.can_take());
-        match self.balance {
-            Balance::LeastConnections => open
-                .min_by_key(|(_, b)| (b.load(), rr(b.slot)))
-                .map(|(i, _)| i),
-            _ => open.min_by_key(|(_, b)| rr(b.slot)).map(|(i, _)| i),
-        }
+        let open = st
+            .inboxes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.can_take())
+            .map(|(i, b)| (i, b.slot, b.load()));
+        pick(self.balance, st.last_slot, open)
     }
 }
 
-/// The live slot a client address maps to: the same while the set of live
-/// slots is the same.
-fn sticky_slot(st: &State, peer: Option<SocketAddr>) -> Option<usize> {
-    let slots: BTreeSet<usize> = st.inboxes.iter().map(|b| b.slot).collect();
-    if slots.is_empty() {
-        return None;
+/// The inbox (by its index) that gets the next connection, among the open
+/// ones `(index, slot, load)`: round-robin from the slot after the last one
+/// served; least-connections takes the least load first, round-robin
+/// between equals.
+fn pick(
+    balance: Balance,
+    last_slot: Option<usize>,
+    open: impl Iterator<Item = (usize, usize, usize)>,
+) -> Option<usize> {
+    let rr = |slot: usize| match last_slot {
+        Some(last) if slot > last => (0, slot),
+        Some(_) => (1, slot),
+        None => (0, slot),
+    };
+    match balance {
+        Balance::LeastConnections => open.min_by_key(|&(_, slot, load)| (load, rr(slot))),
+        _ => open.min_by_key(|&(_, slot, _)| rr(slot)),
     }
-    let mut hasher = std::hash::DefaultHasher::new();
-    peer.map(|p| p.ip()).hash(&mut hasher);
-    let n = (hasher.finish() % slots.len() as u64) as usize;
-    slots.into_iter().nth(n)
+    .map(|(i, _, _)| i)
+}
+
+/// The live slot a client address maps to, by rendezvous hashing: the
+/// highest score of (address, slot). A slot that leaves or joins moves only
+/// its own clients; the others keep theirs.
+fn sticky_slot(peer: Option<SocketAddr>, slots: impl Iterator<Item = usize>) -> Option<usize> {
+    let ip = peer.map(|p| p.ip());
+    slots.max_by_key(|slot| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (ip, slot).hash(&mut hasher);
+        hasher.finish()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(loads: &[usize]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        loads.iter().enumerate().map(|(i, &load)| (i, i, load))
+    }
+
+    #[test]
+    fn round_robin_takes_the_slot_after_the_last_served_and_wraps() {
+        let order: Vec<_> = [None, Some(0), Some(1), Some(2)]
+            .into_iter()
+            .map(|last| pick(Balance::RoundRobin, last, open(&[5, 0, 9])))
+            .collect();
+        assert_eq!(order, [Some(0), Some(1), Some(2), Some(0)]);
+        assert_eq!(pick(Balance::RoundRobin, None, open(&[])), None);
+    }
+
+    #[test]
+    fn least_connections_takes_the_least_load_then_round_robin() {
+        assert_eq!(
+            pick(Balance::LeastConnections, None, open(&[3, 1, 2])),
+            Some(1)
+        );
+        // Equal loads: after slot 0, slot 2 (1 is busier).
+        assert_eq!(
+            pick(Balance::LeastConnections, Some(0), open(&[1, 2, 1])),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn sticky_keeps_a_client_on_its_slot_and_moves_few_when_slots_change() {
+        let clients: Vec<SocketAddr> = (0..400u32)
+            .map(|i| SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 40000)))
+            .collect();
+        let map = |slots: &[usize]| -> Vec<usize> {
+            clients
+                .iter()
+                .map(|c| sticky_slot(Some(*c), slots.iter().copied()).unwrap())
+                .collect()
+        };
+        let four = map(&[0, 1, 2, 3]);
+        assert_eq!(four, map(&[0, 1, 2, 3]), "the same address, the same slot");
+        // Every slot gets a share.
+        for slot in 0..4 {
+            let share = four.iter().filter(|&&s| s == slot).count();
+            assert!((50..150).contains(&share), "slot {slot}: {share} of 400");
+        }
+        // Slot 3 leaves: only its clients move.
+        let three = map(&[0, 1, 2]);
+        for (before, after) in four.iter().zip(&three) {
+            if *before != 3 {
+                assert_eq!(before, after);
+            }
+        }
+        // A slot joins: clients move only to it.
+        let five = map(&[0, 1, 2, 3, 4]);
+        for (before, after) in four.iter().zip(&five) {
+            assert!(before == after || *after == 4);
+        }
+        // The port does not matter, the address does.
+        let other_port = SocketAddr::from(([10, 0, 0, 7], 1));
+        assert_eq!(
+            sticky_slot(Some(other_port), [0, 1, 2, 3].into_iter()),
+            Some(four[7])
+        );
+    }
 }

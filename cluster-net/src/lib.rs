@@ -51,6 +51,7 @@ mod error;
 pub mod handoff;
 mod listen;
 mod listener;
+mod plan;
 mod registry;
 mod spec;
 mod stats;

@@ -1,8 +1,8 @@
-//! `worker.listen(...)`: from a spec to a `Listener`, through the registry.
+//! `worker.listen(...)`: a planned socket found in (or added to) the
+//! registry, and the worker's `Listener` attached to it.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
 use cluster_core::{Address, Worker};
@@ -11,11 +11,10 @@ use crate::accept::AcceptSocket;
 use crate::bind::{self, StdListener};
 use crate::conn::Counters;
 use crate::listener::{Mode, Seat, SlotSocket};
+use crate::plan::{plan, Plan, Target};
 use crate::registry::{reuse_label, Key, OwnedFile, Registry, ReuseSocket, SharedSocket};
 use crate::upgrade::Inherited;
-use crate::{
-    Balance, Error, Listen, ListenSpec, Listener, NetConfig, Ports, SystemdSockets, ToListen,
-};
+use crate::{Balance, Error, Listen, ListenSpec, Listener, NetConfig, ToListen};
 
 /// `listen` and `listen_udp` on a worker: `use cluster_net::WorkerExt;`.
 pub trait WorkerExt {
@@ -75,102 +74,20 @@ impl WorkerExt for Worker {
 
 fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
     let config = worker.state::<NetConfig>().map(|c| *c).unwrap_or_default();
-    let balance = match spec.balance {
-        Some(b) => b,
-        None => Balance::from_env()?.unwrap_or(config.balance),
-    };
-    let ports = spec.ports.unwrap_or(config.ports);
-    let max_per_worker = spec
-        .max_connections_per_worker
-        .or(config.max_connections_per_worker);
-    let max_total = spec.max_connections.or(config.max_connections);
     let registry = worker.extension::<Registry>();
-    let slot = worker.slot();
-
-    let (key, balance, bind): (Key, Balance, Box<dyn FnOnce() -> _>) = match systemd(
-        worker,
-        spec.target,
-    )? {
-        Listen::Handle(listener) => {
+    let Plan {
+        key,
+        balance,
+        max_per_worker,
+        max_total,
+        bind,
+    } = match plan(worker, spec, &config, &registry)? {
+        Target::Shared(plan) => plan,
+        Target::Handle(listener, max_per_worker) => {
             return handle(worker, listener, max_per_worker, registry.cap(&config))
         }
-        Listen::Tcp(asked) => {
-            let nth = if asked.port() == 0 {
-                registry.next_zero(worker.id())
-            } else {
-                0
-            };
-            let per_worker = match ports {
-                Ports::Shared => None,
-                Ports::PerWorker if asked.port() == 0 => Some(asked),
-                Ports::PerWorker => {
-                    let port = usize::from(asked.port()) + slot;
-                    let port = u16::try_from(port).map_err(|_| Error::PortOverflow {
-                        addr: asked.to_string(),
-                        slot,
-                    })?;
-                    Some(SocketAddr::new(asked.ip(), port))
-                }
-                Ports::PerWorkerWith(f) => Some(SocketAddr::new(asked.ip(), f(slot))),
-            };
-            match per_worker {
-                Some(addr) => (
-                    Key::Slot(asked, slot, nth),
-                    Balance::Os,
-                    Box::new(move || bind::tcp(addr, false, config.backlog).map(StdListener::Tcp)),
-                ),
-                None => {
-                    let balance = reuseport_or_os(balance);
-                    // Socket activation: systemd's socket for this address.
-                    let activated = worker
-                        .state::<SystemdSockets>()
-                        .filter(|_| nth == 0)
-                        .and_then(|s| s.tcp_listener(asked));
-                    let balance = match &activated {
-                        Some(_) if balance == Balance::ReusePort => {
-                            tracing::warn!(%asked, "reuseport cannot apply to systemd's socket; using os");
-                            Balance::Os
-                        }
-                        _ => balance,
-                    };
-                    let reuse = balance == Balance::ReusePort;
-                    (
-                        Key::Tcp(asked, nth),
-                        balance,
-                        Box::new(move || match activated {
-                            Some(fd) => bind::inherited(fd.into_raw_fd()),
-                            None => bind::tcp(asked, reuse, config.backlog).map(StdListener::Tcp),
-                        }),
-                    )
-                }
-            }
-        }
-        Listen::Unix(path) => {
-            let balance = if balance == Balance::ReusePort {
-                Balance::Os
-            } else {
-                balance
-            };
-            let p = path.clone();
-            (
-                Key::Unix(path),
-                balance,
-                Box::new(move || bind::unix(&p, config.backlog).map(StdListener::Unix)),
-            )
-        }
-        Listen::Fd(fd) => {
-            let balance = if balance == Balance::ReusePort {
-                tracing::warn!(fd, "reuseport cannot apply to an inherited fd; using os");
-                Balance::Os
-            } else {
-                balance
-            };
-            (Key::Fd(fd), balance, Box::new(move || bind::inherited(fd)))
-        }
-        Listen::Systemd(_) | Listen::SystemdNamed(_) => {
-            unreachable!("resolved to Listen::Fd by systemd()")
-        }
     };
+    let slot = worker.slot();
     let label = key.label();
     let inherited = worker.state::<Inherited>();
     let slot_socket = matches!(key, Key::Slot(..)).then(|| SlotSocket {
@@ -186,7 +103,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         // Taken over from the process this one replaces, or bound now.
         let (listener, bound_here) = match inherited.as_ref().and_then(|i| i.take(&label)) {
             Some(received) => (StdListener::from_received(received)?, false),
-            None => (bind()?, true),
+            None => (bind.bind(config.backlog)?, true),
         };
         let address = listener.address().map_err(|source| Error::Listen {
             addr: label.clone(),
@@ -237,36 +154,6 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         max_total: socket.max_total,
         slot_socket,
     })
-}
-
-/// `Listen::Systemd*` as the `Listen::Fd` systemd passed; the rest as is.
-fn systemd(worker: &Worker, target: Listen) -> Result<Listen, Error> {
-    let (Listen::Systemd(_) | Listen::SystemdNamed(_)) = target else {
-        return Ok(target);
-    };
-    let sockets = worker
-        .state::<SystemdSockets>()
-        .ok_or_else(|| Error::Systemd {
-            reason: format!(
-                "listen({target}) needs SystemdSockets::from_env() given to the cluster as state"
-            ),
-        })?;
-    let fd = match &target {
-        Listen::Systemd(n) => sockets.fd(*n),
-        Listen::SystemdNamed(name) => sockets.named(name),
-        _ => None,
-    };
-    fd.map(Listen::Fd).ok_or_else(|| Error::Systemd {
-        reason: format!("no {target}: systemd passed {} socket(s)", sockets.len()),
-    })
-}
-
-fn reuseport_or_os(balance: Balance) -> Balance {
-    if balance == Balance::ReusePort && !cfg!(any(target_os = "linux", target_os = "android")) {
-        tracing::warn!("reuseport balancing is Linux-only; using os");
-        return Balance::Os;
-    }
-    balance
 }
 
 /// This slot's socket of the `SO_REUSEPORT` group, bound on first use with

@@ -194,53 +194,80 @@ impl Listen {
     }
 }
 
-/// A [`Listen`] target plus per-listener options that override the
-/// cluster's [`NetConfig`].
-#[derive(Debug)]
-pub struct ListenSpec {
-    pub(crate) target: Listen,
+/// The options a listener takes, from its [`ListenSpec`] or else the
+/// cluster's [`NetConfig`]: one set, one list of setters for both.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ListenOptions {
     pub(crate) balance: Option<Balance>,
     pub(crate) ports: Option<Ports>,
     pub(crate) max_connections_per_worker: Option<usize>,
     pub(crate) max_connections: Option<usize>,
 }
 
+impl ListenOptions {
+    /// These options, where unset taken from `fallback`.
+    pub(crate) fn or(self, fallback: ListenOptions) -> ListenOptions {
+        ListenOptions {
+            balance: self.balance.or(fallback.balance),
+            ports: self.ports.or(fallback.ports),
+            max_connections_per_worker: self
+                .max_connections_per_worker
+                .or(fallback.max_connections_per_worker),
+            max_connections: self.max_connections.or(fallback.max_connections),
+        }
+    }
+}
+
+/// The setters of [`ListenOptions`], for a builder with an `options` field.
+macro_rules! listen_option_setters {
+    () => {
+        /// The balance mode of a shared port (default round-robin;
+        /// `CLUSTER_THREAD_BALANCE` overrides the cluster's, not a listener's).
+        pub fn balance(mut self, balance: Balance) -> Self {
+            self.options.balance = Some(balance);
+            self
+        }
+
+        /// Shared (default) or per-worker ports.
+        pub fn ports(mut self, ports: Ports) -> Self {
+            self.options.ports = Some(ports);
+            self
+        }
+
+        /// At most this many open connections per worker and listener (Node's
+        /// `server.maxConnections`); more wait in the kernel's backlog.
+        pub fn max_connections_per_worker(mut self, n: usize) -> Self {
+            self.options.max_connections_per_worker = Some(n);
+            self
+        }
+
+        /// At most this many open connections per listener, all workers together.
+        pub fn max_connections(mut self, n: usize) -> Self {
+            self.options.max_connections = Some(n);
+            self
+        }
+    };
+}
+
+/// A [`Listen`] target plus per-listener options that override the
+/// cluster's [`NetConfig`].
+#[derive(Debug)]
+pub struct ListenSpec {
+    pub(crate) target: Listen,
+    pub(crate) options: ListenOptions,
+}
+
 impl From<Listen> for ListenSpec {
     fn from(target: Listen) -> Self {
         ListenSpec {
             target,
-            balance: None,
-            ports: None,
-            max_connections_per_worker: None,
-            max_connections: None,
+            options: ListenOptions::default(),
         }
     }
 }
 
 impl ListenSpec {
-    /// The balance mode for this listener.
-    pub fn balance(mut self, balance: Balance) -> Self {
-        self.balance = Some(balance);
-        self
-    }
-
-    /// Shared or per-worker ports for this listener.
-    pub fn ports(mut self, ports: Ports) -> Self {
-        self.ports = Some(ports);
-        self
-    }
-
-    /// At most this many open connections per worker on this listener.
-    pub fn max_connections_per_worker(mut self, n: usize) -> Self {
-        self.max_connections_per_worker = Some(n);
-        self
-    }
-
-    /// At most this many open connections on this listener, all workers together.
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = Some(n);
-        self
-    }
+    listen_option_setters!();
 }
 
 /// Anything `listen` takes: `"0.0.0.0:8000"`, a port, a `SocketAddr`, a
@@ -290,10 +317,7 @@ impl ToListen for u16 {
 /// `Cluster::builder().state(NetConfig::default().balance(Balance::Os))`.
 #[derive(Debug, Clone, Copy)]
 pub struct NetConfig {
-    pub(crate) balance: Balance,
-    pub(crate) ports: Ports,
-    pub(crate) max_connections_per_worker: Option<usize>,
-    pub(crate) max_connections: Option<usize>,
+    pub(crate) options: ListenOptions,
     pub(crate) backlog: i32,
     pub(crate) connection_cap: Option<usize>,
 }
@@ -301,10 +325,7 @@ pub struct NetConfig {
 impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
-            balance: Balance::RoundRobin,
-            ports: Ports::Shared,
-            max_connections_per_worker: None,
-            max_connections: None,
+            options: ListenOptions::default(),
             backlog: 1024,
             connection_cap: None,
         }
@@ -312,31 +333,7 @@ impl Default for NetConfig {
 }
 
 impl NetConfig {
-    /// The balance mode of shared ports (default round-robin;
-    /// `CLUSTER_THREAD_BALANCE` overrides it).
-    pub fn balance(mut self, balance: Balance) -> Self {
-        self.balance = balance;
-        self
-    }
-
-    /// Shared (default) or per-worker ports.
-    pub fn ports(mut self, ports: Ports) -> Self {
-        self.ports = ports;
-        self
-    }
-
-    /// At most this many open connections per worker and listener (Node's
-    /// `server.maxConnections`); more wait in the kernel's backlog.
-    pub fn max_connections_per_worker(mut self, n: usize) -> Self {
-        self.max_connections_per_worker = Some(n);
-        self
-    }
-
-    /// At most this many open connections per listener, all workers together.
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = Some(n);
-        self
-    }
+    listen_option_setters!();
 
     /// The listen backlog (default 1024).
     pub fn backlog(mut self, backlog: i32) -> Self {
