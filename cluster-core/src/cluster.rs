@@ -7,13 +7,10 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::LocalSet;
 
-use crate::config::{Config, ShutdownFuture, StartHook, StateMap, WorkerFn};
-use crate::supervisor::{supervise, Inner, SlotStatus};
-use crate::worker::Notice;
-use crate::{
-    ClusterBuilder, ClusterEvent, ClusterInfo, Error, Events, Message, Phase, TaskResult,
-    WorkerHandle,
-};
+use crate::builder::{Config, ShutdownFuture, StartHook, StateMap, WorkerFn};
+use crate::supervisor::Notice;
+use crate::supervisor::{supervise, SlotStatus, Supervisor};
+use crate::{ClusterBuilder, ClusterInfo, Error, Events, Message, Phase, TaskResult, WorkerHandle};
 
 /// The primary's handle on a cluster of worker threads: Node's `cluster` in the primary.
 ///
@@ -52,7 +49,7 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct Cluster {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Supervisor>,
     start: Arc<Mutex<Option<Start>>>,
 }
 
@@ -87,7 +84,7 @@ impl Cluster {
     ) -> Cluster {
         let (tx, rx) = mpsc::unbounded_channel();
         Cluster {
-            inner: Arc::new(Inner::new(config, body, tx, state)),
+            inner: Arc::new(Supervisor::new(config, body, tx, state)),
             start: Arc::new(Mutex::new(Some(Start {
                 notices: rx,
                 shutdown_signal,
@@ -259,29 +256,7 @@ impl Cluster {
     }
 
     fn fork_slot_with(&self, data: Option<Message>) -> Result<WorkerHandle, Error> {
-        let inner = &self.inner;
-        if inner.runtime.get().is_none() {
-            return Err(Error::Stopping {
-                action: "fork a worker before the cluster is started",
-            });
-        }
-        let mut st = inner.lock();
-        inner.begin_cycle(&mut st);
-        if st.stopping {
-            return Err(Error::Stopping {
-                action: "fork a worker",
-            });
-        }
-        let mut slot = inner.new_slot();
-        slot.fork_data = data;
-        st.slots.push(slot);
-        let index = st.slots.len() - 1;
-        let result = inner.fork_slot(&mut st, index, None);
-        if result.is_err() {
-            st.slots.pop();
-        }
-        inner.publish_slots(&st);
-        result
+        self.inner.fork_new_slot(data)
     }
 
     /// Sends a message to every live worker; returns how many got it. The
@@ -353,124 +328,13 @@ impl Cluster {
     /// [`ClusterEvent::Reloading`](crate::ClusterEvent::Reloading) before and
     /// [`ClusterEvent::Reloaded`](crate::ClusterEvent::Reloaded) after.
     pub async fn reload(&self) -> Result<(), Error> {
-        let inner = &self.inner;
-        let _one_at_a_time = inner.reload_lock.lock().await;
-        if inner.lock().stopping {
-            return Err(Error::Stopping { action: "reload" });
-        }
-        inner.events.emit(ClusterEvent::Reloading);
-        let result = self.reload_slots().await;
-        inner.events.emit(ClusterEvent::Reloaded {
-            error: result.as_ref().err().map(ToString::to_string),
-        });
-        result
-    }
-
-    async fn reload_slots(&self) -> Result<(), Error> {
-        let inner = &self.inner;
-        let mut old_workers = Vec::new();
-        let size = self.size();
-        for slot in 0..size {
-            let (old, new) = {
-                let mut st = inner.lock();
-                if st.stopping {
-                    return Err(Error::Stopping { action: "reload" });
-                }
-                let Some(old) = st
-                    .slots
-                    .get(slot)
-                    .and_then(|s| s.current)
-                    .and_then(|id| st.workers.get(&id).cloned())
-                else {
-                    continue;
-                };
-                let new = inner.fork_slot(&mut st, slot, Some(old.id))?;
-                (old, new)
-            };
-            let listen_timeout = inner.config.listen_timeout;
-            let online = tokio::time::timeout(listen_timeout, new.online()).await;
-            let failure = match online {
-                Ok(Ok(())) => None,
-                Ok(Err(reason)) => Some(reason),
-                Err(_) => Some(format!(
-                    "not online within listen_timeout = {listen_timeout:?}"
-                )),
-            };
-            if let Some(reason) = failure {
-                new.kill();
-                return Err(Error::Reload {
-                    slot,
-                    id: new.id(),
-                    reason,
-                });
-            }
-            if old.is_ready() {
-                let mut ready = new.core.ready.subscribe();
-                tokio::select! {
-                    _ = ready.wait_for(|r| *r) => {}
-                    () = new.core.dead() => {
-                        return Err(Error::Reload {
-                            slot,
-                            id: new.id(),
-                            reason: new.core.exit.get().map_or_else(|| "exited".to_owned(), ToString::to_string),
-                        });
-                    }
-                    () = tokio::time::sleep(listen_timeout) => {
-                        tracing::warn!(id = new.id(), slot, ?listen_timeout, "new worker neither listening nor ready after the listen timeout; going on");
-                    }
-                }
-            }
-            inner.disconnect_worker(&old);
-            old_workers.push(old);
-        }
-        for old in old_workers {
-            old.dead().await;
-        }
-        Ok(())
+        self.inner.reload().await
     }
 
     /// Grows or shrinks the cluster to `workers` slots. New workers are forked
     /// into new slots; the highest slots' workers are disconnected. Returns
     /// when the new ones are online and the removed ones have exited.
     pub async fn scale(&self, workers: usize) -> Result<(), Error> {
-        if workers == 0 {
-            return Err(Error::ZeroWorkers);
-        }
-        let inner = &self.inner;
-        let (added, removed) = {
-            let mut guard = inner.lock();
-            let st = &mut *guard;
-            if st.stopping {
-                return Err(Error::Stopping { action: "scale" });
-            }
-            let mut added = Vec::new();
-            let mut removed = Vec::new();
-            while st.slots.len() < workers {
-                let slot = inner.new_slot();
-                st.slots.push(slot);
-                inner.publish_slots(st);
-                let index = st.slots.len() - 1;
-                added.push(inner.fork_slot(st, index, None)?);
-            }
-            for slot in st.slots.drain(workers..) {
-                if let Some(core) = slot.current.and_then(|id| st.workers.get(&id)) {
-                    removed.push(Arc::clone(core));
-                }
-            }
-            // Published before the disconnects: a removed slot's listeners
-            // see it and close their per-slot sockets.
-            inner.publish_slots(st);
-            (added, removed)
-        };
-        for core in &removed {
-            inner.disconnect_worker(core);
-        }
-        for new in added {
-            let _ = new.online().await;
-        }
-        for core in removed {
-            core.dead().await;
-        }
-        Ok(())
+        self.inner.scale(workers).await
     }
 }

@@ -3,7 +3,7 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 use std::thread::ThreadId;
 
-use crate::supervisor::Inner;
+use crate::supervisor::Supervisor;
 use crate::worker::{Life, WorkerCore};
 use crate::{Error, ExitReason, Message};
 
@@ -13,7 +13,7 @@ use crate::{Error, ExitReason, Message};
 #[derive(Clone)]
 pub struct WorkerHandle {
     pub(crate) core: Arc<WorkerCore>,
-    pub(crate) cluster: Weak<Inner>,
+    pub(crate) cluster: Weak<Supervisor>,
 }
 
 impl fmt::Debug for WorkerHandle {

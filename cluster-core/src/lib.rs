@@ -34,12 +34,12 @@
 //! ```
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+mod builder;
 mod cluster;
-mod config;
 mod error;
 mod event;
-mod events;
 mod handle;
+mod hub;
 mod message;
 mod restart;
 mod signals;
@@ -47,12 +47,12 @@ mod supervisor;
 mod thread;
 mod worker;
 
+pub use builder::{ClusterBuilder, TaskResult, Workers, WORKERS_ENV};
 pub use cluster::Cluster;
-pub use config::{ClusterBuilder, TaskResult, Workers, WORKERS_ENV};
 pub use error::Error;
 pub use event::{Address, ClusterEvent, ExitReason, Phase};
-pub use events::Events;
 pub use handle::WorkerHandle;
+pub use hub::Events;
 pub use message::Message;
 pub use restart::RestartPolicy;
 pub use thread::panic_message;

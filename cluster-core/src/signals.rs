@@ -4,7 +4,7 @@
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::config::ShutdownFuture;
+use crate::builder::ShutdownFuture;
 use crate::{Cluster, Error, Phase};
 
 pub(crate) struct Signals {

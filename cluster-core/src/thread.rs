@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::LocalSet;
 
-use crate::config::WorkerFn;
-use crate::worker::{self, Notice, WorkerCore};
+use crate::builder::WorkerFn;
+use crate::supervisor::Notice;
+use crate::worker::{self, WorkerCore};
 use crate::{ExitReason, Worker};
 
 pub(crate) fn spawn(

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::StateMap;
+use crate::builder::StateMap;
 use crate::restart::Lifetime;
+use crate::supervisor::Notice;
 use crate::{Address, Error, ExitReason, Message, Phase};
 
 thread_local! {
@@ -46,28 +47,6 @@ pub(crate) enum Life {
     Starting,
     Online,
     Dead,
-}
-
-/// What a worker thread sends to the primary's supervisor.
-#[derive(Debug)]
-pub(crate) enum Notice {
-    Online(u64),
-    Ready(u64),
-    Listening(u64, Address),
-    Message(u64, Message),
-    Exited(u64, ExitReason),
-    KillTimeout(u64),
-    RestartDue {
-        slot: usize,
-        epoch: u64,
-    },
-    StartFailed(u64, String),
-    StartTimeout,
-    StopDeadline,
-    /// The worker asked to be disconnected (Node's `cluster.worker.disconnect()`).
-    Disconnect(u64),
-    /// A graceful stop's drain delay is over: disconnect the workers.
-    DrainDelayOver,
 }
 
 /// Cluster-wide values that companion crates (such as `cluster-net`) keep,

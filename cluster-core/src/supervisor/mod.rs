@@ -1,8 +1,15 @@
-//! The primary's side: the worker table, forks, exits, restarts, stops.
-//!
-//! One task (`supervise`) reads every notice from the workers and from the
-//! timers, in order, so the events of a worker are emitted in order. Calls from
-//! handles (fork, disconnect, kill) act directly under the state lock.
+//! The supervisor: the primary's state machine over the worker table. Its
+//! inputs are the [`Notice`]s (notice.rs) that one task (`supervise`) reads
+//! in order, from the workers and the timers, and the calls of the handles
+//! (fork, disconnect, kill, stop), made under the state lock. Here: forks,
+//! phases, stops and the handling of each notice; what follows an exit is
+//! decided in exit.rs, reload and scale are in rolling.rs.
+
+mod exit;
+mod notice;
+mod rolling;
+
+pub(crate) use notice::Notice;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,11 +19,12 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::{Config, StateMap, WorkerFn};
-use crate::events::EventHub;
-use crate::restart::{Next, SlotHistory};
-use crate::worker::{Life, Link, Notice, WorkerCore};
+use crate::builder::{Config, StateMap, WorkerFn};
+use crate::hub::EventHub;
+use crate::restart::SlotHistory;
+use crate::worker::{Life, Link, WorkerCore};
 use crate::{ClusterEvent, Error, ExitReason, Message, Phase, WorkerHandle};
+use exit::{after_exit, AfterExit, Exit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlotStatus {
@@ -48,7 +56,7 @@ pub(crate) struct State {
     pub(crate) start_error: Option<(u64, usize, String)>,
 }
 
-pub(crate) struct Inner {
+pub(crate) struct Supervisor {
     pub(crate) config: Config,
     pub(crate) body: WorkerFn,
     pub(crate) state: Mutex<State>,
@@ -61,16 +69,16 @@ pub(crate) struct Inner {
     next_epoch: AtomicU64,
 }
 
-impl Inner {
+impl Supervisor {
     pub(crate) fn new(
         config: Config,
         body: WorkerFn,
         notices: mpsc::UnboundedSender<Notice>,
         state: Arc<StateMap>,
-    ) -> Inner {
+    ) -> Supervisor {
         let phase = watch::Sender::new(Phase::Starting);
         let shutdown_timeout = config.shutdown_timeout;
-        Inner {
+        Supervisor {
             config,
             body,
             state: Mutex::new(State {
@@ -240,6 +248,37 @@ impl Inner {
         }
         self.link.alive.fetch_add(1, Ordering::Relaxed);
         Ok(handle)
+    }
+
+    /// Forks a worker into a new slot (`Cluster::fork`); after a stop,
+    /// starts a new cycle.
+    pub(crate) fn fork_new_slot(
+        self: &Arc<Self>,
+        data: Option<Message>,
+    ) -> Result<WorkerHandle, Error> {
+        let inner = self;
+        if inner.runtime.get().is_none() {
+            return Err(Error::Stopping {
+                action: "fork a worker before the cluster is started",
+            });
+        }
+        let mut st = inner.lock();
+        inner.begin_cycle(&mut st);
+        if st.stopping {
+            return Err(Error::Stopping {
+                action: "fork a worker",
+            });
+        }
+        let mut slot = inner.new_slot();
+        slot.fork_data = data;
+        st.slots.push(slot);
+        let index = st.slots.len() - 1;
+        let result = inner.fork_slot(&mut st, index, None);
+        if result.is_err() {
+            st.slots.pop();
+        }
+        inner.publish_slots(&st);
+        result
     }
 
     pub(crate) fn emit_disconnect(self: &Arc<Self>, core: &Arc<WorkerCore>) {
@@ -485,62 +524,73 @@ impl Inner {
         });
         let slot_no = core.slot;
         let stopping = st.stopping;
-        if let Some(slot) = st.slots.get_mut(slot_no) {
-            if slot.current == Some(id) {
-                slot.current = None;
-                // A reload's new worker that died before the old one was
-                // disconnected gives the slot back to it.
-                let restored = core
-                    .replaces
-                    .filter(|old| st.workers.get(old).is_some_and(|w| !w.is_retiring()));
-                let slot = &mut st.slots[slot_no];
-                if restored.is_some() {
-                    slot.current = restored;
-                } else if !core.is_retiring() && !stopping && self.config.restart.restarts(&reason)
-                {
-                    let next = self.config.backoff.next(&mut slot.history, core.lifetime());
-                    if matches!(next, Next::Restart(_)) {
-                        self.link.restarts.fetch_add(1, Ordering::Relaxed);
-                    }
-                    match next {
-                        Next::Restart(delay) if delay.is_zero() => {
-                            if let Err(e) = self.fork_slot(&mut st, slot_no, None) {
-                                tracing::error!(slot = slot_no, error = %e, "restart failed");
-                                st.slots[slot_no].status = SlotStatus::Errored;
-                            }
-                        }
-                        Next::Restart(delay) => {
-                            slot.status = SlotStatus::Restarting;
-                            let epoch = slot.epoch;
-                            self.events.emit(ClusterEvent::Restarting {
-                                slot: slot_no,
-                                delay,
-                            });
-                            self.spawn_timer(
-                                delay,
-                                Notice::RestartDue {
-                                    slot: slot_no,
-                                    epoch,
-                                },
-                            );
-                        }
-                        Next::Errored => {
-                            slot.status = SlotStatus::Errored;
-                            let restarts = slot.history.total;
-                            tracing::error!(
-                                slot = slot_no,
-                                restarts,
-                                last = %reason,
-                                "slot errored: its workers keep crashing on start; no more restarts"
-                            );
-                            self.events.emit(ClusterEvent::Errored {
-                                slot: slot_no,
-                                restarts,
-                                last: reason,
-                            });
-                        }
-                    }
+        if st.slots.get(slot_no).and_then(|s| s.current) != Some(id) {
+            // Not its slot's worker any more (a reload's old one, a removed slot).
+            self.check_started(&st);
+            self.check_done(&st);
+            return;
+        }
+        let predecessor = core
+            .replaces
+            .filter(|old| st.workers.get(old).is_some_and(|w| !w.is_retiring()));
+        let exit = Exit {
+            reason: &reason,
+            retiring: core.is_retiring(),
+            stopping,
+            lifetime: core.lifetime(),
+            predecessor,
+        };
+        let slot = &mut st.slots[slot_no];
+        slot.current = None;
+        let after = after_exit(
+            exit,
+            self.config.restart,
+            &self.config.backoff,
+            &mut slot.history,
+        );
+        if matches!(after, AfterExit::Restart(_)) {
+            self.link.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        match after {
+            AfterExit::GiveBack(old) => slot.current = Some(old),
+            AfterExit::Leave => {}
+            AfterExit::Restart(delay) if delay.is_zero() => {
+                tracing::info!(slot = slot_no, %reason, "restarting the slot's worker");
+                if let Err(e) = self.fork_slot(&mut st, slot_no, None) {
+                    tracing::error!(slot = slot_no, error = %e, "restart failed");
+                    st.slots[slot_no].status = SlotStatus::Errored;
                 }
+            }
+            AfterExit::Restart(delay) => {
+                tracing::info!(slot = slot_no, ?delay, %reason, "restarting the slot's worker after a back-off");
+                slot.status = SlotStatus::Restarting;
+                let epoch = slot.epoch;
+                self.events.emit(ClusterEvent::Restarting {
+                    slot: slot_no,
+                    delay,
+                });
+                self.spawn_timer(
+                    delay,
+                    Notice::RestartDue {
+                        slot: slot_no,
+                        epoch,
+                    },
+                );
+            }
+            AfterExit::Errored => {
+                slot.status = SlotStatus::Errored;
+                let restarts = slot.history.total;
+                tracing::error!(
+                    slot = slot_no,
+                    restarts,
+                    last = %reason,
+                    "slot errored: its workers keep crashing on start; no more restarts"
+                );
+                self.events.emit(ClusterEvent::Errored {
+                    slot: slot_no,
+                    restarts,
+                    last: reason,
+                });
             }
         }
         self.check_started(&st);
@@ -551,7 +601,10 @@ impl Inner {
 /// Reads the notices until the cluster is gone: a stopped cluster may fork
 /// again. Holds no strong reference while it waits, so that dropping every
 /// handle frees the cluster.
-pub(crate) async fn supervise(inner: Weak<Inner>, mut notices: mpsc::UnboundedReceiver<Notice>) {
+pub(crate) async fn supervise(
+    inner: Weak<Supervisor>,
+    mut notices: mpsc::UnboundedReceiver<Notice>,
+) {
     while let Some(notice) = notices.recv().await {
         let Some(inner) = inner.upgrade() else { return };
         inner.on_notice(notice);

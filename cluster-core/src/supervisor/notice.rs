@@ -1,0 +1,35 @@
+//! What the supervisor's task reads, in order, from one channel: the
+//! workers' reports and the timers' alarms. One reader, so a worker's
+//! events are emitted in the order it caused them.
+
+use crate::{Address, ExitReason, Message};
+
+/// One input of the supervisor's state machine.
+#[derive(Debug)]
+pub(crate) enum Notice {
+    /// A worker's runtime is up (it runs its function now).
+    Online(u64),
+    /// A worker called `Worker::ready()`.
+    Ready(u64),
+    /// A worker listens on an address (`cluster-net` reports it).
+    Listening(u64, Address),
+    /// A worker sent the primary a message.
+    Message(u64, Message),
+    /// A worker's thread ended its function, this way.
+    Exited(u64, ExitReason),
+    /// A killed worker had `kill_timeout` to reach an await: if it is still
+    /// alive, it is declared unresponsive.
+    KillTimeout(u64),
+    /// A slot's restart back-off is over; `epoch` says whether it still holds.
+    RestartDue { slot: usize, epoch: u64 },
+    /// A worker hit an error every worker would hit (`Worker::fail_start`).
+    StartFailed(u64, String),
+    /// `listen_timeout` after the start: workers online count as started.
+    StartTimeout,
+    /// A graceful stop's shutdown timeout is over: kill the workers left.
+    StopDeadline,
+    /// A worker asked to be disconnected (Node's `cluster.worker.disconnect()`).
+    Disconnect(u64),
+    /// A graceful stop's drain delay is over: disconnect the workers.
+    DrainDelayOver,
+}

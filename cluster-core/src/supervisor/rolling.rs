@@ -1,0 +1,132 @@
+//! The rolling changes of the pool, one slot at a time: reload (each new
+//! worker online, and ready if its predecessor was, before the old one is
+//! disconnected) and scale (new slots forked, the highest ones retired).
+
+use std::sync::Arc;
+
+use super::Supervisor;
+use crate::{ClusterEvent, Error};
+
+impl Supervisor {
+    pub(crate) async fn reload(self: &Arc<Self>) -> Result<(), Error> {
+        let inner = self;
+        let _one_at_a_time = inner.reload_lock.lock().await;
+        if inner.lock().stopping {
+            return Err(Error::Stopping { action: "reload" });
+        }
+        inner.events.emit(ClusterEvent::Reloading);
+        let result = self.reload_slots().await;
+        inner.events.emit(ClusterEvent::Reloaded {
+            error: result.as_ref().err().map(ToString::to_string),
+        });
+        result
+    }
+
+    async fn reload_slots(self: &Arc<Self>) -> Result<(), Error> {
+        let inner = self;
+        let mut old_workers = Vec::new();
+        let size = inner.lock().slots.len();
+        for slot in 0..size {
+            let (old, new) = {
+                let mut st = inner.lock();
+                if st.stopping {
+                    return Err(Error::Stopping { action: "reload" });
+                }
+                let Some(old) = st
+                    .slots
+                    .get(slot)
+                    .and_then(|s| s.current)
+                    .and_then(|id| st.workers.get(&id).cloned())
+                else {
+                    continue;
+                };
+                let new = inner.fork_slot(&mut st, slot, Some(old.id))?;
+                (old, new)
+            };
+            let listen_timeout = inner.config.listen_timeout;
+            let online = tokio::time::timeout(listen_timeout, new.online()).await;
+            let failure = match online {
+                Ok(Ok(())) => None,
+                Ok(Err(reason)) => Some(reason),
+                Err(_) => Some(format!(
+                    "not online within listen_timeout = {listen_timeout:?}"
+                )),
+            };
+            if let Some(reason) = failure {
+                new.kill();
+                return Err(Error::Reload {
+                    slot,
+                    id: new.id(),
+                    reason,
+                });
+            }
+            if old.is_ready() {
+                let mut ready = new.core.ready.subscribe();
+                tokio::select! {
+                    _ = ready.wait_for(|r| *r) => {}
+                    () = new.core.dead() => {
+                        return Err(Error::Reload {
+                            slot,
+                            id: new.id(),
+                            reason: new.core.exit.get().map_or_else(|| "exited".to_owned(), ToString::to_string),
+                        });
+                    }
+                    () = tokio::time::sleep(listen_timeout) => {
+                        tracing::warn!(id = new.id(), slot, ?listen_timeout, "new worker neither listening nor ready after the listen timeout; going on");
+                    }
+                }
+            }
+            inner.disconnect_worker(&old);
+            old_workers.push(old);
+        }
+        for old in old_workers {
+            old.dead().await;
+        }
+        Ok(())
+    }
+
+    /// Grows or shrinks the cluster to `workers` slots. New workers are forked
+    /// into new slots; the highest slots' workers are disconnected. Returns
+    /// when the new ones are online and the removed ones have exited.
+    pub(crate) async fn scale(self: &Arc<Self>, workers: usize) -> Result<(), Error> {
+        if workers == 0 {
+            return Err(Error::ZeroWorkers);
+        }
+        let inner = self;
+        let (added, removed) = {
+            let mut guard = inner.lock();
+            let st = &mut *guard;
+            if st.stopping {
+                return Err(Error::Stopping { action: "scale" });
+            }
+            let mut added = Vec::new();
+            let mut removed = Vec::new();
+            while st.slots.len() < workers {
+                let slot = inner.new_slot();
+                st.slots.push(slot);
+                inner.publish_slots(st);
+                let index = st.slots.len() - 1;
+                added.push(inner.fork_slot(st, index, None)?);
+            }
+            for slot in st.slots.drain(workers..) {
+                if let Some(core) = slot.current.and_then(|id| st.workers.get(&id)) {
+                    removed.push(Arc::clone(core));
+                }
+            }
+            // Published before the disconnects: a removed slot's listeners
+            // see it and close their per-slot sockets.
+            inner.publish_slots(st);
+            (added, removed)
+        };
+        for core in &removed {
+            inner.disconnect_worker(core);
+        }
+        for new in added {
+            let _ = new.online().await;
+        }
+        for core in removed {
+            core.dead().await;
+        }
+        Ok(())
+    }
+}
