@@ -220,7 +220,7 @@ impl Cluster {
     /// A subscription to the events from now on, leaving the backlog to the
     /// first [`events`](Self::events): for a library's watcher that must not
     /// take the user's history.
-    pub fn later_events(&self) -> Events {
+    pub(crate) fn later_events(&self) -> Events {
         self.inner.events.subscribe_later()
     }
 
@@ -279,9 +279,9 @@ impl Cluster {
         *self.inner.phase.borrow()
     }
 
-    /// A receiver that sees every later phase change.
-    pub fn phases(&self) -> watch::Receiver<Phase> {
-        self.inner.phase.subscribe()
+    /// A subscription to the phase: read it, or wait for a phase.
+    pub fn phases(&self) -> Phases {
+        Phases(self.inner.phase.subscribe())
     }
 
     /// The shared state of type `T` (see [`ClusterBuilder::state`]).
@@ -291,7 +291,7 @@ impl Cluster {
 
     /// The cluster-wide extension value of type `T` (see
     /// [`Worker::extension`](crate::Worker::extension)).
-    pub fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
+    pub(crate) fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
         self.inner.link.extension()
     }
 
@@ -336,5 +336,30 @@ impl Cluster {
     /// when the new ones are online and the removed ones have exited.
     pub async fn scale(&self, workers: usize) -> Result<(), Error> {
         self.inner.scale(workers).await
+    }
+}
+
+/// A subscription to a cluster's phase, from [`Cluster::phases`].
+#[derive(Debug, Clone)]
+pub struct Phases(watch::Receiver<Phase>);
+
+impl Phases {
+    /// The phase now.
+    pub fn current(&self) -> Phase {
+        *self.0.borrow()
+    }
+
+    /// Waits until the phase satisfies `f` (at once if it does now) and
+    /// returns it.
+    pub async fn wait_for(&mut self, f: impl FnMut(&Phase) -> bool) -> Phase {
+        let reached = self.0.wait_for(f).await.map(|p| *p);
+        // The cluster is gone: its last phase stays.
+        reached.unwrap_or_else(|_| self.current())
+    }
+
+    /// Waits for the next change; `None` once the cluster is gone.
+    pub async fn changed(&mut self) -> Option<Phase> {
+        self.0.changed().await.ok()?;
+        Some(*self.0.borrow_and_update())
     }
 }

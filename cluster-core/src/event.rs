@@ -27,8 +27,7 @@ pub enum ClusterEvent {
         /// The worker.
         worker: WorkerHandle,
     },
-    /// The worker listens on an address (reported by `cluster-net`, or by
-    /// [`Worker::report_listening`](crate::Worker::report_listening)).
+    /// The worker listens on an address (reported by `cluster-net`).
     Listening {
         /// The worker.
         worker: WorkerHandle,

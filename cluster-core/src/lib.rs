@@ -39,6 +39,8 @@ mod cluster;
 mod error;
 mod event;
 mod handle;
+#[doc(hidden)]
+pub mod hooks;
 mod hub;
 mod message;
 mod restart;
@@ -48,12 +50,11 @@ mod thread;
 mod worker;
 
 pub use builder::{ClusterBuilder, TaskResult, Workers, WORKERS_ENV};
-pub use cluster::Cluster;
+pub use cluster::{Cluster, Phases};
 pub use error::Error;
 pub use event::{Address, ClusterEvent, ExitReason, Phase};
 pub use handle::WorkerHandle;
 pub use hub::Events;
 pub use message::Message;
 pub use restart::RestartPolicy;
-pub use thread::panic_message;
 pub use worker::{is_primary, is_worker, worker, ClusterInfo, Worker};

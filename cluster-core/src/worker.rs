@@ -304,7 +304,7 @@ impl Worker {
     /// perhaps still running). For crates that act on a worker's behalf:
     /// `cluster-net` then gives the connections waiting for it to live
     /// workers. `Send` and `'static`, to be awaited on any runtime.
-    pub fn gone(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn gone(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut life = self.core.life.subscribe();
         async move {
             let _ = life.wait_for(|l| *l == Life::Dead).await;
@@ -338,7 +338,7 @@ impl Worker {
     /// Tells the primary this worker listens on `address`; emits
     /// [`ClusterEvent::Listening`](crate::ClusterEvent::Listening) and counts as ready.
     /// `cluster-net` calls it for its listeners.
-    pub fn report_listening(&self, address: Address) {
+    pub(crate) fn report_listening(&self, address: Address) {
         let _ = self
             .core
             .link
@@ -352,7 +352,7 @@ impl Worker {
     /// [`Error::StartFailed`] with this text, rather than leaving some workers
     /// running and others crash-looping. Later, it only logs: the worker's own
     /// exit and the restart policy decide.
-    pub fn fail_start(&self, reason: impl Into<String>) {
+    pub(crate) fn fail_start(&self, reason: impl Into<String>) {
         let _ = self
             .core
             .link
@@ -376,7 +376,7 @@ impl Worker {
     /// extend the cluster (such as `cluster-net`, which keeps its sockets here).
     /// Dropped when the cluster stops, so that what it holds is released; a
     /// later cycle (a `fork` after the stop) starts with a fresh one.
-    pub fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
+    pub(crate) fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
         self.core.link.extension()
     }
 }

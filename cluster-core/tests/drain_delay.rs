@@ -32,16 +32,14 @@ async fn listening(cluster: &Cluster) {
     let mut phases = cluster.phases();
     tokio::time::timeout(DEADLINE, phases.wait_for(|p| *p == Phase::Listening))
         .await
-        .expect("listening before the deadline")
-        .unwrap();
+        .expect("listening before the deadline");
 }
 
 async fn draining(cluster: &Cluster) {
     let mut phases = cluster.phases();
     tokio::time::timeout(DEADLINE, phases.wait_for(|p| *p >= Phase::Draining))
         .await
-        .expect("draining before the deadline")
-        .unwrap();
+        .expect("draining before the deadline");
 }
 
 #[tokio::test]

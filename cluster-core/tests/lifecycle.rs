@@ -25,7 +25,6 @@ async fn events_come_fork_online_disconnect_exit_for_each_worker() {
         phases.wait_for(|p| *p == Phase::Listening),
     )
     .await
-    .unwrap()
     .unwrap();
     cluster.disconnect().await;
     assert_eq!(cluster.phase(), Phase::Stopped);
@@ -233,7 +232,7 @@ async fn a_start_up_failure_stops_the_whole_cluster_with_its_message() {
         .signals(false)
         .build(|w| async move {
             if w.slot() == 1 {
-                w.fail_start("address 127.0.0.1:1 already in use");
+                cluster_core::hooks::fail_start(&w, "address 127.0.0.1:1 already in use");
                 return Err("address 127.0.0.1:1 already in use");
             }
             w.disconnected().await;
@@ -322,7 +321,6 @@ async fn fork_after_disconnect_starts_a_new_cycle() {
         phases.wait_for(|p| *p == Phase::Listening),
     )
     .await
-    .unwrap()
     .unwrap();
     assert_eq!(cluster.size(), 1);
     cluster.disconnect().await;

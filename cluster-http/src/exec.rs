@@ -31,7 +31,7 @@ where
         let panics = self.panics.clone();
         tokio::task::spawn_local(async move {
             if let Err(payload) = (CatchUnwind { future }).await {
-                let _ = panics.send(cluster_core::panic_message(payload.as_ref()));
+                let _ = panics.send(cluster_core::hooks::panic_message(payload.as_ref()));
             }
         });
     }

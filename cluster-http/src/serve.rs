@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use cluster_core::hooks;
 use cluster_core::Worker;
 use cluster_net::Listener;
 use http::Response;
@@ -64,7 +65,7 @@ where
     let worker = cluster_core::worker().ok_or_else(|| Error::NotAWorker { addr: addr.clone() })?;
     if let Err(e) = config.validate() {
         // Every worker would hit it: while starting, stop the cluster with it.
-        worker.fail_start(e.to_string());
+        hooks::fail_start(&worker, e.to_string());
         return Err(e);
     }
     let listener = Rc::new(listener);
@@ -184,7 +185,7 @@ where
 /// The panic message, if the connection task panicked.
 fn panicked(joined: Result<(), JoinError>) -> Option<String> {
     match joined {
-        Err(e) if e.is_panic() => Some(cluster_core::panic_message(e.into_panic().as_ref())),
+        Err(e) if e.is_panic() => Some(cluster_core::hooks::panic_message(e.into_panic().as_ref())),
         _ => None,
     }
 }

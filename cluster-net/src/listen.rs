@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cluster_core::hooks;
 use cluster_core::{Address, Worker};
 
 use crate::accept::AcceptSocket;
@@ -36,14 +37,14 @@ impl WorkerExt for Worker {
     async fn listen<S: ToListen>(&self, spec: S) -> Result<Listener, Error> {
         let result = spec.to_listen().and_then(|spec| listen(self, spec));
         match &result {
-            Ok(l) => self.report_listening(l.address.clone()),
-            Err(e) => self.fail_start(e.to_string()),
+            Ok(l) => hooks::report_listening(self, l.address.clone()),
+            Err(e) => hooks::fail_start(self, e.to_string()),
         }
         result
     }
 
     fn listen_udp(&self, addr: SocketAddr) -> Result<tokio::net::UdpSocket, Error> {
-        let registry = self.extension::<Registry>();
+        let registry = hooks::extension::<Registry>(self);
         let nth = if addr.port() == 0 {
             registry.next_zero(self.id())
         } else {
@@ -66,7 +67,7 @@ impl WorkerExt for Worker {
             .and_then(tokio::net::UdpSocket::from_std)
             .map_err(fail)?;
         if let Ok(local) = result.local_addr() {
-            self.report_listening(Address::Udp(local));
+            hooks::report_listening(self, Address::Udp(local));
         }
         Ok(result)
     }
@@ -74,7 +75,7 @@ impl WorkerExt for Worker {
 
 fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
     let config = worker.state::<NetConfig>().map(|c| *c).unwrap_or_default();
-    let registry = worker.extension::<Registry>();
+    let registry = hooks::extension::<Registry>(worker);
     let Plan {
         key,
         balance,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use std::sync::Weak;
 
+use cluster_core::hooks;
 use cluster_core::{Address, Worker};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -52,7 +53,7 @@ impl Seat {
     /// Gives the seat up when its worker is gone, unless the listener gave
     /// it up first. Runs on the acceptor's runtime.
     pub(crate) fn watch(self: &Arc<Self>, acceptor: &Handle) {
-        let (seat, gone) = (Arc::clone(self), self.worker.gone());
+        let (seat, gone) = (Arc::clone(self), hooks::gone(&self.worker));
         acceptor.spawn(async move {
             tokio::select! {
                 () = gone => if seat.leave() {

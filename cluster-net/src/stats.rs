@@ -1,5 +1,6 @@
 use std::sync::atomic::Ordering;
 
+use cluster_core::hooks;
 use cluster_core::{Address, Cluster};
 
 use crate::registry::Registry;
@@ -26,8 +27,7 @@ pub struct ListenerStats {
 
 /// The connection counts of every live worker's listeners, read by the primary.
 pub fn stats(cluster: &Cluster) -> Vec<ListenerStats> {
-    let mut all: Vec<_> = cluster
-        .extension::<Registry>()
+    let mut all: Vec<_> = hooks::cluster_extension::<Registry>(cluster)
         .stats()
         .into_iter()
         .map(|(address, c, totals)| ListenerStats {
@@ -58,7 +58,7 @@ pub struct CapStats {
 
 /// The connection cap of `cluster`; `None` before the first `listen`.
 pub fn cap_stats(cluster: &Cluster) -> Option<CapStats> {
-    let cap = cluster.extension::<Registry>().cap_stats()?;
+    let cap = hooks::cluster_extension::<Registry>(cluster).cap_stats()?;
     Some(CapStats {
         limit: cap.limit(),
         open: cap.open(),

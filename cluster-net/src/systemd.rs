@@ -6,6 +6,7 @@ use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use socket2::{SockRef, Type};
 
+use cluster_core::hooks;
 use cluster_core::{Cluster, ClusterEvent, Phase};
 use sd_notify::NotifyState;
 
@@ -168,18 +169,12 @@ pub fn notify_systemd(cluster: &Cluster) {
         return;
     }
     let watchdog = sd_notify::watchdog_enabled();
-    let handed_over = cluster.extension::<UpgradeState>();
+    let handed_over = hooks::cluster_extension::<UpgradeState>(cluster);
     let mut phases = cluster.phases();
     // Not `events()`: the user's primary keeps the backlog.
-    let mut events = cluster.later_events();
+    let mut events = hooks::later_events(cluster);
     tokio::spawn(async move {
-        let Ok(reached) = phases
-            .wait_for(|p| *p >= Phase::Listening)
-            .await
-            .map(|p| *p)
-        else {
-            return;
-        };
+        let reached = phases.wait_for(|p| *p >= Phase::Listening).await;
         // A cluster that stopped while starting was never ready.
         if reached != Phase::Listening {
             return;

@@ -1,6 +1,6 @@
 //! Hot upgrade of the binary, as nginx (`USR2`) and pingora do it: the old
 //! process starts the new one, hands it every listening socket of the
-//! cluster (labelled, over [`handoff`](crate::handoff)), waits for its
+//! cluster (labelled, over [`handoff`]), waits for its
 //! acknowledgement, then drains; the new one serves from the same kernel
 //! queues, so no connection is refused in between.
 //!
@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use cluster_core::hooks;
 use cluster_core::{Cluster, Phase};
 
 use crate::handoff::{self, Incoming, Outgoing, Received};
@@ -235,7 +236,7 @@ impl Upgrade {
     /// process that exits or does not acknowledge in time is killed and
     /// reaped; this cluster serves on.
     pub async fn run(self, cluster: &Cluster) -> Result<u32, Error> {
-        let state = cluster.extension::<UpgradeState>();
+        let state = hooks::cluster_extension::<UpgradeState>(cluster);
         if let Err(now) =
             state
                 .0
@@ -255,7 +256,7 @@ impl Upgrade {
             .store(if result.is_ok() { DONE } else { IDLE }, Ordering::Release);
         let pid = result?;
         // The new process uses the socket files now: they stay at our stop.
-        cluster.extension::<Registry>().hand_over();
+        hooks::cluster_extension::<Registry>(cluster).hand_over();
         tracing::info!(
             pid,
             "hot upgrade: the new process took the sockets over; draining"
@@ -305,7 +306,7 @@ impl Upgrade {
         drop(theirs);
         let pid = child.id();
         tracing::info!(pid, program = %shown, "hot upgrade: new process started");
-        let sockets = cluster.extension::<Registry>().export();
+        let sockets = hooks::cluster_extension::<Registry>(cluster).export();
         let timeout = self.timeout;
         let sent = tokio::task::spawn_blocking(move || {
             let outgoing: Vec<Outgoing<'_>> = sockets

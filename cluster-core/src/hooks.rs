@@ -1,0 +1,48 @@
+//! What the crates that extend the cluster (`cluster-net`, `cluster-http`)
+//! need of the core and its users do not. Hidden from the docs; it changes
+//! without notice.
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::{Address, Cluster, Events, Worker};
+
+pub use crate::thread::panic_message;
+
+/// Tells the primary that `worker` listens on `address`: emits
+/// `ClusterEvent::Listening`, and counts as ready.
+pub fn report_listening(worker: &Worker, address: Address) {
+    worker.report_listening(address);
+}
+
+/// Reports an error that every worker would hit (an address in use, a bad
+/// setting): while the cluster is starting it is stopped at once, and
+/// `Cluster::wait` returns `Error::StartFailed` with this text; later it is
+/// only logged.
+pub fn fail_start(worker: &Worker, reason: impl Into<String>) {
+    worker.fail_start(reason);
+}
+
+/// The cluster-wide value of type `T`, created on first use, dropped when
+/// the cluster stops (so what it holds is released).
+pub fn extension<T: Any + Send + Sync + Default>(worker: &Worker) -> Arc<T> {
+    worker.extension()
+}
+
+/// [`extension`], from the primary.
+pub fn cluster_extension<T: Any + Send + Sync + Default>(cluster: &Cluster) -> Arc<T> {
+    cluster.extension()
+}
+
+/// Resolves once the primary counts `worker` as gone (exited, or declared
+/// unresponsive, its thread perhaps still running). `Send` and `'static`.
+pub fn gone(worker: &Worker) -> impl Future<Output = ()> + Send + 'static {
+    worker.gone()
+}
+
+/// A subscription to the cluster's events that leaves the backlog to the
+/// user's first `Cluster::events`.
+pub fn later_events(cluster: &Cluster) -> Events {
+    cluster.later_events()
+}
