@@ -23,6 +23,10 @@ const STEPS: &[(&str, &[&str])] = &[
     ),
     ("cargo test", &["test", "--workspace", "--locked"]),
     (
+        "cargo package (every published crate, in dependency order, each built from its package)",
+        &["package", "--workspace", "--exclude", "xtask", "--locked"],
+    ),
+    (
         "cargo xtask bench --quick (a smoke test of the harness; no timing assertions)",
         &["xtask", "bench", "--quick"],
     ),
