@@ -1,5 +1,4 @@
-//! The examples' contract (DESIGN.md, "Examples every release keeps
-//! working"): each example runs as a child process; its printed lines,
+//! The examples' contract (the README's examples table): each example runs as a child process; its printed lines,
 //! responses and exit status are checked.
 
 mod common;
