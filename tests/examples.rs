@@ -1,5 +1,6 @@
-//! The examples' contract (the README's examples table): each example runs as a child process; its printed lines,
-//! responses and exit status are checked.
+//! The examples' contract (the README's examples table): each example runs
+//! as a child process; its printed lines, responses and exit status are
+//! checked.
 
 mod common;
 
