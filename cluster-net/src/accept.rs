@@ -25,14 +25,20 @@ pub(crate) struct AcceptSocket {
     /// and listens again: tokio keeps "read closed" readiness for good, so
     /// the old registration would report ready forever.
     registered: Mutex<Arc<AsyncFd<StdListener>>>,
+    /// Its connections start with a PROXY protocol header.
+    proxy: bool,
 }
 
 impl AcceptSocket {
     /// Registers a clone of `listener` on the current runtime.
-    pub(crate) fn register(listener: &StdListener) -> io::Result<AcceptSocket> {
+    pub(crate) fn register(listener: &StdListener, proxy: bool) -> io::Result<AcceptSocket> {
         let source = listener.try_clone()?;
         let registered = Mutex::new(Arc::new(Self::registration(&source)?));
-        Ok(AcceptSocket { source, registered })
+        Ok(AcceptSocket {
+            source,
+            registered,
+            proxy,
+        })
     }
 
     fn registration(source: &StdListener) -> io::Result<AsyncFd<StdListener>> {
@@ -53,7 +59,7 @@ impl AcceptSocket {
 
     /// A connection already in the queue, if any, without waiting.
     pub(crate) fn accept_now(&self) -> Option<Accepted> {
-        accept_nonblocking(&self.source).ok()
+        accept_nonblocking(&self.source, self.proxy).ok()
     }
 
     /// The next connection; errors are counted in the socket's `totals` and
@@ -70,7 +76,7 @@ impl AcceptSocket {
                 }
             };
             let closed = ready.ready().is_read_closed();
-            match ready.try_io(|fd| accept_nonblocking(fd.get_ref())) {
+            match ready.try_io(|fd| accept_nonblocking(fd.get_ref(), self.proxy)) {
                 Ok(Ok(accepted)) => return accepted,
                 Ok(Err(e)) => backoff.on_error(&e).await,
                 // Listening again after it was shut down: register afresh.
@@ -90,19 +96,16 @@ impl AcceptSocket {
     }
 }
 
-/// One `accept(2)`, the new socket non-blocking and close-on-exec.
-pub(crate) fn accept_nonblocking(listener: &StdListener) -> io::Result<Accepted> {
+/// One `accept(2)`, the new socket non-blocking and close-on-exec; with
+/// `proxy`, its PROXY header is still to be read.
+pub(crate) fn accept_nonblocking(listener: &StdListener, proxy: bool) -> io::Result<Accepted> {
     let (socket, peer) = accept4(listener)?;
-    Ok(match listener {
-        StdListener::Tcp(_) => Accepted {
-            stream: StdStream::Tcp(socket.into()),
-            peer: peer.as_socket(),
-        },
-        StdListener::Unix(_) => Accepted {
-            stream: StdStream::Unix(socket.into()),
-            peer: None,
-        },
-    })
+    let mut accepted = match listener {
+        StdListener::Tcp(_) => Accepted::new(StdStream::Tcp(socket.into()), peer.as_socket()),
+        StdListener::Unix(_) => Accepted::new(StdStream::Unix(socket.into()), None),
+    };
+    accepted.proxy_pending = proxy;
+    Ok(accepted)
 }
 
 #[cfg(any(

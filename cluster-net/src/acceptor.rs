@@ -113,10 +113,11 @@ impl Occupancy {
 pub(crate) async fn stand_in(
     occupancy: &Occupancy,
     socket: &StdListener,
-    dispatch: &Dispatch,
-    totals: &Totals,
+    proxy: bool,
+    dispatch: &Arc<Dispatch>,
+    totals: &Arc<Totals>,
 ) {
-    let listener = match AcceptSocket::register(socket) {
+    let listener = match AcceptSocket::register(socket, proxy) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot take over an empty slot's reuseport socket");

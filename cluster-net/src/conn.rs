@@ -14,6 +14,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
 use crate::cap::{Cap, IdleHandle};
+use crate::Error;
 
 /// A connection in std form, on its way from an acceptor to a worker;
 /// non-blocking and close-on-exec from its `accept`.
@@ -27,6 +28,21 @@ pub(crate) enum StdStream {
 pub(crate) struct Accepted {
     pub(crate) stream: StdStream,
     pub(crate) peer: Option<SocketAddr>,
+    /// Bytes already read from the stream, to be served first.
+    pub(crate) prefix: Vec<u8>,
+    /// A PROXY protocol header is still to be read.
+    pub(crate) proxy_pending: bool,
+}
+
+impl Accepted {
+    pub(crate) fn new(stream: StdStream, peer: Option<SocketAddr>) -> Accepted {
+        Accepted {
+            stream,
+            peer,
+            prefix: Vec::new(),
+            proxy_pending: false,
+        }
+    }
 }
 
 /// Connection counts of one worker on one listener.
@@ -49,6 +65,8 @@ pub(crate) struct Totals {
     pub(crate) freed: Notify,
     /// Failed accepts on the socket, by any worker or the acceptor.
     pub(crate) accept_errors: AtomicU64,
+    /// Connections closed for a missing or malformed PROXY header.
+    pub(crate) proxy_rejected: AtomicU64,
     /// The cluster's cap, over every listener.
     pub(crate) cap: Arc<Cap>,
 }
@@ -59,6 +77,7 @@ impl Totals {
             active: AtomicUsize::new(0),
             freed: Notify::new(),
             accept_errors: AtomicU64::new(0),
+            proxy_rejected: AtomicU64::new(0),
             cap,
         }
     }
@@ -74,7 +93,7 @@ pub(crate) enum Io {
 impl Io {
     /// Registers an accepted (so already non-blocking) stream on the
     /// current runtime.
-    pub(crate) fn from_std(stream: StdStream) -> io::Result<Io> {
+    fn from_std(stream: StdStream) -> io::Result<Io> {
         Ok(match stream {
             StdStream::Tcp(s) => Io::Tcp(TcpStream::from_std(s)?),
             StdStream::Unix(s) => Io::Unix(UnixStream::from_std(s)?),
@@ -106,6 +125,11 @@ impl Drop for Guard {
 pub struct Connection {
     io: Io,
     peer: Option<SocketAddr>,
+    /// Bytes read before the protocol got the connection (after a PROXY
+    /// header), served first; `consumed` of them so far.
+    prefix: Vec<u8>,
+    consumed: usize,
+    proxy_pending: bool,
     _guard: Guard,
 }
 
@@ -119,25 +143,29 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// A new connection of the worker whose counters are `counters`.
-    pub(crate) fn counted(
-        io: Io,
-        peer: Option<SocketAddr>,
+    /// A new connection of the worker whose counters are `counters`,
+    /// registered on the current runtime.
+    pub(crate) fn register(
+        accepted: Accepted,
         counters: &Arc<Counters>,
         totals: &Arc<Totals>,
-    ) -> Connection {
+    ) -> io::Result<Connection> {
+        let io = Io::from_std(accepted.stream)?;
         counters.accepted.fetch_add(1, Ordering::Relaxed);
         counters.active.fetch_add(1, Ordering::Relaxed);
         totals.active.fetch_add(1, Ordering::Relaxed);
         totals.cap.opened();
-        Connection {
+        Ok(Connection {
             io,
-            peer,
+            peer: accepted.peer,
+            prefix: accepted.prefix,
+            consumed: 0,
+            proxy_pending: accepted.proxy_pending,
             _guard: Guard {
                 counters: Arc::clone(counters),
                 totals: Arc::clone(totals),
             },
-        }
+        })
     }
 
     /// A handle through which the protocol served on this connection says
@@ -148,9 +176,53 @@ impl Connection {
         IdleHandle::new(&self._guard.totals.cap)
     }
 
-    /// The client's address (TCP only).
+    /// The client's address (TCP only). On a listener that expects the
+    /// PROXY protocol, the client's as the load balancer says, once
+    /// [`read_proxy_header`](Self::read_proxy_header) has run.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// On a listener that expects the PROXY protocol
+    /// ([`ListenSpec::proxy_protocol`](crate::ListenSpec::proxy_protocol)):
+    /// reads the load balancer's header (within 5 s), so that
+    /// [`peer_addr`](Self::peer_addr) is the client's. Call it before
+    /// reading; `cluster-http` does. Does nothing on other listeners, or
+    /// when the acceptor already read it (sticky mode, whose key it is).
+    ///
+    /// A missing, malformed or late header is an [`Error::Proxy`]: close
+    /// the connection (it is counted in `ListenerStats::proxy_rejected`).
+    pub async fn read_proxy_header(&mut self) -> Result<(), Error> {
+        if !self.proxy_pending {
+            return Ok(());
+        }
+        self.proxy_pending = false;
+        let io: &mut (dyn AsyncRead + Unpin + Send) = match &mut self.io {
+            Io::Tcp(s) => s,
+            Io::Unix(s) => s,
+        };
+        match crate::proxy::read_header(io).await {
+            Ok(header) => {
+                if let Some(client) = header.client {
+                    self.peer = Some(client);
+                }
+                self.prefix = header.rest;
+                self.consumed = 0;
+                Ok(())
+            }
+            Err(e) => {
+                self._guard
+                    .totals
+                    .proxy_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(Error::Proxy {
+                    peer: self
+                        .peer
+                        .map_or_else(|| "a Unix client".into(), |p| p.to_string()),
+                    reason: e.to_string(),
+                })
+            }
+        }
     }
 
     /// The TCP stream, to set options such as `TCP_NODELAY`.
@@ -185,7 +257,22 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+        let this = self.get_mut();
+        if this.consumed < this.prefix.len() {
+            let rest = &this.prefix[this.consumed..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.consumed += n;
+            if this.consumed == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.consumed = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        match &mut this.io {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
     }
 }
 

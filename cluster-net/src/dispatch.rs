@@ -198,13 +198,35 @@ impl Dispatch {
 
     /// Accepts one connection from `listener` and delivers it, unless every
     /// listener of the socket is closed first (then nothing is accepted).
-    pub(crate) async fn accept_from(&self, listener: &AcceptSocket, totals: &Totals) {
+    pub(crate) async fn accept_from(
+        self: &Arc<Self>,
+        listener: &AcceptSocket,
+        totals: &Arc<Totals>,
+    ) {
         let _busy = self.busy.lock().await;
         let mut attached = self.attached.subscribe();
         tokio::select! {
             biased;
             _ = attached.wait_for(|n| *n == 0) => {}
-            conn = listener.accept(totals) => self.deliver(conn),
+            conn = listener.accept(totals) => {
+                if conn.proxy_pending && self.balance == Balance::Sticky {
+                    // Sticky's key is the client's address: read the header
+                    // here, one task per connection, before the pick.
+                    tokio::spawn(Arc::clone(self).deliver_after_proxy(conn, Arc::clone(totals)));
+                } else {
+                    self.deliver(conn);
+                }
+            }
+        }
+    }
+
+    async fn deliver_after_proxy(self: Arc<Self>, conn: Accepted, totals: Arc<Totals>) {
+        match crate::proxy::take_header(conn).await {
+            Ok(conn) => self.deliver(conn),
+            Err((peer, e)) => {
+                totals.proxy_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(?peer, error = %e, "PROXY header refused; connection closed");
+            }
         }
     }
 

@@ -137,6 +137,14 @@ pub enum Error {
         /// The kind it is.
         found: String,
     },
+    /// A connection on a PROXY protocol listener without a valid header.
+    #[error("PROXY protocol from {peer}: {reason}; connection closed")]
+    Proxy {
+        /// The balancer's address (the connection's peer).
+        peer: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// A hot upgrade that cannot start now.
     #[error("hot upgrade refused: {reason}")]
     UpgradeRefused {

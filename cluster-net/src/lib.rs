@@ -52,6 +52,7 @@ pub mod handoff;
 mod listen;
 mod listener;
 mod plan;
+mod proxy;
 mod registry;
 mod spec;
 mod stats;

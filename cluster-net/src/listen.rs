@@ -81,6 +81,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         balance,
         max_per_worker,
         max_total,
+        proxy,
         bind,
     } = match plan(worker, spec, &config, &registry)? {
         Target::Shared(plan) => plan,
@@ -113,6 +114,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         let cap = registry.cap(&config);
         let mut socket =
             SharedSocket::new(label.clone(), address, balance, listener, max_total, cap);
+        socket.proxy = proxy;
         // A socket file this cluster created goes away when it stops.
         socket.file = unix_path
             .filter(|_| bound_here)
@@ -143,7 +145,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             seat.watch(&registry.acceptor(&socket.address)?);
             Mode::Dispatched(seat)
         }
-        _ => Mode::Direct(AcceptSocket::register(&socket.listener).map_err(fail)?),
+        _ => Mode::Direct(AcceptSocket::register(&socket.listener, socket.proxy).map_err(fail)?),
     };
     Ok(Listener {
         mode,
@@ -221,7 +223,7 @@ fn reuseport(
             }
         }
     };
-    let own = AcceptSocket::register(&member.listener).map_err(fail)?;
+    let own = AcceptSocket::register(&member.listener, socket.proxy).map_err(fail)?;
     member.attach();
     let inbox = dispatch.attach(slot, Arc::clone(counters), limit);
     let seat = Seat::new(worker, dispatch, inbox, Some(member));
@@ -258,7 +260,7 @@ fn handle(
         None,
         cap,
     );
-    let mode = Mode::Direct(AcceptSocket::register(&socket.listener).map_err(fail)?);
+    let mode = Mode::Direct(AcceptSocket::register(&socket.listener, false).map_err(fail)?);
     Ok(Listener {
         mode,
         address,

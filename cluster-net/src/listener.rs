@@ -13,7 +13,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 use crate::accept::{AcceptSocket, Backoff};
-use crate::conn::{Accepted, Connection, Counters, Io, Totals};
+use crate::conn::{Accepted, Connection, Counters, Totals};
 use crate::dispatch::Dispatch;
 use crate::registry::{Key, Registry, ReuseSocket};
 
@@ -224,17 +224,13 @@ impl Listener {
                     accepted = seat.take() => accepted,
                 },
             };
-            match Io::from_std(accepted.stream) {
-                Ok(io) => return self.connection(io, accepted.peer),
+            match Connection::register(accepted, &self.counters, &self.totals) {
+                Ok(conn) => return conn,
                 // Out of memory for the reactor here means out everywhere:
                 // back off; that connection is lost either way.
                 Err(e) => backoff.on_error(&e).await,
             }
         }
-    }
-
-    fn connection(&self, io: Io, peer: Option<SocketAddr>) -> Connection {
-        Connection::counted(io, peer, &self.counters, &self.totals)
     }
 
     /// Stops this worker's share of the socket for good, as a draining
@@ -254,8 +250,8 @@ impl Listener {
         };
         accepted
             .into_iter()
-            .filter_map(|a| match Io::from_std(a.stream) {
-                Ok(io) => Some(self.connection(io, a.peer)),
+            .filter_map(|a| match Connection::register(a, &self.counters, &self.totals) {
+                Ok(conn) => Some(conn),
                 Err(e) => {
                     tracing::warn!(error = %e, "a connection could not be registered while closing");
                     None

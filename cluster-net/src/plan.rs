@@ -18,6 +18,7 @@ pub(crate) struct Plan {
     pub(crate) balance: Balance,
     pub(crate) max_per_worker: Option<usize>,
     pub(crate) max_total: Option<usize>,
+    pub(crate) proxy: bool,
     pub(crate) bind: Bind,
 }
 
@@ -69,6 +70,7 @@ pub(crate) fn plan(
     };
     let ports = options.ports.unwrap_or_default();
     let (max_per_worker, max_total) = (options.max_connections_per_worker, options.max_connections);
+    let proxy = options.proxy_protocol.unwrap_or(false);
     let slot = worker.slot();
     let shared = |key, balance, bind| {
         Ok(Target::Shared(Plan {
@@ -76,6 +78,7 @@ pub(crate) fn plan(
             balance,
             max_per_worker,
             max_total,
+            proxy,
             bind,
         }))
     };

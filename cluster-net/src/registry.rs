@@ -66,6 +66,8 @@ pub(crate) struct SharedSocket {
     pub(crate) counters: Mutex<Vec<Weak<Counters>>>,
     /// The socket file it created, for `unix:` listeners bound here.
     pub(crate) file: Option<OwnedFile>,
+    /// Its connections start with a PROXY protocol header.
+    pub(crate) proxy: bool,
 }
 
 impl SharedSocket {
@@ -90,6 +92,7 @@ impl SharedSocket {
             max_total,
             counters: Mutex::default(),
             file: None,
+            proxy: false,
         }
     }
 
@@ -168,7 +171,7 @@ impl ReuseSocket {
         let sock = socket2::SockRef::from(&self.listener);
         let _ = sock.listen(0);
         let mut moved = 0;
-        while let Ok(conn) = crate::accept::accept_nonblocking(&self.listener) {
+        while let Ok(conn) = crate::accept::accept_nonblocking(&self.listener, shared.proxy) {
             dispatch.deliver(conn);
             moved += 1;
         }
@@ -188,9 +191,17 @@ impl ReuseSocket {
         let Some(dispatch) = shared.dispatch.clone() else {
             return;
         };
-        let (this, totals) = (Arc::clone(self), Arc::clone(&shared.totals));
+        let (this, totals, shared_proxy) =
+            (Arc::clone(self), Arc::clone(&shared.totals), shared.proxy);
         self.acceptor.spawn(async move {
-            stand_in(&this.occupancy, &this.listener, &dispatch, &totals).await;
+            stand_in(
+                &this.occupancy,
+                &this.listener,
+                shared_proxy,
+                &dispatch,
+                &totals,
+            )
+            .await;
         });
     }
 }
@@ -387,7 +398,7 @@ impl Registry {
         let listener = {
             // Registered on the acceptor's runtime.
             let _runtime = handle.enter();
-            AcceptSocket::register(&socket.listener).map_err(fail)?
+            AcceptSocket::register(&socket.listener, socket.proxy).map_err(fail)?
         };
         handle.spawn(accept_loop(
             listener,

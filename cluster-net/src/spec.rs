@@ -202,6 +202,7 @@ pub(crate) struct ListenOptions {
     pub(crate) ports: Option<Ports>,
     pub(crate) max_connections_per_worker: Option<usize>,
     pub(crate) max_connections: Option<usize>,
+    pub(crate) proxy_protocol: Option<bool>,
 }
 
 impl ListenOptions {
@@ -214,6 +215,7 @@ impl ListenOptions {
                 .max_connections_per_worker
                 .or(fallback.max_connections_per_worker),
             max_connections: self.max_connections.or(fallback.max_connections),
+            proxy_protocol: self.proxy_protocol.or(fallback.proxy_protocol),
         }
     }
 }
@@ -244,6 +246,19 @@ macro_rules! listen_option_setters {
         /// At most this many open connections per listener, all workers together.
         pub fn max_connections(mut self, n: usize) -> Self {
             self.options.max_connections = Some(n);
+            self
+        }
+
+        /// Whether connections start with a PROXY protocol header (v1 or
+        /// v2, as HAProxy's `send-proxy` / `send-proxy-v2` write it; default
+        /// no). Then the client it names is the connection's peer (see
+        /// [`Connection::read_proxy_header`](crate::Connection::read_proxy_header)),
+        /// the key of sticky balance, and the client address `cluster-http`
+        /// gives requests; a connection without a valid header within 5 s is
+        /// closed and counted. Only for listeners behind a balancer that
+        /// always sends one.
+        pub fn proxy_protocol(mut self, on: bool) -> Self {
+            self.options.proxy_protocol = Some(on);
             self
         }
     };

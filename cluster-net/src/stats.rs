@@ -23,6 +23,9 @@ pub struct ListenerStats {
     /// the acceptor (each logged and waited out; see
     /// [`Listener::accept`](crate::Listener::accept)).
     pub accept_errors: u64,
+    /// Connections closed for a missing or malformed PROXY header on the
+    /// listener's socket so far.
+    pub proxy_rejected: u64,
 }
 
 /// The connection counts of every live worker's listeners, read by the primary.
@@ -37,6 +40,7 @@ pub fn stats(cluster: &Cluster) -> Vec<ListenerStats> {
             accepted: c.accepted.load(Ordering::Relaxed),
             active: c.active.load(Ordering::Relaxed),
             accept_errors: totals.accept_errors.load(Ordering::Relaxed),
+            proxy_rejected: totals.proxy_rejected.load(Ordering::Relaxed),
         })
         .collect();
     all.sort_by_key(|s| (s.address.to_string(), s.slot, s.worker));

@@ -1,0 +1,220 @@
+//! The PROXY protocol (v1 text, v2 binary; HAProxy's `send-proxy` and
+//! `send-proxy-v2`): the header a load balancer writes before the client's
+//! bytes, naming the client. On a listener that expects it, the header is
+//! read first, the client's address becomes the connection's peer (and, in
+//! sticky mode, the key of its slot), and the bytes read after it are
+//! served first. Parsing is the `ppp` crate's.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ppp::{v1, v2, HeaderResult, PartialResult};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::conn::{Accepted, StdStream};
+
+/// How long a client (the balancer) has to send the header.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest header read: v1's is at most 107 bytes, v2's 16 + its
+/// addresses and TLVs (a balancer's fit in this).
+const MAX_HEADER: usize = 1024;
+
+/// What went wrong with a header.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProxyError {
+    #[error("no PROXY header within {TIMEOUT:?}")]
+    Timeout,
+    #[error("the connection closed before a whole PROXY header")]
+    Closed,
+    #[error("reading the PROXY header: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a PROXY protocol header: {0}")]
+    Malformed(String),
+}
+
+/// A header read: the client's address (`None` for v1 `UNKNOWN`, v2
+/// `LOCAL` or a non-IP family: the balancer's own connection), and the
+/// bytes read after the header.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) client: Option<SocketAddr>,
+    pub(crate) rest: Vec<u8>,
+}
+
+/// Reads the header off `io`, within [`TIMEOUT`].
+pub(crate) async fn read_header<S: AsyncRead + Unpin + ?Sized>(
+    io: &mut S,
+) -> Result<Header, ProxyError> {
+    match tokio::time::timeout(TIMEOUT, read(io)).await {
+        Ok(result) => result,
+        Err(_) => Err(ProxyError::Timeout),
+    }
+}
+
+async fn read<S: AsyncRead + Unpin + ?Sized>(io: &mut S) -> Result<Header, ProxyError> {
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        let mut chunk = [0u8; 256];
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(ProxyError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(header) = parse(&buf)? {
+            return Ok(header);
+        }
+        if buf.len() > MAX_HEADER {
+            return Err(ProxyError::Malformed(format!(
+                "no complete header in the first {MAX_HEADER} bytes"
+            )));
+        }
+    }
+}
+
+/// Reads the header of a connection still in std form (on the acceptor's
+/// runtime): its peer becomes the client, the bytes after the header its
+/// prefix. The error names the balancer's address.
+pub(crate) async fn take_header(
+    mut conn: Accepted,
+) -> Result<Accepted, (Option<SocketAddr>, ProxyError)> {
+    let peer = conn.peer;
+    let fail = |e: std::io::Error| (peer, ProxyError::Io(e));
+    let (header, stream) = match conn.stream {
+        StdStream::Tcp(s) => {
+            let mut s = tokio::net::TcpStream::from_std(s).map_err(fail)?;
+            let header = read_header(&mut s).await.map_err(|e| (peer, e))?;
+            (header, StdStream::Tcp(s.into_std().map_err(fail)?))
+        }
+        StdStream::Unix(s) => {
+            let mut s = tokio::net::UnixStream::from_std(s).map_err(fail)?;
+            let header = read_header(&mut s).await.map_err(|e| (peer, e))?;
+            (header, StdStream::Unix(s.into_std().map_err(fail)?))
+        }
+    };
+    conn.stream = stream;
+    conn.peer = header.client.or(peer);
+    conn.prefix = header.rest;
+    conn.proxy_pending = false;
+    Ok(conn)
+}
+
+/// The header at the start of `buf`, `None` if it needs more bytes.
+pub(crate) fn parse(buf: &[u8]) -> Result<Option<Header>, ProxyError> {
+    let parsed = HeaderResult::parse(buf);
+    if parsed.is_incomplete() {
+        return Ok(None);
+    }
+    let (len, client) = match parsed {
+        HeaderResult::V1(Ok(h)) => (h.header.len(), v1_client(&h.addresses)),
+        HeaderResult::V2(Ok(h)) => {
+            let client = match h.command {
+                v2::Command::Proxy => v2_client(&h.addresses),
+                v2::Command::Local => None,
+            };
+            (h.len(), client)
+        }
+        HeaderResult::V1(Err(e)) => return Err(ProxyError::Malformed(e.to_string())),
+        HeaderResult::V2(Err(e)) => return Err(ProxyError::Malformed(e.to_string())),
+    };
+    Ok(Some(Header {
+        client,
+        rest: buf[len..].to_vec(),
+    }))
+}
+
+fn v1_client(addresses: &v1::Addresses) -> Option<SocketAddr> {
+    match addresses {
+        v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+        v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+        v1::Addresses::Unknown => None,
+    }
+}
+
+fn v2_client(addresses: &v2::Addresses) -> Option<SocketAddr> {
+    match addresses {
+        v2::Addresses::IPv4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+        v2::Addresses::IPv6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+        v2::Addresses::Unix(_) | v2::Addresses::Unspecified => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+        ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+            ppp::v2::Protocol::Stream,
+            (src, dst),
+        )
+        .build()
+        .unwrap()
+    }
+
+    #[test]
+    fn v1_gives_the_client_and_keeps_what_follows() {
+        let h = parse(b"PROXY TCP4 192.0.2.7 198.51.100.1 51000 443\r\nGET / HTTP/1.1\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.client, Some("192.0.2.7:51000".parse().unwrap()));
+        assert_eq!(h.rest, b"GET / HTTP/1.1\r\n");
+        let h = parse(b"PROXY TCP6 2001:db8::1 2001:db8::2 4000 80\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.client, Some("[2001:db8::1]:4000".parse().unwrap()));
+        assert_eq!(parse(b"PROXY UNKNOWN\r\n").unwrap().unwrap().client, None);
+    }
+
+    #[test]
+    fn v2_gives_the_client_and_keeps_what_follows() {
+        let mut bytes = v2_header(
+            "203.0.113.9:6000".parse().unwrap(),
+            "10.0.0.1:8000".parse().unwrap(),
+        );
+        bytes.extend_from_slice(b"hello");
+        let h = parse(&bytes).unwrap().unwrap();
+        assert_eq!(h.client, Some("203.0.113.9:6000".parse().unwrap()));
+        assert_eq!(h.rest, b"hello");
+    }
+
+    #[test]
+    fn a_partial_header_needs_more_and_garbage_is_refused() {
+        let full = v2_header(
+            "203.0.113.9:6000".parse().unwrap(),
+            "10.0.0.1:8000".parse().unwrap(),
+        );
+        for cut in [1, 12, 15, full.len() - 1] {
+            assert!(parse(&full[..cut]).unwrap().is_none(), "cut at {cut}");
+        }
+        assert!(parse(b"PROXY TCP4 192.0.2.7").unwrap().is_none());
+        for bad in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"PROXY TCP9 a b c d\r\n",
+            b"\x16\x03\x01\x02\x00",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_header_split_across_reads_is_read_whole() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for part in [
+                &b"PROXY TCP4 192.0.2.7 "[..],
+                b"198.51.100.1 51000 443\r\nbody",
+            ] {
+                client.write_all(part).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        let h = read_header(&mut server).await.unwrap();
+        assert_eq!(h.client, Some("192.0.2.7:51000".parse().unwrap()));
+        drop(writer.await);
+        assert_eq!(h.rest, b"body");
+    }
+}
