@@ -225,6 +225,31 @@ impl Connection {
         }
     }
 
+    /// Back to std form, to move to another worker: `read` (bytes read and
+    /// not used yet) goes before what is left of its own prefix. Its place
+    /// under this worker's limits is freed. `None` (the connection closed)
+    /// if its socket cannot leave this runtime's reactor.
+    pub(crate) fn into_accepted(self, read: &[u8]) -> Option<Accepted> {
+        let mut prefix = read.to_vec();
+        prefix.extend_from_slice(&self.prefix[self.consumed..]);
+        let stream = match self.io {
+            Io::Tcp(s) => s.into_std().map(StdStream::Tcp),
+            Io::Unix(s) => s.into_std().map(StdStream::Unix),
+        };
+        match stream {
+            Ok(stream) => Some(Accepted {
+                stream,
+                peer: self.peer,
+                prefix,
+                proxy_pending: self.proxy_pending,
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "a connection could not leave its worker; closed");
+                None
+            }
+        }
+    }
+
     /// The TCP stream, to set options such as `TCP_NODELAY`.
     pub fn as_tcp(&self) -> Option<&TcpStream> {
         match &self.io {

@@ -233,16 +233,41 @@ impl Dispatch {
     /// Puts a connection in the inbox the balance mode picks, or keeps it
     /// for the next `accept` of any worker.
     pub(crate) fn deliver(&self, conn: Accepted) {
+        self.deliver_to(conn, None);
+    }
+
+    /// A draining worker's connection, for another worker than the one of
+    /// inbox `except`.
+    pub(crate) fn deliver_except(&self, conn: Accepted, except: u64) {
+        self.deliver_to(conn, Some(except));
+    }
+
+    /// Whether an inbox other than `key` is attached: a worker to migrate to.
+    pub(crate) fn has_other(&self, key: u64) -> bool {
+        self.lock().inboxes.iter().any(|b| b.key != key)
+    }
+
+    fn deliver_to(&self, conn: Accepted, except: Option<u64>) {
         let waker = {
             let mut st = self.lock();
             let pick = match self.balance {
                 // A client goes to its slot even past the prefetch, up to a
                 // bound: past it (a stuck worker), to another one.
-                Balance::Sticky => sticky_slot(conn.peer, st.inboxes.iter().map(|b| b.slot))
-                    .and_then(|slot| st.inboxes.iter().position(|b| b.slot == slot))
-                    .filter(|&i| st.inboxes[i].queue.len() < STICKY_BACKLOG)
-                    .or_else(|| self.pick(&st)),
-                _ => self.pick(&st),
+                Balance::Sticky => sticky_slot(
+                    conn.peer,
+                    st.inboxes
+                        .iter()
+                        .filter(|b| Some(b.key) != except)
+                        .map(|b| b.slot),
+                )
+                .and_then(|slot| {
+                    st.inboxes
+                        .iter()
+                        .position(|b| b.slot == slot && Some(b.key) != except)
+                })
+                .filter(|&i| st.inboxes[i].queue.len() < STICKY_BACKLOG)
+                .or_else(|| self.pick(&st, except)),
+                _ => self.pick(&st, except),
             };
             let Some(i) = pick else {
                 st.returned.push_back(conn);
@@ -267,12 +292,12 @@ impl Dispatch {
         }
     }
 
-    fn pick(&self, st: &State) -> Option<usize> {
+    fn pick(&self, st: &State, except: Option<u64>) -> Option<usize> {
         let open = st
             .inboxes
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.can_take())
+            .filter(|(_, b)| b.can_take() && Some(b.key) != except)
             .map(|(i, b)| (i, b.slot, b.load()));
         pick(self.balance, st.last_slot, open)
     }

@@ -64,7 +64,7 @@ pub use cap::IdleHandle;
 pub use conn::Connection;
 pub use error::Error;
 pub use listen::WorkerExt;
-pub use listener::Listener;
+pub use listener::{Listener, Migrator};
 pub use spec::{
     Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
 };

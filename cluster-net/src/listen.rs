@@ -135,17 +135,21 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             &counters,
             (max_per_worker, config.backlog),
         )?,
-        b if b.uses_acceptor() => {
-            let dispatch = socket
-                .dispatch
-                .clone()
-                .ok_or_else(|| fail(std::io::Error::other("acceptor mode without a dispatcher")))?;
+        b => {
+            let dispatch = Arc::clone(&socket.dispatch);
             let inbox = dispatch.attach(slot, Arc::clone(&counters), max_per_worker);
             let seat = Seat::new(worker, dispatch, inbox, None);
             seat.watch(&registry.acceptor(&socket.address)?);
-            Mode::Dispatched(seat)
+            if b.uses_acceptor() {
+                Mode::Dispatched(seat)
+            } else {
+                let own = AcceptSocket::register(&socket.listener, socket.proxy).map_err(fail)?;
+                Mode::Own {
+                    own,
+                    seat: Some(seat),
+                }
+            }
         }
-        _ => Mode::Direct(AcceptSocket::register(&socket.listener, socket.proxy).map_err(fail)?),
     };
     Ok(Listener {
         mode,
@@ -173,10 +177,7 @@ fn reuseport(
         addr: socket.address.to_string(),
         source,
     };
-    let dispatch = socket
-        .dispatch
-        .clone()
-        .ok_or_else(|| fail(std::io::Error::other("reuseport without a dispatcher")))?;
+    let dispatch = Arc::clone(&socket.dispatch);
     let slot = worker.slot();
     let acceptor = registry.acceptor(&socket.address)?;
     let member = {
@@ -228,7 +229,10 @@ fn reuseport(
     let inbox = dispatch.attach(slot, Arc::clone(counters), limit);
     let seat = Seat::new(worker, dispatch, inbox, Some(member));
     seat.watch(&acceptor);
-    Ok(Mode::ReusePort { own, seat })
+    Ok(Mode::Own {
+        own,
+        seat: Some(seat),
+    })
 }
 
 /// `Listen::Handle`: the worker's own listener, no primary involved.
@@ -260,7 +264,10 @@ fn handle(
         None,
         cap,
     );
-    let mode = Mode::Direct(AcceptSocket::register(&socket.listener, false).map_err(fail)?);
+    let mode = Mode::Own {
+        own: AcceptSocket::register(&socket.listener, false).map_err(fail)?,
+        seat: None,
+    };
     Ok(Listener {
         mode,
         address,

@@ -129,14 +129,18 @@ impl SlotSocket {
 
 /// How a listener gets its connections.
 pub(crate) enum Mode {
-    /// Accepts on its own registration of the socket (os, per-worker, fd, handle).
-    Direct(AcceptSocket),
-    /// Gets them from the acceptor (round-robin, least-connections, sticky),
-    /// through its seat's inbox.
+    /// Accepts on its own registration of the socket (os, per-worker, fd,
+    /// handle; reuseport: its slot's socket), and takes through its seat
+    /// (none for a handle) what is handed to it: connections migrated from
+    /// a draining worker, and for reuseport those a stand-in accepts from
+    /// an empty slot's socket.
+    Own {
+        own: AcceptSocket,
+        seat: Option<Arc<Seat>>,
+    },
+    /// Gets every connection through its seat: from the acceptor
+    /// (round-robin, least-connections, sticky), or migrated.
     Dispatched(Arc<Seat>),
-    /// Accepts on its slot's `SO_REUSEPORT` socket, and also takes what the
-    /// primary accepts from the sockets of empty slots.
-    ReusePort { own: AcceptSocket, seat: Arc<Seat> },
 }
 
 /// A worker's listener, from `worker.listen(...)`. Dropping it stops this
@@ -202,7 +206,7 @@ impl Listener {
             self.max_per_worker,
         )
         .await;
-        if !matches!(self.mode, Mode::Dispatched(_)) {
+        if matches!(self.mode, Mode::Own { .. }) {
             // The acceptor enforces the total for dispatched modes.
             wait_below(&self.totals.active, &self.totals.freed, self.max_total).await;
         }
@@ -210,19 +214,22 @@ impl Listener {
         let mut backoff = Backoff::new(totals);
         loop {
             let accepted = match &self.mode {
-                Mode::Direct(socket) => {
+                Mode::Own { own, seat: None } => {
                     totals.cap.admit().await;
-                    socket.accept(totals).await
+                    own.accept(totals).await
                 }
-                // The acceptor admits those it dispatches.
-                Mode::Dispatched(seat) => seat.take().await,
-                Mode::ReusePort { own, seat } => tokio::select! {
+                Mode::Own {
+                    own,
+                    seat: Some(seat),
+                } => tokio::select! {
                     accepted = async {
                         totals.cap.admit().await;
                         own.accept(totals).await
                     } => accepted,
                     accepted = seat.take() => accepted,
                 },
+                // The acceptor admits those it dispatches.
+                Mode::Dispatched(seat) => seat.take().await,
             };
             match Connection::register(accepted, &self.counters, &self.totals) {
                 Ok(conn) => return conn,
@@ -231,6 +238,22 @@ impl Listener {
                 Err(e) => backoff.on_error(&e).await,
             }
         }
+    }
+
+    fn seat(&self) -> Option<&Arc<Seat>> {
+        match &self.mode {
+            Mode::Own { seat, .. } => seat.as_ref(),
+            Mode::Dispatched(seat) => Some(seat),
+        }
+    }
+
+    /// What hands this listener's connections to the other live workers of
+    /// its socket (see [`Migrator`]); `None` for a `Listen::Handle`.
+    /// It outlives `close`, for the drain.
+    pub fn migrator(&self) -> Option<Migrator> {
+        self.seat().map(|seat| Migrator {
+            seat: Arc::clone(seat),
+        })
     }
 
     /// Stops this worker's share of the socket for good, as a draining
@@ -244,10 +267,13 @@ impl Listener {
     /// drained, to this result or to the other workers, and closed.
     pub async fn close(mut self) -> Vec<Connection> {
         let slot_socket = self.slot_socket.take();
-        let accepted = match &self.mode {
-            Mode::Direct(socket) => slot_socket.map(|s| s.retire(socket)).unwrap_or_default(),
-            Mode::Dispatched(seat) | Mode::ReusePort { seat, .. } => seat.close().await,
+        let mut accepted = match self.seat() {
+            Some(seat) => seat.close().await,
+            None => Vec::new(),
         };
+        if let (Mode::Own { own, .. }, Some(slot_socket)) = (&self.mode, slot_socket) {
+            accepted.extend(slot_socket.retire(own));
+        }
         accepted
             .into_iter()
             .filter_map(|a| match Connection::register(a, &self.counters, &self.totals) {
@@ -263,13 +289,12 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        match (&self.mode, &self.slot_socket) {
-            (Mode::Dispatched(seat) | Mode::ReusePort { seat, .. }, _) => {
-                seat.leave();
-            }
-            // Dropped rather than closed: what waits in the queue is reset.
-            (Mode::Direct(socket), Some(slot_socket)) => drop(slot_socket.retire(socket)),
-            (Mode::Direct(_), None) => {}
+        if let Some(seat) = self.seat() {
+            seat.leave();
+        }
+        // Dropped rather than closed: what waits in the queue is reset.
+        if let (Mode::Own { own, .. }, Some(slot_socket)) = (&self.mode, &self.slot_socket) {
+            drop(slot_socket.retire(own));
         }
     }
 }
@@ -284,5 +309,40 @@ async fn wait_below(count: &AtomicUsize, freed: &Notify, limit: Option<usize>) {
             return;
         }
         notified.await;
+    }
+}
+
+/// Hands connections of a draining worker to the other live workers of the
+/// same listener, from [`Listener::migrator`]: threads share the process, so
+/// an open connection (its socket, and the bytes already read from it) can
+/// move to another worker's runtime instead of being closed. The worker
+/// that gets it takes it from its `accept`, with those bytes first.
+#[derive(Clone)]
+pub struct Migrator {
+    seat: Arc<Seat>,
+}
+
+impl std::fmt::Debug for Migrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrator").finish_non_exhaustive()
+    }
+}
+
+impl Migrator {
+    /// Moves `conn` to another live worker, with `read` (bytes read from it
+    /// and not used yet) to be served first. Gives it back when no other
+    /// worker listens on the socket, or the cluster itself drains: then
+    /// close it, as always. (In the rare case that its socket cannot leave
+    /// this worker's reactor, it is closed.)
+    #[allow(clippy::result_large_err)] // the connection itself comes back, as with `try_send`
+    pub fn hand_over(&self, conn: Connection, read: &[u8]) -> Result<(), Connection> {
+        let draining = self.seat.worker.cluster_info().phase >= cluster_core::Phase::Draining;
+        if draining || !self.seat.dispatch.has_other(self.seat.inbox) {
+            return Err(conn);
+        }
+        if let Some(accepted) = conn.into_accepted(read) {
+            self.seat.dispatch.deliver_except(accepted, self.seat.inbox);
+        }
+        Ok(())
     }
 }

@@ -56,8 +56,10 @@ pub(crate) struct SharedSocket {
     pub(crate) balance: Balance,
     /// The primary's own copy: keeps the socket open while workers come and go.
     pub(crate) listener: StdListener,
-    /// For the acceptor modes, and for reuseport's empty slots.
-    pub(crate) dispatch: Option<Arc<Dispatch>>,
+    /// Where connections are handed to the workers: by the acceptor (its
+    /// modes), by reuseport's stand-ins, and by a draining worker that
+    /// hands its idle connections on (every mode).
+    pub(crate) dispatch: Arc<Dispatch>,
     /// Reuseport: the group's socket of each slot.
     pub(crate) group: Mutex<BTreeMap<usize, Arc<ReuseSocket>>>,
     pub(crate) totals: Arc<Totals>,
@@ -79,8 +81,7 @@ impl SharedSocket {
         max_total: Option<usize>,
         cap: Arc<Cap>,
     ) -> SharedSocket {
-        let dispatch = (balance.uses_acceptor() || balance == Balance::ReusePort)
-            .then(|| Arc::new(Dispatch::new(balance)));
+        let dispatch = Arc::new(Dispatch::new(balance));
         SharedSocket {
             label,
             address,
@@ -103,7 +104,10 @@ impl SharedSocket {
             accepted: Default::default(),
             active: Default::default(),
             freed: Notify::new(),
-            capacity: self.dispatch.as_ref().map(|d| d.capacity()),
+            capacity: self
+                .balance
+                .uses_acceptor()
+                .then(|| self.dispatch.capacity()),
         });
         let mut all = lock(&self.counters);
         all.retain(|c| c.strong_count() > 0);
@@ -159,9 +163,7 @@ impl ReuseSocket {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let Some(dispatch) = shared.dispatch.clone() else {
-            return;
-        };
+        let dispatch = Arc::clone(&shared.dispatch);
         lock(&shared.group).remove(&self.slot);
         // A full queue drops new SYNs (the client sends them again, by
         // then to another socket of the group) instead of taking them: with
@@ -188,9 +190,7 @@ impl ReuseSocket {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let Some(dispatch) = shared.dispatch.clone() else {
-            return;
-        };
+        let dispatch = Arc::clone(&shared.dispatch);
         let (this, totals, shared_proxy) =
             (Arc::clone(self), Arc::clone(&shared.totals), shared.proxy);
         self.acceptor.spawn(async move {
@@ -304,12 +304,8 @@ impl Registry {
         let socket = Arc::new(bind()?);
         st.sockets.insert(key, Arc::clone(&socket));
         drop(st);
-        if let Some(dispatch) = socket
-            .dispatch
-            .clone()
-            .filter(|_| socket.balance.uses_acceptor())
-        {
-            self.spawn_acceptor(&socket, dispatch)?;
+        if socket.balance.uses_acceptor() {
+            self.spawn_acceptor(&socket, Arc::clone(&socket.dispatch))?;
         }
         Ok(socket)
     }
