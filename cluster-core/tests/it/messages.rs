@@ -1,9 +1,7 @@
 //! Typed messages both ways, in order; broadcast; sending to the dead.
 
-mod common;
-
+use crate::common::{online, until};
 use cluster_core::{Cluster, ClusterEvent, Error};
-use common::{online, until};
 
 #[tokio::test]
 async fn messages_arrive_in_order_both_ways() {

@@ -1,9 +1,7 @@
 //! Identity and the order of lifecycle events.
 
-mod common;
-
+use crate::common::{drain, kind, online};
 use cluster_core::{Cluster, ClusterEvent, ExitReason, Phase};
-use common::{drain, kind, online};
 
 #[tokio::test]
 async fn events_come_fork_online_disconnect_exit_for_each_worker() {
@@ -21,7 +19,7 @@ async fn events_come_fork_online_disconnect_exit_for_each_worker() {
     online(&mut events, 3).await;
     // Listening once every worker said it is ready.
     tokio::time::timeout(
-        common::DEADLINE,
+        crate::common::DEADLINE,
         phases.wait_for(|p| *p == Phase::Listening),
     )
     .await
@@ -79,7 +77,7 @@ async fn workers_that_never_listen_count_as_started_after_the_listen_timeout() {
     let mut events = cluster.events();
     cluster.start().unwrap();
     online(&mut events, 2).await;
-    let phase = common::until(&mut events, |e| match e {
+    let phase = crate::common::until(&mut events, |e| match e {
         ClusterEvent::Phase(p) => Some(*p),
         _ => None,
     })
@@ -177,7 +175,7 @@ async fn worker_futures_need_not_be_send() {
         .unwrap();
     let mut events = cluster.events();
     cluster.start().unwrap();
-    let n = common::until(&mut events, |e| match e {
+    let n = crate::common::until(&mut events, |e| match e {
         ClusterEvent::Message { message, .. } => message.downcast_ref::<i32>().copied(),
         _ => None,
     })
@@ -195,7 +193,7 @@ async fn a_worker_error_is_reported_with_its_text() {
         .unwrap();
     let mut events = cluster.events();
     cluster.start().unwrap();
-    let reason = common::until(&mut events, |e| match e {
+    let reason = crate::common::until(&mut events, |e| match e {
         ClusterEvent::Exit { reason, .. } => Some(reason.clone()),
         _ => None,
     })
@@ -240,7 +238,7 @@ async fn a_start_up_failure_stops_the_whole_cluster_with_its_message() {
         })
         .unwrap();
     cluster.start().unwrap();
-    let err = tokio::time::timeout(common::DEADLINE, cluster.wait())
+    let err = tokio::time::timeout(crate::common::DEADLINE, cluster.wait())
         .await
         .unwrap()
         .unwrap_err();
@@ -269,13 +267,13 @@ async fn a_worker_can_disconnect_itself() {
         .unwrap();
     let mut events = cluster.events();
     cluster.start().unwrap();
-    let worker = common::until(&mut events, |e| match e {
+    let worker = crate::common::until(&mut events, |e| match e {
         ClusterEvent::Disconnect { worker } => Some(worker.clone()),
         _ => None,
     })
     .await;
     assert_eq!(worker.slot(), 0);
-    let (exited, reason) = common::until(&mut events, |e| match e {
+    let (exited, reason) = crate::common::until(&mut events, |e| match e {
         ClusterEvent::Exit { worker, reason } => {
             Some((worker.exited_after_disconnect(), reason.clone()))
         }
@@ -309,7 +307,7 @@ async fn fork_after_disconnect_starts_a_new_cycle() {
     assert_eq!((worker.id(), worker.slot()), (2, 0));
     // The cycle's first subscription sees it from its start.
     let mut events = cluster.events();
-    let ready = common::until(&mut events, |e| match e {
+    let ready = crate::common::until(&mut events, |e| match e {
         ClusterEvent::Ready { worker } => Some(worker.id()),
         _ => None,
     })
@@ -317,7 +315,7 @@ async fn fork_after_disconnect_starts_a_new_cycle() {
     assert_eq!(ready, 2);
     let mut phases = cluster.phases();
     tokio::time::timeout(
-        common::DEADLINE,
+        crate::common::DEADLINE,
         phases.wait_for(|p| *p == Phase::Listening),
     )
     .await

@@ -1,12 +1,10 @@
 //! kill and disconnect from the primary.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::common::{online, until};
 use cluster_core::{Cluster, ClusterEvent, ExitReason};
-use common::{online, until};
 
 fn exit_of(id: u64) -> impl FnMut(&ClusterEvent) -> Option<ExitReason> {
     move |e| match e {

@@ -2,12 +2,10 @@
 //! at once, the workers go on serving for the delay, and only then are they
 //! disconnected; an immediate stop, or a stop without delay, skips it.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{drain, until, DEADLINE};
 use cluster_core::{Cluster, ClusterEvent, ExitReason, Phase};
-use common::{drain, until, DEADLINE};
 
 /// Each worker answers every message with whether it is still connected,
 /// until it is disconnected.

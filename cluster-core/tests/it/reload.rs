@@ -1,12 +1,10 @@
 //! Rolling reload: every worker replaced, one slot at a time, the new one
 //! ready before the old one is disconnected.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::online;
 use cluster_core::{Cluster, ClusterEvent};
-use common::online;
 
 #[tokio::test]
 async fn reload_replaces_every_worker_never_dropping_below_n_minus_1() {
@@ -85,7 +83,7 @@ async fn a_reload_whose_new_worker_fails_keeps_the_old_one() {
         .unwrap();
     let mut events = cluster.events();
     cluster.start().unwrap();
-    common::until(&mut events, |e| {
+    crate::common::until(&mut events, |e| {
         matches!(e, ClusterEvent::Ready { .. }).then_some(())
     })
     .await;

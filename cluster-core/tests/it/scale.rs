@@ -1,9 +1,7 @@
 //! Growing and shrinking the pool at run time.
 
-mod common;
-
+use crate::common::online;
 use cluster_core::Cluster;
-use common::online;
 
 #[tokio::test]
 async fn scale_up_then_down() {

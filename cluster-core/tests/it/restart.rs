@@ -1,12 +1,10 @@
 //! Restarts: a panicking worker comes back in its slot with a new id; a slot
 //! whose workers crash on start is errored, not crash-looping.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{drain, until};
 use cluster_core::{Cluster, ClusterEvent, Error, ExitReason, RestartPolicy};
-use common::{drain, until};
 
 #[tokio::test]
 async fn a_panicking_worker_is_restarted_into_its_slot_with_a_new_id() {

@@ -1,0 +1,12 @@
+//! cluster-core's integration tests, one binary: one module per topic, real threads and signals.
+#![allow(dead_code, unreachable_pub)]
+
+mod common;
+mod drain_delay;
+mod kill;
+mod lifecycle;
+mod messages;
+mod reload;
+mod restart;
+mod scale;
+mod signals;

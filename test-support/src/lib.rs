@@ -1,0 +1,22 @@
+//! What the workspace's tests share (not published): bounded waits, real
+//! child processes, a raw HTTP/1.1 client, steady load, free ports. Every
+//! wait is bounded by [`DEADLINE`].
+#![allow(missing_docs, clippy::missing_panics_doc)]
+
+mod child;
+mod http;
+mod load;
+mod ports;
+mod wait;
+
+use std::time::Duration;
+
+pub use child::{alive, example, signal, this_test, wait_gone, which, Run};
+pub use http::{closed_before_response, exchange, get, local, Response};
+pub use load::{seconds, Counts, Load};
+pub use ports::free_port_run;
+pub use wait::{drain, eventually, eventually_blocking, until};
+
+/// Every wait in the tests is bounded by this: long enough for a loaded
+/// 2-core machine, short enough to fail a stuck test.
+pub const DEADLINE: Duration = Duration::from_secs(60);

@@ -1,0 +1,131 @@
+//! Steady `GET /` load from client threads, counting what succeeded, what
+//! failed, and idle keep-alive closes retried on a new connection.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::http::{closed_before_response, exchange};
+use crate::DEADLINE;
+
+/// Counts of a load run.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    /// Keep-alive connections the server closed while idle, whose next
+    /// request was retried on a new connection, as HTTP/1.1 clients do for
+    /// idempotent requests (RFC 9112 §9.3.1). Not failures.
+    pub retried: AtomicU64,
+}
+
+/// Steady `GET /` load from `clients` threads until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    pub counts: Arc<Counts>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, clients: usize, keep_alive: bool) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(Counts::default());
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, counts) = (stop.clone(), counts.clone());
+                std::thread::spawn(move || client(addr, keep_alive, &stop, &counts))
+            })
+            .collect();
+        Load {
+            stop,
+            counts,
+            threads,
+        }
+    }
+
+    pub fn ok(&self) -> u64 {
+        self.counts.ok.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more requests succeeded.
+    pub fn wait_for_more(&self, n: u64) {
+        let target = self.ok() + n;
+        let end = Instant::now() + DEADLINE;
+        while self.ok() < target {
+            assert!(
+                Instant::now() < end,
+                "load stalled at {} requests",
+                self.ok()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops and returns (ok, failed, retried).
+    pub fn finish(self) -> (u64, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let c = &self.counts;
+        (
+            c.ok.load(Ordering::Relaxed),
+            c.failed.load(Ordering::Relaxed),
+            c.retried.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn client(addr: SocketAddr, keep_alive: bool, stop: &AtomicBool, counts: &Counts) {
+    let connect = || {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(s)
+    };
+    let mut conn: Option<TcpStream> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let reused = conn.is_some();
+        let mut s = match conn.take() {
+            Some(s) => s,
+            None => match connect() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("connect: {e}");
+                    counts.failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            },
+        };
+        match exchange(&mut s, "/", keep_alive) {
+            Ok(r) if r.status == 200 => {
+                counts.ok.fetch_add(1, Ordering::Relaxed);
+                if keep_alive && !r.close {
+                    conn = Some(s);
+                }
+            }
+            // The server closed an idle keep-alive connection before reading
+            // this request: retry on a new connection.
+            Err(e) if reused && closed_before_response(&e) => {
+                counts.retried.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r) => {
+                eprintln!("status {}", r.status);
+                counts.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                eprintln!("request: {e}");
+                counts.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Seconds a fault test runs: short in CI, longer from `cargo xtask soak`.
+pub fn seconds() -> f64 {
+    std::env::var("CLUSTER_THREAD_FAULT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0)
+}
