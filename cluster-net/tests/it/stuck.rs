@@ -10,22 +10,7 @@ use cluster_core::{Cluster, ClusterEvent, ExitReason};
 use cluster_net::{Balance, NetConfig, WorkerExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn until<T>(
-    events: &mut cluster_core::Events,
-    mut f: impl FnMut(&ClusterEvent) -> Option<T>,
-) -> T {
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Some(t) = f(&events.recv().await.expect("events")) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("deadline passed waiting for an event")
-}
+use crate::common::until;
 
 async fn stuck_worker(balance: Balance) {
     let release = Arc::new(AtomicBool::new(false));

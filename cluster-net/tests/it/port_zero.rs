@@ -1,13 +1,11 @@
 //! `listen(0)`: one random port for every worker; the n-th `listen(0)` of
 //! each worker shares one port.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 
+use crate::common::until;
 use cluster_core::{Address, Cluster, ClusterEvent};
 use cluster_net::WorkerExt;
-use common::until;
 
 #[tokio::test]
 async fn every_worker_gets_the_same_port_and_the_second_listen_another() {

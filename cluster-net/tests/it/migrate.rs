@@ -2,13 +2,11 @@
 //! it, to another live worker of the same listener, which serves it on:
 //! the client's connection never closes.
 
-mod common;
-
 use std::net::SocketAddr;
 
+use crate::common::{until, DEADLINE};
 use cluster_core::{Address, Cluster, ClusterEvent};
 use cluster_net::{Balance, Listen, NetConfig, Ports, WorkerExt};
-use common::{until, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Slot 0 reads 3 bytes of each connection and hands it on; the others

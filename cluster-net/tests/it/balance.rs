@@ -1,11 +1,9 @@
 //! Each balance mode with 4 workers and 400 fresh connections.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::common::{hello, hello_from, serve, spec, until_closed};
 use cluster_net::{Balance, NetConfig};
-use common::{hello, hello_from, serve, spec, until_closed};
 
 const WORKERS: usize = 4;
 const CONNECTIONS: usize = 400;

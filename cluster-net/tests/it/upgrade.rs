@@ -14,7 +14,7 @@ use cluster_net::{Balance, ClusterBuilderExt, NetConfig, WorkerExt};
 use tokio::io::AsyncWriteExt;
 
 const CHILD: &str = "CLUSTER_NET_UPGRADE_CHILD";
-const DEADLINE: Duration = Duration::from_secs(30);
+use test_support::DEADLINE;
 /// A file whose presence makes the next new process exit at once.
 const FAIL_ONCE: &str = "CLUSTER_NET_UPGRADE_FAIL_ONCE";
 /// How long a new process waits before taking the sockets over.
@@ -125,7 +125,12 @@ impl Old {
     fn start(balance: &str, env: &[(&str, &std::ffi::OsStr)]) -> Old {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
-            .args(["child", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "upgrade::child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD, balance)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());

@@ -3,16 +3,14 @@
 //! and a stopped cluster has closed every socket it bound and removed the
 //! Unix socket files it created, as Node closes its handles on disconnect.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{hello, until, SpecFn};
 use cluster_core::{Address, Cluster, ClusterEvent};
 use cluster_net::{Balance, Listen, NetConfig, Ports};
-use common::{hello, until, SpecFn};
 
 /// A cluster of `workers` serving `spec`; every address it listens on.
 async fn start(workers: usize, net: NetConfig, spec: SpecFn) -> (Cluster, Vec<Address>) {
@@ -22,7 +20,7 @@ async fn start(workers: usize, net: NetConfig, spec: SpecFn) -> (Cluster, Vec<Ad
         .state(net)
         .build(move |w| {
             let spec = spec.clone();
-            async move { common::serve_worker(w, spec, &[]).await }
+            async move { crate::common::serve_worker(w, spec, &[]).await }
         })
         .unwrap();
     let mut events = cluster.events();
@@ -77,7 +75,7 @@ fn listening_sockets(addr: SocketAddr) -> usize {
 }
 
 fn spec(s: &'static str) -> SpecFn {
-    common::spec(s)
+    crate::common::spec(s)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +189,7 @@ async fn scale_down_loses_no_connection_in_reuseport() {
         .collect();
     let wait_for = |n: usize| {
         let answered = answered.clone();
-        common::eventually(move || answered.load(Ordering::Relaxed) >= n, "answers")
+        crate::common::eventually(move || answered.load(Ordering::Relaxed) >= n, "answers")
     };
     wait_for(50).await;
     cluster.scale(1).await.unwrap();

@@ -16,7 +16,7 @@ use cluster_net::{Listen, SystemdSockets, WorkerExt};
 use tokio::io::AsyncWriteExt;
 
 const CHILD: &str = "CLUSTER_NET_INHERITED_CHILD";
-const DEADLINE: Duration = Duration::from_secs(30);
+use test_support::DEADLINE;
 
 /// The program under test, in the child process only.
 #[test]
@@ -96,11 +96,16 @@ struct Run {
 fn start(mode: &str, listener: &TcpListener, at: i32, env: &[(&str, &str)]) -> Run {
     let src = listener.as_raw_fd();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, mode)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "inherited::child",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, mode)
+    .envs(env.iter().copied())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     // SAFETY: dup2 and fcntl are async-signal-safe; this runs in the forked
     // child only. dup2 onto itself would leave close-on-exec set.
     unsafe {

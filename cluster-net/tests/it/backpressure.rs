@@ -1,12 +1,10 @@
 //! Connection limits: the rest wait in the backlog and are served when
 //! places free up; none is refused.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::common::{active_by_slot, eventually, hello, serve, spec};
 use cluster_net::{Balance, NetConfig};
-use common::{active_by_slot, eventually, hello, serve, spec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_per_worker_twenty_held_the_rest_wait_and_are_served_later() {

@@ -1,16 +1,14 @@
 //! Per-worker ports: slot i on base + i, and a restarted worker back on its port.
 
-mod common;
-
 use std::net::SocketAddr;
 
+use crate::common::{hello, serve, spec, until, Server};
 use cluster_core::ClusterEvent;
 use cluster_net::{NetConfig, Ports};
-use common::{hello, serve, spec, until, Server};
 
 /// A base port with `n` free ports after it (tried, not assumed).
 async fn serve_per_worker(n: usize) -> (Server, u16) {
-    let base = common::free_port_run(n as u16);
+    let base = crate::common::free_port_run(n as u16);
     let addr: &'static str = Box::leak(format!("127.0.0.1:{base}").into_boxed_str());
     let server = serve(
         n,

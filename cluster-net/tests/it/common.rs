@@ -1,18 +1,15 @@
 //! A tiny server for the tests: every connection gets `<worker id>\n`; the
 //! workers whose slot is in `hold` keep their connections open until the
 //! client closes them, the others close at once.
-#![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use cluster_core::{Address, Cluster, ClusterEvent, Events, Worker};
 use cluster_net::{stats, Listen, ListenSpec, NetConfig, WorkerExt};
+pub use test_support::{eventually, free_port_run, until, DEADLINE};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// What each worker listens on.
 pub type SpecFn = Arc<dyn Fn(&Worker) -> ListenSpec + Send + Sync>;
@@ -108,19 +105,6 @@ pub async fn serve_worker(
     }
 }
 
-pub async fn until<T>(events: &mut Events, mut f: impl FnMut(&ClusterEvent) -> Option<T>) -> T {
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            let e = events.recv().await.expect("event stream ended");
-            if let Some(t) = f(&e) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("deadline passed waiting for an event")
-}
-
 /// Connects, reads the greeting, and returns the worker id and the stream.
 pub async fn hello(addr: SocketAddr) -> std::io::Result<(u64, BufReader<TcpStream>)> {
     hello_from(addr, None).await
@@ -156,18 +140,6 @@ pub async fn until_closed(mut s: BufReader<TcpStream>) {
     let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut rest)).await;
 }
 
-/// Polls `f` until it holds, with the deadline.
-pub async fn eventually(mut f: impl FnMut() -> bool, what: &str) {
-    let end = tokio::time::Instant::now() + DEADLINE;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < end,
-            "deadline passed waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Active connections per slot, from the primary's counters.
 pub fn active_by_slot(cluster: &Cluster) -> Vec<usize> {
     let mut by_slot = vec![0; cluster.size()];
@@ -177,32 +149,4 @@ pub fn active_by_slot(cluster: &Cluster) -> Vec<usize> {
         }
     }
     by_slot
-}
-
-/// A base port with `n` free ports after it, below the kernel's ephemeral
-/// range (where no test's client or port-0 socket can take them meanwhile):
-/// per-worker ports need base + slot, so port 0 cannot serve here.
-pub fn free_port_run(n: u16) -> u16 {
-    let first_ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    let (low, high) = (
-        first_ephemeral.saturating_sub(12_000).max(1024),
-        first_ephemeral - n,
-    );
-    let mut seed = u64::from(std::process::id())
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos().into());
-    for _ in 0..200 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let base = low + (seed % u64::from(high - low)) as u16;
-        if (0..n).all(|i| std::net::TcpListener::bind(("0.0.0.0", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no run of {n} free ports below {first_ephemeral}");
 }

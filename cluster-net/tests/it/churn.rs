@@ -1,14 +1,12 @@
 //! Workers dying under continuous connection churn, in every balance mode:
 //! no connection the kernel accepted is reset or refused.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::common::{hello, serve, spec, until, until_closed};
 use cluster_core::ClusterEvent;
 use cluster_net::{Balance, NetConfig};
-use common::{hello, serve, spec, until, until_closed};
 
 /// How a worker goes.
 #[derive(Clone, Copy, Debug)]
@@ -65,7 +63,8 @@ async fn churn(death: Death) {
         // Three deaths, one at a time, each while connections keep coming.
         for round in 0..3 {
             let before = served.load(Ordering::Relaxed);
-            common::eventually(|| served.load(Ordering::Relaxed) >= before + 50, "traffic").await;
+            crate::common::eventually(|| served.load(Ordering::Relaxed) >= before + 50, "traffic")
+                .await;
             let victim = server.cluster.workers()[round % 4].clone();
             match death {
                 Death::Panic => victim.send("die").unwrap(),
@@ -82,7 +81,7 @@ async fn churn(death: Death) {
             .await;
         }
         let before = served.load(Ordering::Relaxed);
-        common::eventually(
+        crate::common::eventually(
             || served.load(Ordering::Relaxed) >= before + 50,
             "traffic after",
         )

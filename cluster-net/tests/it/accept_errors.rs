@@ -3,14 +3,12 @@
 //! counted and waited out, and once the socket listens again the same
 //! workers serve it, in the acceptor's modes and in the workers' own.
 
-mod common;
-
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::Arc;
 
+use crate::common::{eventually, hello, serve, until};
 use cluster_core::{ClusterEvent, ExitReason};
 use cluster_net::{stats, Balance, Listen, NetConfig};
-use common::{eventually, hello, serve, until};
 
 async fn survives_an_accept_error(balance: Balance) {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,13 +1,11 @@
 //! Unix-domain and UDP listeners shared by every worker.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use crate::common::{until, DEADLINE};
 use cluster_core::{Address, Cluster, ClusterEvent};
 use cluster_net::WorkerExt;
-use common::{until, DEADLINE};
 use tokio::io::AsyncReadExt;
 
 fn temp_path(name: &str) -> PathBuf {
@@ -25,7 +23,7 @@ async fn a_unix_socket_is_shared_and_a_stale_file_replaced() {
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
     let spec: &'static str = Box::leak(format!("unix:{}", path.display()).into_boxed_str());
-    let server = common::serve(3, Default::default(), common::spec(spec), &[]).await;
+    let server = crate::common::serve(3, Default::default(), crate::common::spec(spec), &[]).await;
     drop(server.events);
     let mut ids = HashSet::new();
     for _ in 0..30 {

@@ -12,7 +12,7 @@ use cluster_net::{Balance, NetConfig, WorkerExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CHILD: &str = "CLUSTER_NET_EMFILE_CHILD";
-const DEADLINE: Duration = Duration::from_secs(30);
+use test_support::DEADLINE;
 const FD_LIMIT: u64 = 64;
 
 #[test]
@@ -92,10 +92,15 @@ fn open_fds(pid: u32) -> usize {
 
 fn flood(balance: &str) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, balance)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "emfile::child",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, balance)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     // SAFETY: setrlimit is async-signal-safe; it runs in the forked child.
     unsafe {
         cmd.pre_exec(|| {

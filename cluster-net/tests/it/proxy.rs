@@ -2,15 +2,13 @@
 //! connection's peer and sticky's key; a connection without a valid header
 //! is closed and counted.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::{until, DEADLINE};
 use cluster_core::{Address, Cluster, ClusterEvent};
 use cluster_net::{stats, Balance, Listen, NetConfig, WorkerExt};
-use common::{until, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Every worker answers `<id> <peer>` after reading the header.

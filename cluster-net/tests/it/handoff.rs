@@ -16,7 +16,7 @@ use cluster_net::Error;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+use test_support::DEADLINE;
 const CHILD_ENV: &str = "HANDOFF_CHILD_SOCKET";
 
 /// A directory removed when the test ends.
@@ -118,7 +118,12 @@ fn listeners_move_to_another_process_which_serves_after_the_sender_lets_go() {
     let control = UnixListener::bind(&control_path).unwrap();
     control.set_nonblocking(true).unwrap();
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "handoff::child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &control_path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
