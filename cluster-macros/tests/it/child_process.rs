@@ -58,7 +58,12 @@ fn answers_and_exits_zero_on_sigterm() {
     let start = Instant::now();
     let exe = std::env::current_exe().expect("current test binary");
     let mut child = Command::new(exe)
-        .args(["child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "child_process::child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .env_remove("CLUSTER_THREAD_WORKERS")
         .env_remove("CLUSTER_THREAD_BALANCE")
