@@ -5,6 +5,7 @@
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
 //!           [--healthz PATH] [--metrics PATH] [--drain-delay DURATION]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
+//!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
 //!       with --chaos:
 //!       curl localhost:8000/sleep/500    # answers `slept 500` after half a second
 //!       curl localhost:8000/panic        # that request fails; its worker is replaced, nothing else fails
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cluster_thread::http::{Request, Server};
+use cluster_thread::http::{ConnectionInfo, Request, Server};
 use cluster_thread::{Cluster, ClusterEvent, Worker};
 
 struct Flags {
@@ -113,6 +114,10 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
             let id = id.clone();
             async move {
                 let body = match (chaos, req.uri().path()) {
+                    (_, "/peer") => match req.extensions().get::<ConnectionInfo>() {
+                        Some(info) => format!("{}\n", info.peer),
+                        None => "unknown\n".to_owned(),
+                    },
                     (true, "/panic") => panic!("GET /panic on worker {id:?}"),
                     (true, path) if path.starts_with("/sleep/") => {
                         let ms: u64 = path["/sleep/".len()..].parse().unwrap_or(0);

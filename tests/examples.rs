@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
@@ -50,6 +50,15 @@ fn same_port_serves_hello_world_from_every_worker_and_exits_0_on_sigterm() {
         assert_eq!((r.status, r.body.as_str()), (200, "hello world\n"));
         workers.insert(r.worker.expect("x-worker-id"));
     }
+    // GET /peer: the client address the server saw.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.ends_with(&format!("\r\n\r\n{me}\n")), "{text}");
     // Without --chaos, /panic is an ordinary page.
     assert_eq!(get(addr, "/panic").unwrap().status, 200);
     run.signal(libc::SIGTERM);

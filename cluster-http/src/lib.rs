@@ -5,7 +5,12 @@
 //! - [`serve`] (or [`Server`] for options) serves HTTP/1.1 with keep-alive
 //!   and HTTP/2 (h2c, detected from the client's preface) on a worker's
 //!   listener. Connections run on the worker's `LocalSet`, so services need
-//!   not be `Send`; `TCP_NODELAY` is set on every TCP connection.
+//!   not be `Send`; `TCP_NODELAY` is set on every TCP connection. The
+//!   listener is any [`Listener`]: `worker.listen(...)`'s, tokio's
+//!   `TcpListener`, or your own.
+//! - Every request on a TCP connection carries the connection's addresses
+//!   in its extensions: [`ConnectionInfo`] `{ peer, local }`, and with the
+//!   `axum` feature axum's `ConnectInfo<SocketAddr>` (so its extractor works).
 //! - Graceful drain when the worker is disconnected (`handle.disconnect()`,
 //!   a reload, a scale-down, the cluster's stop on SIGTERM): the listener is
 //!   dropped so the primary hands new connections to the other workers, idle
@@ -96,6 +101,7 @@ mod error;
 mod exec;
 mod handler;
 mod idle;
+mod listener;
 mod metrics;
 mod serve;
 mod server;
@@ -103,6 +109,7 @@ mod service;
 
 pub use config::{HttpConfig, OnPanic, MIN_HEADER_SIZE};
 pub use error::Error;
+pub use listener::{ConnectionInfo, Listener};
 pub use server::{serve, Server};
 pub use service::{
     service_fn, BoxError, ClosureMarker, FnService, HyperMarker, IntoHttpService, Request,

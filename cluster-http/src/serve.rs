@@ -2,12 +2,10 @@
 //! worker is disconnected (or a connection panics), then stop accepting, let
 //! the connections finish, and force the rest closed at the deadline.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use cluster_core::Worker;
-use cluster_net::Listener;
 use http::Response;
 use hyper::body::Body;
 use tokio::sync::mpsc;
@@ -20,38 +18,33 @@ use crate::exec::LocalExec;
 use crate::handler::Handler;
 use crate::idle::Activity;
 use crate::metrics::Counters;
-use crate::{BoxError, Error, HttpConfig, OnPanic, Request};
+use crate::{BoxError, ConnectionInfo, Error, HttpConfig, Listener, OnPanic, Request};
 
 /// What every connection of one server shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) worker: Worker,
-    /// The listener, until the drain drops it.
-    pub(crate) listener: RefCell<Option<Rc<Listener>>>,
     pub(crate) counters: Counters,
     pub(crate) endpoints: Endpoints,
     pub(crate) drain: Drain,
 }
 
 impl Shared {
-    /// Connections accepted and open: the listener's counts while there is
-    /// one, the server's own after.
+    /// Connections accepted and open.
     pub(crate) fn connections(&self) -> (u64, usize) {
-        match self.listener.borrow().as_ref() {
-            Some(l) => (l.accepted(), l.active()),
-            None => (self.counters.accepted.get(), self.counters.active.get()),
-        }
+        (self.counters.accepted.get(), self.counters.active.get())
     }
 }
 
 /// Serves `listener` with `service` until the worker is disconnected and
 /// the connections have ended (or the drain deadline passed).
-pub(crate) async fn run<S, B>(
-    listener: Listener,
+pub(crate) async fn run<L, S, B>(
+    mut listener: L,
     config: HttpConfig,
     service: S,
 ) -> Result<(), Error>
 where
+    L: Listener,
     S: hyper::service::Service<
             Request,
             Response = Response<B>,
@@ -60,19 +53,20 @@ where
         > + 'static,
     B: Body<Data = Bytes, Error: Into<BoxError>> + 'static,
 {
-    let addr = listener.local_addr().to_string();
+    let addr = match listener.local_addr() {
+        Ok(a) => a.to_string(),
+        Err(e) => format!("<unknown address: {e}>"),
+    };
     let worker = cluster_core::worker().ok_or_else(|| Error::NotAWorker { addr: addr.clone() })?;
     if let Err(e) = config.validate() {
         // Every worker would hit it: while starting, stop the cluster with it.
         worker.fail_start(e.to_string());
         return Err(e);
     }
-    let listener = Rc::new(listener);
     let (panic_tx, mut panics) = mpsc::unbounded_channel();
     let builder = Rc::new(connection::builder(&config, LocalExec::new(panic_tx)));
     let shared = Rc::new(Shared {
         worker: worker.clone(),
-        listener: RefCell::new(Some(Rc::clone(&listener))),
         counters: Counters::default(),
         endpoints: Endpoints::new(config.healthz.clone(), config.metrics.clone()),
         drain: Drain::new(),
@@ -98,16 +92,18 @@ where
     };
     let mut conns = JoinSet::new();
     let mut failure = None;
-    let start = |conns: &mut JoinSet<()>, conn| {
+    let start = |conns: &mut JoinSet<()>, (io, info): (L::Io, Option<ConnectionInfo>)| {
         shared.counters.accepted();
         let activity = Activity::new();
         let handler = Handler::new(
             Rc::clone(&service),
             Rc::clone(&shared),
             Rc::clone(&activity),
+            info,
         );
         conns.spawn_local(connection::serve(
-            conn,
+            io,
+            info.map(|i| i.peer),
             Rc::clone(&builder),
             handler,
             activity,
@@ -139,11 +135,7 @@ where
 
     // The primary hands new connections to the other workers from now on.
     // The last worker of the socket gets those already accepted for nobody.
-    shared.listener.borrow_mut().take();
-    let leftover = match Rc::try_unwrap(listener) {
-        Ok(listener) => listener.close().await,
-        Err(_) => Vec::new(),
-    };
+    let leftover = listener.close().await;
     for conn in leftover {
         start(&mut conns, conn);
     }

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use cluster_net::Listener;
-
 use crate::serve::run;
-use crate::{Error, HttpConfig, IntoHttpService, OnPanic};
+use crate::{Error, HttpConfig, IntoHttpService, Listener, OnPanic};
 
 /// An HTTP server on a worker's listener, with its options:
 ///
@@ -31,17 +29,20 @@ use crate::{Error, HttpConfig, IntoHttpService, OnPanic};
 ///
 /// Options not set here come from the [`HttpConfig`] given to the cluster
 /// as state, if any, else from `HttpConfig::default()`.
+///
+/// The listener is any [`Listener`]: `worker.listen(...)`'s (the default
+/// type parameter), a `tokio::net::TcpListener`, or your own.
 #[derive(Debug)]
 #[must_use = "a server does nothing until `serve`"]
-pub struct Server {
-    listener: Listener,
+pub struct Server<L = cluster_net::Listener> {
+    listener: L,
     config: HttpConfig,
 }
 
-impl Server {
+impl<L: Listener> Server<L> {
     /// A server on `listener`, with the cluster's [`HttpConfig`] (its state),
     /// or the defaults.
-    pub fn new(listener: Listener) -> Server {
+    pub fn new(listener: L) -> Server<L> {
         let config = cluster_core::worker()
             .and_then(|w| w.state::<HttpConfig>())
             .map(|c| (*c).clone())
@@ -117,8 +118,9 @@ impl Server {
 
 /// Serves `listener` with `service` and the cluster's (or the default)
 /// options: `Server::new(listener).serve(service)`. See [`Server::serve`].
-pub async fn serve<S, M>(listener: Listener, service: S) -> Result<(), Error>
+pub async fn serve<L, S, M>(listener: L, service: S) -> Result<(), Error>
 where
+    L: Listener,
     S: IntoHttpService<M>,
 {
     Server::new(listener).serve(service).await
