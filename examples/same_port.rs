@@ -4,6 +4,7 @@
 //! Run:  cargo run --release --example same_port -- [--workers N] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
 //!           [--healthz PATH] [--metrics PATH] [--drain-delay DURATION]
+//!           [--tls-cert PEM --tls-key PEM]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
 //!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
 //!       with --chaos:
@@ -12,6 +13,8 @@
 //!       with --healthz /healthz --metrics /metrics:
 //!       curl -i localhost:8000/healthz   # 200 `ok` while serving, 503 `draining` once stopping
 //!       curl localhost:8000/metrics      # Prometheus text
+//!       with --tls-cert cert.pem --tls-key key.pem: HTTPS, h2 and http/1.1 on the same port:
+//!       curl --cacert ca.pem https://localhost:8000/   # the files are read again on SIGHUP
 //! Stop: Ctrl-C or `kill -TERM <pid>`: in-flight requests finish, exit status 0.
 //!       With --drain-delay 2s (or 500ms, 1m30s): /healthz answers 503 for that
 //!       long while everything is still served, so that a load balancer takes
@@ -23,7 +26,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cluster_thread::http::{ConnectionInfo, Request, Server};
+use cluster_thread::http::{ConnectionInfo, Request, Server, TlsConfig};
 use cluster_thread::{Cluster, ClusterEvent, Worker};
 
 struct Flags {
@@ -31,6 +34,8 @@ struct Flags {
     chaos: bool,
     healthz: Option<String>,
     metrics: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 static FLAGS: OnceLock<Flags> = OnceLock::new();
@@ -39,7 +44,8 @@ const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id
 
 const USAGE: &str = "usage: same_port [--workers N] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
-    [--healthz PATH] [--metrics PATH] [--drain-delay DURATION]";
+    [--healthz PATH] [--metrics PATH] [--drain-delay DURATION] \
+    [--tls-cert PEM --tls-key PEM]";
 
 fn main() -> ExitCode {
     let mut flags = Flags {
@@ -47,6 +53,8 @@ fn main() -> ExitCode {
         chaos: false,
         healthz: None,
         metrics: None,
+        tls_cert: None,
+        tls_key: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -71,6 +79,8 @@ fn main() -> ExitCode {
             }
             "--healthz" => value("--healthz").map(|v| flags.healthz = Some(v)),
             "--metrics" => value("--metrics").map(|v| flags.metrics = Some(v)),
+            "--tls-cert" => value("--tls-cert").map(|v| flags.tls_cert = Some(v)),
+            "--tls-key" => value("--tls-key").map(|v| flags.tls_key = Some(v)),
             // Checked here, applied by the cluster at start.
             "--drain-delay" => value("--drain-delay").and_then(|v| {
                 humantime::parse_duration(&v)
@@ -83,6 +93,10 @@ fn main() -> ExitCode {
             eprintln!("same_port: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
+    }
+    if flags.tls_cert.is_some() != flags.tls_key.is_some() {
+        eprintln!("same_port: --tls-cert and --tls-key go together\n{USAGE}");
+        return ExitCode::from(2);
     }
     let _ = FLAGS.set(flags);
     println!("Primary {} is running", std::process::id());
@@ -108,6 +122,10 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
     }
     if let Some(path) = &flags.metrics {
         server = server.metrics(path);
+    }
+    if let (Some(cert), Some(key)) = (&flags.tls_cert, &flags.tls_key) {
+        // Read by each worker as it starts: SIGHUP serves renewed files.
+        server = server.tls(TlsConfig::pem_files(cert, key));
     }
     server
         .serve(move |req: Request| {

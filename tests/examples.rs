@@ -332,3 +332,113 @@ fn served_by(addr: std::net::SocketAddr) -> u32 {
     }
     panic!("nobody holds {link}");
 }
+
+/// A test CA and a server certificate for 127.0.0.1 in `dir`:
+/// (`cert.pem`, `key.pem`), and the CA's certificate for the client.
+fn test_certificate(
+    dir: &std::path::Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    cluster_thread::http::rustls::pki_types::CertificateDer<'static>,
+) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path, ca.der().clone())
+}
+
+/// One HTTPS request over a fresh connection offering `alpn`: the ALPN
+/// protocol chosen and the raw response (read for HTTP/1.1 only).
+fn https_get(
+    addr: std::net::SocketAddr,
+    ca: &cluster_thread::http::rustls::pki_types::CertificateDer<'static>,
+    alpn: &[&[u8]],
+    path: &str,
+) -> (Option<Vec<u8>>, String, std::net::SocketAddr) {
+    use cluster_thread::http::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+    let me = tcp.local_addr().unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    let mut text = String::new();
+    if alpn.as_deref() != Some(b"h2") {
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let head = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n");
+        tls.write_all(head.as_bytes()).unwrap();
+        // The server closes after the answer; an unclean close is fine here.
+        let _ = tls.read_to_string(&mut text);
+    }
+    (alpn, text, me)
+}
+
+#[test]
+fn same_port_serves_https_with_h2_and_http1_on_one_port() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("same-port-tls-{}", std::process::id()));
+    let (cert, key, ca) = test_certificate(&dir);
+    let mut run = Run::start(
+        "same_port",
+        &[
+            "--workers",
+            "2",
+            "--port",
+            "0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let addr = local(&run.line(|l| l.starts_with("listening on ")));
+    let (alpn, text, _) = https_get(addr, &ca, &[b"http/1.1"], "/");
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nhello world\n"), "{text}");
+    let (_, text, me) = https_get(addr, &ca, &[b"http/1.1"], "/peer");
+    assert!(text.ends_with(&format!("\r\n\r\n{me}\n")), "{text}");
+    // The same port offers HTTP/2.
+    let (alpn, ..) = https_get(addr, &ca, &[b"h2", b"http/1.1"], "/");
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    // Plain HTTP on it is refused; the workers serve on.
+    let plain = get(addr, "/");
+    assert!(
+        plain.as_ref().map_or(true, |r| r.status != 200),
+        "{plain:?}"
+    );
+    let (_, text, _) = https_get(addr, &ca, &[b"http/1.1"], "/");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn same_port_wants_both_tls_flags() {
+    let mut run = Run::start("same_port", &["--tls-cert", "cert.pem"]);
+    assert_eq!(run.exit_status().code(), Some(2));
+}

@@ -73,6 +73,8 @@ pub struct HttpConfig {
     pub(crate) healthz: Option<String>,
     pub(crate) metrics: Option<String>,
     pub(crate) on_panic: OnPanic,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::TlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -85,6 +87,8 @@ impl Default for HttpConfig {
             healthz: None,
             metrics: None,
             on_panic: OnPanic::Restart,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -152,6 +156,15 @@ impl HttpConfig {
     /// What a panic inside a connection does (default [`OnPanic::Restart`]).
     pub fn on_panic(mut self, on_panic: OnPanic) -> Self {
         self.on_panic = on_panic;
+        self
+    }
+
+    /// Serves HTTPS: TLS with this certificate on every connection, ALPN
+    /// `h2` and `http/1.1` (feature `tls`). PEM files are read when each
+    /// worker's server starts, so a rolling reload serves renewed ones.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 

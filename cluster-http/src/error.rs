@@ -34,6 +34,26 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+    /// A TLS PEM file that cannot be read or holds nothing usable.
+    #[cfg(feature = "tls")]
+    #[error("cannot use the TLS PEM file {}: {reason}", path.display())]
+    TlsPem {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the certificate and key.
+    #[cfg(feature = "tls")]
+    #[error("cannot use the TLS certificate {} with the key {}: {source}", cert.display(), key.display())]
+    Tls {
+        /// The certificate chain's file.
+        cert: std::path::PathBuf,
+        /// The key's file.
+        key: std::path::PathBuf,
+        /// rustls's reason.
+        source: tokio_rustls::rustls::Error,
+    },
     /// Listening failed (from `cluster-net`), so that a worker function can
     /// use `?` on both `worker.listen(...)` and `serve(...)`.
     #[error(transparent)]

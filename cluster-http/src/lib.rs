@@ -8,6 +8,11 @@
 //!   not be `Send`; `TCP_NODELAY` is set on every TCP connection. The
 //!   listener is any [`Listener`]: `worker.listen(...)`'s, tokio's
 //!   `TcpListener`, or your own.
+//! - HTTPS (feature `tls`): [`Server::tls`] with a [`TlsConfig`] (PEM files,
+//!   read as each worker's server starts, so a rolling reload serves a
+//!   renewed certificate; or a rustls `ServerConfig`), ALPN `h2` and
+//!   `http/1.1`, handshakes in their own tasks under a timeout; or
+//!   [`TlsListener`] around any listener.
 //! - Every request on a TCP connection carries the connection's addresses
 //!   in its extensions: [`ConnectionInfo`] `{ peer, local }`, and with the
 //!   `axum` feature axum's `ConnectInfo<SocketAddr>` (so its extractor works).
@@ -106,6 +111,8 @@ mod metrics;
 mod serve;
 mod server;
 mod service;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use config::{HttpConfig, OnPanic, MIN_HEADER_SIZE};
 pub use error::Error;
@@ -115,3 +122,7 @@ pub use service::{
     service_fn, BoxError, ClosureMarker, FnService, HyperMarker, IntoHttpService, Request,
     TowerMarker,
 };
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsListener, DEFAULT_HANDSHAKE_TIMEOUT};
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;

@@ -1,6 +1,6 @@
 //! What `serve` takes connections from: a small trait in the spirit of
 //! `axum::serve::Listener`, implemented by `cluster-net`'s listener, by
-//! tokio's `TcpListener`.
+//! tokio's `TcpListener`, and (feature `tls`) `TlsListener` around any of them.
 
 use std::future::Future;
 use std::io;
@@ -34,7 +34,8 @@ impl ConnectionInfo {
 
 /// A source of connections for [`serve`](crate::serve) and
 /// [`Server`](crate::Server): `cluster_net::Listener` (from
-/// `worker.listen(...)`), `tokio::net::TcpListener`, or your own.
+/// `worker.listen(...)`), `tokio::net::TcpListener`, a `TlsListener`
+/// (feature `tls`) around either, or your own.
 ///
 /// Unlike `axum::serve::Listener`, neither the listener nor its futures
 /// need to be `Send`: a server runs on its worker's `LocalSet`. The streams

@@ -92,6 +92,13 @@ impl<L: Listener> Server<L> {
         self
     }
 
+    /// See [`HttpConfig::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.config = self.config.tls(tls);
+        self
+    }
+
     /// See [`HttpConfig::on_panic`].
     pub fn on_panic(mut self, on_panic: OnPanic) -> Self {
         self.config = self.config.on_panic(on_panic);
@@ -105,14 +112,31 @@ impl<L: Listener> Server<L> {
     /// as the last connection has ended (or at the drain deadline, closing
     /// those left).
     ///
-    /// Errors: a bad setting, not on a worker thread, the listener failing
-    /// for good, or (with [`OnPanic::Restart`]) a connection that panicked,
-    /// after the drain.
+    /// With [`tls`](Self::tls), every connection is TLS first (its PEM
+    /// files read now), through a [`TlsListener`](crate::TlsListener).
+    ///
+    /// Errors: a bad setting or TLS certificate, not on a worker thread, or
+    /// (with [`OnPanic::Restart`]) a connection that panicked, after the drain.
     pub async fn serve<S, M>(self, service: S) -> Result<(), Error>
     where
         S: IntoHttpService<M>,
     {
-        run(self.listener, self.config, service.into_http_service()).await
+        let service = service.into_http_service();
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.config.tls {
+            let listener = match crate::TlsListener::new(self.listener, tls) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    // Every worker would hit it: while starting, stop the cluster with it.
+                    if let Some(worker) = cluster_core::worker() {
+                        worker.fail_start(e.to_string());
+                    }
+                    return Err(e);
+                }
+            };
+            return run(listener, self.config, service).await;
+        }
+        run(self.listener, self.config, service).await
     }
 }
 
