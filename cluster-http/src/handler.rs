@@ -59,7 +59,6 @@ where
             extensions.insert(axum::extract::ConnectInfo(info.peer));
         }
         let shared = &self.shared;
-        shared.counters.request();
         let in_flight = Some(self.activity.begin());
         let endpoint = shared.endpoints.route(req.method(), req.uri().path());
         let response = match endpoint {
@@ -70,12 +69,7 @@ where
                 }
             }
             Some(Endpoint::Healthz) => endpoints::healthz(shared.drain.is_draining(&shared.worker)),
-            Some(Endpoint::Metrics) => endpoints::metrics(metrics::render(
-                shared.connections(),
-                shared.counters.requests.get(),
-                &shared.worker,
-                shared.drain.is_draining(&shared.worker),
-            )),
+            Some(Endpoint::Metrics) => endpoints::metrics(metrics::render(&shared.worker)),
         };
         HandlerFuture::Ready {
             response: Some(response),

@@ -7,14 +7,20 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// One connection's activity.
+use crate::slots::Slot;
+
+/// One connection's activity. It counts in its slot's figures (accepted,
+/// open, requests, latency) from its creation to its drop.
 #[derive(Debug)]
 pub(crate) struct Activity {
+    slot: Arc<Slot>,
     in_flight: Cell<usize>,
     requests: Cell<u64>,
     idle_since: Cell<Instant>,
@@ -23,8 +29,11 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    pub(crate) fn new() -> Rc<Activity> {
+    pub(crate) fn new(slot: Arc<Slot>) -> Rc<Activity> {
+        slot.accepted.fetch_add(1, Ordering::Relaxed);
+        slot.active.fetch_add(1, Ordering::Relaxed);
         Rc::new(Activity {
+            slot,
             in_flight: Cell::new(0),
             requests: Cell::new(0),
             idle_since: Cell::new(Instant::now()),
@@ -34,13 +43,17 @@ impl Activity {
 
     /// A request starts; it is in flight until the mark is dropped.
     pub(crate) fn begin(self: &Rc<Self>) -> InFlight {
+        self.slot.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.set(self.in_flight.get() + 1);
         let requests = self.requests.get() + 1;
         self.requests.set(requests);
         if requests == 1 {
             self.first.notify_waiters();
         }
-        InFlight(Rc::clone(self))
+        InFlight {
+            activity: Rc::clone(self),
+            start: Instant::now(),
+        }
     }
 
     /// Requests started on this connection so far.
@@ -85,17 +98,29 @@ impl Activity {
     }
 }
 
-/// A request in flight on its connection.
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.slot.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A request in flight on its connection, from its head to the end of its
+/// response's body (its latency).
 #[derive(Debug)]
-pub(crate) struct InFlight(Rc<Activity>);
+pub(crate) struct InFlight {
+    activity: Rc<Activity>,
+    start: Instant,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let activity = &self.0;
+        let activity = &self.activity;
+        let now = Instant::now();
+        activity.slot.latency.record(now - self.start);
         let left = activity.in_flight.get().saturating_sub(1);
         activity.in_flight.set(left);
         if left == 0 {
-            activity.idle_since.set(Instant::now());
+            activity.idle_since.set(now);
         }
     }
 }

@@ -35,22 +35,35 @@
 //!   serves on.
 //! - Opt-in endpoints, answered before the service: `healthz` (`200 ok`
 //!   while serving, `503 draining` once this worker drains or the cluster is
-//!   draining or stopping) and `metrics`, in Prometheus text format:
+//!   draining or stopping) and `metrics`, in the Prometheus text format
+//!   (0.0.4). One scrape shows **every live slot** of the cluster, whichever
+//!   worker answers it: the counts are kept per slot in a cluster extension
+//!   (relaxed atomics on the hot path), so a slot's series go on across its
+//!   workers' restarts and `rate()` holds:
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `cluster_thread_connections_accepted_total` | counter | `worker`, `slot` |
-//! | `cluster_thread_connections_active` | gauge | `worker`, `slot` |
-//! | `cluster_thread_requests_total` | counter | `worker`, `slot` |
-//! | `cluster_thread_slot_restarts_total` | counter | `worker`, `slot` |
-//! | `cluster_thread_worker_draining` | gauge | `worker`, `slot` |
+//! | `cluster_thread_slot_worker` | gauge, always 1: the slot's current worker | `slot`, `worker` |
+//! | `cluster_thread_connections_accepted_total` | counter | `slot` |
+//! | `cluster_thread_connections_active` | gauge | `slot` |
+//! | `cluster_thread_requests_total` | counter | `slot` |
+//! | `cluster_thread_request_duration_seconds` | histogram (0.5 ms … 10 s), head to end of body | `slot` |
+//! | `cluster_thread_slot_restarts_total` | counter | `slot` |
+//! | `cluster_thread_slot_draining` | gauge | `slot` |
+//! | `cluster_thread_slot_uptime_seconds` | gauge | `slot` |
+//! | `cluster_thread_cluster_requests_total`, `…_connections_accepted_total`, `…_connections_active` | totals over every slot | |
 //! | `cluster_thread_workers` | gauge | |
 //! | `cluster_thread_restarts_total` | counter | |
 //! | `cluster_thread_phase` | gauge, 1 for the current phase | `phase` |
 //!
-//! The per-worker values are those of the worker that answers the scrape
-//! (on a shared port, any of them); `cluster_net::stats` gives the primary
-//! every worker's connection counts.
+//!   With the `metrics` feature, what the program records through the
+//!   [`metrics`](https://docs.rs/metrics) facade (`metrics::counter!(…)`,
+//!   from any thread) follows, rendered by `metrics-exporter-prometheus`
+//!   (see [`metrics_handle`]). The facade rather than `prometheus-client`:
+//!   its recorder is process-wide, which for threads is exactly the
+//!   cluster, so no registry is passed around; and its exporter writes the
+//!   Prometheus text format that `promtool` and every scraper read, where
+//!   `prometheus-client` writes only OpenMetrics.
 //!
 //! ```no_run
 //! use std::convert::Infallible;
@@ -111,12 +124,15 @@ mod metrics;
 mod serve;
 mod server;
 mod service;
+mod slots;
 #[cfg(feature = "tls")]
 mod tls;
 
 pub use config::{HttpConfig, OnPanic, MIN_HEADER_SIZE};
 pub use error::Error;
 pub use listener::{ConnectionInfo, Listener};
+#[cfg(feature = "metrics")]
+pub use metrics::{metrics_handle, set_metrics_handle};
 pub use server::{serve, Server};
 pub use service::{
     service_fn, BoxError, ClosureMarker, FnService, HyperMarker, IntoHttpService, Request,

@@ -3,6 +3,7 @@
 //! the connections finish, and force the rest closed at the deadline.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use cluster_core::Worker;
@@ -17,22 +18,29 @@ use crate::endpoints::Endpoints;
 use crate::exec::LocalExec;
 use crate::handler::Handler;
 use crate::idle::Activity;
-use crate::metrics::Counters;
+use crate::slots::{Slot, Slots};
 use crate::{BoxError, ConnectionInfo, Error, HttpConfig, Listener, OnPanic, Request};
 
 /// What every connection of one server shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) worker: Worker,
-    pub(crate) counters: Counters,
+    /// This worker's slot's counts, shared with the cluster.
+    pub(crate) slot: Arc<Slot>,
     pub(crate) endpoints: Endpoints,
     pub(crate) drain: Drain,
 }
 
-impl Shared {
-    /// Connections accepted and open.
-    pub(crate) fn connections(&self) -> (u64, usize) {
-        (self.counters.accepted.get(), self.counters.active.get())
+/// Keeps its server counted as its slot's until dropped: when `run`
+/// returns, or with its worker's runtime (a panic, a kill).
+struct Attached<'a> {
+    slot: &'a Slot,
+    id: u64,
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.slot.detach(self.id);
     }
 }
 
@@ -65,9 +73,20 @@ where
     }
     let (panic_tx, mut panics) = mpsc::unbounded_channel();
     let builder = Rc::new(connection::builder(&config, LocalExec::new(panic_tx)));
+    #[cfg(feature = "metrics")]
+    if config.metrics.is_some() {
+        // The recorder from now on, so that what the service records shows.
+        let _ = crate::metrics::user::handle();
+    }
+    let slot = worker.extension::<Slots>().get(worker.slot());
+    slot.attach(&worker);
+    let _attached = Attached {
+        slot: &slot,
+        id: worker.id(),
+    };
     let shared = Rc::new(Shared {
         worker: worker.clone(),
-        counters: Counters::default(),
+        slot: Arc::clone(&slot),
         endpoints: Endpoints::new(config.healthz.clone(), config.metrics.clone()),
         drain: Drain::new(),
     });
@@ -93,8 +112,7 @@ where
     let mut conns = JoinSet::new();
     let mut failure = None;
     let start = |conns: &mut JoinSet<()>, (io, info): (L::Io, Option<ConnectionInfo>)| {
-        shared.counters.accepted();
-        let activity = Activity::new();
+        let activity = Activity::new(Arc::clone(&shared.slot));
         let handler = Handler::new(
             Rc::clone(&service),
             Rc::clone(&shared),
@@ -110,7 +128,6 @@ where
             shared.drain.watch(),
             idle,
         ));
-        shared.counters.set_active(conns.len());
     };
 
     let disconnected = worker.disconnected();
@@ -123,7 +140,6 @@ where
                 break;
             }
             Some(joined) = conns.join_next() => {
-                shared.counters.set_active(conns.len());
                 if let Some(message) = panicked(joined) {
                     on_panic(message, &mut failure);
                 }
@@ -140,6 +156,7 @@ where
         start(&mut conns, conn);
     }
     shared.drain.start();
+    slot.draining(worker.id());
     tracing::debug!(%addr, open = conns.len(), "stopped accepting; draining the open connections");
     let drain_timeout = config.drain_deadline(worker.shutdown_timeout());
     let deadline = tokio::time::sleep(drain_timeout);
@@ -150,7 +167,6 @@ where
             joined = conns.join_next() => match joined {
                 None => break,
                 Some(joined) => {
-                    shared.counters.set_active(conns.len());
                     if let Some(message) = panicked(joined) {
                         on_panic(message, &mut failure);
                     }
@@ -168,7 +184,6 @@ where
     while let Ok(message) = panics.try_recv() {
         on_panic(message, &mut failure);
     }
-    shared.counters.set_active(0);
     tracing::debug!(%addr, "drained");
     failure.map_or(Ok(()), Err)
 }

@@ -429,12 +429,15 @@ async fn a_broken_renewal_keeps_the_certificate_loaded_before() {
     let pki = Pki::new("broken");
     let first = pki.issue("first");
     let running = start(1, |b| b, serve_tls(pki.tls())).await;
+    let connector = pki.connector(&[b"http/1.1"]);
+    // Served: the first worker has read the files (listening comes before).
+    let tls = connect(running.addr, &connector).await.unwrap();
+    assert_eq!(peer_cert(&tls), first);
     std::fs::write(pki.cert(), "not a certificate\n").unwrap();
     tokio::time::timeout(DEADLINE, running.cluster.reload())
         .await
         .unwrap()
         .unwrap();
-    let connector = pki.connector(&[b"http/1.1"]);
     let tls = connect(running.addr, &connector).await.unwrap();
     assert_eq!(peer_cert(&tls), first);
     let r = H1s::new(tls).await.unwrap().get("/").await.unwrap();
