@@ -3,7 +3,7 @@
 //!
 //! Run:  cargo run --release --example same_port -- [--workers N] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
-//!           [--healthz PATH] [--metrics PATH] [--drain-delay DURATION]
+//!           [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION]
 //!           [--tls-cert PEM --tls-key PEM]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
 //!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
@@ -12,7 +12,9 @@
 //!       curl localhost:8000/panic        # that request fails; its worker is replaced, nothing else fails
 //!       with --healthz /healthz --metrics /metrics:
 //!       curl -i localhost:8000/healthz   # 200 `ok` while serving, 503 `draining` once stopping
-//!       curl localhost:8000/metrics      # Prometheus text
+//!       curl localhost:8000/metrics      # Prometheus text: every slot in one scrape
+//!       with --status /status: open http://localhost:8000/status (one row per slot,
+//!       refreshing itself), or curl 'localhost:8000/status?format=json'
 //!       with --tls-cert cert.pem --tls-key key.pem: HTTPS, h2 and http/1.1 on the same port:
 //!       curl --cacert ca.pem https://localhost:8000/   # the files are read again on SIGHUP
 //! Stop: Ctrl-C or `kill -TERM <pid>`: in-flight requests finish, exit status 0.
@@ -34,6 +36,7 @@ struct Flags {
     chaos: bool,
     healthz: Option<String>,
     metrics: Option<String>,
+    status: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
 }
@@ -44,7 +47,7 @@ const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id
 
 const USAGE: &str = "usage: same_port [--workers N] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
-    [--healthz PATH] [--metrics PATH] [--drain-delay DURATION] \
+    [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION] \
     [--tls-cert PEM --tls-key PEM]";
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         chaos: false,
         healthz: None,
         metrics: None,
+        status: None,
         tls_cert: None,
         tls_key: None,
     };
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
             }
             "--healthz" => value("--healthz").map(|v| flags.healthz = Some(v)),
             "--metrics" => value("--metrics").map(|v| flags.metrics = Some(v)),
+            "--status" => value("--status").map(|v| flags.status = Some(v)),
             "--tls-cert" => value("--tls-cert").map(|v| flags.tls_cert = Some(v)),
             "--tls-key" => value("--tls-key").map(|v| flags.tls_key = Some(v)),
             // Checked here, applied by the cluster at start.
@@ -122,6 +127,9 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
     }
     if let Some(path) = &flags.metrics {
         server = server.metrics(path);
+    }
+    if let Some(path) = &flags.status {
+        server = server.status(path);
     }
     if let (Some(cert), Some(key)) = (&flags.tls_cert, &flags.tls_key) {
         // Read by each worker as it starts: SIGHUP serves renewed files.

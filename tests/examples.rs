@@ -148,11 +148,26 @@ fn same_port_healthz_metrics_and_drain_delay() {
             "/healthz",
             "--metrics",
             "/metrics",
+            "--status",
+            "/status",
             "--drain-delay",
             "10m",
         ],
     );
     let addr = local(&run.line(|l| l.starts_with("listening on ")));
+    let status = get(addr, "/status?format=json").unwrap();
+    assert_eq!(status.status, 200);
+    assert!(
+        status.body.starts_with("{\"phase\":\"listening\""),
+        "{}",
+        status.body
+    );
+    assert_eq!(
+        status.body.matches("\"state\":\"serving\"").count(),
+        2,
+        "{}",
+        status.body
+    );
     let health = get(addr, "/healthz").unwrap();
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
     let metrics = get(addr, "/metrics").unwrap();

@@ -15,6 +15,16 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// Two endpoints on one path.
+    #[error("invalid HTTP setting `{setting} = {path:?}`: is the same path as {other}")]
+    BadPath {
+        /// The setting, e.g. `metrics`.
+        setting: &'static str,
+        /// The path given.
+        path: String,
+        /// The setting that has it already.
+        other: &'static str,
+    },
     /// `serve` was called on a thread that is not a cluster worker.
     #[error("cannot serve HTTP on {addr}: not on a cluster worker thread (cluster_core::worker() is None)")]
     NotAWorker {

@@ -70,6 +70,7 @@ where
             }
             Some(Endpoint::Healthz) => endpoints::healthz(shared.drain.is_draining(&shared.worker)),
             Some(Endpoint::Metrics) => endpoints::metrics(metrics::render(&shared.worker)),
+            Some(Endpoint::Status) => endpoints::status(req.uri().query(), &shared.worker),
         };
         HandlerFuture::Ready {
             response: Some(response),

@@ -65,6 +65,11 @@
 //!   Prometheus text format that `promtool` and every scraper read, where
 //!   `prometheus-client` writes only OpenMetrics.
 //!
+//! - Opt-in status page ([`HttpConfig::status`]): one row per slot (worker
+//!   id, state, uptime, restarts, active and accepted connections, requests,
+//!   p50/p99 latency) and the cluster's phase, in HTML refreshing itself or
+//!   JSON (`?format=json`).
+//!
 //! ```no_run
 //! use std::convert::Infallible;
 //! use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,6 +130,7 @@ mod serve;
 mod server;
 mod service;
 mod slots;
+mod status;
 #[cfg(feature = "tls")]
 mod tls;
 

@@ -87,7 +87,11 @@ where
     let shared = Rc::new(Shared {
         worker: worker.clone(),
         slot: Arc::clone(&slot),
-        endpoints: Endpoints::new(config.healthz.clone(), config.metrics.clone()),
+        endpoints: Endpoints::new(
+            config.healthz.clone(),
+            config.metrics.clone(),
+            config.status.clone(),
+        ),
         drain: Drain::new(),
     });
     let service = Rc::new(service);

@@ -99,6 +99,12 @@ impl<L: Listener> Server<L> {
         self
     }
 
+    /// See [`HttpConfig::status`].
+    pub fn status(mut self, path: impl Into<String>) -> Self {
+        self.config = self.config.status(path);
+        self
+    }
+
     /// See [`HttpConfig::on_panic`].
     pub fn on_panic(mut self, on_panic: OnPanic) -> Self {
         self.config = self.config.on_panic(on_panic);

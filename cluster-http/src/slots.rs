@@ -92,7 +92,6 @@ impl Snapshot {
 
     /// The `q` quantile of the latency, interpolated within its bucket as
     /// Prometheus's `histogram_quantile` does; `None` before any request.
-    #[allow(dead_code)] // for the status page, next
     pub(crate) fn quantile(&self, q: f64) -> Option<Duration> {
         let count: u64 = self.buckets.iter().sum();
         if count == 0 {
