@@ -21,6 +21,7 @@
 //!       With --drain-delay 2s (or 500ms, 1m30s): /healthz answers 503 for that
 //!       long while everything is still served, so that a load balancer takes
 //!       this host out first; then the workers drain.
+//! Logs: silent by default; RUST_LOG=info (restarts, reloads, upgrades) or RUST_LOG=debug on stderr.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -51,6 +52,17 @@ const USAGE: &str = "usage: same_port [--workers N] [--port P] \
     [--tls-cert PEM --tls-key PEM]";
 
 fn main() -> ExitCode {
+    // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
+    // cluster's life (restarts, reloads, upgrades), debug for each connection.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing::level_filters::LevelFilter::OFF.into())
+                .from_env_lossy(),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let mut flags = Flags {
         port: 8000,
         chaos: false,

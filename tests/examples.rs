@@ -457,3 +457,125 @@ fn same_port_wants_both_tls_flags() {
     let mut run = Run::start("same_port", &["--tls-cert", "cert.pem"]);
     assert_eq!(run.exit_status().code(), Some(2));
 }
+
+/// Runs `same_port` with `rust_log` (or without RUST_LOG), stderr captured.
+fn same_port_logging(
+    rust_log: Option<&str>,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(common::example("same_port"));
+    command
+        .args(["--workers", "1", "--port", "0", "--chaos"])
+        .env_remove("CLUSTER_THREAD_WORKERS")
+        .env_remove("CLUSTER_THREAD_BALANCE")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    let mut child = command.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    (child, rx)
+}
+
+/// The first line `want` accepts, within the deadline; every line read is kept.
+fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    want: impl Fn(&str) -> bool,
+) -> String {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if want(&line) {
+                    return line;
+                }
+            }
+            Err(e) => panic!("no such line ({e}); printed: {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn same_port_logs_restarts_reloads_and_connections_with_rust_log() {
+    let (mut child, rx) = same_port_logging(Some("info,cluster_http=debug"));
+    let mut seen = Vec::new();
+    let line = wait_line(&rx, &mut seen, |l| l.starts_with("listening on "));
+    let addr = local(&line);
+    // A connection, at debug, in its worker's span and its own (the peer).
+    let mut s = TcpStream::connect(addr).unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.read_to_string(&mut text).unwrap();
+    let open = wait_line(&rx, &mut seen, |l| l.contains("connection open"));
+    assert!(open.contains("worker{id=1 slot=0}"), "{open}");
+    assert!(
+        open.contains(&format!("connection{{peer=Some({me})}}")),
+        "{open}"
+    );
+    // A restart, at info.
+    let _ = get(addr, "/panic");
+    let restart = wait_line(&rx, &mut seen, |l| {
+        l.contains("restarting the slot's worker")
+    });
+    assert!(
+        restart.contains("INFO") && restart.contains("slot=0"),
+        "{restart}"
+    );
+    // A reload (SIGHUP), at info.
+    common::signal(child.id(), libc::SIGHUP);
+    wait_line(&rx, &mut seen, |l| l.contains("rolling reload done"));
+    common::signal(child.id(), libc::SIGTERM);
+    wait_line(&rx, &mut seen, |l| {
+        l.contains("SIGTERM: stopping gracefully")
+    });
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn same_port_is_silent_on_stderr_without_rust_log() {
+    let (mut child, rx) = same_port_logging(None);
+    let mut seen = Vec::new();
+    let line = wait_line(&rx, &mut seen, |l| l.starts_with("listening on "));
+    let addr = local(&line);
+    assert_eq!(get(addr, "/").unwrap().status, 200);
+    common::signal(child.id(), libc::SIGHUP);
+    // The reload is done once a new worker (id 2) answers.
+    let end = Instant::now() + DEADLINE;
+    while get(addr, "/").unwrap().worker.as_deref() != Some("2") {
+        assert!(Instant::now() < end, "the reload did not finish");
+    }
+    common::signal(child.id(), libc::SIGTERM);
+    assert!(child.wait().unwrap().success());
+    // Everything printed (stdout's lines and stderr's, both ended now).
+    seen.extend(rx.iter());
+    let logs: Vec<&String> = seen
+        .iter()
+        .filter(|l| {
+            !(l.starts_with("Primary ")
+                || l.starts_with("Worker ")
+                || l.starts_with("listening on "))
+        })
+        .collect();
+    assert!(logs.is_empty(), "{logs:#?}");
+}

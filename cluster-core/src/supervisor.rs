@@ -473,6 +473,9 @@ impl Inner {
                     if matches!(next, Next::Restart(_)) {
                         self.link.restarts.fetch_add(1, Ordering::Relaxed);
                     }
+                    if let Next::Restart(delay) = next {
+                        tracing::info!(slot = slot_no, id, ?delay, %reason, "restarting the slot's worker");
+                    }
                     match next {
                         Next::Restart(delay) if delay.is_zero() => {
                             if let Err(e) = self.fork_slot(&mut st, slot_no, None) {

@@ -70,6 +70,8 @@ pub(crate) async fn serve<I, S, B>(
         > + 'static,
     B: Body<Data = Bytes, Error: Into<BoxError>> + 'static,
 {
+    // In the connection's span, which names the peer.
+    tracing::debug!("connection open");
     let http = builder.serve_connection_with_upgrades(TokioIo::new(io), handler);
     tokio::pin!(http);
     // Biased: on a wake-up, the connection reads what the client already sent

@@ -123,14 +123,18 @@ where
             Rc::clone(&activity),
             info,
         );
-        conns.spawn_local(connection::serve(
-            io,
-            info.map(|i| i.peer),
-            Rc::clone(&builder),
-            handler,
-            activity,
-            shared.drain.watch(),
-            idle,
+        let span = tracing::debug_span!("connection", peer = ?info.map(|i| i.peer));
+        conns.spawn_local(tracing::Instrument::instrument(
+            connection::serve(
+                io,
+                info.map(|i| i.peer),
+                Rc::clone(&builder),
+                handler,
+                activity,
+                shared.drain.watch(),
+                idle,
+            ),
+            span,
         ));
     };
 
