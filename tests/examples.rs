@@ -155,19 +155,18 @@ fn same_port_healthz_metrics_and_drain_delay() {
         ],
     );
     let addr = local(&run.line(|l| l.starts_with("listening on ")));
-    let status = get(addr, "/status?format=json").unwrap();
-    assert_eq!(status.status, 200);
-    assert!(
-        status.body.starts_with("{\"phase\":\"listening\""),
-        "{}",
-        status.body
-    );
-    assert_eq!(
-        status.body.matches("\"state\":\"serving\"").count(),
-        2,
-        "{}",
-        status.body
-    );
+    // The status page: both slots serving, once the second worker serves
+    // too (the first "listening on" line may come before).
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let status = get(addr, "/status?format=json").unwrap();
+        assert_eq!(status.status, 200);
+        assert!(status.body.starts_with("{\"phase\":\""), "{}", status.body);
+        if status.body.matches("\"state\":\"serving\"").count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < end, "{}", status.body);
+    }
     let health = get(addr, "/healthz").unwrap();
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
     let metrics = get(addr, "/metrics").unwrap();
