@@ -6,6 +6,7 @@
 //! Try:  curl localhost:3000/        # `hello from worker 2: hit 5`: the count goes up whichever worker answers
 //!       curl localhost:3000/hits    # 5: every worker's hits together
 //! Stop: Ctrl-C, exit status 0. SIGHUP reloads the workers, SIGQUIT hot-upgrades the binary.
+//! Logs: silent by default; RUST_LOG=info (restarts, reloads, upgrades) or RUST_LOG=debug on stderr.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,17 @@ use cluster_thread::{Cluster, ClusterBuilderExt, ClusterEvent, WorkerExt, Worker
 struct Hits(AtomicU64);
 
 fn main() -> anyhow::Result<()> {
+    // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
+    // cluster's life (restarts, reloads, upgrades), debug for each connection.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing::level_filters::LevelFilter::OFF.into())
+                .from_env_lossy(),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let (mut workers, mut port) = (Workers::Auto, 3000u16);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

@@ -4,6 +4,7 @@
 //!
 //! The primary broadcasts a question; every worker answers with its id and
 //! slot; the primary prints the answers and disconnects all workers.
+//! Logs: silent by default; RUST_LOG=info (restarts, reloads, upgrades) or RUST_LOG=debug on stderr.
 
 use cluster_thread::{Cluster, ClusterEvent};
 
@@ -19,6 +20,17 @@ struct Present {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
+    // cluster's life (restarts, reloads, upgrades), debug for each connection.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing::level_filters::LevelFilter::OFF.into())
+                .from_env_lossy(),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let workers = match std::env::args().nth(1) {
         Some(n) => n.parse()?,
         None => 4,

@@ -3,18 +3,25 @@
 //!
 //! Run:  cargo run --release --example same_port -- [--workers N] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
-//!           [--healthz PATH] [--metrics PATH] [--drain-delay DURATION]
+//!           [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION]
+//!           [--tls-cert PEM --tls-key PEM]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
+//!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
 //!       with --chaos:
 //!       curl localhost:8000/sleep/500    # answers `slept 500` after half a second
 //!       curl localhost:8000/panic        # that request fails; its worker is replaced, nothing else fails
 //!       with --healthz /healthz --metrics /metrics:
 //!       curl -i localhost:8000/healthz   # 200 `ok` while serving, 503 `draining` once stopping
-//!       curl localhost:8000/metrics      # Prometheus text
+//!       curl localhost:8000/metrics      # Prometheus text: every slot in one scrape
+//!       with --status /status: open http://localhost:8000/status (one row per slot,
+//!       refreshing itself), or curl 'localhost:8000/status?format=json'
+//!       with --tls-cert cert.pem --tls-key key.pem: HTTPS, h2 and http/1.1 on the same port:
+//!       curl --cacert ca.pem https://localhost:8000/   # the files are read again on SIGHUP
 //! Stop: Ctrl-C or `kill -TERM <pid>`: in-flight requests finish, exit status 0.
 //!       With --drain-delay 2s (or 500ms, 1m30s): /healthz answers 503 for that
 //!       long while everything is still served, so that a load balancer takes
 //!       this host out first; then the workers drain.
+//! Logs: silent by default; RUST_LOG=info (restarts, reloads, upgrades) or RUST_LOG=debug on stderr.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -22,7 +29,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cluster_thread::http::{Request, Server};
+use cluster_thread::http::{ConnectionInfo, Request, Server, TlsConfig};
 use cluster_thread::{Cluster, ClusterEvent, Worker};
 
 struct Flags {
@@ -30,6 +37,9 @@ struct Flags {
     chaos: bool,
     healthz: Option<String>,
     metrics: Option<String>,
+    status: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 static FLAGS: OnceLock<Flags> = OnceLock::new();
@@ -38,14 +48,29 @@ const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id
 
 const USAGE: &str = "usage: same_port [--workers N] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
-    [--healthz PATH] [--metrics PATH] [--drain-delay DURATION]";
+    [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION] \
+    [--tls-cert PEM --tls-key PEM]";
 
 fn main() -> ExitCode {
+    // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
+    // cluster's life (restarts, reloads, upgrades), debug for each connection.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing::level_filters::LevelFilter::OFF.into())
+                .from_env_lossy(),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let mut flags = Flags {
         port: 8000,
         chaos: false,
         healthz: None,
         metrics: None,
+        status: None,
+        tls_cert: None,
+        tls_key: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -70,6 +95,9 @@ fn main() -> ExitCode {
             }
             "--healthz" => value("--healthz").map(|v| flags.healthz = Some(v)),
             "--metrics" => value("--metrics").map(|v| flags.metrics = Some(v)),
+            "--status" => value("--status").map(|v| flags.status = Some(v)),
+            "--tls-cert" => value("--tls-cert").map(|v| flags.tls_cert = Some(v)),
+            "--tls-key" => value("--tls-key").map(|v| flags.tls_key = Some(v)),
             // Checked here, applied by the cluster at start.
             "--drain-delay" => value("--drain-delay").and_then(|v| {
                 humantime::parse_duration(&v)
@@ -82,6 +110,10 @@ fn main() -> ExitCode {
             eprintln!("same_port: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
+    }
+    if flags.tls_cert.is_some() != flags.tls_key.is_some() {
+        eprintln!("same_port: --tls-cert and --tls-key go together\n{USAGE}");
+        return ExitCode::from(2);
     }
     let _ = FLAGS.set(flags);
     println!("Primary {} is running", std::process::id());
@@ -108,11 +140,22 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
     if let Some(path) = &flags.metrics {
         server = server.metrics(path);
     }
+    if let Some(path) = &flags.status {
+        server = server.status(path);
+    }
+    if let (Some(cert), Some(key)) = (&flags.tls_cert, &flags.tls_key) {
+        // Read by each worker as it starts: SIGHUP serves renewed files.
+        server = server.tls(TlsConfig::pem_files(cert, key));
+    }
     server
         .serve(move |req: Request| {
             let id = id.clone();
             async move {
                 let body = match (chaos, req.uri().path()) {
+                    (_, "/peer") => match req.extensions().get::<ConnectionInfo>() {
+                        Some(info) => format!("{}\n", info.peer),
+                        None => "unknown\n".to_owned(),
+                    },
                     (true, "/panic") => panic!("GET /panic on worker {id:?}"),
                     (true, path) if path.starts_with("/sleep/") => {
                         let ms: u64 = path["/sleep/".len()..].parse().unwrap_or(0);

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use cluster_core::{Cluster, ClusterBuilder, Error, RestartPolicy, TaskResult, Worker, Workers};
 
-pub use cluster_core::{Cluster as __Cluster, Worker as __Worker};
+pub use cluster_core::{
+    Cluster as __Cluster, ClusterBuilder as __ClusterBuilder, Worker as __Worker,
+};
 
 /// The macro's arguments, checked at compile time by the macro.
 #[derive(Debug, Clone)]
@@ -26,6 +28,12 @@ pub struct Args {
     pub drain_delay_ms: u64,
     /// `"ignore"` or `"restart"`.
     pub on_panic: &'static str,
+    /// The `healthz` endpoint's path, if any.
+    pub healthz: Option<&'static str>,
+    /// The `metrics` endpoint's path, if any.
+    pub metrics: Option<&'static str>,
+    /// The `status` page's path, if any.
+    pub status: Option<&'static str>,
 }
 
 impl Default for Args {
@@ -38,6 +46,9 @@ impl Default for Args {
             shutdown_timeout_ms: 30_000,
             drain_delay_ms: 0,
             on_panic: "restart",
+            healthz: None,
+            metrics: None,
+            status: None,
         }
     }
 }
@@ -134,10 +145,26 @@ impl Args {
         #[cfg(feature = "net")]
         let builder = builder.state(self.net());
         #[cfg(feature = "http")]
-        let builder = builder.state(
-            cluster_http::HttpConfig::default().on_panic(self.on_panic.parse().unwrap_or_default()),
-        );
+        let builder = builder.state(self.http());
         builder
+    }
+
+    /// The HTTP defaults these arguments describe: `on_panic` and the
+    /// endpoints' paths.
+    #[cfg(feature = "http")]
+    pub fn http(&self) -> cluster_http::HttpConfig {
+        let mut config =
+            cluster_http::HttpConfig::default().on_panic(self.on_panic.parse().unwrap_or_default());
+        if let Some(path) = self.healthz {
+            config = config.healthz(path);
+        }
+        if let Some(path) = self.metrics {
+            config = config.metrics(path);
+        }
+        if let Some(path) = self.status {
+            config = config.status(path);
+        }
+        config
     }
 
     /// The listening defaults these arguments describe.
@@ -186,9 +213,79 @@ where
     fut.await.into_result()
 }
 
-/// `fn main` of a program using the macro without `primary = ...`.
-pub fn run<F, Fut>(args: Args, worker: F) -> ExitCode
+/// What the program's `setup` function may return: the builder, or a
+/// `Result` of it whose error stops the program.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid return type for the `setup` of a `#[cluster_thread::main]` function",
+    label = "expected `ClusterBuilder` or `Result<ClusterBuilder, E>` where `E: Display`",
+    note = "setup is `fn(cluster_thread::ClusterBuilder) -> ClusterBuilder` (or `-> Result<ClusterBuilder, E>`): add state with `builder.state(value)` and return the builder"
+)]
+pub trait SetupOutput {
+    /// The builder, or the error's text.
+    fn into_builder(self) -> Result<ClusterBuilder, String>;
+}
+
+impl SetupOutput for ClusterBuilder {
+    fn into_builder(self) -> Result<ClusterBuilder, String> {
+        Ok(self)
+    }
+}
+
+impl<E: std::fmt::Display> SetupOutput for Result<ClusterBuilder, E> {
+    fn into_builder(self) -> Result<ClusterBuilder, String> {
+        self.map_err(|e| format!("setup failed: {e}"))
+    }
+}
+
+/// The setup function's output, checked to be a [`SetupOutput`].
+pub fn setup_output<T: SetupOutput>(output: T) -> Result<ClusterBuilder, String> {
+    output.into_builder()
+}
+
+/// What the generated `main` starts from: the macro's [`Args`], or with
+/// `setup = path`, a [`Setup`].
+pub trait Prepare {
+    /// The cluster's builder: the arguments with the environment's
+    /// overrides, the setup's state, systemd's sockets, the hot upgrade.
+    fn prepare(self) -> Result<ClusterBuilder, String>;
+}
+
+impl Prepare for Args {
+    fn prepare(self) -> Result<ClusterBuilder, String> {
+        prepare(self, Ok)
+    }
+}
+
+/// The macro's arguments and its `setup` function, run once on the
+/// primary thread before any worker starts.
+pub struct Setup<S> {
+    args: Args,
+    setup: S,
+}
+
+impl<S> Setup<S>
 where
+    S: FnOnce(ClusterBuilder) -> Result<ClusterBuilder, String>,
+{
+    /// `args` with `setup`.
+    pub fn new(args: Args, setup: S) -> Setup<S> {
+        Setup { args, setup }
+    }
+}
+
+impl<S> Prepare for Setup<S>
+where
+    S: FnOnce(ClusterBuilder) -> Result<ClusterBuilder, String>,
+{
+    fn prepare(self) -> Result<ClusterBuilder, String> {
+        prepare(self.args, self.setup)
+    }
+}
+
+/// `fn main` of a program using the macro without `primary = ...`.
+pub fn run<A, F, Fut>(args: A, worker: F) -> ExitCode
+where
+    A: Prepare,
     F: Fn(Worker) -> Fut + Send + Sync + 'static,
     Fut: Future + 'static,
     Fut::Output: TaskResult,
@@ -197,8 +294,9 @@ where
 }
 
 /// `fn main` of a program using the macro with `primary = path`.
-pub fn run_with_primary<F, Fut, P, PFut>(args: Args, worker: F, primary: P) -> ExitCode
+pub fn run_with_primary<A, F, Fut, P, PFut>(args: A, worker: F, primary: P) -> ExitCode
 where
+    A: Prepare,
     F: Fn(Worker) -> Fut + Send + Sync + 'static,
     Fut: Future + 'static,
     Fut::Output: TaskResult,
@@ -206,20 +304,23 @@ where
     PFut: Future + 'static,
     PFut::Output: TaskResult,
 {
-    exit(prepare(args).and_then(|b| {
+    exit(args.prepare().and_then(|b| {
         b.run_with_primary(worker, primary)
             .map_err(|e| e.to_string())
     }))
 }
 
-/// The builder, with what the environment says: `CLUSTER_THREAD_BALANCE`,
+/// The builder, with the setup's state and what the environment says: `CLUSTER_THREAD_BALANCE`,
 /// systemd's sockets and notifications, and the hot upgrade (its sockets
 /// are read here, before any thread starts).
-fn prepare(args: Args) -> Result<ClusterBuilder, String> {
+fn prepare(
+    args: Args,
+    setup: impl FnOnce(ClusterBuilder) -> Result<ClusterBuilder, String>,
+) -> Result<ClusterBuilder, String> {
     if cfg!(panic = "abort") {
         warn_panic_abort();
     }
-    let builder = args.with_env().map_err(|e| e.to_string())?.builder();
+    let builder = setup(args.with_env().map_err(|e| e.to_string())?.builder())?;
     #[cfg(feature = "net")]
     let builder = {
         use cluster_net::ClusterBuilderExt;

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
@@ -50,6 +50,15 @@ fn same_port_serves_hello_world_from_every_worker_and_exits_0_on_sigterm() {
         assert_eq!((r.status, r.body.as_str()), (200, "hello world\n"));
         workers.insert(r.worker.expect("x-worker-id"));
     }
+    // GET /peer: the client address the server saw.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.ends_with(&format!("\r\n\r\n{me}\n")), "{text}");
     // Without --chaos, /panic is an ordinary page.
     assert_eq!(get(addr, "/panic").unwrap().status, 200);
     run.signal(libc::SIGTERM);
@@ -139,11 +148,25 @@ fn same_port_healthz_metrics_and_drain_delay() {
             "/healthz",
             "--metrics",
             "/metrics",
+            "--status",
+            "/status",
             "--drain-delay",
             "10m",
         ],
     );
     let addr = local(&run.line(|l| l.starts_with("listening on ")));
+    // The status page: both slots serving, once the second worker serves
+    // too (the first "listening on" line may come before).
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let status = get(addr, "/status?format=json").unwrap();
+        assert_eq!(status.status, 200);
+        assert!(status.body.starts_with("{\"phase\":\""), "{}", status.body);
+        if status.body.matches("\"state\":\"serving\"").count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < end, "{}", status.body);
+    }
     let health = get(addr, "/healthz").unwrap();
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
     let metrics = get(addr, "/metrics").unwrap();
@@ -322,4 +345,236 @@ fn served_by(addr: std::net::SocketAddr) -> u32 {
         }
     }
     panic!("nobody holds {link}");
+}
+
+/// A test CA and a server certificate for 127.0.0.1 in `dir`:
+/// (`cert.pem`, `key.pem`), and the CA's certificate for the client.
+fn test_certificate(
+    dir: &std::path::Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    cluster_thread::http::rustls::pki_types::CertificateDer<'static>,
+) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path, ca.der().clone())
+}
+
+/// One HTTPS request over a fresh connection offering `alpn`: the ALPN
+/// protocol chosen and the raw response (read for HTTP/1.1 only).
+fn https_get(
+    addr: std::net::SocketAddr,
+    ca: &cluster_thread::http::rustls::pki_types::CertificateDer<'static>,
+    alpn: &[&[u8]],
+    path: &str,
+) -> (Option<Vec<u8>>, String, std::net::SocketAddr) {
+    use cluster_thread::http::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+    let me = tcp.local_addr().unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    let mut text = String::new();
+    if alpn.as_deref() != Some(b"h2") {
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let head = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n");
+        tls.write_all(head.as_bytes()).unwrap();
+        // The server closes after the answer; an unclean close is fine here.
+        let _ = tls.read_to_string(&mut text);
+    }
+    (alpn, text, me)
+}
+
+#[test]
+fn same_port_serves_https_with_h2_and_http1_on_one_port() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("same-port-tls-{}", std::process::id()));
+    let (cert, key, ca) = test_certificate(&dir);
+    let mut run = Run::start(
+        "same_port",
+        &[
+            "--workers",
+            "2",
+            "--port",
+            "0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let addr = local(&run.line(|l| l.starts_with("listening on ")));
+    let (alpn, text, _) = https_get(addr, &ca, &[b"http/1.1"], "/");
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nhello world\n"), "{text}");
+    let (_, text, me) = https_get(addr, &ca, &[b"http/1.1"], "/peer");
+    assert!(text.ends_with(&format!("\r\n\r\n{me}\n")), "{text}");
+    // The same port offers HTTP/2.
+    let (alpn, ..) = https_get(addr, &ca, &[b"h2", b"http/1.1"], "/");
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    // Plain HTTP on it is refused; the workers serve on.
+    let plain = get(addr, "/");
+    assert!(
+        plain.as_ref().map_or(true, |r| r.status != 200),
+        "{plain:?}"
+    );
+    let (_, text, _) = https_get(addr, &ca, &[b"http/1.1"], "/");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn same_port_wants_both_tls_flags() {
+    let mut run = Run::start("same_port", &["--tls-cert", "cert.pem"]);
+    assert_eq!(run.exit_status().code(), Some(2));
+}
+
+/// Runs `same_port` with `rust_log` (or without RUST_LOG), stderr captured.
+fn same_port_logging(
+    rust_log: Option<&str>,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(common::example("same_port"));
+    command
+        .args(["--workers", "1", "--port", "0", "--chaos"])
+        .env_remove("CLUSTER_THREAD_WORKERS")
+        .env_remove("CLUSTER_THREAD_BALANCE")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    let mut child = command.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    (child, rx)
+}
+
+/// The first line `want` accepts, within the deadline; every line read is kept.
+fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    want: impl Fn(&str) -> bool,
+) -> String {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if want(&line) {
+                    return line;
+                }
+            }
+            Err(e) => panic!("no such line ({e}); printed: {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn same_port_logs_restarts_reloads_and_connections_with_rust_log() {
+    let (mut child, rx) = same_port_logging(Some("info,cluster_http=debug"));
+    let mut seen = Vec::new();
+    let line = wait_line(&rx, &mut seen, |l| l.starts_with("listening on "));
+    let addr = local(&line);
+    // A connection, at debug, in its worker's span and its own (the peer).
+    let mut s = TcpStream::connect(addr).unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.read_to_string(&mut text).unwrap();
+    let open = wait_line(&rx, &mut seen, |l| l.contains("connection open"));
+    assert!(open.contains("worker{id=1 slot=0}"), "{open}");
+    assert!(
+        open.contains(&format!("connection{{peer=Some({me})}}")),
+        "{open}"
+    );
+    // A restart, at info.
+    let _ = get(addr, "/panic");
+    let restart = wait_line(&rx, &mut seen, |l| {
+        l.contains("restarting the slot's worker")
+    });
+    assert!(
+        restart.contains("INFO") && restart.contains("slot=0"),
+        "{restart}"
+    );
+    // A reload (SIGHUP), at info.
+    common::signal(child.id(), libc::SIGHUP);
+    wait_line(&rx, &mut seen, |l| l.contains("rolling reload done"));
+    common::signal(child.id(), libc::SIGTERM);
+    wait_line(&rx, &mut seen, |l| {
+        l.contains("SIGTERM: stopping gracefully")
+    });
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn same_port_is_silent_on_stderr_without_rust_log() {
+    let (mut child, rx) = same_port_logging(None);
+    let mut seen = Vec::new();
+    let line = wait_line(&rx, &mut seen, |l| l.starts_with("listening on "));
+    let addr = local(&line);
+    assert_eq!(get(addr, "/").unwrap().status, 200);
+    common::signal(child.id(), libc::SIGHUP);
+    // The reload is done once a new worker (id 2) answers.
+    let end = Instant::now() + DEADLINE;
+    while get(addr, "/").unwrap().worker.as_deref() != Some("2") {
+        assert!(Instant::now() < end, "the reload did not finish");
+    }
+    common::signal(child.id(), libc::SIGTERM);
+    assert!(child.wait().unwrap().success());
+    // Everything printed (stdout's lines and stderr's, both ended now).
+    seen.extend(rx.iter());
+    let logs: Vec<&String> = seen
+        .iter()
+        .filter(|l| {
+            !(l.starts_with("Primary ")
+                || l.starts_with("Worker ")
+                || l.starts_with("listening on "))
+        })
+        .collect();
+    assert!(logs.is_empty(), "{logs:#?}");
 }

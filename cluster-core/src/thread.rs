@@ -25,6 +25,10 @@ pub(crate) fn spawn(
     // Detached: an unresponsive worker is abandoned, never joined.
     builder.spawn(move || {
         let _ = core.thread_id.set(std::thread::current().id());
+        // Entered for the thread's whole life: every event of the worker's
+        // tasks (all polled on this thread) carries its id and slot.
+        let span = tracing::info_span!("worker", id = core.id, slot = core.slot);
+        let _entered = span.enter();
         let reason = run(
             Worker {
                 core: Arc::clone(&core),

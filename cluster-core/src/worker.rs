@@ -134,6 +134,8 @@ pub(crate) struct WorkerCore {
     pub(crate) started: Instant,
     /// The worker this one replaces in a reload, restored if this one fails to start.
     pub(crate) replaces: Option<u64>,
+    /// Forked while the cluster was starting (not a restart or reload).
+    pub(crate) first: bool,
     pub(crate) fork_data: Option<Message>,
     /// Restarts of this worker's slot before it.
     pub(crate) restarts: u32,
@@ -347,7 +349,9 @@ impl Worker {
     }
 
     /// Reports an error that every worker would hit (an address in use, a
-    /// bad fd): while the cluster is still starting, it is stopped at once
+    /// bad fd, a bad certificate): while the cluster is still starting (or
+    /// from a worker forked then, even once its `listen` made the cluster
+    /// listening), it is stopped at once
     /// and [`Cluster::wait`](crate::Cluster::wait) returns
     /// [`Error::StartFailed`] with this text, rather than leaving some workers
     /// running and others crash-looping. Later, it only logs: the worker's own

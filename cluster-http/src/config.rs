@@ -72,7 +72,10 @@ pub struct HttpConfig {
     pub(crate) drain_timeout: Option<Duration>,
     pub(crate) healthz: Option<String>,
     pub(crate) metrics: Option<String>,
+    pub(crate) status: Option<String>,
     pub(crate) on_panic: OnPanic,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::TlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -84,7 +87,10 @@ impl Default for HttpConfig {
             drain_timeout: None,
             healthz: None,
             metrics: None,
+            status: None,
             on_panic: OnPanic::Restart,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -149,9 +155,29 @@ impl HttpConfig {
         self
     }
 
+    /// Answers `GET` and `HEAD` on `path` itself with the cluster's status
+    /// page: one row per slot (worker id, state, uptime, restarts, active
+    /// and accepted connections, requests, p50/p99 latency) and the phase,
+    /// in HTML that refreshes itself, or JSON with `?format=json`. Off by
+    /// default; it shows the cluster's inner workings, so keep it off a
+    /// public port.
+    pub fn status(mut self, path: impl Into<String>) -> Self {
+        self.status = Some(path.into());
+        self
+    }
+
     /// What a panic inside a connection does (default [`OnPanic::Restart`]).
     pub fn on_panic(mut self, on_panic: OnPanic) -> Self {
         self.on_panic = on_panic;
+        self
+    }
+
+    /// Serves HTTPS: TLS with this certificate on every connection, ALPN
+    /// `h2` and `http/1.1` (feature `tls`). PEM files are read when each
+    /// worker's server starts, so a rolling reload serves renewed ones.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -184,23 +210,27 @@ impl HttpConfig {
                 reason: "must fit in 32 bits (HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE)",
             });
         }
-        for (setting, path) in [("healthz", &self.healthz), ("metrics", &self.metrics)] {
-            if let Some(path) = path {
-                if !path.starts_with('/') {
-                    return Err(Error::BadSetting {
-                        setting,
-                        value: format!("{path:?}"),
-                        reason: "must be a path starting with '/'",
-                    });
-                }
+        let paths = [
+            ("healthz", &self.healthz),
+            ("metrics", &self.metrics),
+            ("status", &self.status),
+        ];
+        for (i, (setting, path)) in paths.iter().enumerate() {
+            let Some(path) = path else { continue };
+            if !path.starts_with('/') {
+                return Err(Error::BadSetting {
+                    setting,
+                    value: format!("{path:?}"),
+                    reason: "must be a path starting with '/'",
+                });
             }
-        }
-        if self.healthz.is_some() && self.healthz == self.metrics {
-            return Err(Error::BadSetting {
-                setting: "metrics",
-                value: format!("{:?}", self.metrics.as_deref().unwrap_or_default()),
-                reason: "is the same path as healthz",
-            });
+            if let Some((other, _)) = paths[..i].iter().find(|(_, p)| p.as_ref() == Some(path)) {
+                return Err(Error::BadPath {
+                    setting,
+                    path: path.clone(),
+                    other,
+                });
+            }
         }
         Ok(())
     }

@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_net::Connection;
 use http::Response;
 use hyper::body::Body;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -53,14 +52,16 @@ pub(crate) struct IdleLimits {
 
 /// Serves one connection until it ends: the client closes it, it stays idle
 /// past its limit, or the drain closes it (after its requests in flight).
-pub(crate) async fn serve<S, B>(
-    conn: Connection,
+pub(crate) async fn serve<I, S, B>(
+    io: I,
+    peer: Option<SocketAddr>,
     builder: Rc<HttpBuilder>,
     handler: Handler<S>,
     activity: Rc<Activity>,
     mut drain: watch::Receiver<bool>,
     idle: IdleLimits,
 ) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             Request,
             Response = Response<B>,
@@ -69,13 +70,9 @@ pub(crate) async fn serve<S, B>(
         > + 'static,
     B: Body<Data = Bytes, Error: Into<BoxError>> + 'static,
 {
-    if let Some(tcp) = conn.as_tcp() {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    }
-    let peer = conn.peer_addr();
-    let http = builder.serve_connection_with_upgrades(TokioIo::new(conn), handler);
+    // In the connection's span, which names the peer.
+    tracing::debug!("connection open");
+    let http = builder.serve_connection_with_upgrades(TokioIo::new(io), handler);
     tokio::pin!(http);
     // Biased: on a wake-up, the connection reads what the client already sent
     // before it is told to shut down, so no request already sent is lost.

@@ -15,6 +15,16 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// Two endpoints on one path.
+    #[error("invalid HTTP setting `{setting} = {path:?}`: is the same path as {other}")]
+    BadPath {
+        /// The setting, e.g. `metrics`.
+        setting: &'static str,
+        /// The path given.
+        path: String,
+        /// The setting that has it already.
+        other: &'static str,
+    },
     /// `serve` was called on a thread that is not a cluster worker.
     #[error("cannot serve HTTP on {addr}: not on a cluster worker thread (cluster_core::worker() is None)")]
     NotAWorker {
@@ -33,6 +43,26 @@ pub enum Error {
         addr: String,
         /// The panic's message.
         message: String,
+    },
+    /// A TLS PEM file that cannot be read or holds nothing usable.
+    #[cfg(feature = "tls")]
+    #[error("cannot use the TLS PEM file {}: {reason}", path.display())]
+    TlsPem {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the certificate and key.
+    #[cfg(feature = "tls")]
+    #[error("cannot use the TLS certificate {} with the key {}: {source}", cert.display(), key.display())]
+    Tls {
+        /// The certificate chain's file.
+        cert: std::path::PathBuf,
+        /// The key's file.
+        key: std::path::PathBuf,
+        /// rustls's reason.
+        source: tokio_rustls::rustls::Error,
     },
     /// Listening failed (from `cluster-net`), so that a worker function can
     /// use `?` on both `worker.listen(...)` and `serve(...)`.

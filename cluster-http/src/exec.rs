@@ -29,6 +29,8 @@ where
 {
     fn execute(&self, future: F) {
         let panics = self.panics.clone();
+        // An HTTP/2 stream, spawned from its connection: in its span.
+        let future = tracing::Instrument::in_current_span(future);
         tokio::task::spawn_local(async move {
             if let Err(payload) = (CatchUnwind { future }).await {
                 let _ = panics.send(cluster_core::hooks::panic_message(payload.as_ref()));

@@ -16,21 +16,29 @@ use crate::body::ResponseBody;
 use crate::endpoints::{self, Endpoint};
 use crate::idle::{Activity, InFlight};
 use crate::serve::Shared;
-use crate::{metrics, Request};
+use crate::{metrics, ConnectionInfo, Request};
 
 /// The user's service, wrapped for one connection.
 pub(crate) struct Handler<S> {
     service: Rc<S>,
     shared: Rc<Shared>,
     activity: Rc<Activity>,
+    /// Put in every request's extensions.
+    info: Option<ConnectionInfo>,
 }
 
 impl<S> Handler<S> {
-    pub(crate) fn new(service: Rc<S>, shared: Rc<Shared>, activity: Rc<Activity>) -> Self {
+    pub(crate) fn new(
+        service: Rc<S>,
+        shared: Rc<Shared>,
+        activity: Rc<Activity>,
+        info: Option<ConnectionInfo>,
+    ) -> Self {
         Handler {
             service,
             shared,
             activity,
+            info,
         }
     }
 }
@@ -43,9 +51,14 @@ where
     type Error = S::Error;
     type Future = HandlerFuture<S::Future>;
 
-    fn call(&self, req: Request) -> Self::Future {
+    fn call(&self, mut req: Request) -> Self::Future {
+        if let Some(info) = self.info {
+            let extensions = req.extensions_mut();
+            extensions.insert(info);
+            #[cfg(feature = "axum")]
+            extensions.insert(axum::extract::ConnectInfo(info.peer));
+        }
         let shared = &self.shared;
-        shared.counters.request();
         let in_flight = Some(self.activity.begin());
         let endpoint = shared.endpoints.route(req.method(), req.uri().path());
         let response = match endpoint {
@@ -56,12 +69,8 @@ where
                 }
             }
             Some(Endpoint::Healthz) => endpoints::healthz(shared.drain.is_draining(&shared.worker)),
-            Some(Endpoint::Metrics) => endpoints::metrics(metrics::render(
-                shared.connections(),
-                shared.counters.requests.get(),
-                &shared.worker,
-                shared.drain.is_draining(&shared.worker),
-            )),
+            Some(Endpoint::Metrics) => endpoints::metrics(metrics::render(&shared.worker)),
+            Some(Endpoint::Status) => endpoints::status(req.uri().query(), &shared.worker),
         };
         HandlerFuture::Ready {
             response: Some(response),

@@ -7,15 +7,21 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_net::IdleHandle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// One connection's activity.
+use crate::slots::Slot;
+
+/// One connection's activity. It counts in its slot's figures (accepted,
+/// open, requests, latency) from its creation to its drop.
 #[derive(Debug)]
 pub(crate) struct Activity {
+    slot: Arc<Slot>,
     in_flight: Cell<usize>,
     requests: Cell<u64>,
     idle_since: Cell<Instant>,
@@ -23,12 +29,15 @@ pub(crate) struct Activity {
     first: Notify,
     /// Tells the cluster's connection cap when this connection is idle
     /// between requests (then it may be closed to admit a new client).
-    cap: IdleHandle,
+    cap: Option<IdleHandle>,
 }
 
 impl Activity {
-    pub(crate) fn new(cap: IdleHandle) -> Rc<Activity> {
+    pub(crate) fn new(slot: Arc<Slot>, cap: Option<IdleHandle>) -> Rc<Activity> {
+        slot.accepted.fetch_add(1, Ordering::Relaxed);
+        slot.active.fetch_add(1, Ordering::Relaxed);
         Rc::new(Activity {
+            slot,
             in_flight: Cell::new(0),
             requests: Cell::new(0),
             idle_since: Cell::new(Instant::now()),
@@ -39,13 +48,17 @@ impl Activity {
 
     /// Resolves when the connection cap asks for this (idle) connection.
     pub(crate) async fn evicted(&self) {
-        self.cap.evicted().await;
+        match &self.cap {
+            Some(cap) => cap.evicted().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// A request starts; it is in flight until the mark is dropped.
     pub(crate) fn begin(self: &Rc<Self>) -> InFlight {
-        if self.in_flight.get() == 0 && self.requests.get() > 0 {
-            self.cap.busy();
+        self.slot.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(cap) = self.cap.as_ref().filter(|_| self.in_flight.get() == 0) {
+            cap.busy();
         }
         self.in_flight.set(self.in_flight.get() + 1);
         let requests = self.requests.get() + 1;
@@ -53,7 +66,10 @@ impl Activity {
         if requests == 1 {
             self.first.notify_waiters();
         }
-        InFlight(Rc::clone(self))
+        InFlight {
+            activity: Rc::clone(self),
+            start: Instant::now(),
+        }
     }
 
     /// Requests started on this connection so far.
@@ -98,18 +114,32 @@ impl Activity {
     }
 }
 
-/// A request in flight on its connection.
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.slot.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A request in flight on its connection, from its head to the end of its
+/// response's body (its latency).
 #[derive(Debug)]
-pub(crate) struct InFlight(Rc<Activity>);
+pub(crate) struct InFlight {
+    activity: Rc<Activity>,
+    start: Instant,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let activity = &self.0;
+        let activity = &self.activity;
+        let now = Instant::now();
+        activity.slot.latency.record(now - self.start);
         let left = activity.in_flight.get().saturating_sub(1);
         activity.in_flight.set(left);
         if left == 0 {
-            activity.idle_since.set(Instant::now());
-            activity.cap.idle();
+            activity.idle_since.set(now);
+            if let Some(cap) = &activity.cap {
+                cap.idle_since(now.into_std());
+            }
         }
     }
 }

@@ -5,7 +5,17 @@
 //! - [`serve`] (or [`Server`] for options) serves HTTP/1.1 with keep-alive
 //!   and HTTP/2 (h2c, detected from the client's preface) on a worker's
 //!   listener. Connections run on the worker's `LocalSet`, so services need
-//!   not be `Send`; `TCP_NODELAY` is set on every TCP connection.
+//!   not be `Send`; `TCP_NODELAY` is set on every TCP connection. The
+//!   listener is any [`Listener`]: `worker.listen(...)`'s, tokio's
+//!   `TcpListener`, or your own.
+//! - HTTPS (feature `tls`): [`Server::tls`] with a [`TlsConfig`] (PEM files,
+//!   read as each worker's server starts, so a rolling reload serves a
+//!   renewed certificate; or a rustls `ServerConfig`), ALPN `h2` and
+//!   `http/1.1`, handshakes in their own tasks under a timeout; or
+//!   [`TlsListener`] around any listener.
+//! - Every request on a TCP connection carries the connection's addresses
+//!   in its extensions: [`ConnectionInfo`] `{ peer, local }`, and with the
+//!   `axum` feature axum's `ConnectInfo<SocketAddr>` (so its extractor works).
 //! - Graceful drain when the worker is disconnected (`handle.disconnect()`,
 //!   a reload, a scale-down, the cluster's stop on SIGTERM): the listener is
 //!   dropped so the primary hands new connections to the other workers, idle
@@ -25,22 +35,40 @@
 //!   serves on.
 //! - Opt-in endpoints, answered before the service: `healthz` (`200 ok`
 //!   while serving, `503 draining` once this worker drains or the cluster is
-//!   draining or stopping) and `metrics`, in Prometheus text format:
+//!   draining or stopping) and `metrics`, in the Prometheus text format
+//!   (0.0.4). One scrape shows **every live slot** of the cluster, whichever
+//!   worker answers it: the counts are kept per slot in a cluster extension
+//!   (relaxed atomics on the hot path), so a slot's series go on across its
+//!   workers' restarts and `rate()` holds:
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `cluster_thread_connections_accepted_total` | counter | `worker`, `slot` |
-//! | `cluster_thread_connections_active` | gauge | `worker`, `slot` |
-//! | `cluster_thread_requests_total` | counter | `worker`, `slot` |
-//! | `cluster_thread_slot_restarts_total` | counter | `worker`, `slot` |
-//! | `cluster_thread_worker_draining` | gauge | `worker`, `slot` |
+//! | `cluster_thread_slot_worker` | gauge, always 1: the slot's current worker | `slot`, `worker` |
+//! | `cluster_thread_connections_accepted_total` | counter | `slot` |
+//! | `cluster_thread_connections_active` | gauge | `slot` |
+//! | `cluster_thread_requests_total` | counter | `slot` |
+//! | `cluster_thread_request_duration_seconds` | histogram (0.5 ms … 10 s), head to end of body | `slot` |
+//! | `cluster_thread_slot_restarts_total` | counter | `slot` |
+//! | `cluster_thread_slot_draining` | gauge | `slot` |
+//! | `cluster_thread_slot_uptime_seconds` | gauge | `slot` |
+//! | `cluster_thread_cluster_requests_total`, `…_connections_accepted_total`, `…_connections_active` | totals over every slot | |
 //! | `cluster_thread_workers` | gauge | |
 //! | `cluster_thread_restarts_total` | counter | |
 //! | `cluster_thread_phase` | gauge, 1 for the current phase | `phase` |
 //!
-//! The per-worker values are those of the worker that answers the scrape
-//! (on a shared port, any of them); `cluster_net::stats` gives the primary
-//! every worker's connection counts.
+//!   With the `metrics` feature, what the program records through the
+//!   [`metrics`](https://docs.rs/metrics) facade (`metrics::counter!(…)`,
+//!   from any thread) follows, rendered by `metrics-exporter-prometheus`
+//!   (see [`metrics_handle`]). The facade rather than `prometheus-client`:
+//!   its recorder is process-wide, which for threads is exactly the
+//!   cluster, so no registry is passed around; and its exporter writes the
+//!   Prometheus text format that `promtool` and every scraper read, where
+//!   `prometheus-client` writes only OpenMetrics.
+//!
+//! - Opt-in status page ([`HttpConfig::status`]): one row per slot (worker
+//!   id, state, uptime, restarts, active and accepted connections, requests,
+//!   p50/p99 latency) and the cluster's phase, in HTML refreshing itself or
+//!   JSON (`?format=json`).
 //!
 //! ```no_run
 //! use std::convert::Infallible;
@@ -96,15 +124,27 @@ mod error;
 mod exec;
 mod handler;
 mod idle;
+mod listener;
 mod metrics;
 mod serve;
 mod server;
 mod service;
+mod slots;
+mod status;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use config::{HttpConfig, OnPanic, MIN_HEADER_SIZE};
 pub use error::Error;
+pub use listener::{ConnectionInfo, Listener};
+#[cfg(feature = "metrics")]
+pub use metrics::{metrics_handle, set_metrics_handle};
 pub use server::{serve, Server};
 pub use service::{
     service_fn, BoxError, ClosureMarker, FnService, HyperMarker, IntoHttpService, Request,
     TowerMarker,
 };
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsListener, DEFAULT_HANDSHAKE_TIMEOUT};
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;

@@ -1,33 +1,12 @@
-//! This server's counters, and the Prometheus text the metrics endpoint shows.
+//! The metrics endpoint's text: every slot's series, the cluster's totals,
+//! then (feature `metrics`) what the user recorded through the `metrics`
+//! facade, in the Prometheus text format (version 0.0.4).
 
-use std::cell::Cell;
 use std::fmt::Write;
 
 use cluster_core::{Phase, Worker};
 
-/// Counts of one server (one listener on one worker). The connection counts
-/// are the server's own; while it has its listener, the metrics show the
-/// listener's (which the primary's `cluster_net::stats` shows too).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) accepted: Cell<u64>,
-    pub(crate) active: Cell<usize>,
-    pub(crate) requests: Cell<u64>,
-}
-
-impl Counters {
-    pub(crate) fn accepted(&self) {
-        self.accepted.set(self.accepted.get() + 1);
-    }
-
-    pub(crate) fn set_active(&self, n: usize) {
-        self.active.set(n);
-    }
-
-    pub(crate) fn request(&self) {
-        self.requests.set(self.requests.get() + 1);
-    }
-}
+use crate::slots::{self, Snapshot, BUCKETS_US};
 
 /// Every phase, to show each as a gauge (1 for the current one).
 const PHASES: [Phase; 5] = [
@@ -38,88 +17,225 @@ const PHASES: [Phase; 5] = [
     Phase::Stopped,
 ];
 
-/// The metrics in Prometheus text format (version 0.0.4).
-pub(crate) fn render(
-    connections: (u64, usize),
-    requests: u64,
-    worker: &Worker,
-    draining: bool,
-) -> String {
-    let (accepted, active) = connections;
-    let labels = format!("worker=\"{}\",slot=\"{}\"", worker.id(), worker.slot());
+/// One metric family: its HELP and TYPE lines, then its samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP cluster_thread_{name} {help}");
+    let _ = writeln!(out, "# TYPE cluster_thread_{name} {kind}");
+}
+
+/// The metrics in Prometheus text format, as seen from `worker`.
+pub(crate) fn render(worker: &Worker) -> String {
+    let all = slots::snapshots(worker);
+    let live: Vec<&Snapshot> = all.iter().filter(|s| s.live()).collect();
     let info = worker.cluster_info();
-    let mut out = String::with_capacity(1536);
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
-        let _ = writeln!(out, "# HELP cluster_thread_{name} {help}");
-        let _ = writeln!(out, "# TYPE cluster_thread_{name} {kind}");
-        for (labels, value) in samples {
-            if labels.is_empty() {
-                let _ = writeln!(out, "cluster_thread_{name} {value}");
-            } else {
-                let _ = writeln!(out, "cluster_thread_{name}{{{labels}}} {value}");
-            }
+    let mut out = String::with_capacity(2048 + live.len() * 2048);
+    let per_slot = |out: &mut String,
+                    name: &str,
+                    kind: &str,
+                    help: &str,
+                    value: &dyn Fn(&Snapshot) -> String| {
+        family(out, name, kind, help);
+        for s in &live {
+            let _ = writeln!(
+                out,
+                "cluster_thread_{name}{{slot=\"{}\"}} {}",
+                s.slot,
+                value(s)
+            );
         }
     };
-    metric(
+    // The worker's id goes in a label of this series only: the others
+    // keep one series per slot across restarts.
+    family(
+        &mut out,
+        "slot_worker",
+        "gauge",
+        "The worker serving the slot now (its id in the label), always 1.",
+    );
+    for s in &live {
+        let _ = writeln!(
+            out,
+            "cluster_thread_slot_worker{{slot=\"{}\",worker=\"{}\"}} 1",
+            s.slot, s.current.id
+        );
+    }
+    per_slot(
+        &mut out,
         "connections_accepted_total",
         "counter",
-        "Connections this worker accepted on this listener.",
-        &[(&labels, accepted.to_string())],
+        "Connections the slot's workers accepted.",
+        &|s| s.accepted.to_string(),
     );
-    metric(
+    per_slot(
+        &mut out,
         "connections_active",
         "gauge",
-        "Connections of this worker on this listener open now.",
-        &[(&labels, active.to_string())],
+        "Connections of the slot's workers open now.",
+        &|s| s.active.to_string(),
     );
-    metric(
+    per_slot(
+        &mut out,
         "requests_total",
         "counter",
-        "Requests this worker received on this listener.",
-        &[(&labels, requests.to_string())],
+        "Requests the slot's workers received.",
+        &|s| s.requests.to_string(),
     );
-    metric(
+    per_slot(
+        &mut out,
         "slot_restarts_total",
         "counter",
-        "Restarts of this worker's slot before this worker.",
-        &[(&labels, worker.restarts().to_string())],
+        "Restarts of the slot before its current worker.",
+        &|s| s.current.restarts.to_string(),
     );
-    metric(
-        "worker_draining",
+    per_slot(
+        &mut out,
+        "slot_draining",
         "gauge",
-        "1 while this worker drains (or the cluster does), else 0.",
-        &[(&labels, u8::from(draining).to_string())],
+        "1 while the slot's current worker drains, else 0.",
+        &|s| u8::from(s.current.draining).to_string(),
     );
-    metric(
-        "workers",
+    per_slot(
+        &mut out,
+        "slot_uptime_seconds",
         "gauge",
-        "Workers of the cluster alive now.",
-        &[("", info.workers.to_string())],
+        "How long the slot's current worker has served.",
+        &|s| format!("{:.3}", s.uptime().unwrap_or_default().as_secs_f64()),
     );
-    metric(
-        "restarts_total",
-        "counter",
-        "Workers the cluster's restart policy replaced.",
-        &[("", info.restarts.to_string())],
+    family(
+        &mut out,
+        "request_duration_seconds",
+        "histogram",
+        "Time from a request's head to the end of its response, per slot.",
     );
-    let phases: Vec<(String, String)> = PHASES
-        .iter()
-        .map(|p| {
-            (
-                format!("phase=\"{p}\""),
-                u8::from(*p == info.phase).to_string(),
-            )
-        })
-        .collect();
-    let phases: Vec<(&str, String)> = phases
-        .iter()
-        .map(|(l, v)| (l.as_str(), v.clone()))
-        .collect();
-    metric(
+    for s in &live {
+        let mut cumulative = 0;
+        for (i, n) in s.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = match BUCKETS_US.get(i) {
+                Some(us) => format!("{}", *us as f64 / 1e6),
+                None => "+Inf".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "cluster_thread_request_duration_seconds_bucket{{slot=\"{}\",le=\"{le}\"}} {cumulative}",
+                s.slot
+            );
+        }
+        let _ = writeln!(
+            out,
+            "cluster_thread_request_duration_seconds_sum{{slot=\"{}\"}} {}",
+            s.slot,
+            s.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "cluster_thread_request_duration_seconds_count{{slot=\"{}\"}} {cumulative}",
+            s.slot
+        );
+    }
+    // Totals over every slot ever (a scaled-down slot's counts stay in).
+    let total = |f: fn(&Snapshot) -> u64| all.iter().map(f).sum::<u64>();
+    for (name, kind, help, value) in [
+        (
+            "cluster_requests_total",
+            "counter",
+            "Requests the cluster received, all slots together.",
+            total(|s| s.requests),
+        ),
+        (
+            "cluster_connections_accepted_total",
+            "counter",
+            "Connections the cluster accepted, all slots together.",
+            total(|s| s.accepted),
+        ),
+        (
+            "cluster_connections_active",
+            "gauge",
+            "Connections of the cluster open now, all slots together.",
+            total(|s| s.active),
+        ),
+        (
+            "workers",
+            "gauge",
+            "Workers of the cluster alive now.",
+            info.workers as u64,
+        ),
+        (
+            "restarts_total",
+            "counter",
+            "Workers the cluster's restart policy replaced.",
+            info.restarts,
+        ),
+    ] {
+        family(&mut out, name, kind, help);
+        let _ = writeln!(out, "cluster_thread_{name} {value}");
+    }
+    family(
+        &mut out,
         "phase",
         "gauge",
         "The cluster's phase: 1 for the current one.",
-        &phases,
     );
+    for p in PHASES {
+        let _ = writeln!(
+            out,
+            "cluster_thread_phase{{phase=\"{p}\"}} {}",
+            u8::from(p == info.phase)
+        );
+    }
+    #[cfg(feature = "metrics")]
+    if let Some(handle) = user::handle() {
+        // Histograms and summaries of the exporter need it before a render.
+        handle.run_upkeep();
+        out.push_str(&handle.render());
+    }
     out
+}
+
+/// The user's metrics: the `metrics` facade's Prometheus recorder.
+#[cfg(feature = "metrics")]
+pub(crate) mod user {
+    use std::sync::OnceLock;
+
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+    /// Process-wide, as the facade's recorder is: every worker thread
+    /// records into it, and every scrape shows it.
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+    pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
+        HANDLE
+            .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the metrics endpoint shows no `metrics` facade metrics: another recorder was installed first (give its handle with cluster_http::set_metrics_handle)");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    pub(crate) fn set(handle: PrometheusHandle) -> bool {
+        HANDLE.set(Some(handle)).is_ok()
+    }
+}
+
+/// The recorder of the `metrics` facade whose metrics the metrics endpoint
+/// shows after its own (feature `metrics`): `metrics::counter!("jobs_total")`
+/// from any worker (or the primary) lands in the same scrape. Installed
+/// as the process's recorder on first use, which is when a server with a
+/// metrics path starts, or this call: make it in your setup to count from
+/// the very start. `None` when another recorder was installed before (then
+/// give its handle with [`set_metrics_handle`]).
+#[cfg(feature = "metrics")]
+pub fn metrics_handle() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
+    user::handle()
+}
+
+/// Shows the metrics of `handle`, a Prometheus recorder you installed
+/// yourself (with your own buckets, say), instead of installing one.
+/// False when a handle was already in use.
+#[cfg(feature = "metrics")]
+pub fn set_metrics_handle(handle: metrics_exporter_prometheus::PrometheusHandle) -> bool {
+    user::set(handle)
 }

@@ -2,13 +2,12 @@
 //! worker is disconnected (or a connection panics), then stop accepting, let
 //! the connections finish, and force the rest closed at the deadline.
 
-use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use cluster_core::hooks;
 use cluster_core::Worker;
-use cluster_net::Listener;
 use http::Response;
 use hyper::body::Body;
 use tokio::sync::mpsc;
@@ -20,39 +19,41 @@ use crate::endpoints::Endpoints;
 use crate::exec::LocalExec;
 use crate::handler::Handler;
 use crate::idle::Activity;
-use crate::metrics::Counters;
-use crate::{BoxError, Error, HttpConfig, OnPanic, Request};
+use crate::slots::{Slot, Slots};
+use crate::{BoxError, ConnectionInfo, Error, HttpConfig, Listener, OnPanic, Request};
 
 /// What every connection of one server shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) worker: Worker,
-    /// The listener, until the drain drops it.
-    pub(crate) listener: RefCell<Option<Rc<Listener>>>,
-    pub(crate) counters: Counters,
+    /// This worker's slot's counts, shared with the cluster.
+    pub(crate) slot: Arc<Slot>,
     pub(crate) endpoints: Endpoints,
     pub(crate) drain: Drain,
 }
 
-impl Shared {
-    /// Connections accepted and open: the listener's counts while there is
-    /// one, the server's own after.
-    pub(crate) fn connections(&self) -> (u64, usize) {
-        match self.listener.borrow().as_ref() {
-            Some(l) => (l.accepted(), l.active()),
-            None => (self.counters.accepted.get(), self.counters.active.get()),
-        }
+/// Keeps its server counted as its slot's until dropped: when `run`
+/// returns, or with its worker's runtime (a panic, a kill).
+struct Attached<'a> {
+    slot: &'a Slot,
+    id: u64,
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.slot.detach(self.id);
     }
 }
 
 /// Serves `listener` with `service` until the worker is disconnected and
 /// the connections have ended (or the drain deadline passed).
-pub(crate) async fn run<S, B>(
-    listener: Listener,
+pub(crate) async fn run<L, S, B>(
+    mut listener: L,
     config: HttpConfig,
     service: S,
 ) -> Result<(), Error>
 where
+    L: Listener,
     S: hyper::service::Service<
             Request,
             Response = Response<B>,
@@ -61,21 +62,37 @@ where
         > + 'static,
     B: Body<Data = Bytes, Error: Into<BoxError>> + 'static,
 {
-    let addr = listener.local_addr().to_string();
+    let addr = match listener.local_addr() {
+        Ok(a) => a.to_string(),
+        Err(e) => format!("<unknown address: {e}>"),
+    };
     let worker = cluster_core::worker().ok_or_else(|| Error::NotAWorker { addr: addr.clone() })?;
     if let Err(e) = config.validate() {
         // Every worker would hit it: while starting, stop the cluster with it.
         hooks::fail_start(&worker, e.to_string());
         return Err(e);
     }
-    let listener = Rc::new(listener);
     let (panic_tx, mut panics) = mpsc::unbounded_channel();
     let builder = Rc::new(connection::builder(&config, LocalExec::new(panic_tx)));
+    #[cfg(feature = "metrics")]
+    if config.metrics.is_some() {
+        // The recorder from now on, so that what the service records shows.
+        let _ = crate::metrics::user::handle();
+    }
+    let slot = hooks::extension::<Slots>(&worker).get(worker.slot());
+    slot.attach(&worker);
+    let _attached = Attached {
+        slot: &slot,
+        id: worker.id(),
+    };
     let shared = Rc::new(Shared {
         worker: worker.clone(),
-        listener: RefCell::new(Some(Rc::clone(&listener))),
-        counters: Counters::default(),
-        endpoints: Endpoints::new(config.healthz.clone(), config.metrics.clone()),
+        slot: Arc::clone(&slot),
+        endpoints: Endpoints::new(
+            config.healthz.clone(),
+            config.metrics.clone(),
+            config.status.clone(),
+        ),
         drain: Drain::new(),
     });
     let service = Rc::new(service);
@@ -99,23 +116,36 @@ where
     };
     let mut conns = JoinSet::new();
     let mut failure = None;
-    let start = |conns: &mut JoinSet<()>, conn: cluster_net::Connection| {
-        shared.counters.accepted();
-        let activity = Activity::new(conn.idle_handle());
-        let handler = Handler::new(
-            Rc::clone(&service),
-            Rc::clone(&shared),
-            Rc::clone(&activity),
-        );
-        conns.spawn_local(connection::serve(
-            conn,
-            Rc::clone(&builder),
-            handler,
-            activity,
-            shared.drain.watch(),
-            idle,
+    let start = |conns: &mut JoinSet<()>, (mut io, info): (L::Io, Option<ConnectionInfo>)| {
+        let activity = Activity::new(Arc::clone(&shared.slot), L::idle_handle(&io));
+        let (service, shared, builder) =
+            (Rc::clone(&service), Rc::clone(&shared), Rc::clone(&builder));
+        let drain = shared.drain.watch();
+        let span = tracing::debug_span!("connection", peer = ?info.map(|i| i.peer));
+        conns.spawn_local(tracing::Instrument::instrument(
+            async move {
+                // Before HTTP, on the connection's own task: a PROXY header.
+                let info = match L::handshake(&mut io, info).await {
+                    Ok(info) => info,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "connection refused before HTTP");
+                        return;
+                    }
+                };
+                let handler = Handler::new(service, shared, Rc::clone(&activity), info);
+                connection::serve(
+                    io,
+                    info.map(|i| i.peer),
+                    builder,
+                    handler,
+                    activity,
+                    drain,
+                    idle,
+                )
+                .await;
+            },
+            span,
         ));
-        shared.counters.set_active(conns.len());
     };
 
     let disconnected = worker.disconnected();
@@ -128,7 +158,6 @@ where
                 break;
             }
             Some(joined) = conns.join_next() => {
-                shared.counters.set_active(conns.len());
                 if let Some(message) = panicked(joined) {
                     on_panic(message, &mut failure);
                 }
@@ -140,15 +169,12 @@ where
 
     // The primary hands new connections to the other workers from now on.
     // The last worker of the socket gets those already accepted for nobody.
-    shared.listener.borrow_mut().take();
-    let leftover = match Rc::try_unwrap(listener) {
-        Ok(listener) => listener.close().await,
-        Err(_) => Vec::new(),
-    };
+    let leftover = listener.close().await;
     for conn in leftover {
         start(&mut conns, conn);
     }
     shared.drain.start();
+    slot.draining(worker.id());
     tracing::debug!(%addr, open = conns.len(), "stopped accepting; draining the open connections");
     let drain_timeout = config.drain_deadline(worker.shutdown_timeout());
     let deadline = tokio::time::sleep(drain_timeout);
@@ -159,7 +185,6 @@ where
             joined = conns.join_next() => match joined {
                 None => break,
                 Some(joined) => {
-                    shared.counters.set_active(conns.len());
                     if let Some(message) = panicked(joined) {
                         on_panic(message, &mut failure);
                     }
@@ -177,7 +202,6 @@ where
     while let Ok(message) = panics.try_recv() {
         on_panic(message, &mut failure);
     }
-    shared.counters.set_active(0);
     tracing::debug!(%addr, "drained");
     failure.map_or(Ok(()), Err)
 }

@@ -1,11 +1,10 @@
 //! `Server`: the builder of options, and `serve`, its short form.
 
+use cluster_core::hooks;
 use std::time::Duration;
 
-use cluster_net::Listener;
-
 use crate::serve::run;
-use crate::{Error, HttpConfig, IntoHttpService, OnPanic};
+use crate::{Error, HttpConfig, IntoHttpService, Listener, OnPanic};
 
 /// An HTTP server on a worker's listener, with its options:
 ///
@@ -31,17 +30,20 @@ use crate::{Error, HttpConfig, IntoHttpService, OnPanic};
 ///
 /// Options not set here come from the [`HttpConfig`] given to the cluster
 /// as state, if any, else from `HttpConfig::default()`.
+///
+/// The listener is any [`Listener`]: `worker.listen(...)`'s (the default
+/// type parameter), a `tokio::net::TcpListener`, or your own.
 #[derive(Debug)]
 #[must_use = "a server does nothing until `serve`"]
-pub struct Server {
-    listener: Listener,
+pub struct Server<L = cluster_net::Listener> {
+    listener: L,
     config: HttpConfig,
 }
 
-impl Server {
+impl<L: Listener> Server<L> {
     /// A server on `listener`, with the cluster's [`HttpConfig`] (its state),
     /// or the defaults.
-    pub fn new(listener: Listener) -> Server {
+    pub fn new(listener: L) -> Server<L> {
         let config = cluster_core::worker()
             .and_then(|w| w.state::<HttpConfig>())
             .map(|c| (*c).clone())
@@ -91,6 +93,19 @@ impl Server {
         self
     }
 
+    /// See [`HttpConfig::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.config = self.config.tls(tls);
+        self
+    }
+
+    /// See [`HttpConfig::status`].
+    pub fn status(mut self, path: impl Into<String>) -> Self {
+        self.config = self.config.status(path);
+        self
+    }
+
     /// See [`HttpConfig::on_panic`].
     pub fn on_panic(mut self, on_panic: OnPanic) -> Self {
         self.config = self.config.on_panic(on_panic);
@@ -104,21 +119,39 @@ impl Server {
     /// as the last connection has ended (or at the drain deadline, closing
     /// those left).
     ///
-    /// Errors: a bad setting, not on a worker thread, the listener failing
-    /// for good, or (with [`OnPanic::Restart`]) a connection that panicked,
-    /// after the drain.
+    /// With [`tls`](Self::tls), every connection is TLS first (its PEM
+    /// files read now), through a [`TlsListener`](crate::TlsListener).
+    ///
+    /// Errors: a bad setting or TLS certificate, not on a worker thread, or
+    /// (with [`OnPanic::Restart`]) a connection that panicked, after the drain.
     pub async fn serve<S, M>(self, service: S) -> Result<(), Error>
     where
         S: IntoHttpService<M>,
     {
-        run(self.listener, self.config, service.into_http_service()).await
+        let service = service.into_http_service();
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.config.tls {
+            let listener = match crate::TlsListener::new(self.listener, tls) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    // Every worker would hit it: while starting, stop the cluster with it.
+                    if let Some(worker) = cluster_core::worker() {
+                        hooks::fail_start(&worker, e.to_string());
+                    }
+                    return Err(e);
+                }
+            };
+            return run(listener, self.config, service).await;
+        }
+        run(self.listener, self.config, service).await
     }
 }
 
 /// Serves `listener` with `service` and the cluster's (or the default)
 /// options: `Server::new(listener).serve(service)`. See [`Server::serve`].
-pub async fn serve<S, M>(listener: Listener, service: S) -> Result<(), Error>
+pub async fn serve<L, S, M>(listener: L, service: S) -> Result<(), Error>
 where
+    L: Listener,
     S: IntoHttpService<M>,
 {
     Server::new(listener).serve(service).await

@@ -143,7 +143,10 @@ fn parse(text: &str) -> Vec<Sample> {
             let name = name.unwrap_or_else(|| panic!("no metric name in {line:?}"));
             if kind == Some("TYPE") {
                 let t = rest.unwrap_or_default();
-                assert!(["counter", "gauge"].contains(&t), "bad type in {line:?}");
+                assert!(
+                    ["counter", "gauge", "histogram", "summary"].contains(&t),
+                    "bad type in {line:?}"
+                );
                 types.insert(name.to_owned(), t.to_owned());
             }
             continue;
@@ -180,7 +183,17 @@ fn parse(text: &str) -> Vec<Sample> {
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "bad name in {line:?}"
         );
-        assert!(types.contains_key(name), "no TYPE before {line:?}");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| {
+                matches!(
+                    types.get(*base).map(String::as_str),
+                    Some("histogram" | "summary")
+                )
+            })
+            .unwrap_or(name);
+        assert!(types.contains_key(family), "no TYPE before {line:?}");
         samples.push(Sample {
             name: name.to_owned(),
             labels,
@@ -196,8 +209,17 @@ fn value(samples: &[Sample], name: &str) -> f64 {
     found[0].value
 }
 
+/// The samples of `name` by their `slot` label.
+fn by_slot(samples: &[Sample], name: &str) -> BTreeMap<String, f64> {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .map(|s| (s.labels["slot"].clone(), s.value))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_are_prometheus_text_and_move_with_traffic() {
+async fn one_scrape_shows_every_slot_and_counters_survive_a_restart() {
     let running = start(2, |b| b.state(config()), serve_app(None)).await;
     let addr = running.addr;
 
@@ -211,22 +233,39 @@ async fn metrics_are_prometheus_text_and_move_with_traffic() {
         "text/plain; version=0.0.4; charset=utf-8"
     );
     let before = parse(&first.body);
-    for s in &before {
-        assert!(s.name.starts_with("cluster_thread_"), "{s:?}");
-    }
     let slot = running
         .cluster
         .worker(worker)
         .expect("the worker that answered")
-        .slot();
-    for s in before.iter().filter(|s| s.labels.contains_key("worker")) {
-        assert_eq!(s.labels["worker"], worker.to_string(), "{s:?}");
-        assert_eq!(s.labels["slot"], slot.to_string(), "{s:?}");
+        .slot()
+        .to_string();
+    // Both slots in one scrape, whichever worker answered; the worker id
+    // only in its info series.
+    let workers: BTreeMap<String, String> = before
+        .iter()
+        .filter(|s| s.name == "cluster_thread_slot_worker")
+        .map(|s| (s.labels["slot"].clone(), s.labels["worker"].clone()))
+        .collect();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    assert_eq!(workers[&slot], worker.to_string());
+    for s in before
+        .iter()
+        .filter(|s| s.name != "cluster_thread_slot_worker")
+    {
+        assert!(!s.labels.contains_key("worker"), "{s:?}");
+    }
+    for name in [
+        "cluster_thread_requests_total",
+        "cluster_thread_connections_active",
+        "cluster_thread_connections_accepted_total",
+        "cluster_thread_slot_restarts_total",
+        "cluster_thread_slot_draining",
+        "cluster_thread_request_duration_seconds_count",
+    ] {
+        assert_eq!(by_slot(&before, name).len(), 2, "{name}");
     }
     assert_eq!(value(&before, "cluster_thread_workers"), 2.0);
     assert_eq!(value(&before, "cluster_thread_restarts_total"), 0.0);
-    assert_eq!(value(&before, "cluster_thread_slot_restarts_total"), 0.0);
-    assert_eq!(value(&before, "cluster_thread_worker_draining"), 0.0);
     let phases: BTreeMap<_, _> = before
         .iter()
         .filter(|s| s.name == "cluster_thread_phase")
@@ -235,50 +274,122 @@ async fn metrics_are_prometheus_text_and_move_with_traffic() {
     assert_eq!(phases.len(), 5, "{phases:?}");
     assert_eq!(phases["listening"], 1.0, "{phases:?}");
     assert_eq!(phases.values().sum::<f64>(), 1.0, "{phases:?}");
-    assert!(value(&before, "cluster_thread_connections_active") >= 1.0);
-    assert!(value(&before, "cluster_thread_connections_accepted_total") >= 1.0);
-    assert!(value(&before, "cluster_thread_requests_total") >= 2.0);
+    let requests = by_slot(&before, "cluster_thread_requests_total");
+    assert!(requests[&slot] >= 2.0, "{requests:?}");
+    assert!(by_slot(&before, "cluster_thread_connections_active")[&slot] >= 1.0);
+    // The first request's latency was recorded by the time of the scrape.
+    assert!(by_slot(&before, "cluster_thread_request_duration_seconds_count")[&slot] >= 1.0);
+    assert_eq!(
+        value(&before, "cluster_thread_cluster_requests_total"),
+        requests.values().sum::<f64>()
+    );
 
-    // Traffic on this connection moves this worker's counters.
+    // Traffic on this connection moves this slot's counters.
     for _ in 0..5 {
         assert_eq!(conn.get("/").await.unwrap().status, StatusCode::OK);
     }
     let after = parse(&conn.get("/metrics").await.unwrap().body);
     assert_eq!(
-        value(&after, "cluster_thread_requests_total"),
-        value(&before, "cluster_thread_requests_total") + 6.0
+        by_slot(&after, "cluster_thread_requests_total")[&slot],
+        requests[&slot] + 6.0
     );
-    // Fresh connections: the accepted count of whichever worker answers grows.
-    let mut grown = false;
-    for _ in 0..100 {
-        let mut c = H1::connect(addr).await.unwrap();
-        let reply = c.get("/metrics").await.unwrap();
-        if reply.worker_opt() == Some(worker) {
-            let later = parse(&reply.body);
-            grown = value(&later, "cluster_thread_connections_accepted_total")
-                > value(&after, "cluster_thread_connections_accepted_total");
-            assert!(value(&later, "cluster_thread_connections_active") >= 2.0);
-            break;
-        }
-    }
+    let buckets: Vec<f64> = after
+        .iter()
+        .filter(|s| {
+            s.name == "cluster_thread_request_duration_seconds_bucket" && s.labels["slot"] == slot
+        })
+        .map(|s| s.value)
+        .collect();
     assert!(
-        grown,
-        "worker {worker} never answered on a fresh connection"
+        buckets.windows(2).all(|w| w[0] <= w[1]),
+        "cumulative: {buckets:?}"
     );
-    drop(conn);
+
+    // The worker panics and is replaced: its slot's counters go on, its
+    // info series names the new worker.
+    let _ = conn.get("/panic").await;
+    let end = tokio::time::Instant::now() + DEADLINE;
+    let later = loop {
+        let reply = common::get(addr, "/metrics").await.unwrap();
+        let later = parse(&reply.body);
+        let now = later
+            .iter()
+            .find(|s| s.name == "cluster_thread_slot_worker" && s.labels["slot"] == slot)
+            .map(|s| s.labels["worker"].clone());
+        if now.is_some_and(|w| w != worker.to_string()) {
+            break later;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "slot {slot} never got a new worker"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(by_slot(&later, "cluster_thread_requests_total")[&slot] >= requests[&slot] + 7.0);
+    assert_eq!(
+        by_slot(&later, "cluster_thread_slot_restarts_total")[&slot],
+        1.0
+    );
+    assert_eq!(value(&later, "cluster_thread_restarts_total"), 1.0);
     common::stop(&running.cluster).await;
 }
 
-trait WorkerOpt {
-    fn worker_opt(&self) -> Option<u64>;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exposition_passes_promtool_and_carries_the_users_metrics() {
+    let running = start(
+        2,
+        |b| b.state(config()),
+        |w: cluster_core::Worker| async move {
+            // The user's own metrics, through the `metrics` facade, from any worker.
+            metrics::counter!("app_jobs_total", "kind" => "test").increment(1);
+            serve_app(None)(w).await
+        },
+    )
+    .await;
+    // Some traffic first, so that every series has samples.
+    for _ in 0..10 {
+        assert_eq!(
+            common::get(running.addr, "/").await.unwrap().status,
+            StatusCode::OK
+        );
+    }
+    let _ = cluster_http::metrics_handle();
+    metrics::describe_counter!("app_jobs_total", "Jobs the test did.");
+    metrics::counter!("app_jobs_total", "kind" => "test").increment(1);
+    let body = common::get(running.addr, "/metrics").await.unwrap().body;
+    let samples = parse(&body);
+    let jobs = samples
+        .iter()
+        .find(|s| s.name == "app_jobs_total")
+        .unwrap_or_else(|| panic!("no app_jobs_total in\n{body}"));
+    assert!(jobs.value >= 1.0, "{jobs:?}");
+    assert_eq!(jobs.labels["kind"], "test");
+    match common_which("promtool") {
+        None => eprintln!("notice: promtool not installed (Debian package `prometheus`); the exposition check is skipped"),
+        Some(promtool) => {
+            let mut child = std::process::Command::new(promtool)
+                .args(["check", "metrics"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}\n{body}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    common::stop(&running.cluster).await;
 }
 
-impl WorkerOpt for common::Reply {
-    /// The endpoints answer before the service: no `x-worker-id`; tell the
-    /// worker by its metrics' label.
-    fn worker_opt(&self) -> Option<u64> {
-        parse(&self.body)
-            .iter()
-            .find_map(|s| s.labels.get("worker").and_then(|w| w.parse().ok()))
-    }
+fn common_which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
 }

@@ -11,7 +11,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 /// The keys the attribute takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 9] = [
+pub(crate) const KEYS: [&str; 13] = [
     "workers",
     "port",
     "balance",
@@ -19,6 +19,10 @@ pub(crate) const KEYS: [&str; 9] = [
     "shutdown_timeout",
     "drain_delay",
     "on_panic",
+    "healthz",
+    "metrics",
+    "status",
+    "setup",
     "primary",
     "crate",
 ];
@@ -49,6 +53,12 @@ pub(crate) struct Args {
     pub(crate) shutdown_timeout_ms: u64,
     pub(crate) drain_delay_ms: u64,
     pub(crate) on_panic: &'static str,
+    /// The HTTP endpoints' paths: `healthz`, `metrics`, `status`.
+    pub(crate) healthz: Option<String>,
+    pub(crate) metrics: Option<String>,
+    pub(crate) status: Option<String>,
+    /// The function that builds the shared state, if any.
+    pub(crate) setup: Option<Path>,
     /// The function run on the primary, if any.
     pub(crate) primary: Option<Path>,
     /// The path of the facade crate, if not the default `::cluster_thread`.
@@ -65,6 +75,10 @@ impl Default for Args {
             shutdown_timeout_ms: 30_000,
             drain_delay_ms: 0,
             on_panic: "restart",
+            healthz: None,
+            metrics: None,
+            status: None,
+            setup: None,
             primary: None,
             krate: None,
         }
@@ -87,6 +101,8 @@ impl Args {
             None => errors = Some(e),
         };
         let mut seen: Vec<String> = Vec::new();
+        // The endpoint paths so far, to refuse one path for two endpoints.
+        let mut paths: Vec<(&'static str, String)> = Vec::new();
         for (key, value) in entries {
             let name = key.unraw().to_string();
             if !KEYS.contains(&name.as_str()) {
@@ -111,6 +127,22 @@ impl Args {
                 }
                 "drain_delay" => drain_delay(&value).map(|ms| args.drain_delay_ms = ms),
                 "on_panic" => choice(&name, &value, &ON_PANICS).map(|v| args.on_panic = v),
+                "healthz" | "metrics" | "status" => {
+                    let key: &'static str = match name.as_str() {
+                        "healthz" => "healthz",
+                        "metrics" => "metrics",
+                        _ => "status",
+                    };
+                    endpoint_path(key, &value, &paths).map(|p| {
+                        paths.push((key, p.clone()));
+                        match key {
+                            "healthz" => args.healthz = Some(p),
+                            "metrics" => args.metrics = Some(p),
+                            _ => args.status = Some(p),
+                        }
+                    })
+                }
+                "setup" => setup(&value).map(|p| args.setup = Some(p)),
                 "primary" => primary(&value).map(|p| args.primary = Some(p)),
                 _ => krate(&value).map(|p| args.krate = Some(p)),
             };
@@ -384,6 +416,49 @@ pub(crate) fn parse_duration_or_zero_ms(text: &str) -> Result<u64, String> {
         rest = after.trim_start();
     }
     Ok(total)
+}
+
+/// An endpoint's path: a string starting with `/`, not another endpoint's.
+fn endpoint_path(key: &str, value: &Expr, taken: &[(&'static str, String)]) -> syn::Result<String> {
+    let Some(Lit::Str(s)) = lit(value) else {
+        return Err(syn::Error::new(
+            value.span(),
+            format!(
+                "invalid `{key}` value: expected a path in a string, such as `{key} = \"/{key}\"`"
+            ),
+        ));
+    };
+    let path = s.value();
+    if !path.starts_with('/')
+        || path
+            .chars()
+            .any(|c| c.is_whitespace() || c == '?' || c == '#')
+    {
+        return Err(syn::Error::new(
+            s.span(),
+            format!(
+                "invalid `{key}` value {path:?}: expected a path starting with '/' \
+                 without spaces, '?' or '#', such as \"/{key}\""
+            ),
+        ));
+    }
+    if let Some((other, _)) = taken.iter().find(|(_, p)| *p == path) {
+        return Err(syn::Error::new(
+            s.span(),
+            format!("invalid `{key}` value {path:?}: `{other}` has that path already"),
+        ));
+    }
+    Ok(path)
+}
+
+/// A path to the setup function, bare or in a string.
+fn setup(value: &Expr) -> syn::Result<Path> {
+    path_value(
+        value,
+        "invalid `setup` value: expected the path of a \
+         `fn(cluster_thread::ClusterBuilder) -> ClusterBuilder` (or `-> Result<ClusterBuilder, E>`), \
+         such as `setup = my_setup` or `setup = \"my_setup\"`",
+    )
 }
 
 /// A path to a function, bare or in a string.
@@ -717,7 +792,7 @@ mod tests {
         assert!(e.contains("unknown argument `threads`"), "{e}");
         assert!(
             e.contains(
-                "`workers`, `port`, `balance`, `restart`, `shutdown_timeout`, `drain_delay`, `on_panic`, `primary` or `crate`"
+                "`workers`, `port`, `balance`, `restart`, `shutdown_timeout`, `drain_delay`, `on_panic`, `healthz`, `metrics`, `status`, `setup`, `primary` or `crate`"
             ),
             "{e}"
         );
@@ -726,6 +801,28 @@ mod tests {
         let e = error(quote!(onPanic = "ignore"));
         assert!(e.contains("unknown argument `onPanic`"), "{e}");
         assert!(e.contains("did you mean `on_panic`"), "{e}");
+    }
+
+    #[test]
+    fn endpoint_paths_and_setup() {
+        let args = ok(quote!(
+            healthz = "/healthz",
+            metrics = "/m",
+            status = "/status",
+            setup = app::setup
+        ));
+        assert_eq!(args.healthz.as_deref(), Some("/healthz"));
+        assert_eq!(args.metrics.as_deref(), Some("/m"));
+        assert_eq!(args.status.as_deref(), Some("/status"));
+        assert!(args.setup.is_some());
+        let e = error(quote!(metrics = "metrics"));
+        assert!(e.contains("a path starting with '/'"), "{e}");
+        let e = error(quote!(metrics = "/a b"));
+        assert!(e.contains("without spaces"), "{e}");
+        let e = error(quote!(healthz = "/x", status = "/x"));
+        assert!(e.contains("`healthz` has that path already"), "{e}");
+        let e = error(quote!(setup = 1));
+        assert!(e.contains("invalid `setup` value"), "{e}");
     }
 
     #[test]

@@ -224,6 +224,11 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
     };
     let (port, balance, restart, on_panic) = (args.port, args.balance, args.restart, args.on_panic);
     let (shutdown_timeout_ms, drain_delay_ms) = (args.shutdown_timeout_ms, args.drain_delay_ms);
+    let path = |p: &Option<String>| match p {
+        Some(p) => quote!(::core::option::Option::Some(#p)),
+        None => quote!(::core::option::Option::None),
+    };
+    let (healthz, metrics, status) = (path(&args.healthz), path(&args.metrics), path(&args.status));
     let cluster_args = quote! {
         #krate::__private::Args {
             workers: #workers,
@@ -233,6 +238,9 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
             shutdown_timeout_ms: #shutdown_timeout_ms,
             drain_delay_ms: #drain_delay_ms,
             on_panic: #on_panic,
+            healthz: #healthz,
+            metrics: #metrics,
+            status: #status,
         }
     };
 
@@ -257,6 +265,22 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
         move |#worker: #krate::__private::__Worker| #output
     };
 
+    // Run once on the primary thread, before any worker; errors about the
+    // function point at its path.
+    let setup_fn = args.setup.as_ref().map(|setup| {
+        let span = setup.span();
+        let builder = Ident::new("__cluster_thread_builder", Span::call_site());
+        let arg = Ident::new("__cluster_thread_builder", span);
+        let krate_at = respan(krate.clone(), span);
+        let setup_at = respan(setup.to_token_stream(), span);
+        quote_spanned! {span=>
+            move |#builder: #krate::__private::__ClusterBuilder| #krate_at::__private::setup_output(#setup_at(#arg))
+        }
+    });
+    let cluster_args = match setup_fn {
+        Some(setup_fn) => quote!(#krate::__private::Setup::new(#cluster_args, #setup_fn)),
+        None => cluster_args,
+    };
     let run = match &args.primary {
         None => quote!(#krate::__private::run(#cluster_args, #worker_fn)),
         Some(primary) => {

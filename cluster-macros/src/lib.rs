@@ -79,6 +79,8 @@
 //! | `shutdown_timeout` | a duration: integer amounts with units `ms`, `s`, `m`, `h`, such as `"30s"`, `"500ms"`, `"2m"`, `"1m30s"`; not zero | `"30s"` |
 //! | `drain_delay` | a duration as above, zero allowed: on a graceful stop, how long `/healthz` answers 503 while every worker still serves, before the workers drain (`ClusterBuilder::drain_delay`) | `"0s"` |
 //! | `on_panic` | what a panic in a connection task does: `"ignore"` or `"restart"` | `"restart"` |
+//! | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, strings starting with `/`, each its own: `HttpConfig::healthz` (200 / 503 while draining), `metrics` (Prometheus text of every slot), `status` (the status page), in the cluster's `HttpConfig` | none |
+//! | `setup` | a path to a `fn(cluster_thread::ClusterBuilder) -> ClusterBuilder` (or `-> Result<ClusterBuilder, E: Display>`, whose error stops the program), run once on the primary before any worker: it builds the shared state (`builder.state(value)`, read in the workers with `worker.state::<T>()`) without statics or environment variables; an `HttpConfig` given there replaces the one the macro builds from `on_panic`, `healthz`, `metrics` and `status` | none |
 //! | `primary` | a path to an `async fn(cluster_thread::Cluster)` returning `()` or `Result<(), E: Display>`, run on the primary with the cluster handle (bare, `primary = watch`, or in a string, `primary = "watch"`) | none |
 //! | `crate` | the path of the facade, in a string, for users who renamed it (`crate = "ct"`) or re-export it, as `#[tokio::main(crate = "...")]`; the expansion uses `<crate>::__private` | `"cluster_thread"` |
 //!
@@ -138,6 +140,8 @@ use proc_macro::TokenStream;
 /// | `shutdown_timeout` | a duration with units `ms`, `s`, `m`, `h`, such as `"30s"` or `"1m30s"` | `"30s"` |
 /// | `drain_delay` | a duration, zero allowed: `/healthz` 503 this long before a graceful stop drains | `"0s"` |
 /// | `on_panic` | `"ignore"` or `"restart"` | `"restart"` |
+/// | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, such as `"/healthz"` | none |
+/// | `setup` | path to a `fn(ClusterBuilder) -> ClusterBuilder` (or a `Result` of it), run once on the primary to build the shared state | none |
 /// | `primary` | path to an `async fn(Cluster)` returning `()` or `Result<(), E: Display>` | none |
 /// | `crate` | path of the facade, in a string | `"cluster_thread"` |
 ///

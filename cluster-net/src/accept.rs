@@ -75,6 +75,13 @@ impl AcceptSocket {
                     continue;
                 }
             };
+            if totals.cap.full() {
+                // A client waits and the cluster is at its cap: make room
+                // (readiness stays set, so it is taken right after).
+                drop(ready);
+                totals.cap.make_room().await;
+                continue;
+            }
             let closed = ready.ready().is_read_closed();
             match ready.try_io(|fd| accept_nonblocking(fd.get_ref(), self.proxy)) {
                 Ok(Ok(accepted)) => return accepted,

@@ -58,8 +58,8 @@ impl Drop for AcceptorThread {
 }
 
 /// The accept loop of a socket in a dispatching mode: accepts only while
-/// some worker can take a connection, the socket is under its limit, and
-/// the cluster under its cap.
+/// some worker can take a connection and the socket is under its limit (the
+/// cluster's cap is `AcceptSocket::accept`'s).
 pub(crate) async fn accept_loop(
     listener: AcceptSocket,
     dispatch: Arc<Dispatch>,
@@ -71,7 +71,6 @@ pub(crate) async fn accept_loop(
         if let Some(max) = max_total {
             wait_total_below(&totals, max).await;
         }
-        totals.cap.admit().await;
         dispatch.accept_from(&listener, &totals).await;
     }
 }
@@ -137,10 +136,7 @@ pub(crate) async fn stand_in(
         }
         tokio::select! {
             () = &mut reattached => return,
-            () = async {
-                totals.cap.admit().await;
-                dispatch.accept_from(&listener, totals).await;
-            } => {}
+            () = dispatch.accept_from(&listener, totals) => {}
         }
     }
 }

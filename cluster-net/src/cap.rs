@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 /// `RLIMIT_NOFILE` (at most half of the limit).
 const RESERVE: usize = 128;
 
-/// How many idle connections one eviction closes: enough to spare a scan
-/// per new client under a flood.
+/// How many idle connections are closed when `accept` runs out of fds
+/// below the cap (other files took them): room for a few at once.
 pub(crate) const BATCH: usize = 8;
 
 /// The default cap: the soft `RLIMIT_NOFILE` minus a reserve.
@@ -79,17 +79,28 @@ impl Cap {
         self.freed.notify_one();
     }
 
-    /// Waits until one more connection may open: at the cap, closes the
-    /// oldest idle ones and waits for a place.
-    pub(crate) async fn admit(&self) {
+    /// Whether the cap is reached.
+    pub(crate) fn full(&self) -> bool {
+        self.open.load(Ordering::Acquire) >= self.limit
+    }
+
+    /// A client waits while the cap is reached: asks the oldest idle
+    /// keep-alive connection to close, and waits until a place is free (any
+    /// connection closing). Called only with a connection waiting, so that
+    /// no idle connection is closed for nobody.
+    pub(crate) async fn make_room(&self) {
+        let mut asked = false;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if self.open.load(Ordering::Acquire) < self.limit {
+            if !self.full() {
                 return;
             }
-            self.evict_oldest(BATCH);
+            if !asked {
+                self.evict_oldest(1);
+                asked = true;
+            }
             freed.await;
         }
     }
@@ -136,10 +147,11 @@ impl Cap {
 /// `idle_since` of a connection with a request in flight.
 const BUSY: u64 = u64::MAX;
 
-fn now() -> u64 {
+/// `at` in µs since the process's first use of this (ordering is all that matters).
+fn micros(at: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(BUSY - 1)
+    u64::try_from(at.saturating_duration_since(epoch).as_micros()).unwrap_or(BUSY - 1)
 }
 
 #[derive(Debug)]
@@ -175,7 +187,12 @@ impl IdleHandle {
 
     /// The connection has no request in flight now (a keep-alive wait).
     pub fn idle(&self) {
-        self.state.idle_since.store(now(), Ordering::Relaxed);
+        self.idle_since(Instant::now());
+    }
+
+    /// [`idle`](Self::idle), since `at` (a time the caller has read anyway).
+    pub fn idle_since(&self, at: Instant) {
+        self.state.idle_since.store(micros(at), Ordering::Relaxed);
         if !self.registered.replace(true) {
             if let Some(cap) = self.cap.upgrade() {
                 cap.register(&self.state);

@@ -214,21 +214,14 @@ impl Listener {
         let mut backoff = Backoff::new(totals);
         loop {
             let accepted = match &self.mode {
-                Mode::Own { own, seat: None } => {
-                    totals.cap.admit().await;
-                    own.accept(totals).await
-                }
+                Mode::Own { own, seat: None } => own.accept(totals).await,
                 Mode::Own {
                     own,
                     seat: Some(seat),
                 } => tokio::select! {
-                    accepted = async {
-                        totals.cap.admit().await;
-                        own.accept(totals).await
-                    } => accepted,
+                    accepted = own.accept(totals) => accepted,
                     accepted = seat.take() => accepted,
                 },
-                // The acceptor admits those it dispatches.
                 Mode::Dispatched(seat) => seat.take().await,
             };
             match Connection::register(accepted, &self.counters, &self.totals) {

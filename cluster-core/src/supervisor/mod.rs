@@ -208,6 +208,7 @@ impl Supervisor {
             name: format!("{}-{slot}", self.config.thread_name),
             started: std::time::Instant::now(),
             replaces,
+            first: *self.phase.borrow() == Phase::Starting,
             fork_data: st.slots[slot].fork_data.clone(),
             restarts: st.slots[slot].history.total,
             thread_id: Default::default(),
@@ -461,9 +462,12 @@ impl Supervisor {
             }
             Notice::StartFailed(id, reason) => {
                 let starting = *self.phase.borrow() == Phase::Starting;
-                let slot = self.lock().workers.get(&id).map(|w| w.slot);
-                match slot {
-                    Some(slot) if starting => {
+                // A worker forked while starting counts as starting even if
+                // its `listen` already made the cluster listening: the
+                // error comes right after (a bad setting or certificate).
+                let worker = self.lock().workers.get(&id).map(|w| (w.slot, w.first));
+                match worker {
+                    Some((slot, first)) if starting || first => {
                         tracing::error!(id, slot, %reason, "start-up failed; stopping the cluster");
                         self.lock().start_error.get_or_insert((id, slot, reason));
                         self.begin_stop(false);

@@ -15,7 +15,12 @@ impl Supervisor {
             return Err(Error::Stopping { action: "reload" });
         }
         inner.events.emit(ClusterEvent::Reloading);
+        tracing::info!("rolling reload: replacing the workers one slot at a time");
         let result = self.reload_slots().await;
+        match &result {
+            Ok(()) => tracing::info!("rolling reload done"),
+            Err(e) => tracing::warn!(error = %e, "rolling reload stopped"),
+        }
         inner.events.emit(ClusterEvent::Reloaded {
             error: result.as_ref().err().map(ToString::to_string),
         });

@@ -1,0 +1,366 @@
+//! HTTPS: rustls (ring provider) through tokio-rustls. `TlsConfig` says
+//! where the certificate comes from; `TlsListener` does the handshakes, each
+//! in its own task under a timeout, so that a slow or broken client never
+//! holds up the accept loop.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use cluster_core::hooks;
+use cluster_core::Address;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::task::JoinSet;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::{ConnectionInfo, Error, Listener};
+
+/// The ALPN protocols offered when we build the rustls config: HTTP/2
+/// first, then HTTP/1.1 (hyper-util's auto builder serves either).
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The default TLS handshake timeout.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+enum Source {
+    Pem { cert: PathBuf, key: PathBuf },
+    Config(Arc<ServerConfig>),
+}
+
+/// Where a server's TLS certificate comes from, and the handshake timeout.
+///
+/// With [`pem_files`](Self::pem_files) the files are read each time a
+/// worker's server starts, so a rolling reload (SIGHUP) serves a renewed
+/// certificate: new workers read the new files while the old ones finish
+/// their connections with the old certificate.
+#[derive(Clone)]
+pub struct TlsConfig {
+    source: Source,
+    handshake_timeout: Duration,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TlsConfig");
+        match &self.source {
+            Source::Pem { cert, key } => d.field("cert", cert).field("key", key),
+            Source::Config(_) => d.field("config", &"rustls::ServerConfig"),
+        };
+        d.field("handshake_timeout", &self.handshake_timeout)
+            .finish()
+    }
+}
+
+impl PartialEq for TlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let same = match (&self.source, &other.source) {
+            (Source::Pem { cert, key }, Source::Pem { cert: c, key: k }) => cert == c && key == k,
+            (Source::Config(a), Source::Config(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same && self.handshake_timeout == other.handshake_timeout
+    }
+}
+
+impl Eq for TlsConfig {}
+
+impl TlsConfig {
+    /// A certificate chain and its private key in PEM files (the chain
+    /// leaf first, as certbot's `fullchain.pem`; the key PKCS#8, PKCS#1 or
+    /// SEC1). ALPN offers `h2` and `http/1.1`.
+    pub fn pem_files(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> TlsConfig {
+        TlsConfig {
+            source: Source::Pem {
+                cert: cert.into(),
+                key: key.into(),
+            },
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// A rustls config of your own, used as it is (if its ALPN list is
+    /// empty, `h2` and `http/1.1` are set on a copy).
+    pub fn server_config(config: Arc<ServerConfig>) -> TlsConfig {
+        TlsConfig {
+            source: Source::Config(config),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// How long a client has to complete the TLS handshake (default 10 s);
+    /// past it the connection is closed.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The handshake timeout.
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// As [`load`](Self::load), on a worker: PEM files that cannot be used
+    /// (a renewal half done, a typo) after an earlier worker of the cluster
+    /// loaded them fine give that earlier certificate, with a warning, so a
+    /// rolling reload or a restart never takes HTTPS down; with no earlier
+    /// one, the error.
+    pub(crate) fn load_on(
+        &self,
+        worker: Option<&cluster_core::Worker>,
+    ) -> Result<Arc<ServerConfig>, Error> {
+        let (Some(worker), Source::Pem { cert, key }) = (worker, &self.source) else {
+            return self.load();
+        };
+        let last_good = hooks::extension::<LastGood>(worker);
+        let paths = (cert.clone(), key.clone());
+        match self.load() {
+            Ok(config) => {
+                last_good.lock().insert(paths, Arc::clone(&config));
+                Ok(config)
+            }
+            Err(e) => match last_good.lock().get(&paths) {
+                Some(config) => {
+                    tracing::warn!(error = %e, "serving the TLS certificate loaded before");
+                    Ok(Arc::clone(config))
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// The rustls config: the files read now, for the PEM form.
+    pub fn load(&self) -> Result<Arc<ServerConfig>, Error> {
+        if self.handshake_timeout.is_zero() {
+            return Err(Error::BadSetting {
+                setting: "tls handshake_timeout",
+                value: format!("{:?}", self.handshake_timeout),
+                reason: "must be greater than zero",
+            });
+        }
+        match &self.source {
+            Source::Config(config) if !config.alpn_protocols.is_empty() => Ok(Arc::clone(config)),
+            Source::Config(config) => {
+                let mut config = ServerConfig::clone(config);
+                config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+                Ok(Arc::new(config))
+            }
+            Source::Pem { cert, key } => load_pem(cert, key),
+        }
+    }
+}
+
+/// The config each pair of PEM files last loaded into, cluster-wide.
+#[derive(Debug, Default)]
+struct LastGood(Mutex<HashMap<(PathBuf, PathBuf), Arc<ServerConfig>>>);
+
+impl LastGood {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, PathBuf), Arc<ServerConfig>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn load_pem(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
+    let pem_error = |path: &Path, e: rustls_pki_types::pem::Error| Error::TlsPem {
+        path: path.to_owned(),
+        reason: match e {
+            rustls_pki_types::pem::Error::Io(e) => e.to_string(),
+            rustls_pki_types::pem::Error::NoItemsFound => "no PEM item of the expected kind".into(),
+            other => other.to_string(),
+        },
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| pem_error(cert, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(cert, e))?;
+    if chain.is_empty() {
+        return Err(Error::TlsPem {
+            path: cert.to_owned(),
+            reason: "no CERTIFICATE in the file".into(),
+        });
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, private))
+        .map_err(|e| Error::Tls {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            source: e,
+        })?;
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A [`Listener`] that speaks TLS over another one (ours, tokio's, your
+/// own). Each handshake runs in a task of its own with the handshake
+/// timeout; a failed or timed-out one closes that connection only (logged
+/// at debug and counted in [`handshake_failures`](Self::handshake_failures)).
+/// Its [`close`](Listener::close) finishes the handshakes under way and
+/// those of the connections the inner listener hands back, so a drain
+/// loses none.
+pub struct TlsListener<L: Listener> {
+    inner: L,
+    handshakes: Handshakes<L::Io>,
+}
+
+/// The handshakes under way.
+struct Handshakes<Io> {
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+    tasks: JoinSet<Option<(TlsStream<Io>, Option<ConnectionInfo>)>>,
+    failures: u64,
+}
+
+type Joined<Io> = Result<Option<(TlsStream<Io>, Option<ConnectionInfo>)>, tokio::task::JoinError>;
+
+impl<Io> Handshakes<Io>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn start(&mut self, io: Io, info: Option<ConnectionInfo>) {
+        let (accept, timeout) = (self.acceptor.accept(io), self.timeout);
+        // `spawn`, not `spawn_local`: the handshake is `Send`, and this
+        // works on any runtime (on a worker's, it runs on its thread).
+        self.tasks.spawn(async move {
+            let peer = info.map(|i| i.peer);
+            match tokio::time::timeout(timeout, accept).await {
+                Ok(Ok(stream)) => Some((stream, info)),
+                Ok(Err(e)) => {
+                    tracing::debug!(?peer, error = %e, "TLS handshake failed; connection closed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(
+                        ?peer,
+                        ?timeout,
+                        "TLS handshake timed out; connection closed"
+                    );
+                    None
+                }
+            }
+        });
+    }
+
+    fn finished(&mut self, joined: Joined<Io>) -> Option<(TlsStream<Io>, Option<ConnectionInfo>)> {
+        match joined {
+            Ok(Some(done)) => Some(done),
+            Ok(None) => {
+                self.failures += 1;
+                None
+            }
+            Err(e) => {
+                self.failures += 1;
+                tracing::warn!(error = %e, "a TLS handshake task failed");
+                None
+            }
+        }
+    }
+}
+
+impl<L: Listener> fmt::Debug for TlsListener<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsListener")
+            .field("local_addr", &self.inner.local_addr().ok())
+            .field("handshake_timeout", &self.handshakes.timeout)
+            .field("handshakes", &self.handshakes.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Listener> TlsListener<L> {
+    /// TLS over `inner` with `config` (read now: PEM files are loaded here;
+    /// on a worker, files that cannot be used after an earlier worker
+    /// loaded them fine give that earlier certificate, with a warning).
+    pub fn new(inner: L, config: &TlsConfig) -> Result<TlsListener<L>, Error> {
+        Ok(TlsListener::with_server_config(
+            inner,
+            config.load_on(cluster_core::worker().as_ref())?,
+            config.handshake_timeout,
+        ))
+    }
+
+    /// TLS over `inner` with a rustls config used as it is.
+    pub fn with_server_config(
+        inner: L,
+        config: Arc<ServerConfig>,
+        handshake_timeout: Duration,
+    ) -> TlsListener<L> {
+        TlsListener {
+            inner,
+            handshakes: Handshakes {
+                acceptor: TlsAcceptor::from(config),
+                timeout: handshake_timeout,
+                tasks: JoinSet::new(),
+                failures: 0,
+            },
+        }
+    }
+
+    /// Handshakes that failed or timed out so far.
+    pub fn handshake_failures(&self) -> u64 {
+        self.handshakes.failures
+    }
+}
+
+// Lives for one turn of the accept loop: boxing the stream would cost an
+// allocation per connection for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Next<Io> {
+    Accepted(Io, Option<ConnectionInfo>),
+    Joined(Joined<Io>),
+}
+
+impl<L: Listener> Listener for TlsListener<L> {
+    type Io = TlsStream<L::Io>;
+
+    async fn accept(&mut self) -> (Self::Io, Option<ConnectionInfo>) {
+        loop {
+            // Both arms are cancel-safe: a handshake stays in the set, and
+            // the inner listener's accept is cancel-safe by contract.
+            let next = tokio::select! {
+                biased;
+                Some(joined) = self.handshakes.tasks.join_next() => Next::Joined(joined),
+                (io, info) = self.inner.accept() => Next::Accepted(io, info),
+            };
+            match next {
+                Next::Accepted(io, info) => self.handshakes.start(io, info),
+                Next::Joined(joined) => {
+                    if let Some(done) = self.handshakes.finished(joined) {
+                        return done;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Address> {
+        self.inner.local_addr()
+    }
+
+    fn idle_handle(io: &Self::Io) -> Option<cluster_net::IdleHandle> {
+        L::idle_handle(io.get_ref().0)
+    }
+
+    async fn close(self) -> Vec<(Self::Io, Option<ConnectionInfo>)> {
+        let TlsListener {
+            inner,
+            mut handshakes,
+        } = self;
+        for (io, info) in inner.close().await {
+            handshakes.start(io, info);
+        }
+        let mut done = Vec::new();
+        while let Some(joined) = handshakes.tasks.join_next().await {
+            done.extend(handshakes.finished(joined));
+        }
+        done
+    }
+}

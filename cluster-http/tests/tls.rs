@@ -1,0 +1,446 @@
+//! HTTPS with rustls: real handshakes from a rustls client (and curl, when
+//! installed), ALPN h2 and http/1.1, bad input on the TLS port, and a
+//! renewed certificate served after a rolling reload while a connection of
+//! the old certificate finishes its request.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cluster_core::{ClusterEvent, Worker};
+use cluster_http::rustls::pki_types::{CertificateDer, ServerName};
+use cluster_http::rustls::{ClientConfig, RootCertStore};
+use cluster_http::{Server, TlsConfig};
+use cluster_net::WorkerExt;
+use common::{eventually, start, stop, until, Gate, DEADLINE};
+use http::{StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A test CA and the files of a server certificate it signed.
+struct Pki {
+    ca: CertifiedIssuer<'static, KeyPair>,
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "cluster-http test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        Pki { ca, dir }
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.join("key.pem")
+    }
+
+    /// Writes a new server certificate for localhost and 127.0.0.1 (with
+    /// `cn` as its common name) and its key; returns the certificate.
+    fn issue(&self, cn: &str) -> CertificateDer<'static> {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        // Written aside, then renamed: a worker never reads half a file.
+        for (path, text) in [(self.cert(), cert.pem()), (self.key(), key.serialize_pem())] {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        }
+        cert.der().clone()
+    }
+
+    fn connector(&self, alpn: &[&[u8]]) -> TlsConnector {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        let provider = Arc::new(cluster_http::rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        TlsConnector::from(Arc::new(config))
+    }
+
+    fn tls(&self) -> TlsConfig {
+        TlsConfig::pem_files(self.cert(), self.key())
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn connect(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+) -> Result<TlsStream<TcpStream>, BoxError> {
+    tokio::time::timeout(DEADLINE, async {
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from("localhost")?;
+        Ok(connector.connect(name, tcp).await?)
+    })
+    .await
+    .map_err(|_| "no TLS handshake before the deadline")?
+}
+
+fn peer_cert(tls: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .expect("a server certificate")[0]
+        .clone()
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    version: Version,
+    worker: String,
+    body: String,
+}
+
+async fn read(response: http::Response<hyper::body::Incoming>) -> Result<Reply, BoxError> {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        version: parts.version,
+        worker: parts
+            .headers
+            .get("x-worker-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn request(path: &str) -> http::Request<Empty<Bytes>> {
+    http::Request::get(format!("https://localhost{path}"))
+        .header(http::header::HOST, "localhost")
+        .body(Empty::new())
+        .unwrap()
+}
+
+/// An HTTP/1.1 keep-alive connection over TLS.
+struct H1s {
+    sender: http1::SendRequest<Empty<Bytes>>,
+}
+
+impl H1s {
+    async fn new(tls: TlsStream<TcpStream>) -> Result<H1s, BoxError> {
+        let (sender, conn) = http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        Ok(H1s { sender })
+    }
+
+    async fn get(&mut self, path: &str) -> Result<Reply, BoxError> {
+        tokio::time::timeout(DEADLINE, async {
+            self.sender.ready().await?;
+            read(self.sender.send_request(request(path)).await?).await
+        })
+        .await
+        .map_err(|_| "no answer before the deadline")?
+    }
+}
+
+/// A worker serving the test app over TLS with the PKI's files.
+fn serve_tls(
+    tls: TlsConfig,
+) -> impl Fn(
+    Worker,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), cluster_http::Error>>>>
+       + Send
+       + Sync
+       + 'static {
+    move |w: Worker| {
+        let tls = tls.clone();
+        Box::pin(async move {
+            let listener = w.listen("127.0.0.1:0").await?;
+            Server::new(listener).tls(tls).serve(common::app).await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_h2_and_http1_chosen_by_alpn() {
+    let pki = Pki::new("alpn");
+    let cert = pki.issue("first");
+    let running = start(2, |b| b, serve_tls(pki.tls())).await;
+    let addr = running.addr;
+
+    // HTTP/1.1, by ALPN.
+    let tls = connect(addr, &pki.connector(&[b"http/1.1"])).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(peer_cert(&tls), cert);
+    let mut h1 = H1s::new(tls).await.unwrap();
+    for _ in 0..3 {
+        let r = h1.get("/").await.unwrap();
+        assert_eq!(
+            (r.status, r.version, r.body.as_str()),
+            (StatusCode::OK, Version::HTTP_11, "hello world\n")
+        );
+    }
+
+    // HTTP/2, by ALPN, several streams on one connection.
+    let tls = connect(addr, &pki.connector(&[b"h2", b"http/1.1"]))
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut sender = sender.clone();
+        streams.push(tokio::spawn(async move {
+            sender.ready().await?;
+            read(sender.send_request(request("/sleep/10")).await?).await
+        }));
+    }
+    for s in streams {
+        let r = tokio::time::timeout(DEADLINE, s)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.status, r.version, r.body.as_str()),
+            (StatusCode::OK, Version::HTTP_2, "slept 10\n")
+        );
+    }
+
+    // curl, a client that is not ours, when installed.
+    match common_which("curl") {
+        None => eprintln!("notice: curl not installed; the curl check is skipped"),
+        Some(curl) => {
+            for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+                let out = tokio::task::spawn_blocking({
+                    let (curl, ca) = (curl.clone(), pki.dir.join("ca.pem"));
+                    move || {
+                        std::process::Command::new(curl)
+                            .args(["-sS", "--max-time", "30", flag, "--cacert"])
+                            .arg(ca)
+                            .args(["-w", "%{http_version}"])
+                            .arg(format!("https://127.0.0.1:{}/", addr.port()))
+                            .output()
+                            .unwrap()
+                    }
+                })
+                .await
+                .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    out.status.success(),
+                    "curl {flag}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert_eq!(text, format!("hello world\n{version}"));
+            }
+        }
+    }
+    stop(&running.cluster).await;
+}
+
+fn common_which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}
+
+/// Reads until the server closes the connection (what it sends first,
+/// such as a TLS alert, does not matter); fails past the deadline.
+async fn closed_by_server(mut s: TcpStream) {
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, s.read_to_end(&mut sink)).await;
+    assert!(
+        read.is_ok(),
+        "the server kept a bad connection open past the deadline"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_the_tls_port_closes_that_connection_and_the_worker_serves_on() {
+    let pki = Pki::new("bad");
+    pki.issue("bad");
+    let tls = pki.tls().handshake_timeout(Duration::from_millis(300));
+    let running = start(1, |b| b, serve_tls(tls)).await;
+    let addr = running.addr;
+    let connector = pki.connector(&[b"http/1.1"]);
+    let mut good = H1s::new(connect(addr, &connector).await.unwrap())
+        .await
+        .unwrap();
+    let worker = good.get("/").await.unwrap().worker;
+
+    // Garbage bytes.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let garbage: Vec<u8> = (0..512u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    s.write_all(&garbage).await.unwrap();
+    closed_by_server(s).await;
+    // Plaintext HTTP on the TLS port.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    closed_by_server(s).await;
+    // A client that stops mid-handshake: half a TLS record header, then nothing.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    closed_by_server(s).await;
+    // A client that connects and says nothing.
+    closed_by_server(TcpStream::connect(addr).await.unwrap()).await;
+
+    // The same worker serves on: the old connection, and new ones.
+    assert_eq!(good.get("/").await.unwrap().worker, worker);
+    let mut fresh = H1s::new(connect(addr, &connector).await.unwrap())
+        .await
+        .unwrap();
+    let r = fresh.get("/").await.unwrap();
+    assert_eq!((r.status, r.worker), (StatusCode::OK, worker));
+    stop(&running.cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_reload_serves_the_renewed_certificate_and_drops_no_connection() {
+    let pki = Pki::new("reload");
+    let first = pki.issue("first");
+    let gate = Arc::new(Gate::default());
+    let mut running = start(1, |b| b.state(Arc::clone(&gate)), serve_tls(pki.tls())).await;
+    let addr = running.addr;
+    let connector = pki.connector(&[b"http/1.1"]);
+
+    // An old keep-alive connection, with a request in flight during the reload.
+    let tls = connect(addr, &connector).await.unwrap();
+    assert_eq!(peer_cert(&tls), first);
+    let mut old = H1s::new(tls).await.unwrap();
+    let old_worker = old.get("/").await.unwrap().worker;
+    let in_flight = tokio::spawn(async move { old.get("/block").await });
+    eventually(
+        || gate.entered.load(Ordering::SeqCst) == 1,
+        "the request in flight",
+    )
+    .await;
+
+    // The certificate is renewed on disk, then SIGHUP's rolling reload.
+    let renewed = pki.issue("renewed");
+    assert_ne!(renewed, first);
+    let reload = tokio::spawn({
+        let cluster = running.cluster.clone();
+        async move { cluster.reload().await }
+    });
+    until(&mut running.events, |e| {
+        matches!(e, ClusterEvent::Disconnect { .. }).then_some(())
+    })
+    .await;
+
+    // New connections: every one served; once they reach the new worker,
+    // with the renewed certificate.
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let tls = connect(addr, &connector).await.unwrap();
+        let cert = peer_cert(&tls);
+        let r = H1s::new(tls).await.unwrap().get("/").await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        if cert == renewed {
+            assert_ne!(
+                r.worker, old_worker,
+                "the renewed certificate from the new worker"
+            );
+            break;
+        }
+        assert_eq!(cert, first);
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the renewed certificate was never served"
+        );
+    }
+    // The old connection's request finishes on the old worker.
+    gate.open();
+    let r = tokio::time::timeout(DEADLINE, in_flight)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.status, r.body.as_str(), r.worker),
+        (StatusCode::OK, "passed\n", old_worker)
+    );
+    tokio::time::timeout(DEADLINE, reload)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    stop(&running.cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_certificate_file_stops_the_start_with_its_path() {
+    let pki = Pki::new("missing");
+    let tls = TlsConfig::pem_files(pki.dir.join("nowhere.pem"), pki.key());
+    let cluster = cluster_core::Cluster::builder()
+        .workers(1)
+        .signals(false)
+        .build(serve_tls(tls))
+        .unwrap();
+    cluster.start().unwrap();
+    let e = tokio::time::timeout(DEADLINE, cluster.wait())
+        .await
+        .unwrap()
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("nowhere.pem"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_renewal_keeps_the_certificate_loaded_before() {
+    let pki = Pki::new("broken");
+    let first = pki.issue("first");
+    let running = start(1, |b| b, serve_tls(pki.tls())).await;
+    let connector = pki.connector(&[b"http/1.1"]);
+    // Served: the first worker has read the files (listening comes before).
+    let tls = connect(running.addr, &connector).await.unwrap();
+    assert_eq!(peer_cert(&tls), first);
+    std::fs::write(pki.cert(), "not a certificate\n").unwrap();
+    tokio::time::timeout(DEADLINE, running.cluster.reload())
+        .await
+        .unwrap()
+        .unwrap();
+    let tls = connect(running.addr, &connector).await.unwrap();
+    assert_eq!(peer_cert(&tls), first);
+    let r = H1s::new(tls).await.unwrap().get("/").await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    stop(&running.cluster).await;
+}
