@@ -4,7 +4,7 @@
 //! Run:  cargo run --release --example same_port -- [--workers N] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
 //!           [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION]
-//!           [--tls-cert PEM --tls-key PEM]
+//!           [--tls-cert PEM --tls-key PEM] [--proxy-protocol]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
 //!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
 //!       with --chaos:
@@ -17,6 +17,9 @@
 //!       refreshing itself), or curl 'localhost:8000/status?format=json'
 //!       with --tls-cert cert.pem --tls-key key.pem: HTTPS, h2 and http/1.1 on the same port:
 //!       curl --cacert ca.pem https://localhost:8000/   # the files are read again on SIGHUP
+//!       with --proxy-protocol (behind HAProxy's `send-proxy` / `send-proxy-v2`):
+//!       every connection starts with a PROXY v1/v2 header; /peer answers the
+//!       client it names (and sticky balance keys on it)
 //! Stop: Ctrl-C or `kill -TERM <pid>`: in-flight requests finish, exit status 0.
 //!       With --drain-delay 2s (or 500ms, 1m30s): /healthz answers 503 for that
 //!       long while everything is still served, so that a load balancer takes
@@ -40,6 +43,7 @@ struct Flags {
     status: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    proxy_protocol: bool,
 }
 
 static FLAGS: OnceLock<Flags> = OnceLock::new();
@@ -49,7 +53,7 @@ const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id
 const USAGE: &str = "usage: same_port [--workers N] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
     [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION] \
-    [--tls-cert PEM --tls-key PEM]";
+    [--tls-cert PEM --tls-key PEM] [--proxy-protocol]";
 
 fn main() -> ExitCode {
     // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         status: None,
         tls_cert: None,
         tls_key: None,
+        proxy_protocol: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -98,6 +103,10 @@ fn main() -> ExitCode {
             "--status" => value("--status").map(|v| flags.status = Some(v)),
             "--tls-cert" => value("--tls-cert").map(|v| flags.tls_cert = Some(v)),
             "--tls-key" => value("--tls-key").map(|v| flags.tls_key = Some(v)),
+            "--proxy-protocol" => {
+                flags.proxy_protocol = true;
+                Ok(())
+            }
             // Checked here, applied by the cluster at start.
             "--drain-delay" => value("--drain-delay").and_then(|v| {
                 humantime::parse_duration(&v)
@@ -110,6 +119,11 @@ fn main() -> ExitCode {
             eprintln!("same_port: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
+    }
+    if flags.proxy_protocol && flags.tls_cert.is_some() {
+        // The PROXY header comes before TLS's: not read under TLS yet.
+        eprintln!("same_port: --proxy-protocol does not go with --tls-cert yet\n{USAGE}");
+        return ExitCode::from(2);
     }
     if flags.tls_cert.is_some() != flags.tls_key.is_some() {
         eprintln!("same_port: --tls-cert and --tls-key go together\n{USAGE}");
@@ -130,7 +144,10 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
         std::process::id(),
         std::thread::current().id()
     );
-    let listener = worker.listen(format!("0.0.0.0:{port}")).await?;
+    let listen = cluster_thread::net::Listen::parse(&format!("0.0.0.0:{port}"))?;
+    let listener = worker
+        .listen(listen.with().proxy_protocol(flags.proxy_protocol))
+        .await?;
     // Built once: each response only clones it (a reference count).
     let id = http::HeaderValue::from(worker.id());
     let mut server = Server::new(listener);

@@ -578,3 +578,29 @@ fn same_port_is_silent_on_stderr_without_rust_log() {
         .collect();
     assert!(logs.is_empty(), "{logs:#?}");
 }
+
+/// `--proxy-protocol`: behind a balancer that sends PROXY headers, `/peer`
+/// answers the client the header names; a connection without one is closed.
+#[test]
+fn same_port_proxy_protocol_gives_the_balancers_client() {
+    let mut run = Run::start(
+        "same_port",
+        &["--workers", "2", "--port", "0", "--proxy-protocol"],
+    );
+    let addr = local(&run.line(|l| l.starts_with("listening on 0.0.0.0:")));
+    let ask = |head: &[u8]| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s.write_all(head).unwrap();
+        s.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    };
+    let text = ask(b"PROXY TCP4 198.51.100.4 192.0.2.1 41000 8000\r\n");
+    assert!(text.ends_with("\r\n\r\n198.51.100.4:41000\n"), "{text}");
+    assert_eq!(ask(b""), "", "a request without a PROXY header is answered");
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+}

@@ -152,26 +152,36 @@ start_host() {
     # `ip netns exec` execs the program: $! is its pid.
     ip netns exec "$(ns "$i")" env -u CLUSTER_THREAD_WORKERS -u CLUSTER_THREAD_BALANCE \
         "$WORK/h$i/same_port" --workers 2 --port 8000 --healthz /healthz \
-        --drain-delay "$DRAIN_DELAY" >>"$logfile" 2>&1 &
+        --drain-delay "$DRAIN_DELAY" --proxy-protocol >>"$logfile" 2>&1 &
     PID[$i]=$!
     wait_for "$DEADLINE" "host $i to listen" grep -q "^listening on 0.0.0.0:8000" "$logfile" \
         || { cat "$logfile" >&2; return 1; }
 }
 
-# One request straight to host I; prints its x-worker-id (bash only, no curl).
+# One request straight to host I, with the PROXY header it expects; prints
+# its x-worker-id (bash only, no curl).
 worker_id() {
     local i=$1
     timeout 5 bash -c '
         exec 3<>"/dev/tcp/$0/8000" || exit 1
-        printf "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" >&3
+        printf "PROXY TCP4 $1 $0 40000 8000\r\nGET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" >&3
         tr -d "\r" <&3 | awk -F": " "tolower(\$1)==\"x-worker-id\" {print \$2}"
-    ' "$(ip_of "$i")"
+    ' "$(ip_of "$i")" "$NET.1"
+}
+
+# GET /peer through HAProxy; prints the body: the client address the host saw.
+peer_via_haproxy() {
+    timeout 5 bash -c '
+        exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
+        printf "GET /peer HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" >&3
+        tr -d "\r" <&3 | tail -n 1
+    ' "${FRONTEND##*:}"
 }
 
 # --- HAProxy ----------------------------------------------------------------
 SERVERS=""
 for i in "${HOSTS[@]}"; do
-    SERVERS+="    server h$i $(ip_of "$i"):8000 check"$'\n'
+    SERVERS+="    server h$i $(ip_of "$i"):8000 check send-proxy-v2 check-send-proxy"$'\n'
 done
 
 # A frontend port below the ephemeral range, retried if taken.
@@ -315,10 +325,11 @@ start_haproxy
 log "HAProxy on $FRONTEND; hosts $(ip_of 1), $(ip_of 2), $(ip_of 3)"
 wait_for "$DEADLINE" "every host UP" all_up
 
-# TODO(PROXY protocol): once same_port has --proxy-protocol and GET /peer,
-# add `send-proxy-v2` to the servers in haproxy.cfg.tmpl, start the hosts
-# with --proxy-protocol, and check here that GET /peer through HAProxy
-# answers 127.0.0.1 (hey's address), not HAProxy's $NET.1.
+# PROXY protocol end to end: a host sees the client (this script, on
+# loopback), not HAProxy's $NET.1.
+PEER=$(peer_via_haproxy)
+[[ $PEER == 127.0.0.1:* ]] || die "GET /peer through HAProxy answered '$PEER', not the client's 127.0.0.1:port"
+log "PROXY protocol: GET /peer through HAProxy answered $PEER (the client, not HAProxy's $NET.1)"
 
 run_mode "rolling reload" 3200 reload_host
 run_mode "rolling restart" 6000 restart_host
