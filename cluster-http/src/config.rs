@@ -74,6 +74,7 @@ pub struct HttpConfig {
     pub(crate) metrics: Option<String>,
     pub(crate) status: Option<String>,
     pub(crate) on_panic: OnPanic,
+    pub(crate) migrate: bool,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::TlsConfig>,
 }
@@ -89,6 +90,7 @@ impl Default for HttpConfig {
             metrics: None,
             status: None,
             on_panic: OnPanic::Restart,
+            migrate: true,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -169,6 +171,19 @@ impl HttpConfig {
     /// What a panic inside a connection does (default [`OnPanic::Restart`]).
     pub fn on_panic(mut self, on_panic: OnPanic) -> Self {
         self.on_panic = on_panic;
+        self
+    }
+
+    /// Whether a draining worker hands its open HTTP/1 keep-alive
+    /// connections to a live worker of the same listener instead of closing
+    /// them (default on). Each moves once no request is in flight on it,
+    /// with the bytes already read, and the client never sees it close.
+    /// HTTP/2 connections get a GOAWAY and TLS connections close as before;
+    /// where no other worker serves the listener (the last one stops, or
+    /// the cluster stops) they close too. Off: every drain closes idle
+    /// connections, as other servers do.
+    pub fn migrate(mut self, on: bool) -> Self {
+        self.migrate = on;
         self
     }
 

@@ -1,45 +1,72 @@
-//! One connection: HTTP/1.1 or HTTP/2 (auto-detected), shut down gracefully
-//! when the server drains or the connection stays idle.
+//! One connection: HTTP/1.1 or HTTP/2 (told apart by the client's first
+//! bytes), shut down gracefully when it stays idle or the server drains,
+//! or, when the server drains, handed to a live worker between two
+//! HTTP/1.1 requests (see [`HttpConfig::migrate`]).
 
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::Response;
 use hyper::body::Body;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::exec::LocalExec;
 use crate::handler::Handler;
 use crate::idle::Activity;
+use crate::rewind::{Rewind, Unflushed};
 use crate::{drain, BoxError, HttpConfig, Request};
 
-/// hyper-util's auto-detecting builder, on the worker's `LocalSet`.
-pub(crate) type HttpBuilder = auto::Builder<LocalExec>;
+/// hyper's connection settings of both protocols, from `config` (validated).
+#[derive(Debug)]
+pub(crate) struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<LocalExec>,
+}
 
-/// The connection settings from `config` (validated).
-pub(crate) fn builder(config: &HttpConfig, exec: LocalExec) -> HttpBuilder {
-    let mut builder = auto::Builder::new(exec);
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(config.header_read_timeout)
-        // The read buffer bounds the request head: past it, 431.
-        .max_buf_size(config.max_header_size);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX));
-    builder
+impl Builders {
+    pub(crate) fn new(config: &HttpConfig, exec: LocalExec) -> Builders {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(config.header_read_timeout)
+            // The read buffer bounds the request head: past it, 431.
+            .max_buf_size(config.max_header_size);
+        let mut http2 = http2::Builder::new(exec);
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX));
+        Builders { http1, http2 }
+    }
+}
+
+/// How a connection of a draining server moves to a live worker: the
+/// listener's migrator, and how to get a `cluster_net` connection back
+/// from the listener's stream (TLS streams cannot).
+pub(crate) struct Handoff<I> {
+    pub(crate) migrator: cluster_net::Migrator,
+    pub(crate) into_connection: fn(I) -> Result<cluster_net::Connection, I>,
 }
 
 /// How long a connection accepted just before a drain may take to send its
-/// first request (at most the header read timeout).
+/// first request (at most the header read timeout), when it cannot move.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// The HTTP/2 client preface; anything else is HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How much a connection reads before hyper does: a whole request head,
+/// usually, so that hyper need not read again.
+const FIRST_READ: usize = 2048;
 
 /// How long a connection may stay without a request in flight.
 #[derive(Debug, Clone, Copy)]
@@ -50,18 +77,25 @@ pub(crate) struct IdleLimits {
     pub(crate) after: Duration,
 }
 
+/// What every connection of one server is given.
+pub(crate) struct Setup<I> {
+    pub(crate) builders: Rc<Builders>,
+    pub(crate) drain: watch::Receiver<bool>,
+    pub(crate) idle: IdleLimits,
+    pub(crate) handoff: Option<Rc<Handoff<I>>>,
+}
+
 /// Serves one connection until it ends: the client closes it, it stays idle
-/// past its limit, or the drain closes it (after its requests in flight).
+/// past its limit, the drain closes it (after its requests in flight), or
+/// the drain moves it to a live worker.
 pub(crate) async fn serve<I, S, B>(
-    io: I,
+    mut io: I,
     peer: Option<SocketAddr>,
-    builder: Rc<HttpBuilder>,
     handler: Handler<S>,
     activity: Rc<Activity>,
-    mut drain: watch::Receiver<bool>,
-    idle: IdleLimits,
+    mut cx: Setup<I>,
 ) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             Request,
             Response = Response<B>,
@@ -72,39 +106,197 @@ pub(crate) async fn serve<I, S, B>(
 {
     // In the connection's span, which names the peer.
     tracing::debug!("connection open");
-    let http = builder.serve_connection_with_upgrades(TokioIo::new(io), handler);
-    tokio::pin!(http);
+    let mut first = BytesMut::with_capacity(FIRST_READ);
+    let first_limit = cx.idle.first;
+    let h2 = tokio::select! {
+        biased;
+        h2 = is_h2(&mut io, &mut first) => match h2 {
+            Ok(h2) => h2,
+            Err(e) => return log(peer, Err(e)),
+        },
+        () = moving(&mut cx) => {
+            let handoff = cx.handoff.as_deref();
+            return hand_over(handoff, io, first.freeze(), Bytes::new()).await;
+        }
+        () = tokio::time::sleep(first_limit) => return,
+        () = activity.evicted() => return,
+    };
+    let unflushed = Unflushed::default();
+    let io = TokioIo::new(Rewind::new(
+        first.freeze(),
+        io,
+        Unflushed::clone(&unflushed),
+    ));
+    if h2 {
+        let mut http = cx.builders.http2.serve_connection(io, handler);
+        // Never `Settled` without `unflushed`.
+        if let Ended::Done(result) = drive(
+            &mut http,
+            |h| h.graceful_shutdown(),
+            &activity,
+            &mut cx,
+            None,
+        )
+        .await
+        {
+            log(peer, result);
+        }
+        return;
+    }
+    let mut http = cx
+        .builders
+        .http1
+        .serve_connection(io, handler)
+        .with_upgrades();
+    let result = match drive(
+        &mut http,
+        |h| h.graceful_shutdown(),
+        &activity,
+        &mut cx,
+        Some(&unflushed),
+    )
+    .await
+    {
+        Ended::Done(result) => result,
+        // Where none can take it after all, it closes as always.
+        Ended::Settled if !cx.handoff.as_ref().is_some_and(|h| h.migrator.possible()) => {
+            Pin::new(&mut http).graceful_shutdown();
+            http.await
+        }
+        Ended::Settled => {
+            // `None`: upgraded, so no longer ours.
+            if let Some(parts) = http.into_parts() {
+                let (io, rest) = parts.io.into_inner().into_parts();
+                hand_over(cx.handoff.as_deref(), io, parts.read_buf, rest).await;
+            }
+            return;
+        }
+    };
+    log(peer, result);
+}
+
+/// Whether the client speaks HTTP/2: reads until its first bytes either
+/// differ from the HTTP/2 preface or are all of it. On EOF: HTTP/1 (hyper
+/// then sees the connection end).
+async fn is_h2<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut) -> std::io::Result<bool> {
+    loop {
+        let n = buf.len().min(H2_PREFACE.len());
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        if io.read_buf(buf).await? == 0 {
+            return Ok(false);
+        }
+    }
+}
+
+/// Resolves once the server drains and this connection can move to a live
+/// worker; pending for ever otherwise.
+async fn moving<I>(cx: &mut Setup<I>) {
+    match &cx.handoff {
+        Some(handoff) => {
+            drain::started(&mut cx.drain).await;
+            if handoff.migrator.possible() {
+                return;
+            }
+            std::future::pending().await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Moves `io` to a live worker with the bytes read from it and not served
+/// yet (`read`, then `rest`, in that order); closes it where it cannot move.
+async fn hand_over<I: AsyncWrite + Unpin>(
+    handoff: Option<&Handoff<I>>,
+    io: I,
+    read: Bytes,
+    rest: Bytes,
+) {
+    let Some(handoff) = handoff else { return };
+    let mut bytes = Vec::with_capacity(read.len() + rest.len());
+    bytes.extend_from_slice(&read);
+    bytes.extend_from_slice(&rest);
+    let mut conn = match (handoff.into_connection)(io) {
+        Ok(conn) => match handoff.migrator.hand_over(conn, &bytes) {
+            Ok(()) => return tracing::debug!("connection moved to a live worker"),
+            Err(conn) => conn,
+        },
+        Err(mut io) => {
+            let _ = io.shutdown().await;
+            return;
+        }
+    };
+    // The last worker went away in the meantime.
+    let _ = conn.shutdown().await;
+}
+
+/// How [`drive`] returned.
+enum Ended {
+    /// The connection ended.
+    Done(Result<(), hyper::Error>),
+    /// The server drains, the connection can move, and it is between two
+    /// requests with its responses flushed: ready to be taken from hyper.
+    Settled,
+}
+
+/// Runs `http` to its end, shutting it down gracefully when the drain
+/// starts (after a moment for the first request of one accepted just
+/// before), it stays idle too long, or the connection cap needs its place.
+/// With `unflushed` (HTTP/1), a drain that can move the connection instead
+/// waits for its request in flight and its response, then returns
+/// [`Ended::Settled`].
+async fn drive<I, F>(
+    http: &mut F,
+    shut_down: impl FnOnce(Pin<&mut F>),
+    activity: &Activity,
+    cx: &mut Setup<I>,
+    unflushed: Option<&Unflushed>,
+) -> Ended
+where
+    F: Future<Output = Result<(), hyper::Error>> + Unpin,
+{
     // Biased: on a wake-up, the connection reads what the client already sent
     // before it is told to shut down, so no request already sent is lost.
-    let result = tokio::select! {
+    tokio::select! {
         biased;
-        result = http.as_mut() => result,
-        () = drain::started(&mut drain) => {
+        result = &mut *http => return Ended::Done(result),
+        () = drain::started(&mut cx.drain) => {
+            let movable = cx.handoff.as_ref().is_some_and(|h| h.migrator.possible());
+            if let Some(unflushed) = unflushed.filter(|_| movable) {
+                // Every change of the two happens inside hyper's poll, on
+                // this task: checking after each poll misses none.
+                return poll_fn(|task| match Pin::new(&mut *http).poll(task) {
+                    Poll::Ready(result) => Poll::Ready(Ended::Done(result)),
+                    Poll::Pending if activity.in_flight() == 0
+                        && !unflushed.load(Ordering::Relaxed) => Poll::Ready(Ended::Settled),
+                    Poll::Pending => Poll::Pending,
+                })
+                .await;
+            }
             if activity.requests() == 0 {
                 // Accepted just before the drain: its first request may be on
                 // its way; give it a moment rather than refuse it.
                 tokio::select! {
                     biased;
-                    result = http.as_mut() => return log(peer, result),
+                    result = &mut *http => return Ended::Done(result),
                     () = activity.first_request() => {}
-                    () = tokio::time::sleep(idle.first.min(FIRST_REQUEST_GRACE)) => {}
+                    () = tokio::time::sleep(cx.idle.first.min(FIRST_REQUEST_GRACE)) => {}
                 }
             }
-            http.as_mut().graceful_shutdown();
-            http.await
         }
-        () = activity.idle_for(idle.first, idle.after) => {
-            tracing::trace!(?peer, "connection idle; closing it");
-            http.as_mut().graceful_shutdown();
-            http.await
+        () = activity.idle_for(cx.idle.first, cx.idle.after) => {
+            tracing::trace!("connection idle; closing it");
         }
         () = activity.evicted() => {
-            tracing::debug!(?peer, "idle connection closed to admit a new one (connection cap)");
-            http.as_mut().graceful_shutdown();
-            http.await
+            tracing::debug!("idle connection closed to admit a new one (connection cap)");
         }
-    };
-    log(peer, result);
+    }
+    shut_down(Pin::new(&mut *http));
+    Ended::Done(http.await)
 }
 
 fn log<E: std::fmt::Display>(peer: Option<SocketAddr>, result: Result<(), E>) {

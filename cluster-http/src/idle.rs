@@ -72,6 +72,11 @@ impl Activity {
         }
     }
 
+    /// Requests in flight on this connection.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
     /// Requests started on this connection so far.
     pub(crate) fn requests(&self) -> u64 {
         self.requests.get()

@@ -19,7 +19,10 @@
 //! - Graceful drain when the worker is disconnected (`handle.disconnect()`,
 //!   a reload, a scale-down, the cluster's stop on SIGTERM): the listener is
 //!   dropped so the primary hands new connections to the other workers, idle
-//!   keep-alive connections are closed, HTTP/2 connections get GOAWAY, the
+//!   HTTP/1.1 keep-alive connections **move to a live worker** of the same
+//!   listener with the bytes already read (the client never sees them
+//!   close; [`HttpConfig::migrate`]) or, where none is left, are closed,
+//!   HTTP/2 connections get GOAWAY, the
 //!   requests in flight finish, and `serve` returns `Ok` as soon as the last
 //!   connection has ended; the drain deadline only forces the rest closed.
 //! - Limits with sane defaults ([`HttpConfig`]): header read timeout (slow
@@ -126,6 +129,7 @@ mod handler;
 mod idle;
 mod listener;
 mod metrics;
+mod rewind;
 mod serve;
 mod server;
 mod service;

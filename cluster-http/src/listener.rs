@@ -85,6 +85,21 @@ pub trait Listener: Sized + 'static {
         let _ = io;
         None
     }
+
+    /// How this listener's connections move to its other workers when this
+    /// one drains (see [`HttpConfig::migrate`](crate::HttpConfig::migrate)):
+    /// `cluster_net`'s listeners have a migrator. The default has none, and
+    /// the drain closes idle connections.
+    fn migrator(&self) -> Option<cluster_net::Migrator> {
+        None
+    }
+
+    /// The `cluster_net` connection under a stream, to move it to another
+    /// worker; `Err` gives back one that cannot move (the default; TLS).
+    #[allow(clippy::result_large_err)] // the stream itself comes back
+    fn into_connection(io: Self::Io) -> Result<cluster_net::Connection, Self::Io> {
+        Err(io)
+    }
 }
 
 /// The local address of a connection accepted on a listener bound to
@@ -139,6 +154,14 @@ impl Listener for cluster_net::Listener {
 
     fn idle_handle(io: &Self::Io) -> Option<cluster_net::IdleHandle> {
         Some(io.idle_handle())
+    }
+
+    fn migrator(&self) -> Option<cluster_net::Migrator> {
+        cluster_net::Listener::migrator(self)
+    }
+
+    fn into_connection(io: Self::Io) -> Result<cluster_net::Connection, Self::Io> {
+        Ok(io)
     }
 
     async fn close(self) -> Vec<(Self::Io, Option<ConnectionInfo>)> {

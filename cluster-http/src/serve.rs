@@ -13,7 +13,7 @@ use hyper::body::Body;
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 
-use crate::connection::{self, IdleLimits};
+use crate::connection::{self, Builders, Handoff, IdleLimits, Setup};
 use crate::drain::Drain;
 use crate::endpoints::Endpoints;
 use crate::exec::LocalExec;
@@ -73,7 +73,7 @@ where
         return Err(e);
     }
     let (panic_tx, mut panics) = mpsc::unbounded_channel();
-    let builder = Rc::new(connection::builder(&config, LocalExec::new(panic_tx)));
+    let builders = Rc::new(Builders::new(&config, LocalExec::new(panic_tx)));
     #[cfg(feature = "metrics")]
     if config.metrics.is_some() {
         // The recorder from now on, so that what the service records shows.
@@ -114,13 +114,27 @@ where
             tracing::error!(%addr, %message, "a connection panicked; serving on (on_panic = ignore)");
         }
     };
+    // Taken now: a closed listener has none.
+    let handoff = listener
+        .migrator()
+        .filter(|_| config.migrate)
+        .map(|migrator| {
+            Rc::new(Handoff {
+                migrator,
+                into_connection: L::into_connection,
+            })
+        });
     let mut conns = JoinSet::new();
     let mut failure = None;
     let start = |conns: &mut JoinSet<()>, (mut io, info): (L::Io, Option<ConnectionInfo>)| {
         let activity = Activity::new(Arc::clone(&shared.slot), L::idle_handle(&io));
-        let (service, shared, builder) =
-            (Rc::clone(&service), Rc::clone(&shared), Rc::clone(&builder));
-        let drain = shared.drain.watch();
+        let (service, shared) = (Rc::clone(&service), Rc::clone(&shared));
+        let setup = Setup {
+            builders: Rc::clone(&builders),
+            drain: shared.drain.watch(),
+            idle,
+            handoff: handoff.clone(),
+        };
         let span = tracing::debug_span!("connection", peer = ?info.map(|i| i.peer));
         conns.spawn_local(tracing::Instrument::instrument(
             async move {
@@ -133,16 +147,7 @@ where
                     }
                 };
                 let handler = Handler::new(service, shared, Rc::clone(&activity), info);
-                connection::serve(
-                    io,
-                    info.map(|i| i.peer),
-                    builder,
-                    handler,
-                    activity,
-                    drain,
-                    idle,
-                )
-                .await;
+                connection::serve(io, info.map(|i| i.peer), handler, activity, setup).await;
             },
             span,
         ));

@@ -106,6 +106,12 @@ impl<L: Listener> Server<L> {
         self
     }
 
+    /// See [`HttpConfig::migrate`].
+    pub fn migrate(mut self, on: bool) -> Self {
+        self.config = self.config.migrate(on);
+        self
+    }
+
     /// See [`HttpConfig::on_panic`].
     pub fn on_panic(mut self, on_panic: OnPanic) -> Self {
         self.config = self.config.on_panic(on_panic);

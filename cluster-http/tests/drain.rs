@@ -1,5 +1,5 @@
 //! Graceful drain inside one process: a disconnected worker stops accepting,
-//! closes its idle connections, finishes its requests in flight, and returns;
+//! moves its idle connections to a live worker (or closes them), finishes its requests in flight, and returns;
 //! the drain deadline closes what is left; a rolling reload fails no request.
 
 mod common;
@@ -14,8 +14,17 @@ use cluster_http::HttpConfig;
 use common::{eventually, serve_app, start, until, Gate, H1};
 use http::StatusCode;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disconnected_worker_finishes_its_requests_while_the_others_serve() {
+/// A cluster of two whose worker `victim` holds two keep-alive
+/// connections: `idle`, and `in_flight`'s, with a request in the service.
+struct Victim {
+    running: common::Running,
+    gate: Arc<Gate>,
+    victim: u64,
+    idle: H1,
+    in_flight: tokio::task::JoinHandle<(Result<common::Reply, common::BoxError>, H1)>,
+}
+
+async fn victim(config: Option<HttpConfig>) -> Victim {
     let gate = Arc::new(Gate::default());
     let running = start(
         2,
@@ -23,17 +32,13 @@ async fn a_disconnected_worker_finishes_its_requests_while_the_others_serve() {
             b.state(Arc::clone(&gate))
                 .shutdown_timeout(Duration::from_secs(60))
         },
-        serve_app(None),
+        serve_app(config),
     )
     .await;
     let addr = running.addr;
-    let mut events = running.events;
-
-    // Two keep-alive connections on the same worker: one will stay idle, the
-    // other will have a request in flight.
     let mut busy = H1::connect(addr).await.unwrap();
     let victim = busy.get("/").await.unwrap().worker();
-    let mut idle = loop {
+    let idle = loop {
         let mut c = H1::connect(addr).await.unwrap();
         if c.get("/").await.unwrap().worker() == victim {
             break c;
@@ -48,17 +53,84 @@ async fn a_disconnected_worker_finishes_its_requests_while_the_others_serve() {
         "the request in the service",
     )
     .await;
+    Victim {
+        running,
+        gate,
+        victim,
+        idle,
+        in_flight,
+    }
+}
 
+/// Connections handed from one worker to another on the cluster's sockets.
+fn migrated(cluster: &cluster_core::Cluster) -> u64 {
+    cluster_net::stats(cluster)
+        .iter()
+        .map(|s| s.migrated)
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_worker_moves_its_connections_and_finishes_its_requests() {
+    let Victim {
+        running,
+        gate,
+        victim,
+        mut idle,
+        in_flight,
+    } = victim(None).await;
+    let mut events = running.events;
+    running.cluster.worker(victim).unwrap().disconnect();
+    // The idle connection moves to the other worker at once, open.
+    eventually(
+        || migrated(&running.cluster) == 1,
+        "the idle connection moved",
+    )
+    .await;
+    assert!(!idle.is_closed());
+    assert_ne!(idle.get("/").await.unwrap().worker(), victim);
+    assert!(!in_flight.is_finished());
+    // New connections go to the other worker.
+    for _ in 0..10 {
+        let reply = common::get(running.addr, "/").await.unwrap();
+        assert_ne!(reply.worker(), victim);
+    }
+    // The request in flight is answered by its worker, as a keep-alive
+    // response; then its connection moves too.
+    gate.open();
+    let (reply, mut busy) = in_flight.await.unwrap();
+    let reply = reply.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.worker(), victim);
+    assert!(!reply.headers.contains_key("connection"), "{reply:?}");
+    let reason = until(&mut events, |e| match e {
+        ClusterEvent::Exit { worker, reason } if worker.id() == victim => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, ExitReason::Returned);
+    assert_eq!(migrated(&running.cluster), 2);
+    assert_ne!(busy.get("/").await.unwrap().worker(), victim);
+    assert!(!idle.is_closed() && !busy.is_closed());
+    common::stop(&running.cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_migration_a_disconnected_worker_closes_idle_connections() {
+    let Victim {
+        running,
+        gate,
+        victim,
+        mut idle,
+        in_flight,
+    } = victim(Some(HttpConfig::default().migrate(false))).await;
+    let mut events = running.events;
     running.cluster.worker(victim).unwrap().disconnect();
     // The idle connection is closed at once; the busy one is not.
     eventually(|| idle.is_closed(), "the idle connection closed").await;
     assert!(idle.get("/").await.is_err());
     assert!(!in_flight.is_finished());
-    // New connections go to the other worker.
-    for _ in 0..10 {
-        let reply = common::get(addr, "/").await.unwrap();
-        assert_ne!(reply.worker(), victim);
-    }
     gate.open();
     let (reply, busy) = in_flight.await.unwrap();
     let reply = reply.unwrap();
@@ -66,13 +138,13 @@ async fn a_disconnected_worker_finishes_its_requests_while_the_others_serve() {
     assert_eq!(reply.worker(), victim);
     assert_eq!(reply.headers["connection"], "close");
     busy.closed().await;
-
     let reason = until(&mut events, |e| match e {
         ClusterEvent::Exit { worker, reason } if worker.id() == victim => Some(reason.clone()),
         _ => None,
     })
     .await;
     assert_eq!(reason, ExitReason::Returned);
+    assert_eq!(migrated(&running.cluster), 0);
     common::stop(&running.cluster).await;
 }
 

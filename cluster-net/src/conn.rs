@@ -67,6 +67,8 @@ pub(crate) struct Totals {
     pub(crate) accept_errors: AtomicU64,
     /// Connections closed for a missing or malformed PROXY header.
     pub(crate) proxy_rejected: AtomicU64,
+    /// Open connections handed from a draining worker to another one.
+    pub(crate) migrated: AtomicU64,
     /// The cluster's cap, over every listener.
     pub(crate) cap: Arc<Cap>,
 }
@@ -78,6 +80,7 @@ impl Totals {
             freed: Notify::new(),
             accept_errors: AtomicU64::new(0),
             proxy_rejected: AtomicU64::new(0),
+            migrated: AtomicU64::new(0),
             cap,
         }
     }
@@ -223,6 +226,10 @@ impl Connection {
                 })
             }
         }
+    }
+
+    pub(crate) fn totals(&self) -> &Arc<Totals> {
+        &self._guard.totals
     }
 
     /// Back to std form, to move to another worker: `read` (bytes read and

@@ -329,13 +329,21 @@ impl Migrator {
     /// this worker's reactor, it is closed.)
     #[allow(clippy::result_large_err)] // the connection itself comes back, as with `try_send`
     pub fn hand_over(&self, conn: Connection, read: &[u8]) -> Result<(), Connection> {
-        let draining = self.seat.worker.cluster_info().phase >= cluster_core::Phase::Draining;
-        if draining || !self.seat.dispatch.has_other(self.seat.inbox) {
+        if !self.possible() {
             return Err(conn);
         }
+        let totals = std::sync::Arc::clone(conn.totals());
         if let Some(accepted) = conn.into_accepted(read) {
+            totals.migrated.fetch_add(1, Ordering::Relaxed);
             self.seat.dispatch.deliver_except(accepted, self.seat.inbox);
         }
         Ok(())
+    }
+
+    /// Whether [`hand_over`](Self::hand_over) would take a connection now:
+    /// another worker listens on the socket, and the cluster does not drain.
+    pub fn possible(&self) -> bool {
+        let draining = self.seat.worker.cluster_info().phase >= cluster_core::Phase::Draining;
+        !draining && self.seat.dispatch.has_other(self.seat.inbox)
     }
 }

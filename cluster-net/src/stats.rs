@@ -26,6 +26,9 @@ pub struct ListenerStats {
     /// Connections closed for a missing or malformed PROXY header on the
     /// listener's socket so far.
     pub proxy_rejected: u64,
+    /// Open connections handed over from draining workers to live ones
+    /// (see [`Migrator`](crate::Migrator)) on the listener's socket so far.
+    pub migrated: u64,
 }
 
 /// The connection counts of every live worker's listeners, read by the primary.
@@ -41,6 +44,7 @@ pub fn stats(cluster: &Cluster) -> Vec<ListenerStats> {
             active: c.active.load(Ordering::Relaxed),
             accept_errors: totals.accept_errors.load(Ordering::Relaxed),
             proxy_rejected: totals.proxy_rejected.load(Ordering::Relaxed),
+            migrated: totals.migrated.load(Ordering::Relaxed),
         })
         .collect();
     all.sort_by_key(|s| (s.address.to_string(), s.slot, s.worker));

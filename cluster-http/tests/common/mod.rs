@@ -127,12 +127,20 @@ impl Gate {
 /// - `/wait-drain`: prints `in flight <id>`, waits until the worker is
 ///   disconnected, then answers `finished`
 /// - `/stuck`: never answers
+/// - `/echo`: answers the request's body
 pub fn app(req: Request) -> impl Future<Output = Result<Response<String>, Infallible>> {
     let worker = cluster_core::worker().expect("the service runs on a worker");
     async move {
         let path = req.uri().path().to_owned();
         let (status, body) = match path.as_str() {
             "/" => (StatusCode::OK, "hello world\n".to_owned()),
+            "/echo" => match req.into_body().collect().await {
+                Ok(body) => (
+                    StatusCode::OK,
+                    String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+                ),
+                Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+            },
             "/panic" => panic!("the test asked for a panic"),
             "/block" => match worker.state::<std::sync::Arc<Gate>>() {
                 Some(gate) => {
