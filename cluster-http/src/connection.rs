@@ -54,6 +54,8 @@ impl Builders {
 /// from the listener's stream (TLS streams cannot).
 pub(crate) struct Handoff<I> {
     pub(crate) migrator: cluster_net::Migrator,
+    /// Counts what moves.
+    pub(crate) slot: std::sync::Arc<crate::slots::Slot>,
     pub(crate) into_connection: fn(I) -> Result<cluster_net::Connection, I>,
 }
 
@@ -222,7 +224,10 @@ async fn hand_over<I: AsyncWrite + Unpin>(
     bytes.extend_from_slice(&rest);
     let mut conn = match (handoff.into_connection)(io) {
         Ok(conn) => match handoff.migrator.hand_over(conn, &bytes) {
-            Ok(()) => return tracing::debug!("connection moved to a live worker"),
+            Ok(()) => {
+                handoff.slot.migrated.fetch_add(1, Ordering::Relaxed);
+                return tracing::debug!("connection moved to a live worker");
+            }
             Err(conn) => conn,
         },
         Err(mut io) => {

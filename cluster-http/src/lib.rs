@@ -49,12 +49,13 @@
 //! | `cluster_thread_slot_worker` | gauge, always 1: the slot's current worker | `slot`, `worker` |
 //! | `cluster_thread_connections_accepted_total` | counter | `slot` |
 //! | `cluster_thread_connections_active` | gauge | `slot` |
+//! | `cluster_thread_connections_migrated_total` | counter: open connections moved to a live worker by a drain | `slot` |
 //! | `cluster_thread_requests_total` | counter | `slot` |
 //! | `cluster_thread_request_duration_seconds` | histogram (0.5 ms … 10 s), head to end of body | `slot` |
 //! | `cluster_thread_slot_restarts_total` | counter | `slot` |
 //! | `cluster_thread_slot_draining` | gauge | `slot` |
 //! | `cluster_thread_slot_uptime_seconds` | gauge | `slot` |
-//! | `cluster_thread_cluster_requests_total`, `…_connections_accepted_total`, `…_connections_active` | totals over every slot | |
+//! | `cluster_thread_cluster_requests_total`, `…_connections_accepted_total`, `…_connections_migrated_total`, `…_connections_active` | totals over every slot | |
 //! | `cluster_thread_workers` | gauge | |
 //! | `cluster_thread_restarts_total` | counter | |
 //! | `cluster_thread_phase` | gauge, 1 for the current phase | `phase` |

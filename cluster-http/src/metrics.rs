@@ -63,8 +63,15 @@ pub(crate) fn render(worker: &Worker) -> String {
         &mut out,
         "connections_accepted_total",
         "counter",
-        "Connections the slot's workers accepted.",
+        "Connections the slot's workers accepted (one moved in from another worker counts again).",
         &|s| s.accepted.to_string(),
+    );
+    per_slot(
+        &mut out,
+        "connections_migrated_total",
+        "counter",
+        "Open connections the slot's draining workers handed to live workers instead of closing them.",
+        &|s| s.migrated.to_string(),
     );
     per_slot(
         &mut out,
@@ -147,6 +154,12 @@ pub(crate) fn render(worker: &Worker) -> String {
             "counter",
             "Connections the cluster accepted, all slots together.",
             total(|s| s.accepted),
+        ),
+        (
+            "cluster_connections_migrated_total",
+            "counter",
+            "Open connections handed from draining workers to live ones, all slots together.",
+            total(|s| s.migrated),
         ),
         (
             "cluster_connections_active",

@@ -121,6 +121,7 @@ where
         .map(|migrator| {
             Rc::new(Handoff {
                 migrator,
+                slot: Arc::clone(&slot),
                 into_connection: L::into_connection,
             })
         });

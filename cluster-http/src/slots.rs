@@ -50,6 +50,8 @@ pub(crate) struct Slot {
     pub(crate) requests: AtomicU64,
     pub(crate) accepted: AtomicU64,
     pub(crate) active: AtomicU64,
+    /// Open connections its draining workers handed to live workers.
+    pub(crate) migrated: AtomicU64,
     pub(crate) latency: Histogram,
     current: Mutex<Current>,
 }
@@ -73,6 +75,7 @@ pub(crate) struct Snapshot {
     pub(crate) requests: u64,
     pub(crate) accepted: u64,
     pub(crate) active: u64,
+    pub(crate) migrated: u64,
     /// Per bucket (not cumulative), the last one past the largest bound.
     pub(crate) buckets: [u64; BUCKETS_US.len() + 1],
     pub(crate) sum_us: u64,
@@ -163,6 +166,7 @@ impl Slot {
             current: *self.lock(),
             requests: self.requests.load(Ordering::Relaxed),
             accepted: self.accepted.load(Ordering::Relaxed),
+            migrated: self.migrated.load(Ordering::Relaxed),
             active: self.active.load(Ordering::Relaxed),
             buckets,
             sum_us: self.latency.sum_us.load(Ordering::Relaxed),

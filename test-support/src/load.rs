@@ -1,5 +1,5 @@
 //! Steady `GET /` load from client threads, counting what succeeded, what
-//! failed, and idle keep-alive closes retried on a new connection.
+//! failed, and the idle keep-alive connections the server closed.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,10 +14,12 @@ use crate::DEADLINE;
 pub struct Counts {
     pub ok: AtomicU64,
     pub failed: AtomicU64,
-    /// Keep-alive connections the server closed while idle, whose next
-    /// request was retried on a new connection, as HTTP/1.1 clients do for
-    /// idempotent requests (RFC 9112 §9.3.1). Not failures.
-    pub retried: AtomicU64,
+    /// Keep-alive connections the server closed while idle, as the next
+    /// request went out: closes seen by the client. This client then
+    /// retries on a new connection, as HTTP/1.1 clients may for idempotent
+    /// requests (RFC 9112 §9.3.1), so they are not counted as failures; a
+    /// client that never retries (or a POST) would have failed each.
+    pub closed: AtomicU64,
 }
 
 /// Steady `GET /` load from `clients` threads until stopped.
@@ -62,7 +64,7 @@ impl Load {
         }
     }
 
-    /// Stops and returns (ok, failed, retried).
+    /// Stops and returns (ok, failed, closed).
     pub fn finish(self) -> (u64, u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
@@ -72,7 +74,7 @@ impl Load {
         (
             c.ok.load(Ordering::Relaxed),
             c.failed.load(Ordering::Relaxed),
-            c.retried.load(Ordering::Relaxed),
+            c.closed.load(Ordering::Relaxed),
         )
     }
 }
@@ -108,7 +110,7 @@ fn client(addr: SocketAddr, keep_alive: bool, stop: &AtomicBool, counts: &Counts
             // The server closed an idle keep-alive connection before reading
             // this request: retry on a new connection.
             Err(e) if reused && closed_before_response(&e) => {
-                counts.retried.fetch_add(1, Ordering::Relaxed);
+                counts.closed.fetch_add(1, Ordering::Relaxed);
             }
             Ok(r) => {
                 eprintln!("status {}", r.status);

@@ -2,14 +2,12 @@
 //! as a child process; its printed lines, responses and exit status are
 //! checked.
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use common::{get, local, Run, DEADLINE};
+use test_support::{get, local, Run, DEADLINE};
 
 #[test]
 fn messaging_prints_every_workers_answer_and_exits_0() {
@@ -112,7 +110,7 @@ fn same_port_chaos_a_panic_costs_one_request_and_the_worker_is_replaced() {
 
 #[test]
 fn different_ports_gives_each_slot_its_own_port() {
-    let base = common::free_port_run(2);
+    let base = test_support::free_port_run(2);
     let mut run = Run::start(
         "different_ports",
         &["--workers", "2", "--port", &base.to_string()],
@@ -200,7 +198,7 @@ fn same_port_refuses_a_bad_drain_delay() {
 
 #[test]
 fn different_ports_answers_healthz_and_metrics_on_each_port() {
-    let base = common::free_port_run(2);
+    let base = test_support::free_port_run(2);
     let mut run = Run::start(
         "different_ports",
         &[
@@ -285,9 +283,9 @@ fn hot_upgrade_hands_the_port_to_a_new_process_on_sigquit() {
         get(addr, "/").unwrap().body,
         format!("served by pid {new}\n")
     );
-    common::signal(new, libc::SIGTERM);
+    test_support::signal(new, libc::SIGTERM);
     let end = Instant::now() + DEADLINE;
-    while common::alive(new) {
+    while test_support::alive(new) {
         assert!(Instant::now() < end, "the new process did not stop");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -310,9 +308,9 @@ fn axum_hot_upgrades_on_sigquit() {
     // The new process has its own counter: it starts again from zero.
     assert_eq!(get(addr, "/hits").unwrap().body, "0\n");
     let pid = served_by(addr);
-    common::signal(pid, libc::SIGTERM);
+    test_support::signal(pid, libc::SIGTERM);
     let end = Instant::now() + DEADLINE;
-    while common::alive(pid) {
+    while test_support::alive(pid) {
         assert!(Instant::now() < end, "the new process did not stop");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -462,7 +460,7 @@ fn same_port_logging(
     rust_log: Option<&str>,
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::process::{Command, Stdio};
-    let mut command = Command::new(common::example("same_port"));
+    let mut command = Command::new(test_support::example("same_port"));
     command
         .args(["--workers", "1", "--port", "0", "--chaos"])
         .env_remove("CLUSTER_THREAD_WORKERS")
@@ -542,9 +540,9 @@ fn same_port_logs_restarts_reloads_and_connections_with_rust_log() {
         "{restart}"
     );
     // A reload (SIGHUP), at info.
-    common::signal(child.id(), libc::SIGHUP);
+    test_support::signal(child.id(), libc::SIGHUP);
     wait_line(&rx, &mut seen, |l| l.contains("rolling reload done"));
-    common::signal(child.id(), libc::SIGTERM);
+    test_support::signal(child.id(), libc::SIGTERM);
     wait_line(&rx, &mut seen, |l| {
         l.contains("SIGTERM: stopping gracefully")
     });
@@ -558,13 +556,13 @@ fn same_port_is_silent_on_stderr_without_rust_log() {
     let line = wait_line(&rx, &mut seen, |l| l.starts_with("listening on "));
     let addr = local(&line);
     assert_eq!(get(addr, "/").unwrap().status, 200);
-    common::signal(child.id(), libc::SIGHUP);
+    test_support::signal(child.id(), libc::SIGHUP);
     // The reload is done once a new worker (id 2) answers.
     let end = Instant::now() + DEADLINE;
     while get(addr, "/").unwrap().worker.as_deref() != Some("2") {
         assert!(Instant::now() < end, "the reload did not finish");
     }
-    common::signal(child.id(), libc::SIGTERM);
+    test_support::signal(child.id(), libc::SIGTERM);
     assert!(child.wait().unwrap().success());
     // Everything printed (stdout's lines and stderr's, both ended now).
     seen.extend(rx.iter());

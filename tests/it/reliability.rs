@@ -4,16 +4,29 @@
 //! `CLUSTER_THREAD_FAULT_SECONDS` (3 s by default, longer from
 //! `cargo xtask soak`).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{alive, get, local, seconds, signal, Load, Run, DEADLINE};
+use test_support::{alive, get, local, seconds, signal, Load, Run, DEADLINE};
 
 fn start(args: &[&str]) -> (Run, std::net::SocketAddr) {
-    let mut run = Run::start("same_port", args);
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--metrics", "/metrics"])
+        .collect();
+    let mut run = Run::start("same_port", &args);
     let addr = local(&run.line(|l| l.starts_with("listening on ")));
     (run, addr)
+}
+
+/// Open connections the cluster's draining workers moved to live ones, from
+/// one scrape of `/metrics`.
+fn migrated(addr: std::net::SocketAddr) -> u64 {
+    let body = get(addr, "/metrics").expect("a scrape").body;
+    body.lines()
+        .find_map(|l| l.strip_prefix("cluster_thread_cluster_connections_migrated_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no migration count in {body}"))
 }
 
 /// A worker panics every 200 ms under steady load: no request fails but the
@@ -40,9 +53,10 @@ fn panics_under_load(balance: &'static str, keep_alive: bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
     load.wait_for_more(100);
-    let (ok, failed, retried) = load.finish();
+    let (ok, failed, closed) = load.finish();
+    let migrated = migrated(addr);
     eprintln!(
-        "panics under load ({balance}, {}): {ok} served, {failed} failed, {retried} idle keep-alive closes retried, {panics} workers panicked",
+        "panics under load ({balance}, {}): {ok} served, {failed} failed, {closed} idle keep-alive closes seen by clients, {migrated} connections migrated, {panics} workers panicked",
         if keep_alive { "keep-alive" } else { "new connection per request" }
     );
     assert!(panics >= 5, "only {panics} panics");
@@ -50,6 +64,11 @@ fn panics_under_load(balance: &'static str, keep_alive: bool) {
         failed, 0,
         "{balance}: requests failed while workers panicked"
     );
+    if keep_alive {
+        // The workers' keep-alive connections moved to the live worker.
+        assert_eq!(closed, 0, "{balance}: clients saw idle connections close");
+        assert!(migrated > 0);
+    }
     run.signal(libc::SIGTERM);
     assert!(run.exit_status().success());
 }
@@ -133,12 +152,17 @@ fn reload_under_load(keep_alive: bool) {
         reloads += 1;
         load.wait_for_more(50);
     }
-    let (ok, failed, retried) = load.finish();
+    let (ok, failed, closed) = load.finish();
+    let migrated = migrated(addr);
     eprintln!(
-        "reload under load ({}): {ok} served, {failed} failed, {retried} idle keep-alive closes retried, {reloads} reloads",
+        "reload under load ({}): {ok} served, {failed} failed, {closed} idle keep-alive closes seen by clients, {migrated} connections migrated, {reloads} reloads",
         if keep_alive { "keep-alive" } else { "new connection per request" }
     );
     assert_eq!(failed, 0, "requests failed during reloads");
+    if keep_alive {
+        assert_eq!(closed, 0, "clients saw idle connections close");
+        assert!(migrated > 0);
+    }
     run.signal(libc::SIGTERM);
     assert!(run.exit_status().success());
 }
@@ -168,8 +192,8 @@ fn hot_upgrade_under_load() {
     let status = run.exit_status();
     assert!(status.success(), "the old process: {status}");
     load.wait_for_more(200);
-    let (ok, failed, retried) = load.finish();
-    eprintln!("hot upgrade under load: {ok} served, {failed} failed, {retried} retried; pid {old} -> {new}");
+    let (ok, failed, closed) = load.finish();
+    eprintln!("hot upgrade under load: {ok} served, {failed} failed, {closed} idle keep-alive closes seen by clients; pid {old} -> {new}");
     assert_eq!(failed, 0, "requests failed during the upgrade");
     signal(new, libc::SIGTERM);
     let end = Instant::now() + DEADLINE;

@@ -2,13 +2,11 @@
 //! `same_port` example says `READY=1` (and its `MAINPID`) once its workers
 //! listen, and `STOPPING=1` when SIGTERM starts the drain.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{example, signal, DEADLINE};
+use test_support::{example, signal, DEADLINE};
 
 /// Kills the child if the test fails before it exits.
 struct KillOnDrop(std::process::Child);
@@ -86,7 +84,7 @@ fn has_line(message: &str, want: &str) -> bool {
 /// Waits until `pid` has exited.
 fn wait_exit(pid: u32) {
     let end = std::time::Instant::now() + DEADLINE;
-    while common::alive(pid) {
+    while test_support::alive(pid) {
         assert!(std::time::Instant::now() < end, "pid {pid} did not exit");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -98,7 +96,7 @@ struct KillPidOnDrop(Option<u32>);
 impl Drop for KillPidOnDrop {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
-            if common::alive(pid) {
+            if test_support::alive(pid) {
                 // SAFETY: kill(2) on the process this test's child started.
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             }
@@ -114,7 +112,7 @@ impl Drop for KillPidOnDrop {
 /// `STOPPING=1`), and `STOPPING=1` when SIGTERM drains it.
 #[test]
 fn socket_activated_ready_reloading_watchdog_upgrade_stopping() {
-    let Some(activate) = common::which("systemd-socket-activate") else {
+    let Some(activate) = test_support::which("systemd-socket-activate") else {
         eprintln!(
             "SKIP socket_activated_...: systemd-socket-activate not found \
              (Debian package systemd; .ci/run installs it)"
@@ -132,7 +130,7 @@ fn socket_activated_ready_reloading_watchdog_upgrade_stopping() {
     // where no port-0 socket can take it; retried if it was taken anyway.
     let (mut child, port) = (0..20)
         .find_map(|_| {
-            let port = common::free_port_run(1);
+            let port = test_support::free_port_run(1);
             let mut child = KillOnDrop(
                 Command::new(&activate)
                     .arg(format!("--listen=0.0.0.0:{port}"))
@@ -166,7 +164,7 @@ fn socket_activated_ready_reloading_watchdog_upgrade_stopping() {
     // serves it on systemd's socket.
     let mut first = std::net::TcpStream::connect(addr).unwrap();
     first.set_read_timeout(Some(DEADLINE)).unwrap();
-    let r = common::exchange(&mut first, "/", false).unwrap();
+    let r = test_support::exchange(&mut first, "/", false).unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "hello world\n"));
     let ready = recv_skipping_pings(&socket, &mut pings);
     assert!(has_line(&ready, "READY=1"), "{ready:?}");
@@ -184,7 +182,7 @@ fn socket_activated_ready_reloading_watchdog_upgrade_stopping() {
     );
     let reloaded = recv_skipping_pings(&socket, &mut pings);
     assert_eq!(reloaded.trim(), "READY=1");
-    assert_eq!(common::get(addr, "/").unwrap().status, 200);
+    assert_eq!(test_support::get(addr, "/").unwrap().status, 200);
     assert_eq!(recv(&socket).trim(), "WATCHDOG=1");
 
     // Hot upgrade: the new process says its pid; the old one drains without
@@ -220,7 +218,7 @@ fn socket_activated_ready_reloading_watchdog_upgrade_stopping() {
         assert_eq!(message.trim(), "WATCHDOG=1", "after the old process exited");
     }
     socket.set_nonblocking(false).unwrap();
-    assert_eq!(common::get(addr, "/").unwrap().status, 200);
+    assert_eq!(test_support::get(addr, "/").unwrap().status, 200);
     // The new process pings the watchdog too (the old one has exited).
     assert_eq!(recv(&socket).trim(), "WATCHDOG=1");
 

@@ -3,12 +3,10 @@
 //! delay and shutdown timeout. The Kubernetes container's arguments are run
 //! for real.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{get, local, Run, DEADLINE};
+use test_support::{get, local, Run, DEADLINE};
 use yaml_serde::Value;
 
 fn file(path: &str) -> PathBuf {
@@ -237,7 +235,7 @@ fn haproxy_and_nginx_configs_agree_with_the_hosts() {
 /// With HAProxy installed (as .ci/run does), the example config is valid.
 #[test]
 fn haproxy_accepts_the_example_config() {
-    let Some(haproxy) = common::which("haproxy") else {
+    let Some(haproxy) = test_support::which("haproxy") else {
         eprintln!("SKIP haproxy_accepts_the_example_config: haproxy not installed");
         return;
     };
