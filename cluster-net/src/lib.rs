@@ -51,6 +51,7 @@ mod error;
 pub mod handoff;
 mod listen;
 mod listener;
+mod passing;
 mod plan;
 mod proxy;
 mod registry;

@@ -138,7 +138,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         b => {
             let dispatch = Arc::clone(&socket.dispatch);
             let inbox = dispatch.attach(slot, Arc::clone(&counters), max_per_worker);
-            let seat = Seat::new(worker, dispatch, inbox, None);
+            let seat = Seat::new(worker, &socket.label, dispatch, inbox, None);
             seat.watch(&registry.acceptor(&socket.address)?);
             if b.uses_acceptor() {
                 Mode::Dispatched(seat)
@@ -227,7 +227,7 @@ fn reuseport(
     let own = AcceptSocket::register(&member.listener, socket.proxy).map_err(fail)?;
     member.attach();
     let inbox = dispatch.attach(slot, Arc::clone(counters), limit);
-    let seat = Seat::new(worker, dispatch, inbox, Some(member));
+    let seat = Seat::new(worker, &socket.label, dispatch, inbox, Some(member));
     seat.watch(&acceptor);
     Ok(Mode::Own {
         own,

@@ -24,6 +24,8 @@ use crate::registry::{Key, Registry, ReuseSocket};
 /// the live workers.
 pub(crate) struct Seat {
     worker: Worker,
+    /// The socket's label, by which a hot upgrade's new process finds it.
+    label: String,
     pub(crate) dispatch: Arc<Dispatch>,
     pub(crate) inbox: u64,
     /// Reuseport: the slot's socket, taken over by a stand-in once left.
@@ -36,12 +38,14 @@ pub(crate) struct Seat {
 impl Seat {
     pub(crate) fn new(
         worker: &Worker,
+        label: &str,
         dispatch: Arc<Dispatch>,
         inbox: u64,
         reuse: Option<Arc<ReuseSocket>>,
     ) -> Arc<Seat> {
         Arc::new(Seat {
             worker: worker.clone(),
+            label: label.to_owned(),
             dispatch,
             inbox,
             reuse,
@@ -323,27 +327,49 @@ impl std::fmt::Debug for Migrator {
 
 impl Migrator {
     /// Moves `conn` to another live worker, with `read` (bytes read from it
-    /// and not used yet) to be served first. Gives it back when no other
-    /// worker listens on the socket, or the cluster itself drains: then
-    /// close it, as always. (In the rare case that its socket cannot leave
-    /// this worker's reactor, it is closed.)
+    /// and not used yet) to be served first; while the cluster drains after
+    /// a hot upgrade, to the new process. Gives it back when neither can
+    /// take it (no other worker listens on the socket, or the cluster
+    /// drains otherwise): then close it, as always. (In the rare case that
+    /// its socket cannot leave this worker's reactor, it is closed.)
     #[allow(clippy::result_large_err)] // the connection itself comes back, as with `try_send`
     pub fn hand_over(&self, conn: Connection, read: &[u8]) -> Result<(), Connection> {
-        if !self.possible() {
+        let Some(route) = self.route() else {
             return Err(conn);
-        }
-        let totals = std::sync::Arc::clone(conn.totals());
+        };
+        let totals = Arc::clone(conn.totals());
         if let Some(accepted) = conn.into_accepted(read) {
+            match route {
+                Route::Worker => self.seat.dispatch.deliver_except(accepted, self.seat.inbox),
+                Route::NewProcess(outbox) => outbox.pass(&self.seat.label, accepted),
+            }
             totals.migrated.fetch_add(1, Ordering::Relaxed);
-            self.seat.dispatch.deliver_except(accepted, self.seat.inbox);
         }
         Ok(())
     }
 
-    /// Whether [`hand_over`](Self::hand_over) would take a connection now:
-    /// another worker listens on the socket, and the cluster does not drain.
+    /// Whether [`hand_over`](Self::hand_over) would take a connection now.
     pub fn possible(&self) -> bool {
-        let draining = self.seat.worker.cluster_info().phase >= cluster_core::Phase::Draining;
-        !draining && self.seat.dispatch.has_other(self.seat.inbox)
+        self.route().is_some()
     }
+
+    fn route(&self) -> Option<Route> {
+        if self.seat.worker.cluster_info().phase < cluster_core::Phase::Draining {
+            return self
+                .seat
+                .dispatch
+                .has_other(self.seat.inbox)
+                .then_some(Route::Worker);
+        }
+        let outbox = crate::passing::outbox(&self.seat.worker);
+        outbox.is_open().then_some(Route::NewProcess(outbox))
+    }
+}
+
+/// Where a migrating connection goes.
+enum Route {
+    /// Another worker of this process.
+    Worker,
+    /// The new process of a hot upgrade.
+    NewProcess(Arc<crate::passing::Outbox>),
 }

@@ -310,6 +310,12 @@ impl Registry {
         Ok(socket)
     }
 
+    /// The shared socket a hot upgrade names `label`.
+    pub(crate) fn socket_by_label(&self, label: &str) -> Option<Arc<SharedSocket>> {
+        let st = lock(&self.state);
+        st.sockets.values().find(|s| s.label == label).cloned()
+    }
+
     pub(crate) fn udp(
         &self,
         key: Key,

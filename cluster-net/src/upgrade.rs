@@ -25,6 +25,7 @@ use cluster_core::hooks;
 use cluster_core::{Cluster, Phase};
 
 use crate::handoff::{self, Incoming, Outgoing, Received};
+use crate::passing::{self, Outbox};
 use crate::registry::Registry;
 use crate::Error;
 
@@ -98,8 +99,15 @@ impl Inherited {
         if cluster.phase() == Phase::Listening {
             self.acknowledge()?;
         }
-        // Sockets no worker asked for are closed with the connection.
-        *self.lock() = None;
+        // Sockets no worker asked for are closed; the channel stays open
+        // for the connections the old process passes as it drains.
+        if let Some(incoming) = self.lock().take() {
+            let (_unused, channel) = incoming.into_parts();
+            if cluster.phase() == Phase::Listening {
+                let registry = hooks::cluster_extension::<Registry>(cluster);
+                passing::serve_inbox(channel, std::sync::Arc::downgrade(&registry));
+            }
+        }
         Ok(())
     }
 }
@@ -254,7 +262,9 @@ impl Upgrade {
         state
             .0
             .store(if result.is_ok() { DONE } else { IDLE }, Ordering::Release);
-        let pid = result?;
+        let (pid, channel) = result?;
+        // The draining workers pass their idle connections over the channel.
+        hooks::cluster_extension::<Outbox>(cluster).open(channel, pid);
         // The new process uses the socket files now: they stay at our stop.
         hooks::cluster_extension::<Registry>(cluster).hand_over();
         tracing::info!(
@@ -267,7 +277,7 @@ impl Upgrade {
         Ok(pid)
     }
 
-    async fn hand_over(self, cluster: &Cluster) -> Result<u32, Error> {
+    async fn hand_over(self, cluster: &Cluster) -> Result<(u32, UnixStream), Error> {
         let fail =
             |what: &'static str, peer: String| move |source| Error::Handoff { peer, what, source };
         let program = match self.program {
@@ -317,7 +327,7 @@ impl Upgrade {
                     fd: fd.as_fd(),
                 })
                 .collect();
-            handoff::send(&ours, &outgoing, timeout)
+            handoff::send(&ours, &outgoing, timeout).map(|()| ours)
         })
         .await
         .unwrap_or_else(|e| {
@@ -326,17 +336,20 @@ impl Upgrade {
                 reason: e.to_string(),
             })
         });
-        if let Err(e) = sent {
-            // Never leave it holding our sockets, nor as a zombie.
-            let status = tokio::task::spawn_blocking(move || {
-                let _ = child.kill();
-                child.wait()
-            })
-            .await;
-            tracing::warn!(pid, error = %e, status = ?status.ok().and_then(Result::ok), "hot upgrade failed: the new process was stopped; serving on");
-            return Err(e);
-        }
-        Ok(pid)
+        let channel = match sent {
+            Ok(channel) => channel,
+            Err(e) => {
+                // Never leave it holding our sockets, nor as a zombie.
+                let status = tokio::task::spawn_blocking(move || {
+                    let _ = child.kill();
+                    child.wait()
+                })
+                .await;
+                tracing::warn!(pid, error = %e, status = ?status.ok().and_then(Result::ok), "hot upgrade failed: the new process was stopped; serving on");
+                return Err(e);
+            }
+        };
+        Ok((pid, channel))
     }
 }
 

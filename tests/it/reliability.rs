@@ -178,29 +178,99 @@ fn rolling_reload_keep_alive() {
 }
 
 /// SIGQUIT: a new process takes the sockets over; the old one drains and
-/// exits 0; no request fails.
-#[test]
-fn hot_upgrade_under_load() {
+/// exits 0; no request fails, and with keep-alive no client sees its
+/// connection close: the old process passes them to the new one.
+fn hot_upgrade_under_load(keep_alive: bool) {
     let (mut run, addr) = start(&["--workers", "2", "--port", "0"]);
     let old = run.child.id();
-    let load = Load::start(addr, 4, false);
+    let load = Load::start(addr, 4, keep_alive);
     load.wait_for_more(100);
     run.signal(libc::SIGQUIT);
-    // The new process writes to the same stdout.
-    let primary = run.line(|l| l.starts_with("Primary ") && !l.contains(&old.to_string()));
-    let new: u32 = primary.split(' ').nth(1).unwrap().parse().unwrap();
+    let new = new_process(&mut run, old);
     let status = run.exit_status();
     assert!(status.success(), "the old process: {status}");
     load.wait_for_more(200);
     let (ok, failed, closed) = load.finish();
-    eprintln!("hot upgrade under load: {ok} served, {failed} failed, {closed} idle keep-alive closes seen by clients; pid {old} -> {new}");
+    eprintln!(
+        "hot upgrade under load ({}): {ok} served, {failed} failed, {closed} idle keep-alive closes seen by clients; pid {old} -> {new}",
+        if keep_alive { "keep-alive" } else { "new connection per request" }
+    );
     assert_eq!(failed, 0, "requests failed during the upgrade");
-    signal(new, libc::SIGTERM);
+    assert_eq!(closed, 0, "clients saw idle connections close");
+    stop(new);
+}
+
+/// The process that took over from `old` (it writes to the same stdout);
+/// killed if the test fails before it stops it.
+fn new_process(run: &mut Run, old: u32) -> NewProcess {
+    let primary = run.line(|l| l.starts_with("Primary ") && !l.contains(&old.to_string()));
+    NewProcess(primary.split(' ').nth(1).unwrap().parse().unwrap())
+}
+
+struct NewProcess(u32);
+
+impl std::fmt::Display for NewProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Drop for NewProcess {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            signal(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+fn stop(new: NewProcess) {
+    signal(new.0, libc::SIGTERM);
     let end = Instant::now() + DEADLINE;
-    while alive(new) {
-        assert!(Instant::now() < end, "the new process did not stop");
+    while alive(new.0) {
+        assert!(Instant::now() < end, "process {new} did not stop");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+#[test]
+fn hot_upgrade_fresh_connections() {
+    hot_upgrade_under_load(false);
+}
+
+#[test]
+fn hot_upgrade_keep_alive() {
+    hot_upgrade_under_load(true);
+}
+
+/// Idle keep-alive connections outlive the process that accepted them: after
+/// SIGQUIT and the old process's exit, each is answered on the same socket.
+#[test]
+fn idle_connections_survive_a_hot_upgrade() {
+    use std::net::TcpStream;
+
+    let (mut run, addr) = start(&["--workers", "2", "--port", "0"]);
+    let old = run.child.id();
+    let mut conns: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            let r = test_support::exchange(&mut s, "/", true).unwrap();
+            assert_eq!((r.status, r.close), (200, false));
+            s
+        })
+        .collect();
+    run.signal(libc::SIGQUIT);
+    let new = new_process(&mut run, old);
+    let status = run.exit_status();
+    assert!(status.success(), "the old process: {status}");
+    // The old process is gone: only the new one can answer.
+    for (i, s) in conns.iter_mut().enumerate() {
+        let local = s.local_addr().unwrap();
+        let r = test_support::exchange(s, "/", true)
+            .unwrap_or_else(|e| panic!("connection {i} ({local}) lost in the upgrade: {e}"));
+        assert_eq!((r.status, r.close), (200, false));
+    }
+    stop(new);
 }
 
 /// Malformed, truncated, oversized and binary requests, then random bytes:
