@@ -4,7 +4,7 @@
 //! Run:  cargo run --release --example same_port -- [--workers N] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
 //!           [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION]
-//!           [--tls-cert PEM --tls-key PEM] [--proxy-protocol]
+//!           [--tls-cert PEM --tls-key PEM] [--proxy-protocol] [--no-migrate]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
 //!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
 //!       with --chaos:
@@ -20,6 +20,9 @@
 //!       with --proxy-protocol (behind HAProxy's `send-proxy` / `send-proxy-v2`):
 //!       every connection starts with a PROXY v1/v2 header; /peer answers the
 //!       client it names (and sticky balance keys on it)
+//! Reload: `kill -HUP <pid>` replaces the workers one by one; idle keep-alive
+//!       connections move to a live worker instead of closing (--no-migrate:
+//!       they close, as in other servers). `kill -QUIT <pid>`: hot upgrade.
 //! Stop: Ctrl-C or `kill -TERM <pid>`: in-flight requests finish, exit status 0.
 //!       With --drain-delay 2s (or 500ms, 1m30s): /healthz answers 503 for that
 //!       long while everything is still served, so that a load balancer takes
@@ -44,6 +47,7 @@ struct Flags {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     proxy_protocol: bool,
+    migrate: bool,
 }
 
 static FLAGS: OnceLock<Flags> = OnceLock::new();
@@ -53,7 +57,7 @@ const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id
 const USAGE: &str = "usage: same_port [--workers N] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
     [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION] \
-    [--tls-cert PEM --tls-key PEM] [--proxy-protocol]";
+    [--tls-cert PEM --tls-key PEM] [--proxy-protocol] [--no-migrate]";
 
 fn main() -> ExitCode {
     // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         tls_cert: None,
         tls_key: None,
         proxy_protocol: false,
+        migrate: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -105,6 +110,10 @@ fn main() -> ExitCode {
             "--tls-key" => value("--tls-key").map(|v| flags.tls_key = Some(v)),
             "--proxy-protocol" => {
                 flags.proxy_protocol = true;
+                Ok(())
+            }
+            "--no-migrate" => {
+                flags.migrate = false;
                 Ok(())
             }
             // Checked here, applied by the cluster at start.
@@ -150,7 +159,7 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
         .await?;
     // Built once: each response only clones it (a reference count).
     let id = http::HeaderValue::from(worker.id());
-    let mut server = Server::new(listener);
+    let mut server = Server::new(listener).migrate(flags.migrate);
     if let Some(path) = &flags.healthz {
         server = server.healthz(path);
     }

@@ -100,7 +100,7 @@ impl Default for HttpConfig {
 impl HttpConfig {
     /// How long a client may take to send a request's headers (default 30 s);
     /// a slower one is disconnected. It also bounds the wait for the first
-    /// request of a new connection. For HTTP/1 hyper restarts it whenever a
+    /// request of a new connection. For HTTP/1 it restarts whenever a
     /// keep-alive connection goes idle, so an idle HTTP/1 connection is
     /// closed after the shorter of this and
     /// [`keep_alive_timeout`](Self::keep_alive_timeout).

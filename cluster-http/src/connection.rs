@@ -38,7 +38,9 @@ impl Builders {
         http1
             .timer(TokioTimer::new())
             .keep_alive(true)
-            .header_read_timeout(config.header_read_timeout)
+            // No header read timeout of hyper's: its timer costs a boxed
+            // sleep per request. The same limit is kept by `IdleLimits`'s
+            // `http1` (a request starts only once its head is read).
             // The read buffer bounds the request head: past it, 431.
             .max_buf_size(config.max_header_size);
         let mut http2 = http2::Builder::new(exec);
@@ -73,10 +75,14 @@ const FIRST_READ: usize = 2048;
 /// How long a connection may stay without a request in flight.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct IdleLimits {
-    /// Before its first request.
+    /// Before its first request: the shorter of the header read and
+    /// keep-alive timeouts.
     pub(crate) first: Duration,
-    /// After a request.
-    pub(crate) after: Duration,
+    /// After a request, on HTTP/1: the same (hyper's header read timeout
+    /// would run from there too).
+    pub(crate) http1: Duration,
+    /// After a request, on HTTP/2: the keep-alive timeout.
+    pub(crate) http2: Duration,
 }
 
 /// What every connection of one server is given.
@@ -132,11 +138,13 @@ pub(crate) async fn serve<I, S, B>(
     if h2 {
         let mut http = cx.builders.http2.serve_connection(io, handler);
         // Never `Settled` without `unflushed`.
+        let after = cx.idle.http2;
         if let Ended::Done(result) = drive(
             &mut http,
             |h| h.graceful_shutdown(),
             &activity,
             &mut cx,
+            after,
             None,
         )
         .await
@@ -150,11 +158,13 @@ pub(crate) async fn serve<I, S, B>(
         .http1
         .serve_connection(io, handler)
         .with_upgrades();
+    let after = cx.idle.http1;
     let result = match drive(
         &mut http,
         |h| h.graceful_shutdown(),
         &activity,
         &mut cx,
+        after,
         Some(&unflushed),
     )
     .await
@@ -250,34 +260,65 @@ enum Ended {
 
 /// Runs `http` to its end, shutting it down gracefully when the drain
 /// starts (after a moment for the first request of one accepted just
-/// before), it stays idle too long, or the connection cap needs its place.
-/// With `unflushed` (HTTP/1), a drain that can move the connection instead
-/// waits for its request in flight and its response, then returns
-/// [`Ended::Settled`].
+/// before), it stays idle too long (`after` since its last request), or
+/// the connection cap needs its place. With `unflushed` (HTTP/1), a drain
+/// that can move the connection instead waits for its request in flight
+/// and its response, then returns [`Ended::Settled`].
 async fn drive<I, F>(
     http: &mut F,
     shut_down: impl FnOnce(Pin<&mut F>),
     activity: &Activity,
     cx: &mut Setup<I>,
+    after: Duration,
     unflushed: Option<&Unflushed>,
 ) -> Ended
 where
     F: Future<Output = Result<(), hyper::Error>> + Unpin,
 {
-    // Biased: on a wake-up, the connection reads what the client already sent
-    // before it is told to shut down, so no request already sent is lost.
-    tokio::select! {
-        biased;
-        result = &mut *http => return Ended::Done(result),
-        () = drain::started(&mut cx.drain) => {
+    let mut drain = cx.drain.clone();
+    let started = drain::started(&mut drain);
+    let idle = activity.idle_for(cx.idle.first, after);
+    let evicted = activity.evicted();
+    tokio::pin!(started, idle, evicted);
+    // Each of the three is polled once, to be woken by it, and from then on
+    // only when a cheap check says it may be ready: the task wakes for
+    // every request, and polling them all each time costs more than hyper's
+    // own work on a keep-alive request. Biased to `http`: on a wake-up, the
+    // connection reads what the client already sent before it is told to
+    // shut down, so no request already sent is lost.
+    let mut primed = false;
+    let woke = poll_fn(|task| {
+        if let Poll::Ready(result) = Pin::new(&mut *http).poll(task) {
+            return Poll::Ready(Woke::Ended(result));
+        }
+        let all = !std::mem::replace(&mut primed, true);
+        if (all || cx.drain.has_changed().unwrap_or(true)) && started.as_mut().poll(task).is_ready()
+        {
+            return Poll::Ready(Woke::Drain);
+        }
+        if (all || idle.may_be_due()) && idle.as_mut().poll(task).is_ready() {
+            return Poll::Ready(Woke::Idle);
+        }
+        if (all || activity.eviction_asked()) && evicted.as_mut().poll(task).is_ready() {
+            return Poll::Ready(Woke::Evicted);
+        }
+        Poll::Pending
+    })
+    .await;
+    match woke {
+        Woke::Ended(result) => return Ended::Done(result),
+        Woke::Drain => {
             let movable = cx.handoff.as_ref().is_some_and(|h| h.migrator.possible());
             if let Some(unflushed) = unflushed.filter(|_| movable) {
                 // Every change of the two happens inside hyper's poll, on
                 // this task: checking after each poll misses none.
                 return poll_fn(|task| match Pin::new(&mut *http).poll(task) {
                     Poll::Ready(result) => Poll::Ready(Ended::Done(result)),
-                    Poll::Pending if activity.in_flight() == 0
-                        && !unflushed.load(Ordering::Relaxed) => Poll::Ready(Ended::Settled),
+                    Poll::Pending
+                        if activity.in_flight() == 0 && !unflushed.load(Ordering::Relaxed) =>
+                    {
+                        Poll::Ready(Ended::Settled)
+                    }
                     Poll::Pending => Poll::Pending,
                 })
                 .await;
@@ -293,15 +334,28 @@ where
                 }
             }
         }
-        () = activity.idle_for(cx.idle.first, cx.idle.after) => {
-            tracing::trace!("connection idle; closing it");
+        // HTTP/1: no request in flight, perhaps a head arriving too slowly
+        // (hyper would finish reading it): closed now, as hyper's own
+        // header read timeout does.
+        Woke::Idle if unflushed.is_some() => {
+            tracing::trace!("no request for too long; closing the connection");
+            return Ended::Done(Ok(()));
         }
-        () = activity.evicted() => {
+        Woke::Idle => tracing::trace!("connection idle; closing it"),
+        Woke::Evicted => {
             tracing::debug!("idle connection closed to admit a new one (connection cap)");
         }
     }
     shut_down(Pin::new(&mut *http));
     Ended::Done(http.await)
+}
+
+/// What woke [`drive`] first.
+enum Woke {
+    Ended(Result<(), hyper::Error>),
+    Drain,
+    Idle,
+    Evicted,
 }
 
 fn log<E: std::fmt::Display>(peer: Option<SocketAddr>, result: Result<(), E>) {

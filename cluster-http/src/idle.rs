@@ -94,27 +94,68 @@ impl Activity {
 
     /// Resolves once the connection has had no request in flight for
     /// `first` (before its first request) or `after` (after one).
-    pub(crate) async fn idle_for(&self, first: Duration, after: Duration) {
-        let timer = tokio::time::sleep(first);
-        tokio::pin!(timer);
+    pub(crate) fn idle_for(&self, first: Duration, after: Duration) -> IdleFor<'_> {
+        IdleFor {
+            activity: self,
+            first,
+            after,
+            timer: tokio::time::sleep(first),
+        }
+    }
+
+    /// Whether the cap has asked for this connection (see `evicted`).
+    pub(crate) fn eviction_asked(&self) -> bool {
+        self.cap.as_ref().is_some_and(IdleHandle::is_asked)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// From [`Activity::idle_for`]. Its timer is armed once per idle period
+    /// and re-armed lazily when it fires, rather than reset by every request.
+    pub(crate) struct IdleFor<'a> {
+        activity: &'a Activity,
+        first: Duration,
+        after: Duration,
+        #[pin]
+        timer: tokio::time::Sleep,
+    }
+}
+
+impl IdleFor<'_> {
+    /// Whether its timer fired: only then can it be ready (a cheap check
+    /// for a task that polls it only when it may be).
+    pub(crate) fn may_be_due(&self) -> bool {
+        self.timer.is_elapsed()
+    }
+}
+
+impl std::future::Future for IdleFor<'_> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let mut this = self.project();
         loop {
-            timer.as_mut().await;
+            std::task::ready!(this.timer.as_mut().poll(cx));
+            let activity: &Activity = this.activity;
             let now = Instant::now();
-            let deadline = if self.in_flight.get() > 0 {
+            let deadline = if activity.in_flight.get() > 0 {
                 // Busy: it cannot be idle before `after` from now.
-                now + after
+                now + *this.after
             } else {
-                let limit = if self.requests.get() == 0 {
-                    first
+                let limit = if activity.requests.get() == 0 {
+                    *this.first
                 } else {
-                    after
+                    *this.after
                 };
-                self.idle_since.get() + limit
+                activity.idle_since.get() + limit
             };
             if now >= deadline {
-                return;
+                return std::task::Poll::Ready(());
             }
-            timer.as_mut().reset(deadline);
+            this.timer.as_mut().reset(deadline);
         }
     }
 }

@@ -96,9 +96,11 @@ where
         drain: Drain::new(),
     });
     let service = Rc::new(service);
+    let first = config.header_read_timeout.min(config.keep_alive_timeout);
     let idle = IdleLimits {
-        first: config.header_read_timeout.min(config.keep_alive_timeout),
-        after: config.keep_alive_timeout,
+        first,
+        http1: first,
+        http2: config.keep_alive_timeout,
     };
     let on_panic = |message: String, failure: &mut Option<Error>| match config.on_panic {
         OnPanic::Restart => {

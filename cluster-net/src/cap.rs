@@ -122,6 +122,7 @@ impl Cap {
         oldest.sort_unstable_by_key(|(since, _)| *since);
         let n = oldest.len().min(most);
         for (_, state) in oldest.into_iter().take(n) {
+            state.asked.store(true, Ordering::Release);
             state.evict.notify_one();
         }
         if n > 0 {
@@ -157,6 +158,8 @@ fn micros(at: Instant) -> u64 {
 #[derive(Debug)]
 struct IdleState {
     idle_since: AtomicU64,
+    /// Set before `evict` is notified.
+    asked: std::sync::atomic::AtomicBool,
     evict: Notify,
 }
 
@@ -178,6 +181,7 @@ impl IdleHandle {
         IdleHandle {
             state: Arc::new(IdleState {
                 idle_since: AtomicU64::new(BUSY),
+                asked: std::sync::atomic::AtomicBool::new(false),
                 evict: Notify::new(),
             }),
             cap: Arc::downgrade(cap),
@@ -209,6 +213,13 @@ impl IdleHandle {
     /// among the oldest idle ones at the cap): close it gracefully.
     pub async fn evicted(&self) {
         self.state.evict.notified().await;
+    }
+
+    /// Whether the cap has asked (then [`evicted`](Self::evicted) is
+    /// ready): a cheap check for a task that polls `evicted` only when it
+    /// may have fired.
+    pub fn is_asked(&self) -> bool {
+        self.state.asked.load(Ordering::Acquire)
     }
 }
 
