@@ -49,7 +49,7 @@ mod supervisor;
 mod thread;
 mod worker;
 
-pub use builder::{ClusterBuilder, TaskResult, Workers, WORKERS_ENV};
+pub use builder::{ClusterBuilder, TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT, WORKERS_ENV};
 pub use cluster::{Cluster, Phases};
 pub use error::Error;
 pub use event::{Address, ClusterEvent, ExitReason, Phase};
