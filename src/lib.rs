@@ -30,6 +30,7 @@
 //! Features (all default): `macros` (`#[cluster_thread::main]`), `net`
 //! (`worker.listen`), `http` (`cluster_thread::http::serve`).
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+#![forbid(unsafe_code)]
 
 #[doc(hidden)]
 #[path = "private.rs"]

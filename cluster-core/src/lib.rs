@@ -33,6 +33,7 @@
 //! }
 //! ```
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+#![forbid(unsafe_code)]
 
 mod builder;
 mod cluster;

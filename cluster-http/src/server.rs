@@ -134,7 +134,7 @@ impl<L: Listener> Server<L> {
     where
         S: IntoHttpService<M>,
     {
-        let service = service.into_http_service();
+        let service = service.into_hyper();
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.config.tls {
             let listener = match crate::TlsListener::new(self.listener, tls) {

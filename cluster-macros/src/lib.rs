@@ -105,6 +105,8 @@
 //! `self`. All of them are reported at once, and the function is still emitted
 //! beside the errors so that the editor keeps understanding its body.
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod expand;
 
