@@ -1,5 +1,6 @@
 //! `Server`: the builder of options, and `serve`, its short form.
 
+#[cfg(feature = "tls")]
 use cluster_core::hooks;
 use std::time::Duration;
 
