@@ -30,6 +30,7 @@
 //! Features (all default): `macros` (`#[cluster_thread::main]`), `net`
 //! (`worker.listen`), `http` (`cluster_thread::http::serve`).
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+#![forbid(unsafe_code)]
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -38,7 +39,7 @@ pub mod __private;
 pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
     Error, Events, ExitReason, Message, Phase, RestartPolicy, TaskResult, Worker, WorkerHandle,
-    Workers, WORKERS_ENV,
+    Workers, DEFAULT_SHUTDOWN_TIMEOUT, WORKERS_ENV,
 };
 #[cfg(feature = "http")]
 pub use cluster_http as http;

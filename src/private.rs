@@ -5,70 +5,53 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cluster_core::{Cluster, ClusterBuilder, Error, RestartPolicy, TaskResult, Worker, Workers};
+use cluster_core::{Cluster, ClusterBuilder, Error, TaskResult, Worker};
 
 pub use cluster_core::{
-    Cluster as __Cluster, ClusterBuilder as __ClusterBuilder, Worker as __Worker,
+    Cluster as __Cluster, ClusterBuilder as __ClusterBuilder, RestartPolicy, Worker as __Worker,
+    Workers,
 };
+#[cfg(feature = "http")]
+pub use cluster_http::OnPanic;
+#[cfg(feature = "net")]
+pub use cluster_net::{Balance, Ports};
 
-/// The macro's arguments, checked at compile time by the macro.
-#[derive(Debug, Clone)]
+/// The macro's arguments, typed and checked at compile time by the macro.
+/// `None` is an argument the attribute did not give: the builder's,
+/// `NetConfig`'s or `HttpConfig`'s own default applies.
+#[derive(Debug, Clone, Default)]
 pub struct Args {
-    /// `None` for `"auto"`.
-    pub workers: Option<usize>,
-    /// `"shared"` or `"per-worker"`.
-    pub port: &'static str,
-    /// `"round-robin"`, `"least-connections"`, `"os"`, `"reuseport"` or `"sticky"`.
-    pub balance: &'static str,
-    /// `"never"`, `"on-failure"` or `"always"`.
-    pub restart: &'static str,
-    /// The shutdown timeout, in milliseconds.
-    pub shutdown_timeout_ms: u64,
-    /// The drain delay, in milliseconds (0: none).
-    pub drain_delay_ms: u64,
-    /// `"ignore"` or `"restart"`.
-    pub on_panic: &'static str,
+    /// `workers`.
+    pub workers: Option<Workers>,
+    /// `port`.
+    #[cfg(feature = "net")]
+    pub port: Option<Ports>,
+    /// `balance` (or `CLUSTER_THREAD_BALANCE`).
+    #[cfg(feature = "net")]
+    pub balance: Option<Balance>,
+    /// `restart`.
+    pub restart: Option<RestartPolicy>,
+    /// `shutdown_timeout`.
+    pub shutdown_timeout: Option<Duration>,
+    /// `drain_delay` (or `CLUSTER_THREAD_DRAIN_DELAY`).
+    pub drain_delay: Option<Duration>,
+    /// `on_panic`.
+    #[cfg(feature = "http")]
+    pub on_panic: Option<OnPanic>,
     /// The `healthz` endpoint's path, if any.
+    #[cfg(feature = "http")]
     pub healthz: Option<&'static str>,
     /// The `metrics` endpoint's path, if any.
+    #[cfg(feature = "http")]
     pub metrics: Option<&'static str>,
     /// The `status` page's path, if any.
+    #[cfg(feature = "http")]
     pub status: Option<&'static str>,
 }
-
-impl Default for Args {
-    fn default() -> Self {
-        Args {
-            workers: None,
-            port: "shared",
-            balance: "round-robin",
-            restart: "on-failure",
-            shutdown_timeout_ms: 30_000,
-            drain_delay_ms: 0,
-            on_panic: "restart",
-            healthz: None,
-            metrics: None,
-            status: None,
-        }
-    }
-}
-
-/// The environment variable that overrides `balance` (one of [`BALANCES`]),
-/// as Node reads `NODE_CLUSTER_SCHED_POLICY`.
-pub const BALANCE_ENV: &str = "CLUSTER_THREAD_BALANCE";
 
 /// The environment variable that overrides `drain_delay` (a duration such
 /// as `2s` or `500ms`).
 pub const DRAIN_DELAY_ENV: &str = "CLUSTER_THREAD_DRAIN_DELAY";
-
-/// The values of `balance`.
-pub const BALANCES: [&str; 5] = [
-    "round-robin",
-    "least-connections",
-    "os",
-    "reuseport",
-    "sticky",
-];
 
 #[cfg(feature = "net")]
 pub use cluster_net::WorkerExt;
@@ -78,20 +61,27 @@ pub use cluster_net::WorkerExt;
 #[cfg(not(feature = "net"))]
 pub trait WorkerExt {}
 
+/// A setting of the environment that cannot be used (it names the variable).
+type EnvError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Args {
     /// These arguments with the environment's overrides applied:
     /// `CLUSTER_THREAD_BALANCE` replaces `balance`, `CLUSTER_THREAD_DRAIN_DELAY`
     /// `drain_delay`. (`CLUSTER_THREAD_WORKERS` is applied by the builder.)
     /// An invalid value is an error naming the variable.
-    pub fn with_env(self) -> Result<Args, Error> {
+    pub fn with_env(self) -> Result<Args, EnvError> {
+        // A value that is not Unicode is shown (lossily) in the error it causes.
         let var = |name| {
             std::env::var_os(name).map(|v| {
                 v.into_string()
                     .unwrap_or_else(|v| v.to_string_lossy().into_owned())
             })
         };
-        self.with_balance_env(var(BALANCE_ENV).as_deref())?
-            .with_drain_delay_env(var(DRAIN_DELAY_ENV).as_deref())
+        #[cfg(feature = "net")]
+        let args = self.with_balance_env(var(cluster_net::BALANCE_ENV).as_deref())?;
+        #[cfg(not(feature = "net"))]
+        let args = self;
+        Ok(args.with_drain_delay_env(var(DRAIN_DELAY_ENV).as_deref())?)
     }
 
     /// As [`with_env`](Self::with_env), with the value of
@@ -103,45 +93,37 @@ impl Args {
                 value: value.to_owned(),
                 expected: "a duration such as \"2s\", \"500ms\" or \"0s\"",
             })?;
-            self.drain_delay_ms = u64::try_from(delay.as_millis()).map_err(|_| Error::BadEnv {
-                name: DRAIN_DELAY_ENV,
-                value: value.to_owned(),
-                expected: "a duration shorter than 500 million years",
-            })?;
+            self.drain_delay = Some(delay);
         }
         Ok(self)
     }
 
     /// As [`with_env`](Self::with_env), with the value of
-    /// `CLUSTER_THREAD_BALANCE` given (`None`: unset).
-    pub fn with_balance_env(mut self, value: Option<&str>) -> Result<Args, Error> {
+    /// `CLUSTER_THREAD_BALANCE` given (`None`: unset), parsed as
+    /// [`Balance::from_env_value`] does.
+    #[cfg(feature = "net")]
+    pub fn with_balance_env(mut self, value: Option<&str>) -> Result<Args, cluster_net::Error> {
         if let Some(value) = value {
-            let wanted = value.trim();
-            self.balance = BALANCES
-                .iter()
-                .find(|b| b.eq_ignore_ascii_case(wanted))
-                .ok_or_else(|| Error::BadEnv {
-                    name: BALANCE_ENV,
-                    value: value.to_owned(),
-                    expected: "one of \"round-robin\", \"least-connections\", \"os\", \"reuseport\" or \"sticky\"",
-                })?;
+            self.balance = Some(Balance::from_env_value(value)?);
         }
         Ok(self)
     }
 
     /// The cluster builder these arguments describe.
     pub fn builder(&self) -> ClusterBuilder {
-        let restart = match self.restart {
-            "never" => RestartPolicy::Never,
-            "always" => RestartPolicy::Always,
-            _ => RestartPolicy::OnFailure,
-        };
-        let builder = Cluster::builder()
-            .workers(self.workers.map_or(Workers::Auto, Workers::Count))
-            .restart(restart)
-            .shutdown_timeout(Duration::from_millis(self.shutdown_timeout_ms))
-            .drain_delay(Duration::from_millis(self.drain_delay_ms))
-            .state(self.clone());
+        let mut builder = Cluster::builder().state(self.clone());
+        if let Some(workers) = self.workers {
+            builder = builder.workers(workers);
+        }
+        if let Some(restart) = self.restart {
+            builder = builder.restart(restart);
+        }
+        if let Some(timeout) = self.shutdown_timeout {
+            builder = builder.shutdown_timeout(timeout);
+        }
+        if let Some(delay) = self.drain_delay {
+            builder = builder.drain_delay(delay);
+        }
         #[cfg(feature = "net")]
         let builder = builder.state(self.net());
         #[cfg(feature = "http")]
@@ -153,8 +135,10 @@ impl Args {
     /// endpoints' paths.
     #[cfg(feature = "http")]
     pub fn http(&self) -> cluster_http::HttpConfig {
-        let mut config =
-            cluster_http::HttpConfig::default().on_panic(self.on_panic.parse().unwrap_or_default());
+        let mut config = cluster_http::HttpConfig::default();
+        if let Some(on_panic) = self.on_panic {
+            config = config.on_panic(on_panic);
+        }
         if let Some(path) = self.healthz {
             config = config.healthz(path);
         }
@@ -170,13 +154,14 @@ impl Args {
     /// The listening defaults these arguments describe.
     #[cfg(feature = "net")]
     pub fn net(&self) -> cluster_net::NetConfig {
-        let ports = match self.port {
-            "per-worker" => cluster_net::Ports::PerWorker,
-            _ => cluster_net::Ports::Shared,
-        };
-        cluster_net::NetConfig::default()
-            .balance(self.balance.parse().unwrap_or_default())
-            .ports(ports)
+        let mut config = cluster_net::NetConfig::default();
+        if let Some(balance) = self.balance {
+            config = config.balance(balance);
+        }
+        if let Some(ports) = self.port {
+            config = config.ports(ports);
+        }
+        config
     }
 }
 
@@ -355,22 +340,25 @@ fn exit(result: Result<(), String>) -> ExitCode {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "net")]
     #[test]
     fn balance_env_overrides_the_argument() {
-        for value in BALANCES {
-            let args = Args::default().with_balance_env(Some(value));
-            assert_eq!(args.map(|a| a.balance).ok(), Some(value));
+        for mode in Balance::ALL {
+            let args = Args::default().with_balance_env(Some(mode.name()));
+            assert_eq!(args.map(|a| a.balance).ok(), Some(Some(mode)));
         }
         let args = Args::default().with_balance_env(Some(" Sticky\n"));
-        assert_eq!(args.map(|a| a.balance).ok(), Some("sticky"));
+        assert_eq!(args.map(|a| a.balance).ok(), Some(Some(Balance::Sticky)));
         let args = Args {
-            balance: "os",
+            balance: Some(Balance::Os),
             ..Args::default()
         };
         assert_eq!(
             args.with_balance_env(None).map(|a| a.balance).ok(),
-            Some("os")
+            Some(Some(Balance::Os))
         );
+        let unset = Args::default().with_balance_env(None);
+        assert_eq!(unset.map(|a| a.balance).ok(), Some(None));
     }
 
     #[test]
@@ -382,21 +370,23 @@ mod tests {
             ("0s", 0),
         ] {
             let args = Args::default().with_drain_delay_env(Some(value));
-            assert_eq!(args.map(|a| a.drain_delay_ms).ok(), Some(ms), "{value}");
+            assert_eq!(
+                args.map(|a| a.drain_delay).ok(),
+                Some(Some(Duration::from_millis(ms))),
+                "{value}"
+            );
         }
         let args = Args {
-            drain_delay_ms: 700,
+            drain_delay: Some(Duration::from_millis(700)),
             ..Args::default()
         };
         assert_eq!(
-            args.with_drain_delay_env(None)
-                .map(|a| a.drain_delay_ms)
-                .ok(),
-            Some(700)
+            args.with_drain_delay_env(None).map(|a| a.drain_delay).ok(),
+            Some(Some(Duration::from_millis(700)))
         );
         for bad in ["", "2", "soon", "-1s"] {
             match Args::default().with_drain_delay_env(Some(bad)) {
-                Ok(args) => panic!("{bad:?} accepted as {} ms", args.drain_delay_ms),
+                Ok(args) => panic!("{bad:?} accepted as {:?}", args.drain_delay),
                 Err(e) => {
                     let text = e.to_string();
                     assert!(text.contains("CLUSTER_THREAD_DRAIN_DELAY"), "{text}");
@@ -406,17 +396,36 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "net")]
     #[test]
     fn bad_balance_env_names_the_variable() {
         for bad in ["", "random", "round_robin"] {
             match Args::default().with_balance_env(Some(bad)) {
-                Ok(args) => panic!("{bad:?} accepted as {}", args.balance),
+                Ok(args) => panic!("{bad:?} accepted as {:?}", args.balance),
                 Err(e) => {
                     let text = e.to_string();
                     assert!(text.contains("CLUSTER_THREAD_BALANCE"), "{text}");
-                    assert!(text.contains("\"least-connections\""), "{text}");
+                    assert!(text.contains("least-connections"), "{text}");
                 }
             }
         }
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn only_the_given_arguments_change_the_defaults() {
+        let none = Args::default();
+        assert_eq!(none.http(), cluster_http::HttpConfig::default());
+        let some = Args {
+            on_panic: Some(OnPanic::Ignore),
+            healthz: Some("/healthz"),
+            ..Args::default()
+        };
+        assert_eq!(
+            some.http(),
+            cluster_http::HttpConfig::default()
+                .on_panic(OnPanic::Ignore)
+                .healthz("/healthz")
+        );
     }
 }

@@ -9,6 +9,10 @@ use std::time::Duration;
 use crate::restart::Backoff;
 use crate::{Cluster, Error, RestartPolicy, Worker};
 
+/// How long a disconnected worker may take to finish before it is killed,
+/// unless [`ClusterBuilder::shutdown_timeout`] says otherwise.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The environment variable that overrides the worker count (`auto` or an integer ≥ 1).
 pub const WORKERS_ENV: &str = "CLUSTER_THREAD_WORKERS";
 
@@ -115,7 +119,7 @@ impl Default for ClusterBuilder {
             stack_size: None,
             restart: RestartPolicy::OnFailure,
             backoff: Backoff::default(),
-            shutdown_timeout: Duration::from_secs(30),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(3),
             drain_delay: Duration::ZERO,
@@ -205,7 +209,8 @@ impl ClusterBuilder {
         self
     }
 
-    /// How long a disconnected worker may take to finish before it is killed (default 30 s).
+    /// How long a disconnected worker may take to finish before it is killed
+    /// (default [`DEFAULT_SHUTDOWN_TIMEOUT`], 30 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self

@@ -33,6 +33,7 @@
 //! }
 //! ```
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+#![forbid(unsafe_code)]
 
 mod builder;
 mod cluster;
@@ -49,7 +50,7 @@ mod supervisor;
 mod thread;
 mod worker;
 
-pub use builder::{ClusterBuilder, TaskResult, Workers, WORKERS_ENV};
+pub use builder::{ClusterBuilder, TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT, WORKERS_ENV};
 pub use cluster::{Cluster, Phases};
 pub use error::Error;
 pub use event::{Address, ClusterEvent, ExitReason, Phase};

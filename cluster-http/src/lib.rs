@@ -118,6 +118,7 @@
 //! Upgraded connections (WebSocket) leave the server's care once hyper hands
 //! them over: the drain does not wait for them.
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+#![forbid(unsafe_code)]
 
 mod body;
 mod config;
@@ -145,10 +146,7 @@ pub use listener::{ConnectionInfo, Listener};
 #[cfg(feature = "metrics")]
 pub use metrics::{metrics_handle, set_metrics_handle};
 pub use server::{serve, Server};
-pub use service::{
-    service_fn, BoxError, ClosureMarker, FnService, HyperMarker, IntoHttpService, Request,
-    TowerMarker,
-};
+pub use service::{service_fn, BoxError, FnService, IntoHttpService, Request};
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsListener, DEFAULT_HANDSHAKE_TIMEOUT};
 #[cfg(feature = "tls")]

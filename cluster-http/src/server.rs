@@ -1,5 +1,6 @@
 //! `Server`: the builder of options, and `serve`, its short form.
 
+#[cfg(feature = "tls")]
 use cluster_core::hooks;
 use std::time::Duration;
 
@@ -134,7 +135,7 @@ impl<L: Listener> Server<L> {
     where
         S: IntoHttpService<M>,
     {
-        let service = service.into_http_service();
+        let service = service.into_hyper();
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.config.tls {
             let listener = match crate::TlsListener::new(self.listener, tls) {

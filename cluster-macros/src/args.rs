@@ -4,7 +4,7 @@
 //! at its own span that says what is accepted. All errors are collected, so
 //! one build reports every wrong argument.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
@@ -27,36 +27,80 @@ pub(crate) const KEYS: [&str; 13] = [
     "crate",
 ];
 
-/// Values of `port`.
-pub(crate) const PORTS: [&str; 2] = ["shared", "per-worker"];
-/// Values of `balance`.
-pub(crate) const BALANCES: [&str; 5] = [
-    "round-robin",
-    "least-connections",
-    "os",
-    "reuseport",
-    "sticky",
-];
-/// Values of `restart`.
-pub(crate) const RESTARTS: [&str; 3] = ["never", "on-failure", "always"];
-/// Values of `on_panic`.
-pub(crate) const ON_PANICS: [&str; 2] = ["ignore", "restart"];
+/// One of a fixed set of values: the name the attribute takes and the
+/// variant of the runtime's enum it expands to, `__private::<enum>::<variant>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Choice {
+    pub(crate) name: &'static str,
+    pub(crate) variant: &'static str,
+}
 
-/// The arguments, checked. Strings are the exact accepted values.
+const fn choice(name: &'static str, variant: &'static str) -> Choice {
+    Choice { name, variant }
+}
+
+/// Values of `port`: `cluster_net::Ports`.
+pub(crate) const PORTS: [Choice; 2] = [
+    choice("shared", "Shared"),
+    choice("per-worker", "PerWorker"),
+];
+/// Values of `balance`: `cluster_net::Balance`, spelt as its `name()` (a
+/// test checks that both lists agree).
+pub(crate) const BALANCES: [Choice; 5] = [
+    choice("round-robin", "RoundRobin"),
+    choice("least-connections", "LeastConnections"),
+    choice("os", "Os"),
+    choice("reuseport", "ReusePort"),
+    choice("sticky", "Sticky"),
+];
+/// Values of `restart`: `cluster_core::RestartPolicy`.
+pub(crate) const RESTARTS: [Choice; 3] = [
+    choice("never", "Never"),
+    choice("on-failure", "OnFailure"),
+    choice("always", "Always"),
+];
+/// Values of `on_panic`: `cluster_http::OnPanic`, spelt as its `name()`.
+pub(crate) const ON_PANICS: [Choice; 2] =
+    [choice("ignore", "Ignore"), choice("restart", "Restart")];
+
+/// `workers`: `cluster_core::Workers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkerCount {
+    Auto,
+    Count(usize),
+}
+
+/// A value the attribute gave, and where: errors about what it expands to
+/// point there.
 #[derive(Debug, Clone)]
+pub(crate) struct Given<T> {
+    pub(crate) value: T,
+    pub(crate) span: Span,
+}
+
+impl<T> Given<T> {
+    fn at(value: T, span: Span) -> Given<T> {
+        Given { value, span }
+    }
+}
+
+/// The arguments, checked. `None`: not given, so the runtime's own default
+/// applies (the expansion sets only what the attribute says).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Args {
-    /// `None` for `"auto"`.
-    pub(crate) workers: Option<usize>,
-    pub(crate) port: &'static str,
-    pub(crate) balance: &'static str,
-    pub(crate) restart: &'static str,
-    pub(crate) shutdown_timeout_ms: u64,
-    pub(crate) drain_delay_ms: u64,
-    pub(crate) on_panic: &'static str,
+    pub(crate) workers: Option<Given<WorkerCount>>,
+    pub(crate) port: Option<Given<Choice>>,
+    pub(crate) balance: Option<Given<Choice>>,
+    pub(crate) restart: Option<Given<Choice>>,
+    /// Milliseconds.
+    pub(crate) shutdown_timeout: Option<Given<u64>>,
+    /// Milliseconds.
+    pub(crate) drain_delay: Option<Given<u64>>,
+    pub(crate) on_panic: Option<Given<Choice>>,
     /// The HTTP endpoints' paths: `healthz`, `metrics`, `status`.
-    pub(crate) healthz: Option<String>,
-    pub(crate) metrics: Option<String>,
-    pub(crate) status: Option<String>,
+    pub(crate) healthz: Option<Given<String>>,
+    pub(crate) metrics: Option<Given<String>>,
+    pub(crate) status: Option<Given<String>>,
     /// The function that builds the shared state, if any.
     pub(crate) setup: Option<Path>,
     /// The function run on the primary, if any.
@@ -65,30 +109,10 @@ pub(crate) struct Args {
     pub(crate) krate: Option<Path>,
 }
 
-impl Default for Args {
-    fn default() -> Self {
-        Args {
-            workers: None,
-            port: PORTS[0],
-            balance: BALANCES[0],
-            restart: "on-failure",
-            shutdown_timeout_ms: 30_000,
-            drain_delay_ms: 0,
-            on_panic: "restart",
-            healthz: None,
-            metrics: None,
-            status: None,
-            setup: None,
-            primary: None,
-            krate: None,
-        }
-    }
-}
-
 impl Args {
     /// Parses the attribute's arguments. Returns them with every wrong one
-    /// left at its default, and the errors if any, so that the caller can
-    /// still expand to something close to the real output.
+    /// left out, and the errors if any, so that the caller can still expand
+    /// to something close to the real output.
     pub(crate) fn parse(tokens: TokenStream) -> (Args, Option<syn::Error>) {
         let entries = match Parser::parse2(parse_entries, tokens) {
             Ok(entries) => entries,
@@ -118,15 +142,15 @@ impl Args {
             }
             seen.push(name.clone());
             let result = match name.as_str() {
-                "workers" => workers(&value).map(|w| args.workers = w),
-                "port" => choice(&name, &value, &PORTS).map(|v| args.port = v),
-                "balance" => choice(&name, &value, &BALANCES).map(|v| args.balance = v),
-                "restart" => choice(&name, &value, &RESTARTS).map(|v| args.restart = v),
+                "workers" => workers(&value).map(|w| args.workers = Some(w)),
+                "port" => one_of(&name, &value, &PORTS).map(|v| args.port = Some(v)),
+                "balance" => one_of(&name, &value, &BALANCES).map(|v| args.balance = Some(v)),
+                "restart" => one_of(&name, &value, &RESTARTS).map(|v| args.restart = Some(v)),
                 "shutdown_timeout" => {
-                    shutdown_timeout(&value).map(|ms| args.shutdown_timeout_ms = ms)
+                    shutdown_timeout(&value).map(|ms| args.shutdown_timeout = Some(ms))
                 }
-                "drain_delay" => drain_delay(&value).map(|ms| args.drain_delay_ms = ms),
-                "on_panic" => choice(&name, &value, &ON_PANICS).map(|v| args.on_panic = v),
+                "drain_delay" => drain_delay(&value).map(|ms| args.drain_delay = Some(ms)),
+                "on_panic" => one_of(&name, &value, &ON_PANICS).map(|v| args.on_panic = Some(v)),
                 "healthz" | "metrics" | "status" => {
                     let key: &'static str = match name.as_str() {
                         "healthz" => "healthz",
@@ -134,7 +158,7 @@ impl Args {
                         _ => "status",
                     };
                     endpoint_path(key, &value, &paths).map(|p| {
-                        paths.push((key, p.clone()));
+                        paths.push((key, p.value.clone()));
                         match key {
                             "healthz" => args.healthz = Some(p),
                             "metrics" => args.metrics = Some(p),
@@ -252,19 +276,20 @@ fn bare_ident(value: &Expr) -> Option<String> {
 }
 
 /// One of a fixed set of strings.
-fn choice(name: &str, value: &Expr, accepted: &[&'static str]) -> syn::Result<&'static str> {
-    let expected = if accepted.len() > 2 {
-        format!("one of {}", list(accepted, "\""))
+fn one_of(name: &str, value: &Expr, accepted: &[Choice]) -> syn::Result<Given<Choice>> {
+    let names: Vec<&str> = accepted.iter().map(|c| c.name).collect();
+    let expected = if names.len() > 2 {
+        format!("one of {}", list(&names, "\""))
     } else {
-        list(accepted, "\"")
+        list(&names, "\"")
     };
     let found = match lit(value) {
         Some(Lit::Str(s)) => {
             let text = s.value();
-            if let Some(v) = accepted.iter().find(|a| **a == text) {
-                return Ok(v);
+            if let Some(c) = accepted.iter().find(|c| c.name == text) {
+                return Ok(Given::at(*c, s.span()));
             }
-            let hint = accepted
+            let hint = names
                 .iter()
                 .find(|a| normalize(a) == normalize(&text))
                 .map(|a| format!(" (did you mean \"{a}\"?)"))
@@ -277,7 +302,7 @@ fn choice(name: &str, value: &Expr, accepted: &[&'static str]) -> syn::Result<&'
         _ => bare_ident(value),
     };
     let hint = found
-        .filter(|f| accepted.contains(&f.as_str()))
+        .filter(|f| names.contains(&f.as_str()))
         .map(|f| format!(" (write it as a string: `{name} = \"{f}\"`)"))
         .unwrap_or_default();
     Err(syn::Error::new(
@@ -288,8 +313,8 @@ fn choice(name: &str, value: &Expr, accepted: &[&'static str]) -> syn::Result<&'
 
 const WORKERS_EXPECTED: &str = "expected \"auto\" or an integer >= 1, such as `workers = 4`";
 
-/// `"auto"` (None), an integer >= 1, or a string holding one.
-fn workers(value: &Expr) -> syn::Result<Option<usize>> {
+/// `"auto"`, an integer >= 1, or a string holding one.
+fn workers(value: &Expr) -> syn::Result<Given<WorkerCount>> {
     let (digits, span) = match lit(value) {
         Some(Lit::Int(i)) => {
             if !i.suffix().is_empty() && i.suffix() != "usize" {
@@ -300,7 +325,9 @@ fn workers(value: &Expr) -> syn::Result<Option<usize>> {
             }
             (i.base10_digits().to_owned(), i.span())
         }
-        Some(Lit::Str(s)) if s.value() == "auto" => return Ok(None),
+        Some(Lit::Str(s)) if s.value() == "auto" => {
+            return Ok(Given::at(WorkerCount::Auto, s.span()))
+        }
         Some(Lit::Str(s)) => (s.value(), s.span()),
         _ => {
             let hint = if bare_ident(value).as_deref() == Some("auto") {
@@ -321,7 +348,9 @@ fn workers(value: &Expr) -> syn::Result<Option<usize>> {
             "invalid `workers = 0`: a cluster needs at least one worker; \
              expected \"auto\" or an integer >= 1",
         )),
-        Ok(n) if digits.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
+        Ok(n) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(Given::at(WorkerCount::Count(n), span))
+        }
         _ => Err(syn::Error::new(
             span,
             format!("invalid `workers` value {shown}: {WORKERS_EXPECTED}"),
@@ -332,17 +361,19 @@ fn workers(value: &Expr) -> syn::Result<Option<usize>> {
 const DURATION_EXPECTED: &str = "expected a duration string made of integer amounts with the \
      units ms, s, m or h, such as \"30s\", \"500ms\", \"2m\" or \"1m30s\"";
 
-fn shutdown_timeout(value: &Expr) -> syn::Result<u64> {
+fn shutdown_timeout(value: &Expr) -> syn::Result<Given<u64>> {
     match lit(value) {
-        Some(Lit::Str(s)) => parse_duration_ms(&s.value()).map_err(|reason| {
-            syn::Error::new(
-                s.span(),
-                format!(
-                    "invalid `shutdown_timeout` value \"{}\": {reason}",
-                    s.value()
-                ),
-            )
-        }),
+        Some(Lit::Str(s)) => parse_duration_ms(&s.value())
+            .map(|ms| Given::at(ms, s.span()))
+            .map_err(|reason| {
+                syn::Error::new(
+                    s.span(),
+                    format!(
+                        "invalid `shutdown_timeout` value \"{}\": {reason}",
+                        s.value()
+                    ),
+                )
+            }),
         _ => Err(syn::Error::new(
             value.span(),
             format!("invalid `shutdown_timeout` value: {DURATION_EXPECTED}"),
@@ -351,14 +382,16 @@ fn shutdown_timeout(value: &Expr) -> syn::Result<u64> {
 }
 
 /// `"0s"` (none, the default) or a duration such as `"2s"`.
-fn drain_delay(value: &Expr) -> syn::Result<u64> {
+fn drain_delay(value: &Expr) -> syn::Result<Given<u64>> {
     match lit(value) {
-        Some(Lit::Str(s)) => parse_duration_or_zero_ms(&s.value()).map_err(|reason| {
-            syn::Error::new(
-                s.span(),
-                format!("invalid `drain_delay` value \"{}\": {reason}", s.value()),
-            )
-        }),
+        Some(Lit::Str(s)) => parse_duration_or_zero_ms(&s.value())
+            .map(|ms| Given::at(ms, s.span()))
+            .map_err(|reason| {
+                syn::Error::new(
+                    s.span(),
+                    format!("invalid `drain_delay` value \"{}\": {reason}", s.value()),
+                )
+            }),
         _ => Err(syn::Error::new(
             value.span(),
             format!("invalid `drain_delay` value: {DURATION_EXPECTED}"),
@@ -419,7 +452,11 @@ pub(crate) fn parse_duration_or_zero_ms(text: &str) -> Result<u64, String> {
 }
 
 /// An endpoint's path: a string starting with `/`, not another endpoint's.
-fn endpoint_path(key: &str, value: &Expr, taken: &[(&'static str, String)]) -> syn::Result<String> {
+fn endpoint_path(
+    key: &str,
+    value: &Expr,
+    taken: &[(&'static str, String)],
+) -> syn::Result<Given<String>> {
     let Some(Lit::Str(s)) = lit(value) else {
         return Err(syn::Error::new(
             value.span(),
@@ -448,7 +485,7 @@ fn endpoint_path(key: &str, value: &Expr, taken: &[(&'static str, String)]) -> s
             format!("invalid `{key}` value {path:?}: `{other}` has that path already"),
         ));
     }
-    Ok(path)
+    Ok(Given::at(path, s.span()))
 }
 
 /// A path to the setup function, bare or in a string.
@@ -527,27 +564,47 @@ mod tests {
         quote!(#p).to_string().replace(' ', "")
     }
 
+    /// The name of a given choice.
+    fn name(choice: &Option<Given<Choice>>) -> Option<&'static str> {
+        choice.as_ref().map(|c| c.value.name)
+    }
+
+    fn count(workers: &Option<Given<WorkerCount>>) -> Option<WorkerCount> {
+        workers.as_ref().map(|w| w.value)
+    }
+
+    fn ms(duration: &Option<Given<u64>>) -> Option<u64> {
+        duration.as_ref().map(|d| d.value)
+    }
+
     #[test]
-    fn no_arguments_are_the_defaults() {
+    fn no_arguments_leave_every_setting_to_the_runtime() {
         let args = ok(quote!());
-        assert_eq!(args.workers, None);
-        assert_eq!(args.port, "shared");
-        assert_eq!(args.balance, "round-robin");
-        assert_eq!(args.restart, "on-failure");
-        assert_eq!(args.shutdown_timeout_ms, 30_000);
-        assert_eq!(args.drain_delay_ms, 0);
-        assert_eq!(args.on_panic, "restart");
+        assert_eq!(count(&args.workers), None);
+        assert_eq!(name(&args.port), None);
+        assert_eq!(name(&args.balance), None);
+        assert_eq!(name(&args.restart), None);
+        assert_eq!(ms(&args.shutdown_timeout), None);
+        assert_eq!(ms(&args.drain_delay), None);
+        assert_eq!(name(&args.on_panic), None);
         assert!(args.primary.is_none());
         assert!(args.krate.is_none());
     }
 
     #[test]
     fn workers() {
-        assert_eq!(ok(quote!(workers = 4)).workers, Some(4));
-        assert_eq!(ok(quote!(workers = 1usize)).workers, Some(1));
-        assert_eq!(ok(quote!(workers = "4")).workers, Some(4));
-        assert_eq!(ok(quote!(workers = "auto")).workers, None);
-        assert_eq!(ok(quote!(workers = 1_000)).workers, Some(1000));
+        let workers = |tokens| count(&ok(tokens).workers);
+        assert_eq!(workers(quote!(workers = 4)), Some(WorkerCount::Count(4)));
+        assert_eq!(
+            workers(quote!(workers = 1usize)),
+            Some(WorkerCount::Count(1))
+        );
+        assert_eq!(workers(quote!(workers = "4")), Some(WorkerCount::Count(4)));
+        assert_eq!(workers(quote!(workers = "auto")), Some(WorkerCount::Auto));
+        assert_eq!(
+            workers(quote!(workers = 1_000)),
+            Some(WorkerCount::Count(1000))
+        );
         for bad in [
             quote!(workers = "many"),
             quote!(workers = -1),
@@ -580,8 +637,12 @@ mod tests {
 
     #[test]
     fn port() {
-        assert_eq!(ok(quote!(port = "shared")).port, "shared");
-        assert_eq!(ok(quote!(port = "per-worker")).port, "per-worker");
+        let port = |tokens| ok(tokens).port.map(|p| p.value);
+        assert_eq!(port(quote!(port = "shared")), Some(PORTS[0]));
+        assert_eq!(
+            port(quote!(port = "per-worker")).map(|p| p.variant),
+            Some("PerWorker")
+        );
         let e = error(quote!(port = "per_worker"));
         assert!(e.contains("did you mean \"per-worker\""), "{e}");
         assert!(e.contains("\"shared\" or \"per-worker\""), "{e}");
@@ -593,8 +654,12 @@ mod tests {
 
     #[test]
     fn balance() {
-        for value in BALANCES {
-            assert_eq!(ok(quote!(balance = #value)).balance, value);
+        for choice in BALANCES {
+            let value = choice.name;
+            assert_eq!(
+                ok(quote!(balance = #value)).balance.map(|b| b.value),
+                Some(choice)
+            );
         }
         let e = error(quote!(balance = "random"));
         assert!(
@@ -607,10 +672,52 @@ mod tests {
         assert!(e.contains("did you mean \"round-robin\""), "{e}");
     }
 
+    /// The macro's list is the runtime's: each mode of `Balance::ALL` is
+    /// accepted under its `name()` and expands to its own variant, each name
+    /// the macro accepts parses at run time (`CLUSTER_THREAD_BALANCE`) to
+    /// that variant, and there are as many.
+    #[test]
+    fn balance_names_and_variants_are_the_runtimes() {
+        use cluster_thread::net::Balance;
+        assert_eq!(BALANCES.len(), Balance::ALL.len());
+        for mode in Balance::ALL {
+            let name = mode.name();
+            let choice = ok(quote!(balance = #name)).balance.map(|b| b.value);
+            assert_eq!(choice.map(|c| c.name), Some(name));
+            assert_eq!(
+                choice.map(|c| c.variant.to_owned()),
+                Some(format!("{mode:?}"))
+            );
+        }
+        for choice in BALANCES {
+            let mode = choice.name.parse::<Balance>().map(|m| format!("{m:?}"));
+            assert_eq!(mode.as_deref(), Ok(choice.variant), "{choice:?}");
+        }
+    }
+
+    /// As for `balance`: `on_panic`'s names are `OnPanic`'s.
+    #[test]
+    fn on_panic_names_and_variants_are_the_runtimes() {
+        use cluster_thread::http::OnPanic;
+        for choice in ON_PANICS {
+            let mode = choice.name.parse::<OnPanic>();
+            assert_eq!(mode.map(OnPanic::name).ok(), Some(choice.name));
+            let variant = choice.name.parse::<OnPanic>().map(|m| format!("{m:?}"));
+            assert_eq!(variant.ok().as_deref(), Some(choice.variant), "{choice:?}");
+        }
+        for mode in [OnPanic::Restart, OnPanic::Ignore] {
+            assert!(ON_PANICS.iter().any(|c| c.name == mode.name()), "{mode:?}");
+        }
+    }
+
     #[test]
     fn restart() {
-        for value in RESTARTS {
-            assert_eq!(ok(quote!(restart = #value)).restart, value);
+        for choice in RESTARTS {
+            let value = choice.name;
+            assert_eq!(
+                ok(quote!(restart = #value)).restart.map(|r| r.value),
+                Some(choice)
+            );
         }
         let e = error(quote!(restart = "sometimes"));
         assert!(
@@ -621,8 +728,12 @@ mod tests {
 
     #[test]
     fn on_panic() {
-        for value in ON_PANICS {
-            assert_eq!(ok(quote!(on_panic = #value)).on_panic, value);
+        for choice in ON_PANICS {
+            let value = choice.name;
+            assert_eq!(
+                ok(quote!(on_panic = #value)).on_panic.map(|p| p.value),
+                Some(choice)
+            );
         }
         let e = error(quote!(on_panic = "abort"));
         assert!(e.contains("\"ignore\" or \"restart\""), "{e}");
@@ -631,12 +742,12 @@ mod tests {
     #[test]
     fn shutdown_timeout() {
         assert_eq!(
-            ok(quote!(shutdown_timeout = "500ms")).shutdown_timeout_ms,
-            500
+            ms(&ok(quote!(shutdown_timeout = "500ms")).shutdown_timeout),
+            Some(500)
         );
         assert_eq!(
-            ok(quote!(shutdown_timeout = "1m30s")).shutdown_timeout_ms,
-            90_000
+            ms(&ok(quote!(shutdown_timeout = "1m30s")).shutdown_timeout),
+            Some(90_000)
         );
         let e = error(quote!(shutdown_timeout = "0s"));
         assert!(e.contains("greater than zero"), "{e}");
@@ -651,8 +762,8 @@ mod tests {
 
     #[test]
     fn drain_delay() {
-        assert_eq!(ok(quote!(drain_delay = "2s")).drain_delay_ms, 2_000);
-        assert_eq!(ok(quote!(drain_delay = "0s")).drain_delay_ms, 0);
+        assert_eq!(ms(&ok(quote!(drain_delay = "2s")).drain_delay), Some(2_000));
+        assert_eq!(ms(&ok(quote!(drain_delay = "0s")).drain_delay), Some(0));
         let e = error(quote!(drain_delay = 2));
         assert!(
             e.contains("invalid `drain_delay` value: expected a duration"),
@@ -775,13 +886,13 @@ mod tests {
             primary = watch,
             crate = "ct",
         ));
-        assert_eq!(args.workers, Some(3));
-        assert_eq!(args.port, "per-worker");
-        assert_eq!(args.balance, "sticky");
-        assert_eq!(args.restart, "always");
-        assert_eq!(args.shutdown_timeout_ms, 120_000);
-        assert_eq!(args.drain_delay_ms, 1_500);
-        assert_eq!(args.on_panic, "ignore");
+        assert_eq!(count(&args.workers), Some(WorkerCount::Count(3)));
+        assert_eq!(name(&args.port), Some("per-worker"));
+        assert_eq!(name(&args.balance), Some("sticky"));
+        assert_eq!(name(&args.restart), Some("always"));
+        assert_eq!(ms(&args.shutdown_timeout), Some(120_000));
+        assert_eq!(ms(&args.drain_delay), Some(1_500));
+        assert_eq!(name(&args.on_panic), Some("ignore"));
         assert!(args.primary.is_some());
         assert!(args.krate.is_some());
     }
@@ -811,9 +922,10 @@ mod tests {
             status = "/status",
             setup = app::setup
         ));
-        assert_eq!(args.healthz.as_deref(), Some("/healthz"));
-        assert_eq!(args.metrics.as_deref(), Some("/m"));
-        assert_eq!(args.status.as_deref(), Some("/status"));
+        let path = |p: &Option<Given<String>>| p.as_ref().map(|p| p.value.clone());
+        assert_eq!(path(&args.healthz).as_deref(), Some("/healthz"));
+        assert_eq!(path(&args.metrics).as_deref(), Some("/m"));
+        assert_eq!(path(&args.status).as_deref(), Some("/status"));
         assert!(args.setup.is_some());
         let e = error(quote!(metrics = "metrics"));
         assert!(e.contains("a path starting with '/'"), "{e}");
@@ -841,11 +953,11 @@ mod tests {
             restart = 1
         ));
         assert_eq!(all.len(), 4, "{all:?}");
-        // The valid argument is kept, the wrong ones stay at their defaults.
+        // The valid argument is kept, the wrong ones are left out.
         let (args, e) = Args::parse(quote!(workers = 0, balance = "os"));
         assert!(e.is_some());
-        assert_eq!(args.balance, "os");
-        assert_eq!(args.workers, None);
+        assert_eq!(name(&args.balance), Some("os"));
+        assert_eq!(count(&args.workers), None);
     }
 
     #[test]
@@ -859,12 +971,18 @@ mod tests {
         let e = error(quote!(workers = 2 port = "shared"));
         assert!(e.contains("expected `,`"), "{e}");
         // A trailing comma is fine.
-        assert_eq!(ok(quote!(workers = 2,)).workers, Some(2));
+        assert_eq!(
+            count(&ok(quote!(workers = 2,)).workers),
+            Some(WorkerCount::Count(2))
+        );
     }
 
     #[test]
     fn raw_identifiers_and_keyword_keys() {
-        assert_eq!(ok(quote!(r#workers = 2)).workers, Some(2));
+        assert_eq!(
+            count(&ok(quote!(r#workers = 2)).workers),
+            Some(WorkerCount::Count(2))
+        );
     }
 }
 
@@ -906,7 +1024,7 @@ mod properties {
             let tokens: TokenStream = format!("workers = {n}").parse().unwrap();
             let (args, error) = Args::parse(tokens);
             prop_assert!(error.is_none());
-            prop_assert_eq!(args.workers, Some(n));
+            prop_assert_eq!(args.workers.map(|w| w.value), Some(WorkerCount::Count(n)));
         }
     }
 }

@@ -7,7 +7,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, ReturnType, Signature, Visibility};
 
-use crate::args::Args;
+use crate::args::{Args, Choice, Given, WorkerCount};
 
 /// The name the user's `async fn` gets inside the generated function.
 const INNER: &str = "__cluster_thread_main";
@@ -218,32 +218,9 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
     let head = outer_head(func);
     let inner = inner_fn(func);
 
-    let workers = match args.workers {
-        Some(n) => quote!(::core::option::Option::Some(#n)),
-        None => quote!(::core::option::Option::None),
-    };
-    let (port, balance, restart, on_panic) = (args.port, args.balance, args.restart, args.on_panic);
-    let (shutdown_timeout_ms, drain_delay_ms) = (args.shutdown_timeout_ms, args.drain_delay_ms);
-    let path = |p: &Option<String>| match p {
-        Some(p) => quote!(::core::option::Option::Some(#p)),
-        None => quote!(::core::option::Option::None),
-    };
-    let (healthz, metrics, status) = (path(&args.healthz), path(&args.metrics), path(&args.status));
-    let cluster_args = quote! {
-        #krate::__private::Args {
-            workers: #workers,
-            port: #port,
-            balance: #balance,
-            restart: #restart,
-            shutdown_timeout_ms: #shutdown_timeout_ms,
-            drain_delay_ms: #drain_delay_ms,
-            on_panic: #on_panic,
-            healthz: #healthz,
-            metrics: #metrics,
-            status: #status,
-        }
-    };
-
+    let args_value = args_value(&krate, args);
+    let args_var = Ident::new("__cluster_thread_args", Span::call_site());
+    let cluster_args = quote!(#args_var);
     // Called in each worker thread: the future is created there. A type
     // error about the parameter points at the user's parameter type; one
     // about the return type at the user's return type.
@@ -303,7 +280,80 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
             #[allow(unused_imports)]
             use #krate::__private::WorkerExt as _;
             #inner
+            // Every field may be given, which leaves the update empty.
+            #[allow(clippy::needless_update)]
+            let #args_var = #args_value;
             #run
+        }
+    }
+}
+
+/// `__private::Args` with the arguments given, typed (`Balance::Sticky`,
+/// `Duration::from_millis(..)`), and the rest `Default` (the runtime's own).
+/// Each value is spanned at the attribute's argument, so that an error
+/// about it (such as `balance` without the facade's `net` feature) points
+/// there.
+fn args_value(krate: &TokenStream, args: &Args) -> TokenStream {
+    let private = |span: Span| {
+        let krate = respan(krate.clone(), span);
+        quote_spanned!(span=> #krate::__private)
+    };
+    let some = |field: &str, span: Span, value: TokenStream| {
+        let field = Ident::new(field, span);
+        quote_spanned!(span=> #field: ::core::option::Option::Some(#value))
+    };
+    let choice = |field: &str, enum_name: &str, given: &Option<Given<Choice>>| {
+        given.as_ref().map(|Given { value, span }| {
+            let path = private(*span);
+            let enum_name = Ident::new(enum_name, *span);
+            let variant = Ident::new(value.variant, *span);
+            some(
+                field,
+                *span,
+                quote_spanned!(*span=> #path::#enum_name::#variant),
+            )
+        })
+    };
+    let duration = |field: &str, given: &Option<Given<u64>>| {
+        given.as_ref().map(|Given { value, span }| {
+            some(
+                field,
+                *span,
+                quote_spanned!(*span=> ::core::time::Duration::from_millis(#value)),
+            )
+        })
+    };
+    let path = |field: &str, given: &Option<Given<String>>| {
+        given
+            .as_ref()
+            .map(|Given { value, span }| some(field, *span, quote_spanned!(*span=> #value)))
+    };
+    let workers = args.workers.as_ref().map(|Given { value, span }| {
+        let workers = private(*span);
+        let value = match value {
+            WorkerCount::Auto => quote_spanned!(*span=> #workers::Workers::Auto),
+            WorkerCount::Count(n) => quote_spanned!(*span=> #workers::Workers::Count(#n)),
+        };
+        some("workers", *span, value)
+    });
+    let fields = [
+        workers,
+        choice("port", "Ports", &args.port),
+        choice("balance", "Balance", &args.balance),
+        choice("restart", "RestartPolicy", &args.restart),
+        duration("shutdown_timeout", &args.shutdown_timeout),
+        duration("drain_delay", &args.drain_delay),
+        choice("on_panic", "OnPanic", &args.on_panic),
+        path("healthz", &args.healthz),
+        path("metrics", &args.metrics),
+        path("status", &args.status),
+    ]
+    .into_iter()
+    .flatten();
+    quote! {
+        #krate::__private::Args {
+            #(#fields,)*
+            ..::core::default::Default::default()
         }
     }
 }

@@ -26,8 +26,11 @@
 //! 1. holds the user's `async fn`, unchanged but renamed
 //!    `__cluster_thread_main`, as an inner item, so its body is compiled
 //!    exactly as written;
-//! 2. builds `cluster_thread::__private::Args` from the attribute's arguments
-//!    (all checked at compile time);
+//! 2. builds `cluster_thread::__private::Args` from the attribute's arguments,
+//!    all checked at compile time, as typed values (`balance = "sticky"` is
+//!    `Some(Balance::Sticky)`, `shutdown_timeout = "1m"` is
+//!    `Some(Duration::from_millis(60000))`); an argument not given is `None`,
+//!    which leaves the builder's, `NetConfig`'s or `HttpConfig`'s own default;
 //! 3. calls `cluster_thread::__private::run(args, |worker| output(__cluster_thread_main(worker)))`,
 //!    or, with `primary = path`,
 //!    `run_with_primary(args, |worker| ..., |cluster| output(path(cluster)))`,
@@ -84,6 +87,10 @@
 //! | `primary` | a path to an `async fn(cluster_thread::Cluster)` returning `()` or `Result<(), E: Display>`, run on the primary with the cluster handle (bare, `primary = watch`, or in a string, `primary = "watch"`) | none |
 //! | `crate` | the path of the facade, in a string, for users who renamed it (`crate = "ct"`) or re-export it, as `#[tokio::main(crate = "...")]`; the expansion uses `<crate>::__private` | `"cluster_thread"` |
 //!
+//! `port` and `balance` need the facade's `net` feature, `on_panic`,
+//! `healthz`, `metrics` and `status` its `http` feature (both on by
+//! default): without it, the expansion does not compile, at the argument.
+//!
 //! At run time `CLUSTER_THREAD_WORKERS` (`auto` or an integer ≥ 1) overrides
 //! `workers`, `CLUSTER_THREAD_BALANCE` (one of the five balance values)
 //! overrides `balance`, and `CLUSTER_THREAD_DRAIN_DELAY` (a duration such as
@@ -97,6 +104,8 @@
 //! function that is not `async`, is generic, takes more than one parameter or
 //! `self`. All of them are reported at once, and the function is still emitted
 //! beside the errors so that the editor keeps understanding its body.
+
+#![forbid(unsafe_code)]
 
 mod args;
 mod expand;

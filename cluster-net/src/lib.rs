@@ -38,6 +38,9 @@
 //! }
 //! ```
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+// Sockets by fd (inherited, systemd, received over SCM_RIGHTS) and the
+// hot upgrade's fork need `unsafe`; each block says why it is sound.
+#![allow(unsafe_code)]
 
 mod accept;
 mod acceptor;

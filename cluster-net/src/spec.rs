@@ -56,13 +56,19 @@ impl Balance {
     /// The mode in `CLUSTER_THREAD_BALANCE`, if set.
     pub fn from_env() -> Result<Option<Balance>, Error> {
         match std::env::var(BALANCE_ENV) {
-            Ok(value) => value.parse().map(Some).map_err(|_| Error::BadEnv {
-                name: BALANCE_ENV,
-                value,
-                expected: "round-robin, least-connections, os, reuseport or sticky",
-            }),
+            Ok(value) => Balance::from_env_value(&value).map(Some),
             Err(_) => Ok(None),
         }
+    }
+
+    /// `value` read from `CLUSTER_THREAD_BALANCE`: a mode's [`name`](Self::name)
+    /// (case and surrounding blanks ignored), or an error naming the variable.
+    pub fn from_env_value(value: &str) -> Result<Balance, Error> {
+        value.parse().map_err(|_| Error::BadEnv {
+            name: BALANCE_ENV,
+            value: value.to_owned(),
+            expected: NAMES_EXPECTED,
+        })
     }
 
     pub(crate) fn uses_acceptor(self) -> bool {
@@ -79,13 +85,17 @@ impl fmt::Display for Balance {
     }
 }
 
+/// [`Balance::ALL`]'s names, for errors (a `&'static str`, as `Error::BadEnv`
+/// holds; a test checks it against [`Balance::name`]).
+const NAMES_EXPECTED: &str = "round-robin, least-connections, os, reuseport or sticky";
+
 /// The error of parsing a [`Balance`] name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownBalance;
 
 impl fmt::Display for UnknownBalance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("expected round-robin, least-connections, os, reuseport or sticky")
+        write!(f, "expected {NAMES_EXPECTED}")
     }
 }
 
@@ -396,5 +406,41 @@ mod tests {
             assert_eq!(b.name().parse::<Balance>(), Ok(b));
         }
         assert!("random".parse::<Balance>().is_err());
+    }
+
+    #[test]
+    fn all_has_every_mode_once() {
+        // Exhaustive: a new mode does not compile here until it is in `ALL`.
+        let position = |b: Balance| match b {
+            Balance::RoundRobin => 0,
+            Balance::LeastConnections => 1,
+            Balance::Os => 2,
+            Balance::ReusePort => 3,
+            Balance::Sticky => 4,
+        };
+        for (i, b) in Balance::ALL.into_iter().enumerate() {
+            assert_eq!(position(b), i, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn the_expected_names_are_the_modes_names() {
+        let names: Vec<&str> = Balance::ALL.iter().map(|b| b.name()).collect();
+        let (last, rest) = names.split_last().unwrap();
+        assert_eq!(NAMES_EXPECTED, format!("{} or {last}", rest.join(", ")));
+    }
+
+    #[test]
+    fn an_env_value_is_a_name_or_an_error_naming_the_variable() {
+        assert_eq!(
+            Balance::from_env_value(" Sticky\n").ok(),
+            Some(Balance::Sticky)
+        );
+        let err = Balance::from_env_value("round_robin").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid environment variable CLUSTER_THREAD_BALANCE=\"round_robin\": \
+             expected round-robin, least-connections, os, reuseport or sticky"
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! child processes, a raw HTTP/1.1 client, steady load, free ports. Every
 //! wait is bounded by [`DEADLINE`].
 #![allow(missing_docs, clippy::missing_panics_doc)]
+// Signals to child processes go through libc::kill.
+#![allow(unsafe_code)]
 
 mod child;
 mod http;

@@ -57,7 +57,7 @@ fn duration(text: &str) -> Duration {
 
 /// The cluster's default shutdown timeout (what the programs run with).
 fn shutdown_timeout() -> Duration {
-    Duration::from_millis(cluster_thread::__private::Args::default().shutdown_timeout_ms)
+    cluster_thread::DEFAULT_SHUTDOWN_TIMEOUT
 }
 
 #[test]

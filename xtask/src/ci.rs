@@ -24,7 +24,16 @@ const STEPS: &[(&str, &[&str])] = &[
     ("cargo test", &["test", "--workspace", "--locked"]),
     (
         "cargo package (every published crate, in dependency order, each built from its package)",
-        &["package", "--workspace", "--exclude", "xtask", "--locked"],
+        // xtask and test-support are `publish = false`.
+        &[
+            "package",
+            "--workspace",
+            "--exclude",
+            "xtask",
+            "--exclude",
+            "test-support",
+            "--locked",
+        ],
     ),
     (
         "cargo xtask bench --quick (a smoke test of the harness; no timing assertions)",

@@ -7,6 +7,8 @@
 //!   crashes and reloads; requests, failures, restarts, RSS at start and end.
 //! - `ci`: what CI runs (fmt, clippy, tests, the bench's smoke run).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+// The bench pins CPUs, sets rlimits and signals process trees through libc.
+#![allow(unsafe_code)]
 
 mod bench;
 mod ci;

@@ -6,16 +6,12 @@
 //! macro generated, which runs the whole cluster.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, ExitCode, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
 
 use cluster_thread::Worker;
+use test_support::Run;
 
 const CHILD_ENV: &str = "CLUSTER_MACROS_CHILD";
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The program under test: two workers, each says it is ready, then waits
 /// until the primary disconnects it.
@@ -36,120 +32,51 @@ fn child() {
     std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
 }
 
-/// Kills the child with SIGKILL if the test ends before it was reaped.
-struct KillOnDrop {
-    pid: libc::pid_t,
-    reaped: bool,
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if !self.reaped {
-            // SAFETY: kill(2) with a pid we spawned and have not reaped.
-            unsafe {
-                libc::kill(self.pid, libc::SIGKILL);
-            }
-        }
+/// `(id, slot)` of a `worker <id> slot <slot> ready` line (the test
+/// harness's own `test child ... ` may begin the first line).
+fn ready(line: &str) -> Option<(u64, usize)> {
+    let rest = &line[line.find("worker ")? + "worker ".len()..];
+    match rest.split(' ').collect::<Vec<_>>().as_slice() {
+        [id, "slot", slot, "ready"] => Some((id.parse().ok()?, slot.parse().ok()?)),
+        _ => None,
     }
 }
 
 #[test]
 fn answers_and_exits_zero_on_sigterm() {
-    let start = Instant::now();
-    let exe = std::env::current_exe().expect("current test binary");
-    let mut child = Command::new(exe)
-        .args([
-            "child_process::child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut command = test_support::this_test("child_process::child");
+    command
         .env(CHILD_ENV, "1")
         .env_remove("CLUSTER_THREAD_WORKERS")
-        .env_remove("CLUSTER_THREAD_BALANCE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the child");
-    let mut guard = KillOnDrop {
-        pid: libc::pid_t::try_from(child.id()).expect("pid fits pid_t"),
-        reaped: false,
-    };
-
-    // Lines of stdout arrive on a channel, so every wait has a deadline.
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().expect("piped stdout");
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let stderr_text = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let (status_tx, status) = mpsc::channel::<std::io::Result<ExitStatus>>();
-    thread::spawn(move || {
-        let _ = status_tx.send(child.wait());
-    });
+        .env_remove("CLUSTER_THREAD_BALANCE");
+    let mut run = Run::command("the macro's program", command);
 
     // Both workers answer.
-    let mut seen = Vec::new();
-    let mut slots = BTreeSet::new();
-    let mut ids = BTreeSet::new();
-    while slots.len() < 2 {
-        let left = DEADLINE.saturating_sub(start.elapsed());
-        let line = match lines.recv_timeout(left) {
-            Ok(line) => line,
-            Err(e) => panic!("waiting for both workers ({e}); stdout so far: {seen:#?}"),
-        };
-        // The test harness's own `test child ... ` may begin the first line.
-        if let Some(rest) = line.find("worker ").map(|at| &line[at + "worker ".len()..]) {
-            let words: Vec<&str> = rest.split(' ').collect();
-            if let [id, "slot", slot, "ready"] = words.as_slice() {
-                ids.insert(id.parse::<u64>().expect("numeric worker id"));
-                slots.insert(slot.parse::<usize>().expect("numeric slot"));
-            }
-        }
-        seen.push(line);
+    let (mut ids, mut slots) = (BTreeSet::new(), BTreeSet::new());
+    for _ in 0..2 {
+        let line = run.line(|l| ready(l).is_some());
+        let (id, slot) = ready(&line).expect("the line just matched");
+        ids.insert(id);
+        slots.insert(slot);
     }
-    assert_eq!(slots, BTreeSet::from([0, 1]), "{seen:#?}");
-    assert_eq!(ids.len(), 2, "two distinct worker ids: {seen:#?}");
+    assert_eq!(slots, BTreeSet::from([0, 1]), "{:#?}", run.seen);
+    assert_eq!(ids.len(), 2, "two distinct worker ids: {:#?}", run.seen);
 
-    // SIGTERM: a graceful stop, exit status 0.
-    if let Ok(early) = status.try_recv() {
-        panic!("the child exited before SIGTERM: {early:?}; stdout: {seen:#?}");
+    // SIGTERM: a graceful stop, exit status 0, after each worker finished
+    // its body.
+    let early = run.child.try_wait().expect("waitpid");
+    assert!(
+        early.is_none(),
+        "the child exited before SIGTERM: {early:?}"
+    );
+    run.signal(libc::SIGTERM);
+    for id in &ids {
+        run.line(|l| l.ends_with(&format!("worker {id} done")));
     }
-    // SAFETY: kill(2) with the pid of our child, which has not been reaped
-    // (the waiting thread has not reported it).
-    let rc = unsafe { libc::kill(guard.pid, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill(SIGTERM): {}", std::io::Error::last_os_error());
-    let left = DEADLINE.saturating_sub(start.elapsed());
-    let status = match status.recv_timeout(left) {
-        Ok(status) => status.expect("wait for the child"),
-        Err(e) => panic!("the child did not exit after SIGTERM ({e}); stdout: {seen:#?}"),
-    };
-    guard.reaped = true;
-    // The rest of stdout: each worker finished its body.
-    while let Ok(line) = lines.recv_timeout(DEADLINE.saturating_sub(start.elapsed())) {
-        seen.push(line);
-    }
-    let stderr_text = stderr_text.join().unwrap_or_default();
+    let status = run.exit_status();
     assert!(
         status.success(),
-        "exit status {status}; stdout: {seen:#?}; stderr: {stderr_text}"
+        "exit status {status}; stdout: {:#?}",
+        run.seen
     );
-    for id in &ids {
-        assert!(
-            seen.iter()
-                .any(|l| l.ends_with(&format!("worker {id} done"))),
-            "worker {id} finished gracefully; stdout: {seen:#?}"
-        );
-    }
 }

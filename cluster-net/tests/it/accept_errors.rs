@@ -24,10 +24,8 @@ async fn survives_an_accept_error(balance: Balance) {
     hello(addr).await.unwrap();
 
     // SAFETY: shutdown(2) on a socket this test owns.
-    assert_eq!(
-        unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RD) },
-        0
-    );
+    let rc = unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RD) };
+    assert_eq!(rc, 0);
     eventually(
         || stats(&server.cluster).iter().any(|s| s.accept_errors > 0),
         "an accept error",

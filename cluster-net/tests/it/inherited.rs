@@ -151,10 +151,8 @@ impl Run {
 
     fn sigterm_and_wait(mut self) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own child.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
-            0
-        );
+        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0);
         let end = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -1,11 +1,11 @@
-// `balance`: the five modes.
+// `balance`: the five modes, each the `Balance` of that name.
 use std::process::ExitCode;
 use std::sync::Mutex;
 
 use cluster_thread::__private::Args;
-use cluster_thread::Worker;
+use cluster_thread::{Balance, Worker};
 
-static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+static SEEN: Mutex<Vec<Option<Balance>>> = Mutex::new(Vec::new());
 
 fn record(worker: &Worker) {
     if let Some(args) = worker.state::<Args>() {
@@ -43,14 +43,6 @@ fn main() {
     for run in [round_robin, least_connections, os, reuseport, sticky] {
         assert_eq!(run(), ExitCode::SUCCESS);
     }
-    assert_eq!(
-        *SEEN.lock().unwrap(),
-        [
-            "round-robin",
-            "least-connections",
-            "os",
-            "reuseport",
-            "sticky"
-        ]
-    );
+    let all: Vec<Option<Balance>> = Balance::ALL.into_iter().map(Some).collect();
+    assert_eq!(*SEEN.lock().unwrap(), all);
 }

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use cluster_thread::__private::Args;
-use cluster_thread::Worker;
+use cluster_thread::{Balance, Worker};
 
-static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+static SEEN: Mutex<Vec<Option<Balance>>> = Mutex::new(Vec::new());
 
 #[cluster_thread::main(workers = 1, balance = "os")]
 async fn os(worker: Worker) {
@@ -18,7 +18,7 @@ async fn os(worker: Worker) {
 fn main() {
     std::env::set_var("CLUSTER_THREAD_BALANCE", "sticky");
     assert_eq!(os(), ExitCode::SUCCESS);
-    assert_eq!(*SEEN.lock().unwrap(), ["sticky"]);
+    assert_eq!(*SEEN.lock().unwrap(), [Some(Balance::Sticky)]);
 
     std::env::set_var("CLUSTER_THREAD_BALANCE", "fastest");
     assert_eq!(os(), ExitCode::FAILURE);
@@ -26,5 +26,8 @@ fn main() {
 
     std::env::remove_var("CLUSTER_THREAD_BALANCE");
     assert_eq!(os(), ExitCode::SUCCESS);
-    assert_eq!(*SEEN.lock().unwrap(), ["sticky", "os"]);
+    assert_eq!(
+        *SEEN.lock().unwrap(),
+        [Some(Balance::Sticky), Some(Balance::Os)]
+    );
 }

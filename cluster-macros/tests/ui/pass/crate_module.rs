@@ -9,7 +9,8 @@ mod facade {
     pub use cluster_thread::*;
 
     pub mod __private {
-        pub use cluster_thread::__private::{__Worker, output, Args, WorkerExt};
+        // Everything the expansion names, and this `run` in place of the facade's.
+        pub use cluster_thread::__private::*;
         use std::future::Future;
         use std::process::ExitCode;
         use std::sync::atomic::Ordering;

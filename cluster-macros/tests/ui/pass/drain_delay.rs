@@ -1,15 +1,16 @@
 // `drain_delay`: a duration, zero allowed; CLUSTER_THREAD_DRAIN_DELAY overrides it.
 use std::process::ExitCode;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use cluster_thread::__private::Args;
 use cluster_thread::Worker;
 
-static SEEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+static SEEN: Mutex<Vec<Option<Duration>>> = Mutex::new(Vec::new());
 
 fn record(worker: &Worker) {
     if let Some(args) = worker.state::<Args>() {
-        SEEN.lock().unwrap().push(args.drain_delay_ms);
+        SEEN.lock().unwrap().push(args.drain_delay);
     }
 }
 
@@ -31,5 +32,6 @@ fn main() {
     assert_eq!(none(), ExitCode::SUCCESS);
     std::env::set_var("CLUSTER_THREAD_DRAIN_DELAY", "soon");
     assert_eq!(seconds(), ExitCode::FAILURE);
-    assert_eq!(*SEEN.lock().unwrap(), [2_000, 0, 750]);
+    let ms = |ms| Some(Duration::from_millis(ms));
+    assert_eq!(*SEEN.lock().unwrap(), [ms(2_000), ms(0), ms(750)]);
 }

@@ -1,16 +1,18 @@
-// `on_panic`: "ignore" or "restart".
+// `on_panic`: "ignore" or "restart", in the cluster's `HttpConfig`.
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use cluster_thread::__private::Args;
+use cluster_thread::http::{HttpConfig, OnPanic};
 use cluster_thread::Worker;
 
-static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+static SEEN: Mutex<Vec<Option<OnPanic>>> = Mutex::new(Vec::new());
 
 fn record(worker: &Worker) {
-    if let Some(args) = worker.state::<Args>() {
-        SEEN.lock().unwrap().push(args.on_panic);
-    }
+    let http = worker.state::<HttpConfig>();
+    let mode = [OnPanic::Ignore, OnPanic::Restart]
+        .into_iter()
+        .find(|&mode| http.as_deref() == Some(&HttpConfig::default().on_panic(mode)));
+    SEEN.lock().unwrap().push(mode);
 }
 
 #[cluster_thread::main(workers = 1, on_panic = "ignore")]
@@ -27,5 +29,8 @@ fn main() {
     for run in [ignore, restart] {
         assert_eq!(run(), ExitCode::SUCCESS);
     }
-    assert_eq!(*SEEN.lock().unwrap(), ["ignore", "restart"]);
+    assert_eq!(
+        *SEEN.lock().unwrap(),
+        [Some(OnPanic::Ignore), Some(OnPanic::Restart)]
+    );
 }

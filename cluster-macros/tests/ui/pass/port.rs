@@ -3,13 +3,18 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use cluster_thread::__private::Args;
-use cluster_thread::Worker;
+use cluster_thread::{Ports, Worker};
 
 static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
 fn record(worker: &Worker) {
     if let Some(args) = worker.state::<Args>() {
-        SEEN.lock().unwrap().push(args.port);
+        let port = match args.port {
+            Some(Ports::Shared) => "shared",
+            Some(Ports::PerWorker) => "per-worker",
+            _ => "something else",
+        };
+        SEEN.lock().unwrap().push(port);
     }
 }
 

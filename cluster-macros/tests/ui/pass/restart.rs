@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use cluster_thread::__private::Args;
-use cluster_thread::{Cluster, Worker};
+use cluster_thread::{Cluster, RestartPolicy, Worker};
 
-static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+static SEEN: Mutex<Vec<Option<RestartPolicy>>> = Mutex::new(Vec::new());
 
 fn record(worker: &Worker) {
     if let Some(args) = worker.state::<Args>() {
@@ -39,5 +39,12 @@ fn main() {
     for run in [never, on_failure, always] {
         assert_eq!(run(), ExitCode::SUCCESS);
     }
-    assert_eq!(*SEEN.lock().unwrap(), ["never", "on-failure", "always"]);
+    assert_eq!(
+        *SEEN.lock().unwrap(),
+        [
+            Some(RestartPolicy::Never),
+            Some(RestartPolicy::OnFailure),
+            Some(RestartPolicy::Always)
+        ]
+    );
 }

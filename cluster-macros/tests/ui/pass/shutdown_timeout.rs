@@ -1,16 +1,15 @@
-// `shutdown_timeout`: durations in ms, s, m, h, and combined.
+// `shutdown_timeout`: durations in ms, s, m, h, and combined: the workers'
+// shutdown timeout.
 use std::process::ExitCode;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use cluster_thread::__private::Args;
 use cluster_thread::Worker;
 
-static SEEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+static SEEN: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
 
 fn record(worker: &Worker) {
-    if let Some(args) = worker.state::<Args>() {
-        SEEN.lock().unwrap().push(args.shutdown_timeout_ms);
-    }
+    SEEN.lock().unwrap().push(worker.shutdown_timeout());
 }
 
 #[cluster_thread::main(workers = 1, shutdown_timeout = "500ms")]
@@ -42,8 +41,6 @@ fn main() {
     for run in [millis, seconds, minutes, hours, combined] {
         assert_eq!(run(), ExitCode::SUCCESS);
     }
-    assert_eq!(
-        *SEEN.lock().unwrap(),
-        [500, 30_000, 120_000, 3_600_000, 90_000]
-    );
+    let ms: Vec<u128> = SEEN.lock().unwrap().iter().map(Duration::as_millis).collect();
+    assert_eq!(ms, [500, 30_000, 120_000, 3_600_000, 90_000]);
 }

@@ -3,9 +3,9 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use cluster_thread::__private::Args;
-use cluster_thread::Worker;
+use cluster_thread::{Worker, Workers};
 
-static SEEN: Mutex<Vec<(&'static str, usize, Option<usize>)>> = Mutex::new(Vec::new());
+static SEEN: Mutex<Vec<(&'static str, usize, Option<Workers>)>> = Mutex::new(Vec::new());
 
 fn record(case: &'static str, worker: &Worker) {
     if let Some(args) = worker.state::<Args>() {
@@ -35,7 +35,7 @@ async fn auto(worker: Worker) {
     record("auto", &worker);
 }
 
-fn slots(case: &str) -> (Vec<usize>, Vec<Option<usize>>) {
+fn slots(case: &str) -> (Vec<usize>, Vec<Option<Workers>>) {
     let seen = SEEN.lock().unwrap();
     let mut slots: Vec<usize> = seen.iter().filter(|s| s.0 == case).map(|s| s.1).collect();
     slots.sort();
@@ -48,9 +48,10 @@ fn main() {
     for run in [one, three, two_in_a_string, auto] {
         assert_eq!(run(), ExitCode::SUCCESS);
     }
-    assert_eq!(slots("one"), (vec![0], vec![Some(1)]));
-    assert_eq!(slots("three"), (vec![0, 1, 2], vec![Some(3); 3]));
-    assert_eq!(slots("two_in_a_string"), (vec![0, 1], vec![Some(2); 2]));
+    let count = |n| Some(Workers::Count(n));
+    assert_eq!(slots("one"), (vec![0], vec![count(1)]));
+    assert_eq!(slots("three"), (vec![0, 1, 2], vec![count(3); 3]));
+    assert_eq!(slots("two_in_a_string"), (vec![0, 1], vec![count(2); 2]));
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert_eq!(slots("auto"), ((0..n).collect(), vec![None; n]));
+    assert_eq!(slots("auto"), ((0..n).collect(), vec![Some(Workers::Auto); n]));
 }

@@ -2,15 +2,13 @@
 //! the cluster drains; `/metrics` is Prometheus text whose counters move
 //! with the traffic.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::common::{self, eventually, serve_app, start, DEADLINE, H1};
 use cluster_core::Phase;
 use cluster_http::HttpConfig;
 use cluster_net::stats;
-use common::{eventually, serve_app, start, DEADLINE, H1};
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -364,7 +362,7 @@ async fn the_exposition_passes_promtool_and_carries_the_users_metrics() {
         .unwrap_or_else(|| panic!("no app_jobs_total in\n{body}"));
     assert!(jobs.value >= 1.0, "{jobs:?}");
     assert_eq!(jobs.labels["kind"], "test");
-    match common_which("promtool") {
+    match common::which("promtool") {
         None => eprintln!("notice: promtool not installed (Debian package `prometheus`); the exposition check is skipped"),
         Some(promtool) => {
             let mut child = std::process::Command::new(promtool)
@@ -386,10 +384,4 @@ async fn the_exposition_passes_promtool_and_carries_the_users_metrics() {
         }
     }
     common::stop(&running.cluster).await;
-}
-
-fn common_which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
 }

@@ -2,12 +2,10 @@
 //! keep-alive connections, a new client is served at once, and the oldest
 //! idle connection is the one closed to make room.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{self, serve_app, start, stop, H1};
 use cluster_net::NetConfig;
-use common::{serve_app, start, stop, H1};
 use http::StatusCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,13 +2,11 @@
 //! 431, a client slower than the header read timeout is disconnected, idle
 //! connections are closed after the keep-alive timeout; the worker serves on.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::{self, eventually, serve_app, start, stop, DEADLINE, H1, H2};
 use cluster_http::HttpConfig;
-use common::{eventually, serve_app, start, stop, DEADLINE, H1, H2};
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

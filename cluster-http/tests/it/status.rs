@@ -1,13 +1,11 @@
 //! The status page: JSON with `?format=json`, and HTML checked in a real
 //! browser (headless Chromium, when installed): one row per slot.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{self, serve_app, start, stop, DEADLINE};
 use cluster_http::HttpConfig;
-use common::{serve_app, start, stop, DEADLINE};
 use http::StatusCode;
 
 fn config() -> HttpConfig {
@@ -53,7 +51,7 @@ async fn the_status_page_has_a_row_per_slot_in_json_and_in_a_browser() {
         html.body
     );
 
-    match which("chromium").or_else(|| which("chromium-browser")) {
+    match common::which("chromium").or_else(|| common::which("chromium-browser")) {
         None => eprintln!("notice: chromium not installed (Debian package `chromium`); the browser check is skipped"),
         Some(chromium) => {
             let dom = tokio::task::spawn_blocking(move || dump_dom(&chromium, addr.port()))
@@ -113,10 +111,4 @@ fn dump_dom(chromium: &std::path::Path, port: u16) -> String {
     let _ = std::fs::remove_dir_all(&profile);
     assert!(status.success(), "chromium: {status}");
     dom
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
 }

@@ -1,11 +1,9 @@
 //! HTTP/1.1 on a cluster: several requests on one keep-alive connection go
 //! to one worker; fresh connections reach every worker.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{eventually, serve_app, start, stop, H1};
+use crate::common::{self, eventually, serve_app, start, stop, H1};
 use http::{StatusCode, Version};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

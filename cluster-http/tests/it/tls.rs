@@ -3,21 +3,19 @@
 //! renewed certificate served after a rolling reload while a connection of
 //! the old certificate finishes its request.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{self, eventually, start, stop, until, Gate, DEADLINE};
 use bytes::Bytes;
 use cluster_core::{ClusterEvent, Worker};
 use cluster_http::rustls::pki_types::{CertificateDer, ServerName};
 use cluster_http::rustls::{ClientConfig, RootCertStore};
 use cluster_http::{Server, TlsConfig};
 use cluster_net::WorkerExt;
-use common::{eventually, start, stop, until, Gate, DEADLINE};
 use http::{StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::{http1, http2};
@@ -242,7 +240,7 @@ async fn https_serves_h2_and_http1_chosen_by_alpn() {
     }
 
     // curl, a client that is not ours, when installed.
-    match common_which("curl") {
+    match common::which("curl") {
         None => eprintln!("notice: curl not installed; the curl check is skipped"),
         Some(curl) => {
             for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
@@ -271,12 +269,6 @@ async fn https_serves_h2_and_http1_chosen_by_alpn() {
         }
     }
     stop(&running.cluster).await;
-}
-
-fn common_which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
 }
 
 /// Reads until the server closes the connection (what it sends first,

@@ -2,15 +2,13 @@
 //! `OnPanic::Restart` (the default) the worker drains (its other requests
 //! finish) and is replaced; with `OnPanic::Ignore` it serves on.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::common::{self, eventually, serve_app, start, until, Gate, H2};
 use cluster_core::{ClusterEvent, ExitReason};
 use cluster_http::{HttpConfig, OnPanic};
-use common::{eventually, serve_app, start, until, Gate, H2};
 use http::StatusCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,9 @@
 //! HTTP/2 with prior knowledge (h2c), detected from the client's preface:
 //! concurrent streams on one connection, and every worker reached.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{serve_app, start, stop, H2};
+use crate::common::{serve_app, start, stop, H2};
 use http::{StatusCode, Version};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

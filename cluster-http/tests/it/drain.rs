@@ -2,16 +2,14 @@
 //! moves its idle connections to a live worker (or closes them), finishes its requests in flight, and returns;
 //! the drain deadline closes what is left; a rolling reload fails no request.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{self, eventually, migrated, serve_app, start, until, Gate, H1};
 use cluster_core::{ClusterEvent, ExitReason};
 use cluster_http::HttpConfig;
-use common::{eventually, serve_app, start, until, Gate, H1};
 use http::StatusCode;
 
 /// A cluster of two whose worker `victim` holds two keep-alive
@@ -60,15 +58,6 @@ async fn victim(config: Option<HttpConfig>) -> Victim {
         idle,
         in_flight,
     }
-}
-
-/// Connections handed from one worker to another on the cluster's sockets.
-fn migrated(cluster: &cluster_core::Cluster) -> u64 {
-    cluster_net::stats(cluster)
-        .iter()
-        .map(|s| s.migrated)
-        .max()
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

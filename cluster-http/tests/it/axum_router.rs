@@ -1,19 +1,17 @@
 //! An axum `Router` served unchanged, with state shared by every worker
 //! (an `Arc<AtomicU64>` hit counter given to the cluster).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::common::{self, start, stop};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
 use cluster_core::Worker;
 use cluster_net::WorkerExt;
-use common::{start, stop};
 use http::StatusCode;
 
 type Hits = Arc<AtomicU64>;

@@ -2,20 +2,18 @@
 //! axum `Router`, and services that are not `Send` (`Rc<RefCell<_>>`),
 //! bare or under a tower layer.
 
-mod common;
-
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::common::{self, start, stop, DEADLINE};
 use axum::routing::get;
 use axum::Router;
 use cluster_core::Worker;
 use cluster_http::{service_fn, Request};
 use cluster_net::WorkerExt;
-use common::{start, stop, DEADLINE};
 use http::{Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

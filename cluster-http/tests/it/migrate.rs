@@ -2,12 +2,10 @@
 //! workers that held them (rolling reloads, a scale-down) on the same TCP
 //! connection, and close only where no worker is left to take them.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use common::{serve_app, start, DEADLINE};
+use crate::common::{self, migrated, serve_app, start, DEADLINE};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -82,14 +80,6 @@ impl Conn {
     fn local_now(&self) -> SocketAddr {
         self.stream.get_ref().local_addr().unwrap()
     }
-}
-
-fn migrated(cluster: &cluster_core::Cluster) -> u64 {
-    cluster_net::stats(cluster)
-        .iter()
-        .map(|s| s.migrated)
-        .max()
-        .unwrap_or(0)
 }
 
 /// Each connection's first answer, on its connection.

@@ -2,18 +2,16 @@
 //! client's address in every request (our `ConnectionInfo`, axum's
 //! `ConnectInfo<SocketAddr>`).
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
+use crate::common::{start, stop, DEADLINE};
 use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
 use cluster_core::{Address, Worker};
 use cluster_http::{ConnectionInfo, Request, Server};
 use cluster_net::WorkerExt;
-use common::{start, stop, DEADLINE};
 use http::Response;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -6,17 +6,15 @@
 //! The child is this test binary itself, re-run with `CLUSTER_HTTP_CHILD`
 //! set, so that the cluster owns the whole process and its signals.
 
-mod common;
-
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::common::{self, serve_app, H1, H2};
 use cluster_core::{Address, Cluster, ClusterEvent};
 use cluster_http::HttpConfig;
-use common::{serve_app, DEADLINE, H1, H2};
 use http::StatusCode;
-use tokio::sync::mpsc;
+use test_support::Run;
+use tokio::task::block_in_place;
 
 const CHILD: &str = "CLUSTER_HTTP_CHILD";
 
@@ -49,92 +47,24 @@ fn child() {
     println!("primary exits");
 }
 
-struct Run {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<String>,
-}
-
-impl Run {
-    fn start() -> Run {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Run { child, lines }
-    }
-
-    async fn line(&mut self, want: impl Fn(&str) -> bool, what: &str) -> String {
-        tokio::time::timeout(DEADLINE, async {
-            loop {
-                match self.lines.recv().await {
-                    Some(line) if want(&line) => return line,
-                    Some(_) => continue,
-                    None => panic!("the child's stdout ended before {what}"),
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no line {what} before the deadline"))
-    }
-
-    async fn addr(&mut self) -> SocketAddr {
-        let line = self
-            .line(|l| l.contains("listening on "), "listening on")
-            .await;
-        let (_, addr) = line.split_once("listening on ").unwrap();
-        addr.trim().parse().unwrap()
-    }
-
-    fn signal(&self, sig: i32) {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) with the pid of our own child and a valid signal.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-    }
-
-    async fn exit(mut self) -> ExitStatus {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < end,
-                "the child did not exit within {DEADLINE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The program under test, started as a child, and the address it serves.
+/// Its lines are read on the test's runtime thread (`block_in_place`): the
+/// waits are bounded by test-support's deadline.
+fn start() -> (Run, SocketAddr) {
+    let mut command = test_support::this_test("drain_signals::child");
+    command.env(CHILD, "1");
+    let mut run = Run::command("the drain_signals child", command);
+    let line = block_in_place(|| run.line(|l| l.contains("listening on ")));
+    let addr = line
+        .split_once("listening on ")
+        .and_then(|(_, addr)| addr.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (run, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish_and_closes_idle_connections() {
-    let mut run = Run::start();
-    let addr = run.addr().await;
+    let (mut run, addr) = start();
 
     // Idle keep-alive connections, HTTP/1.1 and HTTP/2.
     let mut idle_h1 = H1::connect(addr).await.unwrap();
@@ -156,7 +86,7 @@ async fn sigterm_lets_requests_in_flight_finish_and_closes_idle_connections() {
         in_flight.push(tokio::spawn(async move { h2.get("/wait-drain").await }));
     }
     for _ in 0..6 {
-        run.line(|l| l.contains("in flight "), "in flight").await;
+        block_in_place(|| run.line(|l| l.contains("in flight ")));
     }
 
     run.signal(libc::SIGTERM);
@@ -169,14 +99,13 @@ async fn sigterm_lets_requests_in_flight_finish_and_closes_idle_connections() {
     idle_h2_driver.closed().await;
     drop(h2);
     h2_driver.closed().await;
-    let status = run.exit().await;
+    let status = block_in_place(|| run.exit_status());
     assert!(status.success(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_nothing_in_flight_exits_0_long_before_the_deadline() {
-    let mut run = Run::start();
-    let addr = run.addr().await;
+    let (mut run, addr) = start();
     let mut idle = Vec::new();
     for _ in 0..4 {
         let mut c = H1::connect(addr).await.unwrap();
@@ -187,9 +116,9 @@ async fn sigterm_with_nothing_in_flight_exits_0_long_before_the_deadline() {
     assert_eq!(h2.get("/").await.unwrap().status, StatusCode::OK);
 
     run.signal(libc::SIGTERM);
-    // Within DEADLINE (30 s), while the drain deadline is 100 s and the
-    // shutdown timeout 120 s.
-    let status = run.exit().await;
+    // Within test-support's DEADLINE (60 s), while the drain deadline is
+    // 100 s and the shutdown timeout 120 s.
+    let status = block_in_place(|| run.exit_status());
     assert!(status.success(), "{status}");
     for c in idle {
         c.closed().await;

@@ -1,6 +1,6 @@
-//! Helpers for the tests: a cluster serving HTTP on port 0, the test service,
-//! and HTTP/1.1 and HTTP/2 clients over real sockets.
-#![allow(dead_code, unreachable_pub)]
+//! Helpers of cluster-http's tests: a cluster serving HTTP on port 0, the
+//! test service, and HTTP/1.1 and HTTP/2 clients (hyper's) over real
+//! sockets; the workspace's own helpers are in test-support.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,8 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-/// Every wait in the tests is bounded by this.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub use test_support::{eventually, until, which, DEADLINE};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -303,30 +302,13 @@ impl H2 {
     }
 }
 
-/// Waits for the first event `f` maps to `Some`.
-pub async fn until<T>(events: &mut Events, mut f: impl FnMut(&ClusterEvent) -> Option<T>) -> T {
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            let e = events.recv().await.expect("event stream ended");
-            if let Some(t) = f(&e) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("deadline passed waiting for an event")
-}
-
-/// Polls `f` until it holds, with the deadline.
-pub async fn eventually(mut f: impl FnMut() -> bool, what: &str) {
-    let end = tokio::time::Instant::now() + DEADLINE;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < end,
-            "deadline passed waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Connections handed from one worker to another on the cluster's sockets.
+pub fn migrated(cluster: &Cluster) -> u64 {
+    cluster_net::stats(cluster)
+        .iter()
+        .map(|s| s.migrated)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Stops the cluster gracefully, within the deadline.
