@@ -2,10 +2,12 @@
 //! ends while its socket is open.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socket2::SockRef;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -76,6 +78,14 @@ impl AcceptSocket {
                 }
             };
             if totals.cap.full() {
+                // Readiness outlives the accept that used it, so ask the
+                // kernel whether a client waits: never close an idle
+                // connection for nobody. (A client that comes after the
+                // check brings readiness of its own.)
+                if !ready.ready().is_read_closed() && !queued(registered.get_ref()) {
+                    ready.clear_ready();
+                    continue;
+                }
                 // A client waits and the cluster is at its cap: make room
                 // (readiness stays set, so it is taken right after).
                 drop(ready);
@@ -105,6 +115,14 @@ impl AcceptSocket {
 
 /// One `accept(2)`, the new socket non-blocking and close-on-exec; with
 /// `proxy`, its PROXY header is still to be read.
+/// Whether a connection waits in `listener`'s queue (a poll that does not
+/// wait). Anything but "nothing" (an error, a hang-up) says yes, so that
+/// the caller goes on as it would: makes room, then accepts.
+fn queued(listener: &StdListener) -> bool {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+}
+
 pub(crate) fn accept_nonblocking(listener: &StdListener, proxy: bool) -> io::Result<Accepted> {
     let (socket, peer) = accept4(listener)?;
     let mut accepted = match listener {
