@@ -122,9 +122,19 @@ pub(crate) async fn serve<I, S, B>(
             Ok(h2) => h2,
             Err(e) => return log(peer, Err(e)),
         },
-        () = moving(&mut cx) => {
-            let handoff = cx.handoff.as_deref();
-            return hand_over(handoff, io, first.freeze(), Bytes::new()).await;
+        () = drain::started(&mut cx.drain) => {
+            if cx.handoff.as_ref().is_some_and(|h| h.migrator.possible()) {
+                let handoff = cx.handoff.as_deref();
+                return hand_over(handoff, io, first.freeze(), Bytes::new()).await;
+            }
+            // It cannot move: a moment for its first bytes, as for its
+            // first request below, rather than hold the drain.
+            let grace = first_limit.min(FIRST_REQUEST_GRACE);
+            match tokio::time::timeout(grace, is_h2(&mut io, &mut first)).await {
+                Ok(Ok(h2)) => h2,
+                Ok(Err(e)) => return log(peer, Err(e)),
+                Err(_) => return,
+            }
         }
         () = tokio::time::sleep(first_limit) => return,
         () = activity.evicted() => return,
@@ -202,21 +212,6 @@ async fn is_h2<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut) -> std::io:
         if io.read_buf(buf).await? == 0 {
             return Ok(false);
         }
-    }
-}
-
-/// Resolves once the server drains and this connection can move to a live
-/// worker; pending for ever otherwise.
-async fn moving<I>(cx: &mut Setup<I>) {
-    match &cx.handoff {
-        Some(handoff) => {
-            drain::started(&mut cx.drain).await;
-            if handoff.migrator.possible() {
-                return;
-            }
-            std::future::pending().await
-        }
-        None => std::future::pending().await,
     }
 }
 
