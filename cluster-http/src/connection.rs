@@ -35,12 +35,11 @@ pub(crate) struct Builders {
 impl Builders {
     pub(crate) fn new(config: &HttpConfig, exec: LocalExec) -> Builders {
         let mut http1 = http1::Builder::new();
+        // No timer, so no header read timeout of hyper's: it costs a boxed
+        // sleep per request. `IdleLimits::http1` keeps the same limit (a
+        // request starts only once its head is read).
         http1
-            .timer(TokioTimer::new())
             .keep_alive(true)
-            // No header read timeout of hyper's: its timer costs a boxed
-            // sleep per request. The same limit is kept by `IdleLimits`'s
-            // `http1` (a request starts only once its head is read).
             // The read buffer bounds the request head: past it, 431.
             .max_buf_size(config.max_header_size);
         let mut http2 = http2::Builder::new(exec);

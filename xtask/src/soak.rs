@@ -2,6 +2,8 @@
 //! `--chaos`) under mixed load for N seconds while workers crash and the
 //! cluster reloads at random; prints requests, failures, restarts and RSS at
 //! start and end (a leak shows as growth). Fails if any request failed.
+//! `--no-migrate` runs the server with connection migration off, for the
+//! figures before and after it side by side.
 
 use std::time::{Duration, Instant};
 
@@ -10,15 +12,16 @@ use test_support::{Load, Run};
 
 use crate::bench::{self, procfs, servers};
 
-const USAGE: &str = "usage: cargo xtask soak [--seconds N] [--workers N]";
+const USAGE: &str = "usage: cargo xtask soak [--seconds N] [--workers N] [--no-migrate]";
 
 pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
     use lexopt::prelude::*;
-    let (mut seconds, mut workers) = (60u64, 2usize);
+    let (mut seconds, mut workers, mut migrate) = (60u64, 2usize, true);
     while let Some(arg) = args.next()? {
         match arg {
             Long("seconds") => seconds = args.value()?.parse()?,
             Long("workers") => workers = args.value()?.parse()?,
+            Long("no-migrate") => migrate = false,
             Short('h') | Long("help") => {
                 eprintln!("{USAGE}");
                 return Ok(());
@@ -32,6 +35,7 @@ pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
     let mut command = std::process::Command::new(&bin);
     command
         .args(["--workers", &workers.to_string(), "--port", "0", "--chaos"])
+        .args((!migrate).then_some("--no-migrate"))
         .env_remove("RUST_BACKTRACE");
     // Killed when dropped, if this task fails before it stops it.
     let mut server = Run::command("same_port", command);
@@ -85,6 +89,10 @@ pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
     println!("| soak | value |\n|---|---:|");
     println!(
         "| duration | {seconds} s, {workers} workers, 3 keep-alive + 3 new-connection clients |"
+    );
+    println!(
+        "| connection migration | {} |",
+        if migrate { "on" } else { "off (--no-migrate)" }
     );
     println!("| requests served | {ok} |");
     println!("| requests failed | {failed} |");
