@@ -22,7 +22,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::{ConnectionInfo, Error, Listener};
 
 /// The ALPN protocols offered when we build the rustls config: HTTP/2
-/// first, then HTTP/1.1 (hyper-util's auto builder serves either).
+/// first, then HTTP/1.1 (the connection serves either, told apart by the
+/// client's first bytes).
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// The default TLS handshake timeout.
