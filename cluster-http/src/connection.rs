@@ -226,21 +226,23 @@ async fn hand_over<I: AsyncWrite + Unpin>(
     let mut bytes = Vec::with_capacity(read.len() + rest.len());
     bytes.extend_from_slice(&read);
     bytes.extend_from_slice(&rest);
-    let mut conn = match (handoff.into_connection)(io) {
-        Ok(conn) => match handoff.migrator.hand_over(conn, &bytes) {
-            Ok(()) => {
-                handoff.slot.migrated.fetch_add(1, Ordering::Relaxed);
-                return tracing::debug!("connection moved to a live worker");
-            }
-            Err(conn) => conn,
-        },
+    let conn = match (handoff.into_connection)(io) {
+        Ok(conn) => conn,
         Err(mut io) => {
             let _ = io.shutdown().await;
             return;
         }
     };
-    // The last worker went away in the meantime.
-    let _ = conn.shutdown().await;
+    match handoff.migrator.hand_over(conn, &bytes) {
+        Ok(()) => {
+            handoff.slot.migrated.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("connection moved to a live worker");
+        }
+        // The last worker went away in the meantime.
+        Err(mut conn) => {
+            let _ = conn.shutdown().await;
+        }
+    }
 }
 
 /// How [`drive`] returned.

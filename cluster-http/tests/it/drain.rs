@@ -60,6 +60,15 @@ async fn victim(config: Option<HttpConfig>) -> Victim {
     }
 }
 
+/// Why worker `id` exited, once it has.
+async fn exit_of(events: &mut cluster_core::Events, id: u64) -> ExitReason {
+    until(events, |e| match e {
+        ClusterEvent::Exit { worker, reason } if worker.id() == id => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnected_worker_moves_its_connections_and_finishes_its_requests() {
     let Victim {
@@ -93,12 +102,7 @@ async fn a_disconnected_worker_moves_its_connections_and_finishes_its_requests()
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.worker(), victim);
     assert!(!reply.headers.contains_key("connection"), "{reply:?}");
-    let reason = until(&mut events, |e| match e {
-        ClusterEvent::Exit { worker, reason } if worker.id() == victim => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(reason, ExitReason::Returned);
+    assert_eq!(exit_of(&mut events, victim).await, ExitReason::Returned);
     assert_eq!(migrated(&running.cluster), 2);
     assert_ne!(busy.get("/").await.unwrap().worker(), victim);
     assert!(!idle.is_closed() && !busy.is_closed());
@@ -127,12 +131,7 @@ async fn without_migration_a_disconnected_worker_closes_idle_connections() {
     assert_eq!(reply.worker(), victim);
     assert_eq!(reply.headers["connection"], "close");
     busy.closed().await;
-    let reason = until(&mut events, |e| match e {
-        ClusterEvent::Exit { worker, reason } if worker.id() == victim => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(reason, ExitReason::Returned);
+    assert_eq!(exit_of(&mut events, victim).await, ExitReason::Returned);
     assert_eq!(migrated(&running.cluster), 0);
     common::stop(&running.cluster).await;
 }
