@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: what CI runs, in order, stopping at the first failure.
 //! `.ci/run` prepares the machine (toolchain components, wrk) and calls it.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context};
@@ -58,6 +59,9 @@ pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
     let root = crate::bench::workspace_root();
     for (title, cargo_args) in STEPS {
         println!("== {title}");
+        if cargo_args[0] == "package" {
+            forget_unpacked_packages()?;
+        }
         let status = Command::new(&cargo)
             .current_dir(&root)
             .args(*cargo_args)
@@ -65,6 +69,46 @@ pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
             .with_context(|| format!("running {title}"))?;
         if !status.success() {
             bail!("{title} failed ({status})");
+        }
+    }
+    Ok(())
+}
+
+/// Our crates as cargo unpacked them from its temporary registry in an
+/// earlier `cargo package`: cargo reuses an unpacked copy whose directory
+/// exists, so verification would build a crate against an older version of
+/// its sibling (on a CI machine whose cargo home outlives the clone, it did:
+/// `Migrator::possible` not found). The temporary registry's copies live in
+/// `registry/src/-<hash>/`; crates.io's in `index.crates.io-<hash>/`.
+fn forget_unpacked_packages() -> anyhow::Result<()> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let src = cargo_home.join("registry/src");
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(()); // nothing unpacked yet
+    };
+    for registry in registries {
+        let registry = registry.with_context(|| format!("reading {}", src.display()))?;
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let dir = registry.path();
+        for unpacked in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let unpacked = unpacked
+                .with_context(|| format!("reading {}", dir.display()))?
+                .path();
+            // Every published crate of ours is `cluster-*`.
+            if unpacked
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("cluster-"))
+            {
+                std::fs::remove_dir_all(&unpacked)
+                    .with_context(|| format!("removing {}", unpacked.display()))?;
+            }
         }
     }
     Ok(())
