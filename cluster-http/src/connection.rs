@@ -17,13 +17,13 @@ use hyper::body::Body;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
 
+use crate::drain::DrainFlag;
 use crate::exec::LocalExec;
 use crate::handler::Handler;
-use crate::idle::Activity;
+use crate::idle::{Activity, IdleFor};
 use crate::rewind::{Rewind, Unflushed};
-use crate::{drain, BoxError, HttpConfig, Request};
+use crate::{BoxError, HttpConfig, Request};
 
 /// hyper's connection settings of both protocols, from `config` (validated).
 #[derive(Debug)]
@@ -87,7 +87,8 @@ pub(crate) struct IdleLimits {
 /// What every connection of one server is given.
 pub(crate) struct Setup<I> {
     pub(crate) builders: Rc<Builders>,
-    pub(crate) drain: watch::Receiver<bool>,
+    /// Read on every wake: the server wakes its connections when it sets it.
+    pub(crate) drain: DrainFlag,
     pub(crate) idle: IdleLimits,
     pub(crate) handoff: Option<Rc<Handoff<I>>>,
 }
@@ -100,7 +101,7 @@ pub(crate) async fn serve<I, S, B>(
     peer: Option<SocketAddr>,
     handler: Handler<S>,
     activity: Rc<Activity>,
-    mut cx: Setup<I>,
+    cx: Setup<I>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -115,13 +116,17 @@ pub(crate) async fn serve<I, S, B>(
     tracing::debug!("connection open");
     let mut first = BytesMut::with_capacity(FIRST_READ);
     let first_limit = cx.idle.first;
+    // One timer for the connection's life: until its first request, then
+    // between requests.
+    let idle = activity.idle_for(first_limit, first_limit);
+    tokio::pin!(idle);
     let h2 = tokio::select! {
         biased;
         h2 = is_h2(&mut io, &mut first) => match h2 {
             Ok(h2) => h2,
             Err(e) => return log(peer, Err(e)),
         },
-        () = drain::started(&mut cx.drain) => {
+        () = cx.drain.started() => {
             if cx.handoff.as_ref().is_some_and(|h| h.migrator.possible()) {
                 let handoff = cx.handoff.as_deref();
                 return hand_over(handoff, io, first.freeze(), Bytes::new()).await;
@@ -135,7 +140,7 @@ pub(crate) async fn serve<I, S, B>(
                 Err(_) => return,
             }
         }
-        () = tokio::time::sleep(first_limit) => return,
+        () = &mut idle => return,
         () = activity.evicted() => return,
     };
     let unflushed = Unflushed::default();
@@ -146,14 +151,14 @@ pub(crate) async fn serve<I, S, B>(
     ));
     if h2 {
         let mut http = cx.builders.http2.serve_connection(io, handler);
+        idle.as_mut().set_after(cx.idle.http2);
         // Never `Settled` without `unflushed`.
-        let after = cx.idle.http2;
         if let Ended::Done(result) = drive(
             &mut http,
             |h| h.graceful_shutdown(),
             &activity,
-            &mut cx,
-            after,
+            &cx,
+            idle,
             None,
         )
         .await
@@ -167,13 +172,13 @@ pub(crate) async fn serve<I, S, B>(
         .http1
         .serve_connection(io, handler)
         .with_upgrades();
-    let after = cx.idle.http1;
+    idle.as_mut().set_after(cx.idle.http1);
     let result = match drive(
         &mut http,
         |h| h.graceful_shutdown(),
         &activity,
-        &mut cx,
-        after,
+        &cx,
+        idle,
         Some(&unflushed),
     )
     .await
@@ -256,40 +261,38 @@ enum Ended {
 
 /// Runs `http` to its end, shutting it down gracefully when the drain
 /// starts (after a moment for the first request of one accepted just
-/// before), it stays idle too long (`after` since its last request), or
-/// the connection cap needs its place. With `unflushed` (HTTP/1), a drain
+/// before), it stays idle too long (`idle` fires), or the connection cap
+/// needs its place. With `unflushed` (HTTP/1), a drain
 /// that can move the connection instead waits for its request in flight
 /// and its response, then returns [`Ended::Settled`].
 async fn drive<I, F>(
     http: &mut F,
     shut_down: impl FnOnce(Pin<&mut F>),
     activity: &Activity,
-    cx: &mut Setup<I>,
-    after: Duration,
+    cx: &Setup<I>,
+    mut idle: Pin<&mut IdleFor<'_>>,
     unflushed: Option<&Unflushed>,
 ) -> Ended
 where
     F: Future<Output = Result<(), hyper::Error>> + Unpin,
 {
-    let mut drain = cx.drain.clone();
-    let started = drain::started(&mut drain);
-    let idle = activity.idle_for(cx.idle.first, after);
     let evicted = activity.evicted();
-    tokio::pin!(started, idle, evicted);
-    // Each of the three is polled once, to be woken by it, and from then on
-    // only when a cheap check says it may be ready: the task wakes for
-    // every request, and polling them all each time costs more than hyper's
-    // own work on a keep-alive request. Biased to `http`: on a wake-up, the
-    // connection reads what the client already sent before it is told to
-    // shut down, so no request already sent is lost.
+    tokio::pin!(evicted);
+    // The drain flag is read on every wake (the server wakes us when it
+    // sets it). The timer and the eviction are polled once, to be woken by
+    // them, and from then on only when a cheap check says they may be
+    // ready: the task wakes for every request, and polling them each time
+    // costs more than hyper's own work on a keep-alive request. Biased to
+    // `http`: on a wake-up, the connection reads what the client already
+    // sent before it is told to shut down, so no request already sent is
+    // lost.
     let mut primed = false;
     let woke = poll_fn(|task| {
         if let Poll::Ready(result) = Pin::new(&mut *http).poll(task) {
             return Poll::Ready(Woke::Ended(result));
         }
         let all = !std::mem::replace(&mut primed, true);
-        if (all || cx.drain.has_changed().unwrap_or(true)) && started.as_mut().poll(task).is_ready()
-        {
+        if cx.drain.is_set() {
             return Poll::Ready(Woke::Drain);
         }
         if (all || idle.may_be_due()) && idle.as_mut().poll(task).is_ready() {

@@ -1,35 +1,54 @@
-//! The drain signal: set once when the server stops accepting, watched by
+//! The drain signal: set once when the server stops accepting, read by
 //! every connection (to shut down gracefully) and by `/healthz`.
+//!
+//! A flag on the server's thread, not a channel: the server wakes every
+//! connection task when it sets it (`Tasks::wake_all`), so no connection
+//! registers a waker for it.
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use cluster_core::{Phase, Worker};
-use tokio::sync::watch;
 
-/// Whether this server drains, and the signal its connections watch.
-#[derive(Debug)]
+/// Whether this server drains.
+#[derive(Debug, Default)]
 pub(crate) struct Drain {
-    started: Cell<bool>,
-    tx: watch::Sender<bool>,
+    started: Rc<Cell<bool>>,
+}
+
+/// A connection's view of its server's [`Drain`].
+#[derive(Debug, Clone)]
+pub(crate) struct DrainFlag(Rc<Cell<bool>>);
+
+impl DrainFlag {
+    /// Whether the drain started.
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.get()
+    }
+
+    /// Ready once the drain started. It registers no waker: it must be
+    /// polled by a task the server wakes when the drain starts.
+    pub(crate) async fn started(&self) {
+        std::future::poll_fn(|_| {
+            if self.is_set() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+    }
 }
 
 impl Drain {
-    pub(crate) fn new() -> Drain {
-        Drain {
-            started: Cell::new(false),
-            tx: watch::Sender::new(false),
-        }
-    }
-
-    /// Starts the drain: every connection is told to shut down gracefully.
+    /// Starts the drain; the caller wakes the connections.
     pub(crate) fn start(&self) {
         self.started.set(true);
-        self.tx.send_replace(true);
     }
 
-    /// A receiver for a connection to watch.
-    pub(crate) fn watch(&self) -> watch::Receiver<bool> {
-        self.tx.subscribe()
+    /// What a connection reads.
+    pub(crate) fn flag(&self) -> DrainFlag {
+        DrainFlag(Rc::clone(&self.started))
     }
 
     /// True once this server drains, this worker was asked to disconnect, or
@@ -39,10 +58,4 @@ impl Drain {
             || !worker.is_connected()
             || worker.cluster_info().phase >= Phase::Draining
     }
-}
-
-/// Resolves when the drain starts.
-pub(crate) async fn started(rx: &mut watch::Receiver<bool>) {
-    // An error means the server is gone: drain all the more.
-    let _ = rx.wait_for(|draining| *draining).await;
 }

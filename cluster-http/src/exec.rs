@@ -41,9 +41,9 @@ where
 
 pin_project! {
     /// A future whose panic becomes an `Err` with the payload.
-    struct CatchUnwind<F> {
+    pub(crate) struct CatchUnwind<F> {
         #[pin]
-        future: F,
+        pub(crate) future: F,
     }
 }
 

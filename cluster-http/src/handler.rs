@@ -59,7 +59,11 @@ where
             extensions.insert(axum::extract::ConnectInfo(info.peer));
         }
         let shared = &self.shared;
-        let in_flight = Some(self.activity.begin());
+        // Checked on the first request only: that is when a connection
+        // that will never idle (one request, then closed) would be told to
+        // the connection cap.
+        let closing = self.activity.requests() == 0 && asks_to_close(req.headers());
+        let in_flight = Some(self.activity.begin(closing));
         let endpoint = shared.endpoints.route(req.method(), req.uri().path());
         let response = match endpoint {
             None => {
@@ -77,6 +81,15 @@ where
             in_flight,
         }
     }
+}
+
+/// Whether a request's `Connection` header has the `close` option.
+fn asks_to_close(headers: &http::HeaderMap) -> bool {
+    headers.get(http::header::CONNECTION).is_some_and(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|option| option.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
 }
 
 pin_project! {
@@ -110,5 +123,27 @@ where
                 None => Poll::Pending,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_to_close;
+
+    fn with_connection(value: &'static str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static(value),
+        );
+        headers
+    }
+
+    #[test]
+    fn the_close_option_is_found_among_others_in_any_case() {
+        assert!(asks_to_close(&with_connection("close")));
+        assert!(asks_to_close(&with_connection("Upgrade, Close")));
+        assert!(!asks_to_close(&with_connection("keep-alive")));
+        assert!(!asks_to_close(&with_connection("closed")));
     }
 }

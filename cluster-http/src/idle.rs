@@ -9,27 +9,38 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use cluster_net::IdleHandle;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::slots::Slot;
 
 /// One connection's activity. It counts in its slot's figures (accepted,
 /// open, requests, latency) from its creation to its drop.
-#[derive(Debug)]
 pub(crate) struct Activity {
     slot: Arc<Slot>,
     in_flight: Cell<usize>,
     requests: Cell<u64>,
     idle_since: Cell<Instant>,
-    /// Notified once, when the first request starts.
-    first: Notify,
+    /// Woken when the first request starts.
+    first: Cell<Option<Waker>>,
+    /// Its first request asked to close the connection after it: never
+    /// idle, so the cap is not told.
+    closing: Cell<bool>,
     /// Tells the cluster's connection cap when this connection is idle
     /// between requests (then it may be closed to admit a new client).
     cap: Option<IdleHandle>,
+}
+
+impl std::fmt::Debug for Activity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activity")
+            .field("in_flight", &self.in_flight.get())
+            .field("requests", &self.requests.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Activity {
@@ -41,7 +52,8 @@ impl Activity {
             in_flight: Cell::new(0),
             requests: Cell::new(0),
             idle_since: Cell::new(Instant::now()),
-            first: Notify::new(),
+            first: Cell::new(None),
+            closing: Cell::new(false),
             cap,
         })
     }
@@ -55,8 +67,12 @@ impl Activity {
     }
 
     /// A request starts; it is in flight until the mark is dropped.
-    pub(crate) fn begin(self: &Rc<Self>) -> InFlight {
+    /// `closing`: the connection closes after it (the client said so).
+    pub(crate) fn begin(self: &Rc<Self>, closing: bool) -> InFlight {
         self.slot.requests.fetch_add(1, Ordering::Relaxed);
+        if closing {
+            self.closing.set(true);
+        }
         if let Some(cap) = self.cap.as_ref().filter(|_| self.in_flight.get() == 0) {
             cap.busy();
         }
@@ -64,7 +80,9 @@ impl Activity {
         let requests = self.requests.get() + 1;
         self.requests.set(requests);
         if requests == 1 {
-            self.first.notify_waiters();
+            if let Some(waker) = self.first.take() {
+                waker.wake();
+            }
         }
         InFlight {
             activity: Rc::clone(self),
@@ -84,12 +102,15 @@ impl Activity {
 
     /// Resolves once a request has started on this connection.
     pub(crate) async fn first_request(&self) {
-        let first = self.first.notified();
-        tokio::pin!(first);
-        first.as_mut().enable();
-        if self.requests.get() == 0 {
-            first.await;
-        }
+        std::future::poll_fn(|task| {
+            if self.requests.get() > 0 {
+                Poll::Ready(())
+            } else {
+                self.first.set(Some(task.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// Resolves once the connection has had no request in flight for
@@ -122,6 +143,11 @@ pin_project_lite::pin_project! {
 }
 
 impl IdleFor<'_> {
+    /// From now on, the limit after a request is `after`.
+    pub(crate) fn set_after(self: std::pin::Pin<&mut Self>, after: Duration) {
+        *self.project().after = after;
+    }
+
     /// Whether its timer fired: only then can it be ready (a cheap check
     /// for a task that polls it only when it may be).
     pub(crate) fn may_be_due(&self) -> bool {
@@ -183,7 +209,7 @@ impl Drop for InFlight {
         activity.in_flight.set(left);
         if left == 0 {
             activity.idle_since.set(now);
-            if let Some(cap) = &activity.cap {
+            if let Some(cap) = activity.cap.as_ref().filter(|_| !activity.closing.get()) {
                 cap.idle_since(now.into_std());
             }
         }

@@ -137,6 +137,7 @@ mod server;
 mod service;
 mod slots;
 mod status;
+mod tasks;
 #[cfg(feature = "tls")]
 mod tls;
 

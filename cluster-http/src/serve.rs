@@ -11,7 +11,6 @@ use cluster_core::Worker;
 use http::Response;
 use hyper::body::Body;
 use tokio::sync::mpsc;
-use tokio::task::{JoinError, JoinSet};
 
 use crate::connection::{self, Builders, Handoff, IdleLimits, Setup};
 use crate::drain::Drain;
@@ -20,6 +19,7 @@ use crate::exec::LocalExec;
 use crate::handler::Handler;
 use crate::idle::Activity;
 use crate::slots::{Slot, Slots};
+use crate::tasks::Tasks;
 use crate::{BoxError, ConnectionInfo, Error, HttpConfig, Listener, OnPanic, Request};
 
 /// What every connection of one server shares.
@@ -73,6 +73,7 @@ where
         return Err(e);
     }
     let (panic_tx, mut panics) = mpsc::unbounded_channel();
+    let conns = Tasks::new(panic_tx.clone());
     let builders = Rc::new(Builders::new(&config, LocalExec::new(panic_tx)));
     #[cfg(feature = "metrics")]
     if config.metrics.is_some() {
@@ -93,7 +94,7 @@ where
             config.metrics.clone(),
             config.status.clone(),
         ),
-        drain: Drain::new(),
+        drain: Drain::default(),
     });
     let service = Rc::new(service);
     let first = config.header_read_timeout.min(config.keep_alive_timeout);
@@ -127,19 +128,18 @@ where
                 into_connection: L::into_connection,
             })
         });
-    let mut conns = JoinSet::new();
     let mut failure = None;
-    let start = |conns: &mut JoinSet<()>, (mut io, info): (L::Io, Option<ConnectionInfo>)| {
+    let start = |(mut io, info): (L::Io, Option<ConnectionInfo>)| {
         let activity = Activity::new(Arc::clone(&shared.slot), L::idle_handle(&io));
         let (service, shared) = (Rc::clone(&service), Rc::clone(&shared));
         let setup = Setup {
             builders: Rc::clone(&builders),
-            drain: shared.drain.watch(),
+            drain: shared.drain.flag(),
             idle,
             handoff: handoff.clone(),
         };
         let span = tracing::debug_span!("connection", peer = ?info.map(|i| i.peer));
-        conns.spawn_local(tracing::Instrument::instrument(
+        conns.spawn(tracing::Instrument::instrument(
             async move {
                 // Before HTTP, on the connection's own task: a PROXY header.
                 let info = match L::handshake(&mut io, info).await {
@@ -150,7 +150,11 @@ where
                     }
                 };
                 let handler = Handler::new(service, shared, Rc::clone(&activity), info);
-                connection::serve(io, info.map(|i| i.peer), handler, activity, setup).await;
+                // Boxed: the connection's state is kilobytes, and a task's
+                // future is moved and rewritten whole as it is spawned and
+                // as it ends.
+                let peer = info.map(|i| i.peer);
+                Box::pin(connection::serve(io, peer, handler, activity, setup)).await;
             },
             span,
         ));
@@ -165,13 +169,8 @@ where
                 tracing::debug!(%addr, "worker disconnected: draining");
                 break;
             }
-            Some(joined) = conns.join_next() => {
-                if let Some(message) = panicked(joined) {
-                    on_panic(message, &mut failure);
-                }
-            }
             Some(message) = panics.recv() => on_panic(message, &mut failure),
-            conn = listener.accept() => start(&mut conns, conn),
+            conn = listener.accept() => start(conn),
         }
     }
 
@@ -179,9 +178,10 @@ where
     // The last worker of the socket gets those already accepted for nobody.
     let leftover = listener.close().await;
     for conn in leftover {
-        start(&mut conns, conn);
+        start(conn);
     }
     shared.drain.start();
+    conns.wake_all();
     slot.draining(worker.id());
     tracing::debug!(%addr, open = conns.len(), "stopped accepting; draining the open connections");
     let drain_timeout = config.drain_deadline(worker.shutdown_timeout());
@@ -190,18 +190,12 @@ where
     loop {
         tokio::select! {
             biased;
-            joined = conns.join_next() => match joined {
-                None => break,
-                Some(joined) => {
-                    if let Some(message) = panicked(joined) {
-                        on_panic(message, &mut failure);
-                    }
-                }
-            },
+            () = conns.all_ended() => break,
             Some(message) = panics.recv() => on_panic(message, &mut failure),
             () = &mut deadline => {
                 tracing::warn!(%addr, open = conns.len(), ?drain_timeout, "drain deadline passed; closing the connections left");
-                conns.shutdown().await;
+                conns.abort_all();
+                conns.all_ended().await;
                 break;
             }
         }
@@ -212,12 +206,4 @@ where
     }
     tracing::debug!(%addr, "drained");
     failure.map_or(Ok(()), Err)
-}
-
-/// The panic message, if the connection task panicked.
-fn panicked(joined: Result<(), JoinError>) -> Option<String> {
-    match joined {
-        Err(e) if e.is_panic() => Some(cluster_core::hooks::panic_message(e.into_panic().as_ref())),
-        _ => None,
-    }
 }

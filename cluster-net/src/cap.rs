@@ -7,8 +7,10 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::task::Poll;
 use std::time::Instant;
 
+use atomic_waker::AtomicWaker;
 use tokio::sync::Notify;
 
 /// Fds kept for the process's own files when the cap is derived from
@@ -123,7 +125,7 @@ impl Cap {
         let n = oldest.len().min(most);
         for (_, state) in oldest.into_iter().take(n) {
             state.asked.store(true, Ordering::Release);
-            state.evict.notify_one();
+            state.evict.wake();
         }
         if n > 0 {
             self.evicted.fetch_add(n as u64, Ordering::Relaxed);
@@ -158,9 +160,11 @@ fn micros(at: Instant) -> u64 {
 #[derive(Debug)]
 struct IdleState {
     idle_since: AtomicU64,
-    /// Set before `evict` is notified.
+    /// Set before `evict` is woken.
     asked: std::sync::atomic::AtomicBool,
-    evict: Notify,
+    /// The connection's task, waiting for `asked` (registered without a
+    /// lock: every connection registers once).
+    evict: AtomicWaker,
 }
 
 /// How a protocol layer (such as `cluster-http`) tells the connection cap
@@ -182,7 +186,7 @@ impl IdleHandle {
             state: Arc::new(IdleState {
                 idle_since: AtomicU64::new(BUSY),
                 asked: std::sync::atomic::AtomicBool::new(false),
-                evict: Notify::new(),
+                evict: AtomicWaker::new(),
             }),
             cap: Arc::downgrade(cap),
             registered: std::cell::Cell::new(false),
@@ -210,9 +214,18 @@ impl IdleHandle {
     }
 
     /// Resolves when the cap asks for this connection to close (it was
-    /// among the oldest idle ones at the cap): close it gracefully.
+    /// among the oldest idle ones at the cap): close it gracefully. One task
+    /// waits on a connection's handle: the last to poll is the one woken.
     pub async fn evicted(&self) {
-        self.state.evict.notified().await;
+        std::future::poll_fn(|task| {
+            self.state.evict.register(task.waker());
+            if self.is_asked() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// Whether the cap has asked (then [`evicted`](Self::evicted) is
