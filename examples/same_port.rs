@@ -1,7 +1,7 @@
 //! The proposal's first demo: every worker listens on the same port and the
 //! primary shares the connections among them.
 //!
-//! Run:  cargo run --release --example same_port -- [--workers N] [--port P]
+//! Run:  cargo run --release --example same_port -- [--workers N] [--host ADDR] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
 //!           [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION]
 //!           [--tls-cert PEM --tls-key PEM] [--proxy-protocol] [--no-migrate]
@@ -39,6 +39,7 @@ use cluster_thread::http::{ConnectionInfo, Request, Server, TlsConfig};
 use cluster_thread::{Cluster, ClusterEvent, Worker};
 
 struct Flags {
+    host: std::net::IpAddr,
     port: u16,
     chaos: bool,
     healthz: Option<String>,
@@ -54,7 +55,7 @@ static FLAGS: OnceLock<Flags> = OnceLock::new();
 
 const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id");
 
-const USAGE: &str = "usage: same_port [--workers N] [--port P] \
+const USAGE: &str = "usage: same_port [--workers N] [--host ADDR] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
     [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION] \
     [--tls-cert PEM --tls-key PEM] [--proxy-protocol] [--no-migrate]";
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut flags = Flags {
+        host: std::net::Ipv4Addr::UNSPECIFIED.into(),
         port: 8000,
         chaos: false,
         healthz: None,
@@ -94,6 +96,11 @@ fn main() -> ExitCode {
             "--balance" => {
                 value("--balance").map(|v| std::env::set_var("CLUSTER_THREAD_BALANCE", v))
             }
+            "--host" => value("--host").and_then(|v| {
+                v.parse()
+                    .map(|ip| flags.host = ip)
+                    .map_err(|_| format!("--host {v}: not an IP address"))
+            }),
             "--port" => value("--port").and_then(|v| {
                 v.parse()
                     .map(|p| flags.port = p)
@@ -153,7 +160,9 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
         std::process::id(),
         std::thread::current().id()
     );
-    let listen = cluster_thread::net::Listen::parse(&format!("0.0.0.0:{port}"))?;
+    let listen = cluster_thread::net::Listen::parse(
+        &std::net::SocketAddr::new(flags.host, port).to_string(),
+    )?;
     let listener = worker
         .listen(listen.with().proxy_protocol(flags.proxy_protocol))
         .await?;

@@ -2,8 +2,10 @@
 //! worker is disconnected (or a connection panics), then stop accepting, let
 //! the connections finish, and force the rest closed at the deadline.
 
+use std::future::{poll_fn, Future};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use cluster_core::hooks;
@@ -162,15 +164,34 @@ where
 
     let disconnected = worker.disconnected();
     tokio::pin!(disconnected);
+    // The disconnect and the panics are polled once, to be woken by them,
+    // and from then on only when a cheap check says they may be ready: this
+    // loop turns once per connection, and a pending watch takes a lock each
+    // time it is polled.
+    let mut primed = false;
     while failure.is_none() {
-        tokio::select! {
-            biased;
-            () = &mut disconnected => {
+        let accept = listener.accept();
+        tokio::pin!(accept);
+        let next = poll_fn(|task| {
+            let all = !std::mem::replace(&mut primed, true);
+            if (all || !worker.is_connected()) && disconnected.as_mut().poll(task).is_ready() {
+                return Poll::Ready(None);
+            }
+            if all || !panics.is_empty() {
+                if let Poll::Ready(Some(message)) = panics.poll_recv(task) {
+                    return Poll::Ready(Some(Err(message)));
+                }
+            }
+            accept.as_mut().poll(task).map(|conn| Some(Ok(conn)))
+        })
+        .await;
+        match next {
+            None => {
                 tracing::debug!(%addr, "worker disconnected: draining");
                 break;
             }
-            Some(message) = panics.recv() => on_panic(message, &mut failure),
-            conn = listener.accept() => start(conn),
+            Some(Err(message)) => on_panic(message, &mut failure),
+            Some(Ok(conn)) => start(conn),
         }
     }
 

@@ -26,6 +26,10 @@ use crate::Balance;
 /// the spread even.
 const PREFETCH: usize = 4;
 
+/// How many queued connections one turn of an accept loop takes at most
+/// before it wakes the workers it gave them to.
+const BATCH: usize = 16;
+
 /// How many connections may wait for a sticky slot's worker before new ones
 /// of its clients go to another worker rather than pile up in memory.
 const STICKY_BACKLOG: usize = 64;
@@ -202,6 +206,7 @@ impl Dispatch {
         self: &Arc<Self>,
         listener: &AcceptSocket,
         totals: &Arc<Totals>,
+        max_total: Option<usize>,
     ) {
         let _busy = self.busy.lock().await;
         let mut attached = self.attached.subscribe();
@@ -209,15 +214,47 @@ impl Dispatch {
             biased;
             _ = attached.wait_for(|n| *n == 0) => {}
             conn = listener.accept(totals) => {
-                if conn.proxy_pending && self.balance == Balance::Sticky {
-                    // Sticky's key is the client's address: read the header
-                    // here, one task per connection, before the pick.
-                    tokio::spawn(Arc::clone(self).deliver_after_proxy(conn, Arc::clone(totals)));
-                } else {
-                    self.deliver(conn);
+                let mut wake = Vec::new();
+                self.place_accepted(conn, totals, &mut wake);
+                // More clients are likely queued behind this one: take those
+                // a worker can have now, then wake each worker once.
+                for _ in 1..BATCH {
+                    if !self.can_accept_more(totals, max_total) {
+                        break;
+                    }
+                    let Some(conn) = listener.accept_now() else { break };
+                    self.place_accepted(conn, totals, &mut wake);
                 }
+                wake.into_iter().for_each(Waker::wake);
             }
         }
+    }
+
+    fn place_accepted(
+        self: &Arc<Self>,
+        conn: Accepted,
+        totals: &Arc<Totals>,
+        wake: &mut Vec<Waker>,
+    ) {
+        if conn.proxy_pending && self.balance == Balance::Sticky {
+            // Sticky's key is the client's address: read the header here,
+            // one task per connection, before the pick.
+            tokio::spawn(Arc::clone(self).deliver_after_proxy(conn, Arc::clone(totals)));
+        } else {
+            self.place(conn, None, wake);
+        }
+    }
+
+    /// Whether the accept loop may take one more connection right away:
+    /// what its `wanted` and limits would let through.
+    fn can_accept_more(&self, totals: &Totals, max_total: Option<usize>) -> bool {
+        if totals.cap.full() {
+            return false;
+        }
+        let st = self.lock();
+        let queued: usize = st.inboxes.iter().map(|b| b.queue.len()).sum();
+        max_total.is_none_or(|max| totals.active.load(Ordering::Acquire) + queued < max)
+            && st.inboxes.iter().any(Inbox::can_take)
     }
 
     async fn deliver_after_proxy(self: Arc<Self>, conn: Accepted, totals: Arc<Totals>) {
@@ -248,48 +285,45 @@ impl Dispatch {
     }
 
     fn deliver_to(&self, conn: Accepted, except: Option<u64>) {
-        let waker = {
-            let mut st = self.lock();
-            let pick = match self.balance {
-                // A client goes to its slot even past the prefetch, up to a
-                // bound: past it (a stuck worker), to another one.
-                Balance::Sticky => sticky_slot(
-                    conn.peer,
-                    st.inboxes
-                        .iter()
-                        .filter(|b| Some(b.key) != except)
-                        .map(|b| b.slot),
-                )
-                .and_then(|slot| {
-                    st.inboxes
-                        .iter()
-                        .position(|b| b.slot == slot && Some(b.key) != except)
-                })
-                .filter(|&i| st.inboxes[i].queue.len() < STICKY_BACKLOG)
-                .or_else(|| self.pick(&st, except)),
-                _ => self.pick(&st, except),
-            };
-            let Some(i) = pick else {
-                st.returned.push_back(conn);
-                // Any waiting worker may take it.
-                let wakers: Vec<Waker> = st
-                    .inboxes
-                    .iter_mut()
-                    .filter_map(|b| b.waker.take())
-                    .collect();
-                drop(st);
-                wakers.into_iter().for_each(Waker::wake);
-                return;
-            };
-            let inbox = &mut st.inboxes[i];
-            inbox.queue.push_back(conn);
-            let (slot, waker) = (inbox.slot, inbox.waker.take());
-            st.last_slot = Some(slot);
-            waker
+        let mut wake = Vec::new();
+        self.place(conn, except, &mut wake);
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Puts `conn` where [`deliver_to`](Self::deliver_to) would, adding to
+    /// `wake` the workers to wake (not woken here: a batch wakes each once).
+    fn place(&self, conn: Accepted, except: Option<u64>, wake: &mut Vec<Waker>) {
+        let mut st = self.lock();
+        let pick = match self.balance {
+            // A client goes to its slot even past the prefetch, up to a
+            // bound: past it (a stuck worker), to another one.
+            Balance::Sticky => sticky_slot(
+                conn.peer,
+                st.inboxes
+                    .iter()
+                    .filter(|b| Some(b.key) != except)
+                    .map(|b| b.slot),
+            )
+            .and_then(|slot| {
+                st.inboxes
+                    .iter()
+                    .position(|b| b.slot == slot && Some(b.key) != except)
+            })
+            .filter(|&i| st.inboxes[i].queue.len() < STICKY_BACKLOG)
+            .or_else(|| self.pick(&st, except)),
+            _ => self.pick(&st, except),
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        let Some(i) = pick else {
+            st.returned.push_back(conn);
+            // Any waiting worker may take it.
+            wake.extend(st.inboxes.iter_mut().filter_map(|b| b.waker.take()));
+            return;
+        };
+        let inbox = &mut st.inboxes[i];
+        inbox.queue.push_back(conn);
+        let (slot, waker) = (inbox.slot, inbox.waker.take());
+        st.last_slot = Some(slot);
+        wake.extend(waker);
     }
 
     fn pick(&self, st: &State, except: Option<u64>) -> Option<usize> {

@@ -393,6 +393,10 @@ pub(crate) fn spawn(
             let mut args = vec![
                 "--workers".into(),
                 workers.to_string(),
+                // Where the peers listen: a wildcard address would cost a
+                // `getsockname` per connection (its local address).
+                "--host".into(),
+                "127.0.0.1".into(),
                 "--port".into(),
                 port.to_string(),
                 "--balance".into(),
