@@ -35,8 +35,10 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use bytes::Bytes;
 use cluster_thread::http::{ConnectionInfo, Request, Server, TlsConfig};
 use cluster_thread::{Cluster, ClusterEvent, Worker};
+use http_body_util::Full;
 
 struct Flags {
     host: std::net::IpAddr,
@@ -188,18 +190,19 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
             async move {
                 let body = match (chaos, req.uri().path()) {
                     (_, "/peer") => match req.extensions().get::<ConnectionInfo>() {
-                        Some(info) => format!("{}\n", info.peer),
-                        None => "unknown\n".to_owned(),
+                        Some(info) => Bytes::from(format!("{}\n", info.peer)),
+                        None => Bytes::from_static(b"unknown\n"),
                     },
                     (true, "/panic") => panic!("GET /panic on worker {id:?}"),
                     (true, path) if path.starts_with("/sleep/") => {
                         let ms: u64 = path["/sleep/".len()..].parse().unwrap_or(0);
                         tokio::time::sleep(Duration::from_millis(ms)).await;
-                        format!("slept {ms}\n")
+                        Bytes::from(format!("slept {ms}\n"))
                     }
-                    _ => "hello world\n".to_owned(),
+                    // Not allocated per request.
+                    _ => Bytes::from_static(b"hello world\n"),
                 };
-                let mut response = http::Response::new(body);
+                let mut response = http::Response::new(Full::new(body));
                 response.headers_mut().insert(X_WORKER_ID, id);
                 Ok::<_, Infallible>(response)
             }

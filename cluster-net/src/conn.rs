@@ -204,7 +204,9 @@ impl Connection {
             Io::Tcp(s) => s,
             Io::Unix(s) => s,
         };
-        match crate::proxy::read_header(io).await {
+        // Boxed: its buffer would otherwise be part of every connection's
+        // future, PROXY protocol or not.
+        match Box::pin(crate::proxy::read_header(io)).await {
             Ok(header) => {
                 if let Some(client) = header.client {
                     self.peer = Some(client);
