@@ -157,3 +157,48 @@ pub(crate) async fn stand_in(
         }
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::AcceptorThread;
+
+    /// The scheduling policy of each of this process's threads named `name`
+    /// (field 41 of `/proc/self/task/<tid>/stat`).
+    fn policies(name: &str) -> Vec<u32> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+            let dir = task.expect("a task").path();
+            let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+                continue; // it ended meanwhile
+            };
+            // The kernel keeps 15 bytes of a thread's name.
+            if comm.trim_end() != &name[..name.len().min(15)] {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+                continue;
+            };
+            // After the command's closing parenthesis, fields from the 3rd on.
+            let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+            let policy = rest.split(' ').nth(41 - 3).expect("41 fields");
+            found.push(policy.parse().expect("a number"));
+        }
+        found
+    }
+
+    #[test]
+    fn the_acceptor_thread_is_sched_batch() {
+        let acceptor = AcceptorThread::start().expect("the acceptor thread");
+        // It sets its policy before it runs any task: wait for one.
+        let (ran, done) = std::sync::mpsc::channel();
+        acceptor.handle.spawn(async move { ran.send(()) });
+        done.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the acceptor thread runs its tasks");
+        let found = policies("cluster-acceptor");
+        assert!(!found.is_empty(), "no cluster-acceptor thread");
+        assert!(
+            found.iter().all(|&p| p == libc::SCHED_BATCH as u32),
+            "policies {found:?}"
+        );
+    }
+}
