@@ -76,8 +76,9 @@ pub(crate) struct Dispatch {
     /// acceptors leave connections in the kernel's queue.
     attached: watch::Sender<usize>,
     /// Held by an acceptor from `accept` until the connection is delivered,
-    /// so the last `close` sees every connection already taken.
-    busy: tokio::sync::Mutex<()>,
+    /// so the last `close` sees every connection already taken. It holds
+    /// the workers a batch will wake (empty in between, its room kept).
+    busy: tokio::sync::Mutex<Vec<Waker>>,
 }
 
 impl Dispatch {
@@ -87,7 +88,7 @@ impl Dispatch {
             state: Mutex::default(),
             capacity: Arc::new(Notify::new()),
             attached: watch::Sender::new(0),
-            busy: tokio::sync::Mutex::new(()),
+            busy: tokio::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -208,13 +209,12 @@ impl Dispatch {
         totals: &Arc<Totals>,
         max_total: Option<usize>,
     ) {
-        let _busy = self.busy.lock().await;
+        let mut wake = self.busy.lock().await;
         let mut attached = self.attached.subscribe();
         tokio::select! {
             biased;
             _ = attached.wait_for(|n| *n == 0) => {}
             conn = listener.accept(totals) => {
-                let mut wake = Vec::new();
                 self.place_accepted(conn, totals, &mut wake);
                 // More clients are likely queued behind this one: take those
                 // a worker can have now, then wake each worker once.
@@ -225,7 +225,7 @@ impl Dispatch {
                     let Some(conn) = listener.accept_now() else { break };
                     self.place_accepted(conn, totals, &mut wake);
                 }
-                wake.into_iter().for_each(Waker::wake);
+                wake.drain(..).for_each(Waker::wake);
             }
         }
     }
