@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::common::{self, eventually, serve_app, start, DEADLINE, H1};
-use cluster_core::Phase;
+use cluster_core::{Cluster, Phase};
 use cluster_http::HttpConfig;
 use cluster_net::stats;
 use http::StatusCode;
@@ -48,14 +48,7 @@ async fn healthz_is_200_while_serving_and_503_while_draining() {
         "the connection accepted by a worker",
     )
     .await;
-    let stopping = tokio::spawn({
-        let cluster = cluster.clone();
-        async move { cluster.disconnect().await }
-    });
-    let mut phases = cluster.phases();
-    tokio::time::timeout(DEADLINE, phases.wait_for(|p| *p >= Phase::Draining))
-        .await
-        .unwrap();
+    let stopping = disconnect_until_draining(&cluster).await;
     stream.write_all(b"\r\n").await.unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
@@ -85,14 +78,7 @@ async fn healthz_is_503_through_the_drain_delay_while_requests_are_served() {
         common::get(addr, "/healthz").await.unwrap().status,
         StatusCode::OK
     );
-    let stopping = tokio::spawn({
-        let cluster = cluster.clone();
-        async move { cluster.disconnect().await }
-    });
-    let mut phases = cluster.phases();
-    tokio::time::timeout(DEADLINE, phases.wait_for(|p| *p >= Phase::Draining))
-        .await
-        .unwrap();
+    let stopping = disconnect_until_draining(&cluster).await;
     // The load balancer is told to go away, and whatever still comes, on
     // new connections, is served.
     let health = common::get(addr, "/healthz").await.unwrap();
@@ -384,4 +370,18 @@ async fn the_exposition_passes_promtool_and_carries_the_users_metrics() {
         }
     }
     common::stop(&running.cluster).await;
+}
+
+/// Starts disconnecting the cluster and returns once it drains (its
+/// `disconnect`, still running, is the handle).
+async fn disconnect_until_draining(cluster: &Cluster) -> tokio::task::JoinHandle<()> {
+    let stopping = tokio::spawn({
+        let cluster = cluster.clone();
+        async move { cluster.disconnect().await }
+    });
+    let mut phases = cluster.phases();
+    tokio::time::timeout(DEADLINE, phases.wait_for(|p| *p >= Phase::Draining))
+        .await
+        .expect("the cluster drains before the deadline");
+    stopping
 }
