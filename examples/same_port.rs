@@ -36,7 +36,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_thread::http::{ConnectionInfo, Request, Server, TlsConfig};
+use cluster_thread::http::{ConnectionInfo, Request, Server};
 use cluster_thread::{Cluster, ClusterEvent, Worker};
 use http_body_util::Full;
 
@@ -147,6 +147,11 @@ fn main() -> ExitCode {
         eprintln!("same_port: --tls-cert and --tls-key go together\n{USAGE}");
         return ExitCode::from(2);
     }
+    if cfg!(not(feature = "tls")) && flags.tls_cert.is_some() {
+        // The benchmark builds it with only the features it uses.
+        eprintln!("same_port: built without cluster_thread's `tls` feature\n{USAGE}");
+        return ExitCode::from(2);
+    }
     let _ = FLAGS.set(flags);
     println!("Primary {} is running", std::process::id());
     cluster()
@@ -180,9 +185,10 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
     if let Some(path) = &flags.status {
         server = server.status(path);
     }
+    #[cfg(feature = "tls")]
     if let (Some(cert), Some(key)) = (&flags.tls_cert, &flags.tls_key) {
         // Read by each worker as it starts: SIGHUP serves renewed files.
-        server = server.tls(TlsConfig::pem_files(cert, key));
+        server = server.tls(cluster_thread::http::TlsConfig::pem_files(cert, key));
     }
     server
         .serve(move |req: Request| {

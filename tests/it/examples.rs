@@ -64,6 +64,33 @@ fn same_port_serves_hello_world_from_every_worker_and_exits_0_on_sigterm() {
 }
 
 #[test]
+fn hello_serves_from_every_worker_on_host_and_port_from_the_environment() {
+    let mut command = std::process::Command::new(test_support::example("hello"));
+    command
+        .env("CLUSTER_THREAD_WORKERS", "2")
+        .env("CLUSTER_THREAD_BALANCE", "round-robin")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0");
+    let mut run = Run::command("hello", command);
+    let first = run.line(|l| l.starts_with("worker ") && l.contains(" listening on 127.0.0.1:"));
+    let second = run.line(|l| l.starts_with("worker ") && l.contains(" listening on 127.0.0.1:"));
+    // One shared socket: both workers name the same address.
+    let addr = |line: &str| line.rsplit(' ').next().map(str::to_owned);
+    assert_eq!(addr(&first), addr(&second), "{first} / {second}");
+    let addr = local(&first);
+    let mut workers = HashSet::new();
+    let end = Instant::now() + DEADLINE;
+    while workers.len() < 2 {
+        assert!(Instant::now() < end, "only workers {workers:?} answered");
+        let r = get(addr, "/").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "hello world\n"));
+        workers.insert(r.worker.expect("x-worker-id"));
+    }
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+}
+
+#[test]
 fn same_port_chaos_a_panic_costs_one_request_and_the_worker_is_replaced() {
     let mut run = Run::start(
         "same_port",

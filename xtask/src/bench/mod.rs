@@ -117,6 +117,16 @@ fn programs(options: &Options, notices: &mut Vec<String>) -> anyhow::Result<Prog
                 }
             }
         }
+        if options.wants(Scenario::Memory) {
+            eprintln!("bench: building examples/hello (release, only the features it uses)");
+            match servers::build_hello(&root, &target) {
+                Ok(bin) => programs.hello = Some(bin),
+                Err(why) => notice(
+                    notices,
+                    format!("cluster_thread memory rows skipped: {why}"),
+                ),
+            }
+        }
     }
     if wants(Server::is_node) {
         match servers::find_node() {
@@ -213,7 +223,12 @@ pub(crate) fn main(args: lexopt::Parser) -> anyhow::Result<()> {
         .filter(|s| s.kind != servers::Kind::Raw)
         .collect();
     if options.wants(Scenario::Memory) {
-        bench.memory(&not_raw)?;
+        let lean: Vec<&'static Server> = not_raw
+            .iter()
+            .copied()
+            .filter(|s| !s.is_cluster_thread() || programs.hello.is_some())
+            .collect();
+        bench.memory(&lean)?;
     }
     if options.wants(Scenario::Idle) {
         bench.idle(&not_raw)?;
@@ -365,9 +380,8 @@ impl Bench<'_> {
         let mut running: Vec<(Placement, Running)> = Vec::new();
         for &placement in &o.placements {
             let launch = Launch {
-                workers: o.workers_of(placement),
-                chaos: false,
                 cpu: (placement == Placement::Pinned).then_some(SERVER_CPU),
+                ..Launch::workers(o.workers_of(placement))
             };
             for server in list {
                 eprintln!(
@@ -430,7 +444,12 @@ impl Bench<'_> {
         for &workers in &self.options.memory_workers {
             for rep in 0..self.options.reps {
                 for server in list {
-                    let running = self.start(server, Launch::workers(workers))?;
+                    // Hello worlds all: cluster_thread's lean `hello`.
+                    let launch = Launch {
+                        lean: true,
+                        ..Launch::workers(workers)
+                    };
+                    let running = self.start(server, launch)?;
                     std::thread::sleep(Duration::from_millis(100));
                     let started = procfs::tree_memory(running.pid());
                     let result = self.load(

@@ -131,6 +131,9 @@ pub(crate) fn by_id(id: &str) -> Option<&'static Server> {
 pub(crate) struct Programs {
     /// `target/release/examples/same_port`, if it could be built.
     pub(crate) same_port: Option<PathBuf>,
+    /// `examples/hello` built with only the features it uses (as the peers
+    /// are: actix-web without its default features): the memory rows.
+    pub(crate) hello: Option<PathBuf>,
     /// `bench-peers`, if it could be built.
     pub(crate) peers: Option<PathBuf>,
     /// `node` and the script, if node is on PATH.
@@ -169,29 +172,44 @@ pub(crate) fn build_peers(root: &Path, target: &Path) -> anyhow::Result<PathBuf>
     Ok(dir.join("release/bench-peers"))
 }
 
+/// The features `examples/hello` uses: its lean build has only these.
+const HELLO_FEATURES: &str = "macros,net,http";
+
 /// Builds `examples/same_port` in release; `Err` says why it cannot be had.
 pub(crate) fn build_same_port(root: &Path, target: &Path) -> Result<PathBuf, String> {
-    if !root.join("examples/same_port.rs").exists() {
-        return Err("examples/same_port.rs does not exist yet".into());
+    build_example(root, target, "same_port", &[])
+}
+
+/// Builds `examples/hello` in release with only [`HELLO_FEATURES`].
+pub(crate) fn build_hello(root: &Path, target: &Path) -> Result<PathBuf, String> {
+    let features = ["--no-default-features", "--features", HELLO_FEATURES];
+    build_example(root, target, "hello", &features)
+}
+
+fn build_example(
+    root: &Path,
+    target: &Path,
+    name: &str,
+    flags: &[&str],
+) -> Result<PathBuf, String> {
+    if !root.join(format!("examples/{name}.rs")).exists() {
+        return Err(format!("examples/{name}.rs does not exist yet"));
     }
     let out = Command::new(cargo())
         .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--example",
-            "same_port",
-            "--target-dir",
-        ])
+        .args(["build", "--release", "--example", name])
+        .args(flags)
+        .arg("--target-dir")
         .arg(target)
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .status()
         .map_err(|e| format!("running cargo: {e}"))?;
-    let path = target.join("release/examples/same_port");
+    let path = target.join(format!("release/examples/{name}"));
     if !out.success() || !path.exists() {
         return Err(format!(
-            "`cargo build --release --example same_port` failed ({out})"
+            "`cargo build --release --example {name} {}` failed ({out})",
+            flags.join(" ")
         ));
     }
     Ok(path)
@@ -215,6 +233,8 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
 pub(crate) struct Running {
     pub(crate) server: Server,
     pub(crate) workers: usize,
+    /// Started as [`Launch::lean`].
+    pub(crate) lean: bool,
     pub(crate) addr: SocketAddr,
     pub(crate) child: Child,
     pub(crate) spawned_at: Instant,
@@ -232,6 +252,10 @@ impl Running {
         let lines = self.lines.lock().expect("lines lock");
         let count = |f: &dyn Fn(&str) -> bool| lines.iter().filter(|(_, l)| f(l)).count();
         match self.server.kind {
+            // `hello`: a line per worker.
+            Kind::ClusterThread(_) if self.lean => {
+                count(&|l| l.starts_with("worker ") && l.contains(" listening on ")) >= self.workers
+            }
             Kind::ClusterThread(_) => {
                 count(&|l| l.starts_with("Worker ") && l.ends_with(" started")) >= self.workers
                     && count(&|l| l.starts_with("listening on")) >= 1
@@ -343,6 +367,9 @@ pub(crate) struct Launch {
     pub(crate) chaos: bool,
     /// Restrict the server (and its children) to this CPU.
     pub(crate) cpu: Option<usize>,
+    /// cluster_thread: `examples/hello` in its lean build instead of
+    /// `same_port` (the memory rows; it has no `--chaos`).
+    pub(crate) lean: bool,
 }
 
 impl Launch {
@@ -351,6 +378,7 @@ impl Launch {
             workers,
             chaos: false,
             cpu: None,
+            lean: false,
         }
     }
 }
@@ -385,10 +413,21 @@ pub(crate) fn spawn(
         workers,
         chaos,
         cpu,
+        lean,
     } = launch;
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let (program, args, envs): (PathBuf, Vec<String>, Vec<(&str, &str)>) = match server.kind {
+    let (program, args, envs): (PathBuf, Vec<String>, Vec<(&str, String)>) = match server.kind {
+        Kind::ClusterThread(mode) if lean => {
+            let bin = programs.hello.clone().context("the lean hello not built")?;
+            let envs = vec![
+                ("CLUSTER_THREAD_WORKERS", workers.to_string()),
+                ("CLUSTER_THREAD_BALANCE", mode.into()),
+                ("HOST", "127.0.0.1".into()),
+                ("PORT", port.to_string()),
+            ];
+            (bin, vec![], envs)
+        }
         Kind::ClusterThread(mode) => {
             let mut args = vec![
                 "--workers".into(),
@@ -432,7 +471,11 @@ pub(crate) fn spawn(
                 "--port".into(),
                 port.to_string(),
             ];
-            (node, args, vec![("NODE_CLUSTER_SCHED_POLICY", policy)])
+            (
+                node,
+                args,
+                vec![("NODE_CLUSTER_SCHED_POLICY", policy.into())],
+            )
         }
     };
     let mut cmd = Command::new(&program);
@@ -442,13 +485,13 @@ pub(crate) fn spawn(
     std::fs::create_dir_all(logs)?;
     let stderr = std::fs::File::create(log_path(logs, server, launch))?;
     cmd.args(&args)
-        .envs(envs)
         .env_remove("CLUSTER_THREAD_WORKERS")
         .env_remove("CLUSTER_THREAD_BALANCE")
         // As deployed: no backtrace capture on a panic, no debug logging.
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
         .env_remove("RUST_LOG")
+        .envs(envs)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr);
@@ -470,6 +513,7 @@ pub(crate) fn spawn(
     Ok(Running {
         server: *server,
         workers,
+        lean,
         addr,
         child,
         spawned_at,
