@@ -67,6 +67,17 @@ impl AcceptSocket {
     /// The next connection; errors are counted in the socket's `totals` and
     /// handled by [`Backoff`], never returned.
     pub(crate) async fn accept(&self, totals: &Totals) -> Accepted {
+        self.accept_holding::<()>(totals, None).await.0
+    }
+
+    /// [`accept`](Self::accept), with `busy` (if any) locked just before
+    /// the `accept(2)` that succeeds, and its guard returned: held from
+    /// accept to delivery, but not while waiting for a client.
+    pub(crate) async fn accept_holding<'m, T>(
+        &self,
+        totals: &Totals,
+        busy: Option<&'m tokio::sync::Mutex<T>>,
+    ) -> (Accepted, Option<tokio::sync::MutexGuard<'m, T>>) {
         let mut backoff = Backoff::new(totals);
         loop {
             let registered = self.current();
@@ -93,8 +104,12 @@ impl AcceptSocket {
                 continue;
             }
             let closed = ready.ready().is_read_closed();
+            let guard = match busy {
+                Some(busy) => Some(busy.lock().await),
+                None => None,
+            };
             match ready.try_io(|fd| accept_nonblocking(fd.get_ref(), self.proxy)) {
-                Ok(Ok(accepted)) => return accepted,
+                Ok(Ok(accepted)) => return (accepted, guard),
                 Ok(Err(e)) => backoff.on_error(&e).await,
                 // Listening again after it was shut down: register afresh.
                 Err(_would_block) if closed => match Self::registration(&self.source) {

@@ -76,8 +76,10 @@ pub(crate) struct Dispatch {
     /// acceptors leave connections in the kernel's queue.
     attached: watch::Sender<usize>,
     /// Held by an acceptor from `accept` until the connection is delivered,
-    /// so the last `close` sees every connection already taken. It holds
-    /// the workers a batch will wake (empty in between, its room kept).
+    /// so the last `close` sees every connection already taken (not while it
+    /// waits for a client: the stand-ins of several empty slots share it).
+    /// It holds the workers a batch will wake (empty in between, its room
+    /// kept).
     busy: tokio::sync::Mutex<Vec<Waker>>,
 }
 
@@ -209,25 +211,31 @@ impl Dispatch {
         totals: &Arc<Totals>,
         max_total: Option<usize>,
     ) {
-        let mut wake = self.busy.lock().await;
         let mut attached = self.attached.subscribe();
-        tokio::select! {
+        let accepted = tokio::select! {
             biased;
-            _ = attached.wait_for(|n| *n == 0) => {}
-            conn = listener.accept(totals) => {
-                self.place_accepted(conn, totals, &mut wake);
-                // More clients are likely queued behind this one: take those
-                // a worker can have now, then wake each worker once.
-                for _ in 1..BATCH {
-                    if !self.can_accept_more(totals, max_total) {
-                        break;
-                    }
-                    let Some(conn) = listener.accept_now() else { break };
-                    self.place_accepted(conn, totals, &mut wake);
-                }
-                wake.drain(..).for_each(Waker::wake);
+            _ = attached.wait_for(|n| *n == 0) => None,
+            // Locked from the accept on (see `close`), not while waiting.
+            accepted = listener.accept_holding(totals, Some(&self.busy)) => Some(accepted),
+        };
+        let Some((conn, wake)) = accepted else { return };
+        let mut wake = match wake {
+            Some(wake) => wake,
+            None => self.busy.lock().await,
+        };
+        self.place_accepted(conn, totals, &mut wake);
+        // More clients are likely queued behind this one: take those a
+        // worker can have now, then wake each worker once.
+        for _ in 1..BATCH {
+            if !self.can_accept_more(totals, max_total) {
+                break;
             }
+            let Some(conn) = listener.accept_now() else {
+                break;
+            };
+            self.place_accepted(conn, totals, &mut wake);
         }
+        wake.drain(..).for_each(Waker::wake);
     }
 
     fn place_accepted(

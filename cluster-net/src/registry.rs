@@ -119,8 +119,12 @@ impl SharedSocket {
 /// A slot's socket in a `SO_REUSEPORT` group. While no worker of the slot
 /// listens on it, a stand-in on the acceptor thread accepts from it (the
 /// kernel still hashes connections to it) and hands them to the other
-/// workers. Closed only when its slot is removed (scale-down), once its
-/// queue is drained, or when the cluster stops.
+/// workers. Closed when the cluster stops, or when its slot is removed
+/// (scale-down) if the kernel moves a closed listener's queue to the rest
+/// of the group (`net.ipv4.tcp_migrate_req`); else a removed slot's socket
+/// stays with its stand-in (and serves that slot again after a scale-up):
+/// closing it would reset a connection that completed its handshake
+/// between the last `accept` and the close.
 pub(crate) struct ReuseSocket {
     pub(crate) listener: StdListener,
     slot: usize,
@@ -156,7 +160,7 @@ impl ReuseSocket {
         if !self.occupancy.detach() {
             return;
         }
-        if !retired {
+        if !retired || !kernel_migrates_requests() {
             self.cover();
             return;
         }
@@ -165,11 +169,11 @@ impl ReuseSocket {
         };
         let dispatch = Arc::clone(&shared.dispatch);
         lock(&shared.group).remove(&self.slot);
-        // A full queue drops new SYNs (the client sends them again, by
-        // then to another socket of the group) instead of taking them: with
-        // a backlog of 0 at most one more connection can join while the
-        // queue is drained. Shutting the socket down right after takes it
-        // out of the group at once, whoever still holds a copy of its fd.
+        // A backlog of 0 keeps what joins while the queue is drained to one
+        // connection, which the kernel moves to another socket of the group
+        // when this one shuts down (`tcp_migrate_req`). Shutting the socket
+        // down takes it out of the group at once, whoever still holds a
+        // copy of its fd.
         let sock = socket2::SockRef::from(&self.listener);
         let _ = sock.listen(0);
         let mut moved = 0;
@@ -204,6 +208,13 @@ impl ReuseSocket {
             .await;
         });
     }
+}
+
+/// Whether this network namespace's kernel hands a closed listener's queued
+/// connections to another socket of its `SO_REUSEPORT` group
+/// (`net.ipv4.tcp_migrate_req = 1`, Linux 5.14+; off by default).
+fn kernel_migrates_requests() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").is_ok_and(|v| v.trim() == "1")
 }
 
 /// A Unix socket file the cluster created: removed when it stops, if it is
