@@ -39,7 +39,7 @@ pub mod __private;
 pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
     Error, Events, ExitReason, Message, Phase, RestartPolicy, TaskResult, Worker, WorkerHandle,
-    Workers, DEFAULT_SHUTDOWN_TIMEOUT, WORKERS_ENV,
+    Workers, DEFAULT_SHUTDOWN_TIMEOUT, PIN_WORKERS_ENV, WORKERS_ENV,
 };
 #[cfg(feature = "http")]
 pub use cluster_http as http;

@@ -16,6 +16,10 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The environment variable that overrides the worker count (`auto` or an integer ≥ 1).
 pub const WORKERS_ENV: &str = "CLUSTER_THREAD_WORKERS";
 
+/// The variable that overrides [`ClusterBuilder::pin_workers`]: `1` or
+/// `true` pins, `0` or `false` does not.
+pub const PIN_WORKERS_ENV: &str = "CLUSTER_THREAD_PIN_WORKERS";
+
 /// How many workers a cluster runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -74,6 +78,9 @@ pub(crate) struct Config {
     pub(crate) drain_delay: Duration,
     pub(crate) signals: bool,
     pub(crate) on_sigquit: Option<SignalHook>,
+    /// With `pin_workers`: the CPUs this process may run on, slot `i`'s
+    /// worker pinned to the `i % len`-th.
+    pub(crate) pin_cpus: Option<Vec<usize>>,
 }
 
 /// Builds a [`Cluster`]: Node's `cluster.setupPrimary(settings)`.
@@ -105,6 +112,7 @@ pub struct ClusterBuilder {
     listen_timeout: Duration,
     drain_delay: Duration,
     signals: bool,
+    pin_workers: bool,
     shutdown_signal: Option<ShutdownFuture>,
     on_start: Vec<StartHook>,
     on_sigquit: Option<SignalHook>,
@@ -124,6 +132,7 @@ impl Default for ClusterBuilder {
             listen_timeout: Duration::from_secs(3),
             drain_delay: Duration::ZERO,
             signals: true,
+            pin_workers: false,
             shutdown_signal: None,
             on_start: Vec::new(),
             on_sigquit: None,
@@ -141,6 +150,7 @@ impl fmt::Debug for ClusterBuilder {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("drain_delay", &self.drain_delay)
             .field("signals", &self.signals)
+            .field("pin_workers", &self.pin_workers)
             .finish_non_exhaustive()
     }
 }
@@ -252,6 +262,18 @@ impl ClusterBuilder {
         self
     }
 
+    /// Pins each worker thread to one CPU (default off): slot `i` to the
+    /// `i`-th of the CPUs the process may run on (its affinity at `build`,
+    /// so `taskset` and cgroup limits are kept), wrapping around when there
+    /// are more slots than CPUs. A replacement runs where its slot's worker
+    /// ran. For thread-per-core servers (`reuseport`): a connection's work
+    /// stays on one core's caches. Linux only; elsewhere, a warning.
+    /// `CLUSTER_THREAD_PIN_WORKERS` overrides it at `build`.
+    pub fn pin_workers(mut self, on: bool) -> Self {
+        self.pin_workers = on;
+        self
+    }
+
     /// A future whose completion stops the cluster gracefully, beside or
     /// instead of the signals.
     pub fn shutdown_signal(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
@@ -307,6 +329,20 @@ impl ClusterBuilder {
             Err(_) => self.workers,
         }
         .resolve()?;
+        let pin_workers = match std::env::var(PIN_WORKERS_ENV) {
+            Ok(value) => match value.trim() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(Error::BadEnv {
+                        name: PIN_WORKERS_ENV,
+                        value,
+                        expected: "1, true, 0 or false",
+                    })
+                }
+            },
+            Err(_) => self.pin_workers,
+        };
         for (setting, value) in [
             ("shutdown_timeout", self.shutdown_timeout),
             ("kill_timeout", self.kill_timeout),
@@ -342,6 +378,7 @@ impl ClusterBuilder {
             drain_delay: self.drain_delay,
             signals: self.signals,
             on_sigquit: self.on_sigquit,
+            pin_cpus: pin_workers.then(crate::thread::allowed_cpus).flatten(),
         };
         Ok(Cluster::new(
             config,

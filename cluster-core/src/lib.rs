@@ -50,7 +50,9 @@ mod supervisor;
 mod thread;
 mod worker;
 
-pub use builder::{ClusterBuilder, TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT, WORKERS_ENV};
+pub use builder::{
+    ClusterBuilder, TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT, PIN_WORKERS_ENV, WORKERS_ENV,
+};
 pub use cluster::{Cluster, Phases};
 pub use error::Error;
 pub use event::{Address, ClusterEvent, ExitReason, Phase};

@@ -16,7 +16,7 @@ pub(crate) fn spawn(
     core: Arc<WorkerCore>,
     body: WorkerFn,
     kill: oneshot::Receiver<()>,
-    stack_size: Option<usize>,
+    (stack_size, cpu): (Option<usize>, Option<usize>),
 ) -> std::io::Result<()> {
     let mut builder = std::thread::Builder::new().name(core.name.clone());
     if let Some(size) = stack_size {
@@ -29,6 +29,9 @@ pub(crate) fn spawn(
         // tasks (all polled on this thread) carries its id and slot.
         let span = tracing::info_span!("worker", id = core.id, slot = core.slot);
         let _entered = span.enter();
+        if let Some(cpu) = cpu {
+            pin_to(cpu);
+        }
         let reason = run(
             Worker {
                 core: Arc::clone(&core),
@@ -77,6 +80,49 @@ fn run(worker: Worker, body: WorkerFn, kill: oneshot::Receiver<()>) -> ExitReaso
     }));
     worker::set_current(None);
     outcome.unwrap_or_else(|payload| ExitReason::Panicked(panic_message(payload.as_ref())))
+}
+
+/// The CPUs this process may run on (its affinity), in order; `None` (with
+/// a warning) where that cannot be known.
+pub(crate) fn allowed_cpus() -> Option<Vec<usize>> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sched::{sched_getaffinity, CpuSet};
+        match sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+            Ok(set) => {
+                let cpus: Vec<usize> = (0..CpuSet::count())
+                    .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+                    .collect();
+                (!cpus.is_empty()).then_some(cpus)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pin_workers: cannot read this process's CPU affinity; workers are not pinned");
+                None
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        tracing::warn!("pin_workers: CPU affinity is set on Linux only; workers are not pinned");
+        None
+    }
+}
+
+/// Pins the calling thread to `cpu` (a warning if the kernel refuses).
+fn pin_to(cpu: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sched::{sched_setaffinity, CpuSet};
+        let mut set = CpuSet::new();
+        let pinned = set
+            .set(cpu)
+            .and_then(|()| sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
+        if let Err(e) = pinned {
+            tracing::warn!(cpu, error = %e, "pin_workers: cannot pin the worker thread");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cpu;
 }
 
 /// The text of a panic payload (what `panic!` was given), as

@@ -232,11 +232,16 @@ impl Supervisor {
             worker: handle.clone(),
         });
         tracing::debug!(id, slot, "fork");
+        let cpu = self
+            .config
+            .pin_cpus
+            .as_ref()
+            .map(|cpus| cpus[slot % cpus.len()]);
         if let Err(source) = crate::thread::spawn(
             Arc::clone(&core),
             Arc::clone(&self.body),
             kill_rx,
-            self.config.stack_size,
+            (self.config.stack_size, cpu),
         ) {
             st.workers.remove(&id);
             st.slots[slot].current = previous;

@@ -1,6 +1,7 @@
 //! cluster-core's integration tests, one binary: one module per topic, real threads and signals.
 #![allow(dead_code, unreachable_pub)]
 
+mod affinity;
 mod common;
 mod drain_delay;
 mod kill;
