@@ -32,6 +32,19 @@ fn messaging_prints_every_workers_answer_and_exits_0() {
     assert!(run.exit_status().success());
 }
 
+/// `GET /` on new connections answers `hello world` until `n` different
+/// workers (by `x-worker-id`) have answered; fails at the deadline.
+fn hello_from_workers(addr: std::net::SocketAddr, n: usize) {
+    let mut workers = HashSet::new();
+    let end = Instant::now() + DEADLINE;
+    while workers.len() < n {
+        assert!(Instant::now() < end, "only workers {workers:?} answered");
+        let r = get(addr, "/").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "hello world\n"));
+        workers.insert(r.worker.expect("x-worker-id"));
+    }
+}
+
 #[test]
 fn same_port_serves_hello_world_from_every_worker_and_exits_0_on_sigterm() {
     let mut run = Run::start("same_port", &["--workers", "2", "--port", "0"]);
@@ -40,14 +53,7 @@ fn same_port_serves_hello_world_from_every_worker_and_exits_0_on_sigterm() {
     run.line(|l| l.starts_with(&format!("Worker {pid}, ")) && l.ends_with(" started"));
     run.line(|l| l.starts_with(&format!("Worker {pid}, ")) && l.ends_with(" started"));
     let addr = local(&run.line(|l| l.starts_with("listening on 0.0.0.0:")));
-    let mut workers = HashSet::new();
-    let end = Instant::now() + DEADLINE;
-    while workers.len() < 2 {
-        assert!(Instant::now() < end, "only workers {workers:?} answered");
-        let r = get(addr, "/").unwrap();
-        assert_eq!((r.status, r.body.as_str()), (200, "hello world\n"));
-        workers.insert(r.worker.expect("x-worker-id"));
-    }
+    hello_from_workers(addr, 2);
     // GET /peer: the client address the server saw.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(DEADLINE)).unwrap();
@@ -78,14 +84,7 @@ fn hello_serves_from_every_worker_on_host_and_port_from_the_environment() {
     let addr = |line: &str| line.rsplit(' ').next().map(str::to_owned);
     assert_eq!(addr(&first), addr(&second), "{first} / {second}");
     let addr = local(&first);
-    let mut workers = HashSet::new();
-    let end = Instant::now() + DEADLINE;
-    while workers.len() < 2 {
-        assert!(Instant::now() < end, "only workers {workers:?} answered");
-        let r = get(addr, "/").unwrap();
-        assert_eq!((r.status, r.body.as_str()), (200, "hello world\n"));
-        workers.insert(r.worker.expect("x-worker-id"));
-    }
+    hello_from_workers(addr, 2);
     run.signal(libc::SIGTERM);
     assert!(run.exit_status().success());
 }
