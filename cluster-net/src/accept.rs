@@ -1,6 +1,7 @@
 //! The accept primitives and their error policy: an accept loop never
 //! ends while its socket is open.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
@@ -67,17 +68,19 @@ impl AcceptSocket {
     /// The next connection; errors are counted in the socket's `totals` and
     /// handled by [`Backoff`], never returned.
     pub(crate) async fn accept(&self, totals: &Totals) -> Accepted {
-        self.accept_holding::<()>(totals, None).await.0
+        self.accept_holding(totals, || std::future::ready(()))
+            .await
+            .0
     }
 
-    /// [`accept`](Self::accept), with `busy` (if any) locked just before
-    /// the `accept(2)` that succeeds, and its guard returned: held from
-    /// accept to delivery, but not while waiting for a client.
-    pub(crate) async fn accept_holding<'m, T>(
+    /// [`accept`](Self::accept), with what `hold` resolves to (a lock's
+    /// guard) taken just before the `accept(2)` that succeeds, and returned:
+    /// held from accept to delivery, but not while waiting for a client.
+    pub(crate) async fn accept_holding<G, F: Future<Output = G>>(
         &self,
         totals: &Totals,
-        busy: Option<&'m tokio::sync::Mutex<T>>,
-    ) -> (Accepted, Option<tokio::sync::MutexGuard<'m, T>>) {
+        mut hold: impl FnMut() -> F,
+    ) -> (Accepted, G) {
         let mut backoff = Backoff::new(totals);
         loop {
             let registered = self.current();
@@ -104,10 +107,7 @@ impl AcceptSocket {
                 continue;
             }
             let closed = ready.ready().is_read_closed();
-            let guard = match busy {
-                Some(busy) => Some(busy.lock().await),
-                None => None,
-            };
+            let guard = hold().await;
             match ready.try_io(|fd| accept_nonblocking(fd.get_ref(), self.proxy)) {
                 Ok(Ok(accepted)) => return (accepted, guard),
                 Ok(Err(e)) => backoff.on_error(&e).await,

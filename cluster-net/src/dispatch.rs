@@ -216,12 +216,10 @@ impl Dispatch {
             biased;
             _ = attached.wait_for(|n| *n == 0) => None,
             // Locked from the accept on (see `close`), not while waiting.
-            accepted = listener.accept_holding(totals, Some(&self.busy)) => Some(accepted),
+            accepted = listener.accept_holding(totals, || self.busy.lock()) => Some(accepted),
         };
-        let Some((conn, wake)) = accepted else { return };
-        let mut wake = match wake {
-            Some(wake) => wake,
-            None => self.busy.lock().await,
+        let Some((conn, mut wake)) = accepted else {
+            return;
         };
         self.place_accepted(conn, totals, &mut wake);
         // More clients are likely queued behind this one: take those a
