@@ -1,6 +1,7 @@
 //! Sticky's rendezvous hash, defined once so that every path computes it
-//! alike: this Rust function (the acceptor's dispatch), the eBPF program
-//! and the classic BPF fallback. Moving a cluster between those paths (a
+//! alike: this Rust function (for the acceptor's dispatch, which today
+//! still hashes with std's `DefaultHasher`), the eBPF program and the
+//! classic BPF fallback. Moving a cluster between those paths (a
 //! hot upgrade, a privilege lost) keeps each client on its slot.
 //!
 //! Only 32-bit multiplies, xors and shifts, since classic BPF has nothing

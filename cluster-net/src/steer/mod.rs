@@ -7,7 +7,7 @@
 //!   connections move to a live member instead of being reset;
 //! - a `REUSEPORT_SOCKARRAY` of the members by slot (closing one does not
 //!   shift the others, unlike the group's own array);
-//! - the shared [table](table): which slots are live, which are full (at
+//! - the shared [`table`]: which slots are live, which are full (at
 //!   their connection limit), and each slot's open connections, written by
 //!   the registry and the workers with plain stores into an mmap'ed map.
 //!
@@ -157,7 +157,7 @@ impl Steering {
     pub(crate) fn insert(&self, slot: usize, socket: BorrowedFd<'_>) -> Result<(), SteerError> {
         let key = self.key(slot)?;
         let fd = socket.as_raw_fd();
-        let value = u64::try_from(fd).unwrap_or(u64::MAX).to_ne_bytes();
+        let value = (fd as u64).to_ne_bytes();
         bpf::map_update(self.socks.as_fd(), &key, &value).map_err(|source| SteerError::Insert {
             slot,
             fd,
@@ -209,8 +209,9 @@ impl std::fmt::Display for Unsupported {
 }
 
 /// Whether this process may steer with eBPF: it builds every mode's maps
-/// and program once (so a kernel without a feature they use says so here).
-/// The answer is kept for the process's life.
+/// and program once (so a kernel without a feature they use says so here;
+/// the three verifications take about 50 ms on a 2-vCPU machine). The
+/// answer is kept for the process's life.
 pub(crate) fn probe() -> Result<(), Unsupported> {
     static ANSWER: OnceLock<Result<(), Unsupported>> = OnceLock::new();
     ANSWER.get_or_init(probe_now).clone()

@@ -161,8 +161,10 @@ fn fmix32(a: &mut Asm, r: Reg, t: Reg) {
 ///                                     ; live: r3 = 0, r0 stays, none is taken)
 ///     r1 = 0
 ///     r4 = r7
-/// pick:                              ; not bounded by r8: the verifier
-///     if r1 >= MAX goto pass          ; knows r8 exactly at each exit above,
+/// pick:
+///     if r1 >= MAX goto pass
+///     r2 = *(u32 *)(r7 + SPAN)        ; read again, not r8: the verifier
+///     if r1 >= r2 goto pass           ; knows r8 exactly at each exit above,
 ///                                     ; and would walk this loop per exit
 ///     r5 = *(u32 *)(r4 + LIVE)
 ///     r5 &= 1
@@ -223,6 +225,8 @@ pub(crate) fn round_robin(maps: Maps<'_>) -> Vec<Insn> {
     a.mov(R4, R7);
     a.bind(pick);
     a.jmp(Cond::Ge, R1, MAX, pass);
+    a.ldx(Size::W, R2, R7, SPAN);
+    a.jmp(Cond::Ge, R1, R2, pass);
     a.ldx(Size::W, R5, R4, LIVE);
     a.alu64(Alu::And, R5, 1);
     a.ldx(Size::W, R2, R4, FULL);
@@ -255,7 +259,8 @@ pub(crate) fn round_robin(maps: Maps<'_>) -> Vec<Insn> {
 ///     <lookup_table>                  ; r7 = table
 ///     r8 = *(u32 *)(r7 + SPAN)
 ///     r3 = 1
-///     r3 = atomic_fetch_add((u64 *)(r7 + COUNTER), r3)   ; where the scan starts
+///     r3 = atomic_fetch_add((u64 *)(r7 + COUNTER), r3)
+///     r3 %= r8                        ; where the scan starts
 ///     r9 = 1 << 33                    ; best rank so far: none
 ///     r6 = MAX                        ; its slot: none
 ///     r1 = 0                          ; i
@@ -264,8 +269,14 @@ pub(crate) fn round_robin(maps: Maps<'_>) -> Vec<Insn> {
 ///     if r1 >= r8 goto scanned
 ///     r2 = r3
 ///     r2 += r1
-///     r2 %= r8
-///     r2 &= MAX - 1                   ; j = (start + i) % span
+///     r2 -= r8                        ; d = start + i - span
+///     r4 = r2
+///     r4 >>= 63
+///     r5 = 0
+///     r5 -= r4
+///     r5 &= r8
+///     r2 += r5                        ; j = d < 0 ? d + span : d
+///     r2 &= MAX - 1                   ; (for the verifier: j < MAX)
 ///     r4 = r2
 ///     r4 <<= STRIDE_SHIFT
 ///     r0 = r7
@@ -299,6 +310,7 @@ pub(crate) fn least_connections(maps: Maps<'_>) -> Vec<Insn> {
     a.ldx(Size::W, R8, R7, SPAN);
     a.mov(R3, 1);
     a.fetch_add64(R7, COUNTER, R3);
+    a.alu64(Alu::Mod, R3, R8);
     // r9 = 1 << 33, built from a 32-bit immediate.
     a.mov(R9, NONE);
     a.alu64(Alu::Lsh, R9, 3);
@@ -309,7 +321,13 @@ pub(crate) fn least_connections(maps: Maps<'_>) -> Vec<Insn> {
     a.jmp(Cond::Ge, R1, R8, scanned);
     a.mov(R2, R3);
     a.alu64(Alu::Add, R2, R1);
-    a.alu64(Alu::Mod, R2, R8);
+    a.alu64(Alu::Sub, R2, R8);
+    a.mov(R4, R2);
+    a.alu64(Alu::Rsh, R4, 63);
+    a.mov(R5, 0);
+    a.alu64(Alu::Sub, R5, R4);
+    a.alu64(Alu::And, R5, R8);
+    a.alu64(Alu::Add, R2, R5);
     a.alu64(Alu::And, R2, MAX - 1);
     a.mov(R4, R2);
     a.alu64(Alu::Lsh, R4, STRIDE_SHIFT);

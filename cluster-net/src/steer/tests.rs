@@ -138,7 +138,7 @@ fn queued(member: &TcpListener) -> u32 {
     info.tcpi_unacked
 }
 
-/// 1024 distinct loopback source addresses: 127.0.x.y.
+/// `n` distinct loopback source addresses (127.0.x.y; up to 62,500).
 fn sources(n: u32) -> impl Iterator<Item = IpAddr> {
     (0..n).map(|i| Ipv4Addr::new(127, 0, (i / 250) as u8 + 1, (i % 250) as u8 + 1).into())
 }
@@ -242,6 +242,27 @@ fn round_robin_passes_over_full_and_gone_slots() {
     s.set_live(1, false).unwrap();
     let got = spread(&g, 30);
     assert_eq!(got, (90..120).map(|i| [0, 2][i % 2]).collect::<Vec<_>>());
+}
+
+/// With no live slot (every worker restarting) each mode leaves the choice
+/// to the kernel: connections queue on some member, none is refused.
+#[test]
+fn no_live_slot_leaves_it_to_the_kernel() {
+    if !ebpf("no_live_slot_leaves_it_to_the_kernel") {
+        return;
+    }
+    for mode in Mode::ALL {
+        let g = group(Ipv4Addr::LOCALHOST.into(), 3).unwrap();
+        let s = steer(mode, &g);
+        for slot in 0..3 {
+            s.set_live(slot, false).unwrap();
+        }
+        for _ in 0..10 {
+            let client = TcpStream::connect(addr(&g));
+            assert!(client.is_ok(), "{mode:?}: {client:?}");
+            accept_one(&g); // or it panics at the deadline
+        }
+    }
 }
 
 /// Every new connection goes to a slot with the fewest published open
@@ -477,6 +498,9 @@ fn sticky_migrates_each_client_to_its_next_slot() {
 fn classic_sticky_is_sticky_slot() {
     let mut g = group(Ipv4Addr::LOCALHOST.into(), 4).unwrap();
     let to = addr(&g);
+    // The largest program (every slot) is within classic BPF's limits.
+    let every: Vec<(usize, u32)> = (0..MAX_SLOTS).map(|s| (s, s as u32)).collect();
+    classic::attach_sticky(g[0].as_fd(), &every).unwrap();
     classic::attach_sticky(g[0].as_fd(), &[(0, 0), (1, 1), (3, 3)]).unwrap();
     let mut counts = [0; 4];
     for ip in sources(300) {
