@@ -60,6 +60,8 @@ mod proxy;
 mod registry;
 mod spec;
 mod stats;
+#[cfg(target_os = "linux")]
+mod steer;
 mod systemd;
 pub mod upgrade;
 
