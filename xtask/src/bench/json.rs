@@ -5,9 +5,9 @@ use serde::Serialize;
 
 use super::options::Options;
 use super::report::{Stat, Summary, Verdict};
+use super::run::{Machine, Run};
 use super::sample::{Group, Metric, Sample};
 use super::servers::Server;
-use super::{Machine, Run};
 
 #[derive(Serialize)]
 pub(crate) struct Report<'a> {

@@ -317,7 +317,7 @@ pub(crate) fn run_wrk(spec: &LoadSpec, server_pid: u32) -> anyhow::Result<LoadRe
     let wrk = |secs: u64, latency: bool| -> anyhow::Result<String> {
         let mut cmd = std::process::Command::new("wrk");
         if let Some(cpu) = spec.cpu {
-            super::servers::pin_command(&mut cmd, cpu);
+            procfs::pin_command(&mut cmd, cpu);
         }
         cmd.arg("-t")
             .arg(threads.to_string())

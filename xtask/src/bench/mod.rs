@@ -6,6 +6,7 @@ mod load;
 mod options;
 pub(crate) mod procfs;
 mod report;
+mod run;
 mod sample;
 pub(crate) mod servers;
 mod svg;
@@ -15,52 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde::Serialize;
 
 use options::Options;
+use report::median;
+use run::{Machine, Run};
 use sample::{Generator, Group, Metric, Placement, Sample, Scenario, GENERATOR_CPU, SERVER_CPU};
 use servers::{Launch, Programs, Running, Server};
-
-/// The machine the run was on.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct Machine {
-    pub(crate) cpu: String,
-    pub(crate) cores: usize,
-    pub(crate) memory_bytes: u64,
-    pub(crate) kernel: String,
-}
-
-/// What the report is made of.
-pub(crate) struct Run {
-    pub(crate) options: Options,
-    pub(crate) started: String,
-    pub(crate) machine: Machine,
-    pub(crate) notices: Vec<String>,
-    /// Servers that were measured (built and selected), in table order.
-    pub(crate) servers: Vec<&'static Server>,
-    pub(crate) samples: Vec<Sample>,
-    pub(crate) elapsed: Duration,
-}
-
-impl Run {
-    /// How each generator that ran was driven, for the report's header.
-    pub(crate) fn generators(&self) -> String {
-        let o = &self.options;
-        let threads = o.generator_threads;
-        o.generators
-            .iter()
-            .map(|g| match g {
-                Generator::Builtin => format!(
-                    "built-in (tokio, {threads} thread{}, {} connections)",
-                    if threads == 1 { "" } else { "s" },
-                    o.connections
-                ),
-                Generator::Wrk => format!("wrk -t{threads} -c{}", o.connections),
-            })
-            .collect::<Vec<_>>()
-            .join(" and ")
-    }
-}
 
 fn notice(notices: &mut Vec<String>, text: String) {
     eprintln!("bench: notice: {text}");
@@ -281,18 +242,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 /// The figures of one load run.

@@ -164,6 +164,17 @@ pub(crate) fn pin_self(cpus: &[usize]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Restricts a command's process (and so its threads and children) to `cpu`.
+pub(crate) fn pin_command(cmd: &mut std::process::Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // makes the sched_setaffinity system call (async-signal-safe) and
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || pin_self(&[cpu]));
+    }
+}
+
 /// One line about the machine: CPU model, cores, memory, kernel.
 pub(crate) fn machine() -> (String, usize, u64, String) {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

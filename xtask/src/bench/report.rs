@@ -7,11 +7,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::run::Run;
 use super::sample::{
     Generator, Group, Metric, Placement, Sample, Scenario, GENERATOR_CPU, SERVER_CPU,
 };
 use super::servers::{self, Kind, Server, PEERS, RUST_PEERS};
-use super::Run;
 
 /// Median, min and max of one figure over the repetitions.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -29,13 +29,26 @@ impl Stat {
             return None;
         }
         let n = values.len();
-        let median = super::median(&mut values);
+        let median = median(&mut values);
         Some(Stat {
             median,
             min: values[0],
             max: values[n - 1],
             n,
         })
+    }
+}
+
+/// The median of `values` (sorted in place); NaN for none.
+pub(crate) fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
 
@@ -938,8 +951,9 @@ fn respawn_section(out: &mut String, run: &Run, summary: &Summary) {
 mod tests {
     use std::time::Duration;
 
+    use super::super::json;
     use super::super::options::Options;
-    use super::super::{json, Machine};
+    use super::super::run::Machine;
     use super::*;
 
     /// A run of three servers, pinned, one generator, two repetitions, with

@@ -383,17 +383,6 @@ impl Launch {
     }
 }
 
-/// Restricts a command's process (and so its threads and children) to `cpu`.
-pub(crate) fn pin_command(cmd: &mut Command, cpu: usize) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec; it only
-    // makes the sched_setaffinity system call (async-signal-safe) and
-    // allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || procfs::pin_self(&[cpu]));
-    }
-}
-
 /// Where a server's stderr goes: one file per server and launch settings
 /// (pinned and unpinned copies run at the same time).
 pub(crate) fn log_path(logs: &Path, server: &Server, launch: Launch) -> PathBuf {
@@ -480,7 +469,7 @@ pub(crate) fn spawn(
     };
     let mut cmd = Command::new(&program);
     if let Some(cpu) = cpu {
-        pin_command(&mut cmd, cpu);
+        procfs::pin_command(&mut cmd, cpu);
     }
     std::fs::create_dir_all(logs)?;
     let stderr = std::fs::File::create(log_path(logs, server, launch))?;

@@ -5,9 +5,9 @@
 use std::fmt::Write as _;
 
 use super::report::{self, Stat, Summary};
+use super::run::Run;
 use super::sample::{Group, Metric, Scenario};
 use super::servers::{Kind, Server};
-use super::Run;
 
 struct Panel {
     title: String,
