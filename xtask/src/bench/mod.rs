@@ -1,14 +1,16 @@
 //! `cargo xtask bench`: cluster_thread against actix-web, hyper, axum and Node's
 //! cluster, on this machine. See `cargo xtask bench --help`.
 
+mod goals;
 mod json;
 mod load;
+mod markdown;
 mod options;
 pub(crate) mod procfs;
-mod report;
 mod run;
 mod sample;
 pub(crate) mod servers;
+mod summary;
 mod svg;
 
 use std::collections::BTreeMap;
@@ -18,10 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use options::Options;
-use report::median;
 use run::{Machine, Run};
 use sample::{Generator, Group, Metric, Placement, Sample, Scenario, GENERATOR_CPU, SERVER_CPU};
 use servers::{Launch, Programs, Running, Server};
+use summary::median;
 
 fn notice(notices: &mut Vec<String>, text: String) {
     eprintln!("bench: notice: {text}");
@@ -46,13 +48,14 @@ pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
         .context("cannot tell the target directory from the xtask binary's path")
 }
 
+/// Now, to the minute: `2025-01-31 12:34 UTC`.
 fn date() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
+    // `2025-01-31T12:34:56Z`
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    format!(
+        "{} UTC",
+        now.get(..16).unwrap_or(&now).replacen('T', " ", 1)
+    )
 }
 
 /// Builds (or finds) every program the selected servers need; what cannot
@@ -207,8 +210,8 @@ pub(crate) fn main(args: lexopt::Parser) -> anyhow::Result<()> {
     }
     run.elapsed = began.elapsed();
 
-    let summary = report::Summary::new(&run);
-    let markdown = report::markdown(&run, &summary);
+    let summary = summary::Summary::new(&run);
+    let markdown = markdown::markdown(&run, &summary);
     println!("{markdown}");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("report.md"), &markdown)?;
@@ -217,7 +220,7 @@ pub(crate) fn main(args: lexopt::Parser) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&json::Report::new(
             &run,
             &summary,
-            &report::all_goals(&run, &summary),
+            &goals::all_goals(&run, &summary),
         ))? + "\n",
     )?;
     std::fs::write(out.join("report.svg"), svg::chart(&run, &summary))?;
@@ -700,5 +703,18 @@ fn crash_and_wait(
             bail!("the server exited ({status})");
         }
         std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_date_is_utc_to_the_minute() {
+        let date = super::date();
+        let shape: String = date
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        assert_eq!(shape, "9999-99-99 99:99 UTC", "{date}");
     }
 }
