@@ -9,8 +9,8 @@
 //! - `ci`: what CI runs (fmt, tidy, clippy, tests, package, the bench's
 //!   smoke run).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
-// The bench pins CPUs, sets rlimits and signals process trees through libc.
-#![allow(unsafe_code)]
+// CPUs, rlimits and signals go through nix's safe calls.
+#![forbid(unsafe_code)]
 
 mod bench;
 mod ci;

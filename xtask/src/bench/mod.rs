@@ -139,7 +139,8 @@ pub(crate) fn main(args: lexopt::Parser) -> anyhow::Result<()> {
         options.placements.retain(|p| *p != Placement::Pinned);
     }
     if options.wants(Scenario::Idle) {
-        let limit = procfs::raise_fd_limit().context("raising the open files limit")?;
+        let limit =
+            test_support::raise_fd_limit(u64::MAX).context("raising the open files limit")?;
         // Both ends of every connection, plus what the servers hold anyway.
         let needed = 2 * options.idle_connections as u64 + 256;
         if limit < needed {
