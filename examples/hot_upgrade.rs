@@ -10,7 +10,7 @@
 //!       (rebuild or replace ./target/release/examples/hot_upgrade)
 //!       kill -QUIT 1234                      # prints `upgraded: pid 1234 -> pid 5678`
 //!       curl localhost:8080/                 # `served by pid 5678`; 1234 exits once drained
-//! Under systemd: see the README (socket activation, Type=notify, ExecReload).
+//! Under systemd: see docs/deploying.md (socket activation, Type=notify, ExecReload).
 //! Logs: silent by default; RUST_LOG=info (restarts, reloads, upgrades) or RUST_LOG=debug on stderr.
 
 use std::collections::HashSet;

@@ -27,8 +27,11 @@
 //! ([`net`]) for every way of listening, and `cluster-http` ([`http`]) for
 //! HTTP, drain, limits, health and metrics.
 //!
-//! Features (all default): `macros` (`#[cluster_thread::main]`), `net`
-//! (`worker.listen`), `http` (`cluster_thread::http::serve`).
+//! Features: `macros` (`#[cluster_thread::main]`), `net` (`worker.listen`),
+//! `http` (`cluster_thread::http::serve`), `tls` (HTTPS with rustls:
+//! `http::{TlsConfig, TlsListener}`) and `metrics` (the `metrics` facade's
+//! metrics on the metrics endpoint) are on by default; `axum` (axum's
+//! `ConnectInfo<SocketAddr>` in every request) is opt-in.
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![forbid(unsafe_code)]
 

@@ -128,8 +128,6 @@ impl AcceptSocket {
     }
 }
 
-/// One `accept(2)`, the new socket non-blocking and close-on-exec; with
-/// `proxy`, its PROXY header is still to be read.
 /// Whether a connection waits in `listener`'s queue (a poll that does not
 /// wait). Anything but "nothing" (an error, a hang-up) says yes, so that
 /// the caller goes on as it would: makes room, then accepts.
@@ -138,6 +136,8 @@ fn queued(listener: &StdListener) -> bool {
     !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }
 
+/// One `accept(2)`, the new socket non-blocking and close-on-exec; with
+/// `proxy`, its PROXY header is still to be read.
 pub(crate) fn accept_nonblocking(listener: &StdListener, proxy: bool) -> io::Result<Accepted> {
     let (socket, peer) = accept4(listener)?;
     let mut accepted = match listener {

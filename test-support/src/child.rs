@@ -5,9 +5,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use crate::DEADLINE;
 
@@ -144,17 +147,7 @@ impl Run {
 
     /// Waits for the exit, within the deadline.
     pub fn exit_status(&mut self) -> std::process::ExitStatus {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waitpid") {
-                return status;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                panic!("{} did not exit", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_exit(&mut self.child, &self.name)
     }
 }
 
@@ -165,11 +158,49 @@ impl Drop for Run {
     }
 }
 
-/// Sends `sig` to `pid`.
+/// Sends `sig` to `pid`; panics if it cannot (no such process).
 pub fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) with a pid and a signal number; a wrong pid only fails.
-    let rc = unsafe { libc::kill(pid as i32, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig})");
+    if let Err(e) = try_signal(pid, sig) {
+        panic!("kill({pid}, {sig}): {e}");
+    }
+}
+
+/// Sends `sig` to `pid`, which may be gone already.
+pub fn try_signal(pid: u32, sig: i32) -> std::io::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| std::io::Error::other(format!("pid {pid}")))?;
+    let sig = Signal::try_from(sig)?;
+    nix::sys::signal::kill(Pid::from_raw(pid), sig)?;
+    Ok(())
+}
+
+/// Waits at most `within` for `child` to exit: its status, or `None` while
+/// it runs (the `wait-timeout` crate's call; std waits without a bound, so
+/// this polls every 5 ms).
+pub fn wait_timeout(child: &mut Child, within: Duration) -> std::io::Result<Option<ExitStatus>> {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= end {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for `child` to exit within the deadline; else kills it and panics,
+/// naming `what`.
+pub fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
+    match wait_timeout(child, DEADLINE) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {DEADLINE:?}");
+        }
+        Err(e) => panic!("waiting for {what}: {e}"),
+    }
 }
 
 /// True while `pid` runs (not a zombie).

@@ -1,20 +1,26 @@
 //! What the workspace's tests share (not published): bounded waits, real
-//! child processes, a raw HTTP/1.1 client, steady load, free ports. Every
-//! wait is bounded by [`DEADLINE`].
+//! child processes, a small HTTP/1.1 client, steady load, free ports, the
+//! fd limit. Every wait is bounded by [`DEADLINE`].
 #![allow(missing_docs, clippy::missing_panics_doc)]
-// Signals to child processes go through libc::kill.
-#![allow(unsafe_code)]
+// Signals and limits go through nix's safe calls.
+#![forbid(unsafe_code)]
 
 mod child;
 mod http;
+mod limits;
 mod load;
 mod ports;
 mod wait;
 
 use std::time::Duration;
 
-pub use child::{alive, example, signal, this_test, wait_gone, which, Run};
-pub use http::{closed_before_response, exchange, get, local, Response};
+pub use child::{
+    alive, example, signal, this_test, try_signal, wait_exit, wait_gone, wait_timeout, which, Run,
+};
+pub use http::{
+    closed_before_response, exchange, get, local, parse_head, read_response, Head, Response,
+};
+pub use limits::raise_fd_limit;
 pub use load::{seconds, Counts, Load};
 pub use ports::free_port_run;
 pub use wait::{drain, eventually, eventually_blocking, until};

@@ -370,21 +370,9 @@ fn idle_and_slow_clients_do_not_starve_new_requests() {
     use std::net::TcpStream;
 
     // Room for both ends of 2,050 connections, here and in the child.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on this process with a valid struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max.min(65536);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
-    if limit.rlim_cur < 4500 {
-        eprintln!(
-            "skipped: RLIMIT_NOFILE hard limit {} is too low",
-            limit.rlim_max
-        );
+    let limit = test_support::raise_fd_limit(65536).expect("setrlimit");
+    if limit < 4500 {
+        eprintln!("skipped: RLIMIT_NOFILE limit {limit} is too low");
         return;
     }
     let (mut run, addr) = start(&["--workers", "2", "--port", "0"]);

@@ -53,14 +53,7 @@ fn ready_once_listening_then_stopping_on_sigterm() {
     );
     signal(child.id(), libc::SIGTERM);
     assert_eq!(recv(&socket).trim(), "STOPPING=1");
-    let end = std::time::Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(std::time::Instant::now() < end, "did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = test_support::wait_exit(child, "same_port");
     assert!(status.success());
     let _ = std::fs::remove_file(&path);
 }
@@ -97,8 +90,7 @@ impl Drop for KillPidOnDrop {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
             if test_support::alive(pid) {
-                // SAFETY: kill(2) on the process this test's child started.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                let _ = test_support::try_signal(pid, libc::SIGKILL);
             }
         }
     }
@@ -197,19 +189,7 @@ fn socket_activated_ready_reloading_watchdog_upgrade_stopping() {
         .unwrap_or_else(|| panic!("no MAINPID in {takeover:?}"));
     assert_ne!(new, old);
     upgraded.0 = Some(new);
-    let status = {
-        let end = std::time::Instant::now() + DEADLINE;
-        loop {
-            if let Some(s) = child.0.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                std::time::Instant::now() < end,
-                "the old process did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
+    let status = test_support::wait_exit(&mut child.0, "the old process");
     assert!(status.success(), "{status}");
     socket.set_nonblocking(true).unwrap();
     let mut buf = [0u8; 512];

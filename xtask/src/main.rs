@@ -5,14 +5,17 @@
 //!   `cargo xtask bench --help`.
 //! - `soak --seconds N`: the `same_port` example under mixed load with random
 //!   crashes and reloads; requests, failures, restarts, RSS at start and end.
-//! - `ci`: what CI runs (fmt, clippy, tests, the bench's smoke run).
+//! - `tidy [--deny-cycles]`: the import cycles between a crate's modules.
+//! - `ci`: what CI runs (fmt, tidy, clippy, tests, package, the bench's
+//!   smoke run).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
-// The bench pins CPUs, sets rlimits and signals process trees through libc.
-#![allow(unsafe_code)]
+// CPUs, rlimits and signals go through nix's safe calls.
+#![forbid(unsafe_code)]
 
 mod bench;
 mod ci;
 mod soak;
+mod tidy;
 
 use std::process::Command;
 
@@ -25,8 +28,12 @@ tasks:
            cluster (cargo xtask bench --help)
   soak     [--seconds N] [--workers N]: mixed load with random crashes and
            reloads; prints requests, failures, restarts and RSS
-  ci       cargo fmt --check, clippy -D warnings, cargo test --workspace
-           --locked, cargo xtask bench --quick; stops at the first failure";
+  tidy     [--deny-cycles] [--allow-cycles-in CRATE]: the import cycles
+           between each crate's modules (cargo xtask tidy --help)
+  ci       cargo fmt --check, cargo xtask tidy, clippy -D warnings, cargo test
+           --workspace --locked, cargo package (the published crates), cargo
+           xtask bench --quick; stops at the first failure (cargo xtask ci
+           --help)";
 
 fn main() -> anyhow::Result<()> {
     let mut args = lexopt::Parser::from_env();
@@ -47,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         "bench" => bench::main(args),
         "soak" if cfg!(debug_assertions) => reexec_release(),
         "soak" => soak::main(args),
+        "tidy" => tidy::main(args),
         "ci" => ci::main(args),
         other => anyhow::bail!("unknown task `{other}`; see `cargo xtask help`"),
     }

@@ -2,9 +2,8 @@
 //! browser (headless Chromium, when installed): one row per slot.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::common::{self, serve_app, start, stop, DEADLINE};
+use crate::common::{self, serve_app, start, stop};
 use cluster_http::HttpConfig;
 use http::StatusCode;
 
@@ -94,18 +93,7 @@ fn dump_dom(chromium: &std::path::Path, port: u16) -> String {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let end = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish before the deadline");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = test_support::wait_exit(&mut child, "chromium");
     let dom = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_dir_all(&profile);

@@ -3,7 +3,7 @@
 //! counted and waited out, and once the socket listens again the same
 //! workers serve it, in the acceptor's modes and in the workers' own.
 
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::IntoRawFd;
 use std::sync::Arc;
 
 use crate::common::{eventually, hello, serve, until};
@@ -23,17 +23,15 @@ async fn survives_an_accept_error(balance: Balance) {
     let addr = socket.local_addr().unwrap();
     hello(addr).await.unwrap();
 
-    // SAFETY: shutdown(2) on a socket this test owns.
-    let rc = unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RD) };
-    assert_eq!(rc, 0);
+    let sock = socket2::SockRef::from(&socket);
+    sock.shutdown(std::net::Shutdown::Read).unwrap();
     eventually(
         || stats(&server.cluster).iter().any(|s| s.accept_errors > 0),
         "an accept error",
     )
     .await;
     // Listening again (on a new port: it was bound to port 0).
-    // SAFETY: listen(2) on a socket this test owns.
-    assert_eq!(unsafe { libc::listen(socket.as_raw_fd(), 128) }, 0);
+    sock.listen(128).unwrap();
     let addr = socket.local_addr().unwrap();
     for _ in 0..3 {
         hello(addr)

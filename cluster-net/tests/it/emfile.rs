@@ -3,12 +3,12 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster_core::{Address, Cluster, ClusterEvent};
 use cluster_net::{Balance, NetConfig, WorkerExt};
+use nix::sys::resource::{setrlimit, Resource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CHILD: &str = "CLUSTER_NET_EMFILE_CHILD";
@@ -21,6 +21,8 @@ fn child() {
         return;
     };
     let balance: Balance = balance.parse().unwrap();
+    // Before any thread of the cluster: out of fds at FD_LIMIT.
+    setrlimit(Resource::RLIMIT_NOFILE, FD_LIMIT, FD_LIMIT).unwrap();
     Cluster::builder()
         .workers(2)
         // Far above the fd limit: this test is about running out of fds
@@ -101,19 +103,6 @@ fn flood(balance: &str) {
     .env(CHILD, balance)
     .stdout(Stdio::piped())
     .stderr(Stdio::null());
-    // SAFETY: setrlimit is async-signal-safe; it runs in the forked child.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: FD_LIMIT,
-                rlim_max: FD_LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let mut child = KillOnDrop(cmd.spawn().unwrap());
     let pid = child.0.id();
     let mut out = BufReader::new(child.0.stdout.take().unwrap());
@@ -143,6 +132,13 @@ fn flood(balance: &str) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    // Out of fds because of its limit, not by chance.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let max_open = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok());
+    assert_eq!(max_open, Some(FD_LIMIT), "{balance}: {limits}");
     // Out of fds with connections still waiting: measure its CPU for a second.
     let (t0, c0) = (Instant::now(), cpu_ticks(pid));
     std::thread::sleep(Duration::from_secs(1));
@@ -170,8 +166,7 @@ fn flood(balance: &str) {
         }
         assert!(Instant::now() < end, "{balance}: never served again");
     }
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    test_support::signal(pid, libc::SIGTERM);
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{balance}: {status}");
 }

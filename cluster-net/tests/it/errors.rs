@@ -70,9 +70,7 @@ async fn a_unix_path_that_is_not_a_socket_is_never_deleted() {
     let file = dir.join("file");
     std::fs::write(&file, b"precious").unwrap();
     let fifo = dir.join("fifo");
-    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo(3) with a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let link = dir.join("link");
     std::os::unix::fs::symlink(&file, &link).unwrap();
     for path in [&file, &fifo, &link] {

@@ -85,8 +85,7 @@ fn wait_for(child: std::process::Child) -> Output {
     match rx.recv_timeout(DEADLINE) {
         Ok(output) => output.unwrap(),
         Err(_) => {
-            // SAFETY: plain kill(2) of our own child.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let _ = test_support::try_signal(pid, libc::SIGKILL);
             panic!("child {pid} did not exit within {DEADLINE:?}");
         }
     }

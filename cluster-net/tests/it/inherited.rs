@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cluster_core::{Address, Cluster, ClusterEvent};
 use cluster_net::{Listen, SystemdSockets, WorkerExt};
@@ -150,20 +150,8 @@ impl Run {
     }
 
     fn sigterm_and_wait(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child.
-        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        assert_eq!(rc, 0);
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                panic!("child did not exit after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        test_support::signal(self.child.id(), libc::SIGTERM);
+        test_support::wait_exit(&mut self.child, "the child, after SIGTERM,")
     }
 }
 

@@ -1,7 +1,7 @@
 //! cluster-net's integration tests, one binary: one module per topic, real sockets, threads, processes and signals.
 #![allow(dead_code, unreachable_pub)]
-// Raw fds, fork-time setup of children (pre_exec), signals and socket
-// calls through libc, on what the tests own.
+// One fork-time setup of a child (`inherited`: an fd at a given number,
+// which only `Command::pre_exec` can do); the rest through safe calls.
 #![allow(unsafe_code)]
 
 mod accept_errors;

@@ -159,19 +159,11 @@ impl Old {
     }
 
     fn quit(&self) {
-        // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(self.pid() as i32, libc::SIGQUIT) }, 0);
+        test_support::signal(self.pid(), libc::SIGQUIT);
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < end, "the old process did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        test_support::wait_exit(&mut self.child, "the old process")
     }
 }
 
@@ -250,8 +242,7 @@ impl Load {
 }
 
 fn terminate(pid: u32) {
-    // SAFETY: kill(2) on the process our child started.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = test_support::try_signal(pid, libc::SIGTERM);
     let end = Instant::now() + DEADLINE;
     while alive(pid) {
         assert!(Instant::now() < end, "process {pid} did not exit");

@@ -3,11 +3,12 @@
 
 use serde::Serialize;
 
+use super::goals::Verdict;
 use super::options::Options;
-use super::report::{Stat, Summary, Verdict};
+use super::run::{Machine, Run};
 use super::sample::{Group, Metric, Sample};
 use super::servers::Server;
-use super::{Machine, Run};
+use super::summary::{Stat, Summary};
 
 #[derive(Serialize)]
 pub(crate) struct Report<'a> {

@@ -54,48 +54,35 @@ fn request_bytes(addr: SocketAddr, path: &str, close: bool) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{connection}\r\n").into_bytes()
 }
 
-/// A parsed response head.
-struct Head {
-    status: u16,
-    head_len: usize,
-    content_length: usize,
-}
-
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
-}
-
-/// Parses the head if it is complete: `Ok(None)` asks for more bytes.
-fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
-    let Some(head_len) = find_head_end(buf) else {
+/// A response's head, once it is complete in `buf` (`test_support`'s
+/// parser): its status, and the length of head and body; `Ok(None)` asks
+/// for more bytes. The generator needs a `Content-Length`.
+fn framed(buf: &[u8]) -> io::Result<Option<Framed<'_>>> {
+    let Some(head) = test_support::parse_head(buf)? else {
         return Ok(None);
     };
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-    let head = std::str::from_utf8(&buf[..head_len]).map_err(|_| bad("non-UTF-8 head"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("bad status line"))?;
-    let mut content_length = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = value.trim().parse().ok();
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(bad("chunked responses are not supported"));
-        }
+    if head.chunked {
+        return Err(bad("chunked responses are not supported"));
     }
-    let content_length = content_length.ok_or_else(|| bad("no content-length"))?;
-    Ok(Some(Head {
-        status,
-        head_len,
-        content_length,
+    let body = head
+        .content_length
+        .ok_or_else(|| bad("no content-length"))?;
+    Ok(Some(Framed {
+        status: head.status,
+        head_len: head.len,
+        total: head.len + body,
+        worker: head.worker,
     }))
+}
+
+struct Framed<'a> {
+    status: u16,
+    head_len: usize,
+    /// Head and body.
+    total: usize,
+    /// `x-worker-id`, as sent.
+    worker: Option<&'a str>,
 }
 
 /// One request, one response on an open connection; the status.
@@ -115,8 +102,8 @@ async fn exchange(
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         len += n;
-        if let Some(head) = parse_head(&buf[..len])? {
-            let total = head.head_len + head.content_length;
+        if let Some(head) = framed(&buf[..len])? {
+            let (status, total) = (head.status, head.total);
             if total > buf.len() {
                 return Err(io::Error::other("response larger than the buffer"));
             }
@@ -127,7 +114,7 @@ async fn exchange(
                 }
                 len += n;
             }
-            return Ok(head.status);
+            return Ok(status);
         }
     }
 }
@@ -316,9 +303,6 @@ pub(crate) fn run_wrk(spec: &LoadSpec, server_pid: u32) -> anyhow::Result<LoadRe
     let threads = spec.threads.clamp(1, spec.connections.max(1));
     let wrk = |secs: u64, latency: bool| -> anyhow::Result<String> {
         let mut cmd = std::process::Command::new("wrk");
-        if let Some(cpu) = spec.cpu {
-            super::servers::pin_command(&mut cmd, cpu);
-        }
         cmd.arg("-t")
             .arg(threads.to_string())
             .arg("-c")
@@ -331,7 +315,12 @@ pub(crate) fn run_wrk(spec: &LoadSpec, server_pid: u32) -> anyhow::Result<LoadRe
         if spec.churn {
             cmd.arg("-H").arg("Connection: close");
         }
-        let out = cmd.arg(&url).output().context("running wrk")?;
+        cmd.arg(&url)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let out = procfs::spawn_on(&mut cmd, spec.cpu)
+            .and_then(std::process::Child::wait_with_output)
+            .context("running wrk")?;
         if !out.status.success() {
             bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -501,24 +490,16 @@ fn read_probe(stream: &mut TcpStream) -> io::Result<Probe> {
 
 /// A whole response, or `Ok(None)` while bytes are missing.
 fn parse_probe(buf: &[u8]) -> io::Result<Option<Probe>> {
-    let Some(head) = parse_head(buf)? else {
+    let Some(head) = framed(buf)? else {
         return Ok(None);
     };
-    let total = head.head_len + head.content_length;
-    if buf.len() < total {
+    if buf.len() < head.total {
         return Ok(None);
     }
-    let head_text = String::from_utf8_lossy(&buf[..head.head_len]);
-    let worker_id = head_text.split("\r\n").find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("x-worker-id")
-            .then(|| value.trim().parse().ok())
-            .flatten()
-    });
     Ok(Some(Probe {
         status: head.status,
-        worker_id,
-        body: buf[head.head_len..total].to_vec(),
+        worker_id: head.worker.and_then(|w| w.parse().ok()),
+        body: buf[head.head_len..head.total].to_vec(),
     }))
 }
 
@@ -575,17 +556,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_heads() {
-        let head = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello world\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(head.status, 200);
-        assert_eq!(head.content_length, 12);
-        assert_eq!(head.head_len, 39);
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-")
-            .unwrap()
-            .is_none());
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
+    fn frames_responses() {
+        let whole = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nx-worker-id: 4\r\n\r\nhello world\n";
+        let head = framed(whole).unwrap().unwrap();
+        assert_eq!((head.status, head.head_len, head.total), (200, 55, 67));
+        assert!(framed(b"HTTP/1.1 200 OK\r\nContent-").unwrap().is_none());
+        assert!(framed(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
+        assert!(framed(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+        let probe = parse_probe(whole).unwrap().unwrap();
+        assert_eq!(
+            (probe.worker_id, &probe.body[..]),
+            (Some(4), &b"hello world\n"[..])
+        );
+        assert!(parse_probe(&whole[..60]).unwrap().is_none());
     }
 
     #[test]

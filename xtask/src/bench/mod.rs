@@ -1,13 +1,16 @@
 //! `cargo xtask bench`: cluster_thread against actix-web, hyper, axum and Node's
 //! cluster, on this machine. See `cargo xtask bench --help`.
 
+mod goals;
 mod json;
 mod load;
+mod markdown;
 mod options;
 pub(crate) mod procfs;
-mod report;
+mod run;
 mod sample;
 pub(crate) mod servers;
+mod summary;
 mod svg;
 
 use std::collections::BTreeMap;
@@ -15,52 +18,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde::Serialize;
 
 use options::Options;
+use run::{Machine, Run};
 use sample::{Generator, Group, Metric, Placement, Sample, Scenario, GENERATOR_CPU, SERVER_CPU};
 use servers::{Launch, Programs, Running, Server};
-
-/// The machine the run was on.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct Machine {
-    pub(crate) cpu: String,
-    pub(crate) cores: usize,
-    pub(crate) memory_bytes: u64,
-    pub(crate) kernel: String,
-}
-
-/// What the report is made of.
-pub(crate) struct Run {
-    pub(crate) options: Options,
-    pub(crate) started: String,
-    pub(crate) machine: Machine,
-    pub(crate) notices: Vec<String>,
-    /// Servers that were measured (built and selected), in table order.
-    pub(crate) servers: Vec<&'static Server>,
-    pub(crate) samples: Vec<Sample>,
-    pub(crate) elapsed: Duration,
-}
-
-impl Run {
-    /// How each generator that ran was driven, for the report's header.
-    pub(crate) fn generators(&self) -> String {
-        let o = &self.options;
-        let threads = o.generator_threads;
-        o.generators
-            .iter()
-            .map(|g| match g {
-                Generator::Builtin => format!(
-                    "built-in (tokio, {threads} thread{}, {} connections)",
-                    if threads == 1 { "" } else { "s" },
-                    o.connections
-                ),
-                Generator::Wrk => format!("wrk -t{threads} -c{}", o.connections),
-            })
-            .collect::<Vec<_>>()
-            .join(" and ")
-    }
-}
+use summary::median;
 
 fn notice(notices: &mut Vec<String>, text: String) {
     eprintln!("bench: notice: {text}");
@@ -85,13 +48,14 @@ pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
         .context("cannot tell the target directory from the xtask binary's path")
 }
 
+/// Now, to the minute: `2025-01-31 12:34 UTC`.
 fn date() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
+    // `2025-01-31T12:34:56Z`
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    format!(
+        "{} UTC",
+        now.get(..16).unwrap_or(&now).replacen('T', " ", 1)
+    )
 }
 
 /// Builds (or finds) every program the selected servers need; what cannot
@@ -175,7 +139,8 @@ pub(crate) fn main(args: lexopt::Parser) -> anyhow::Result<()> {
         options.placements.retain(|p| *p != Placement::Pinned);
     }
     if options.wants(Scenario::Idle) {
-        let limit = procfs::raise_fd_limit().context("raising the open files limit")?;
+        let limit =
+            test_support::raise_fd_limit(u64::MAX).context("raising the open files limit")?;
         // Both ends of every connection, plus what the servers hold anyway.
         let needed = 2 * options.idle_connections as u64 + 256;
         if limit < needed {
@@ -246,8 +211,8 @@ pub(crate) fn main(args: lexopt::Parser) -> anyhow::Result<()> {
     }
     run.elapsed = began.elapsed();
 
-    let summary = report::Summary::new(&run);
-    let markdown = report::markdown(&run, &summary);
+    let summary = summary::Summary::new(&run);
+    let markdown = markdown::markdown(&run, &summary);
     println!("{markdown}");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("report.md"), &markdown)?;
@@ -256,7 +221,7 @@ pub(crate) fn main(args: lexopt::Parser) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&json::Report::new(
             &run,
             &summary,
-            &report::all_goals(&run, &summary),
+            &goals::all_goals(&run, &summary),
         ))? + "\n",
     )?;
     std::fs::write(out.join("report.svg"), svg::chart(&run, &summary))?;
@@ -281,18 +246,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 /// The figures of one load run.
@@ -751,5 +704,18 @@ fn crash_and_wait(
             bail!("the server exited ({status})");
         }
         std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_date_is_utc_to_the_minute() {
+        let date = super::date();
+        let shape: String = date
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        assert_eq!(shape, "9999-99-99 99:99 UTC", "{date}");
     }
 }

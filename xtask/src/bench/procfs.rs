@@ -3,25 +3,23 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::process::{Child, Command};
+
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::{sysconf, Pid, SysconfVar};
 
 /// Clock ticks per second for `/proc/<pid>/stat` times.
 pub(crate) fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        _ => 100.0,
     }
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as u64
-    } else {
-        4096
+    match sysconf(SysconfVar::PAGE_SIZE) {
+        Ok(Some(size)) if size > 0 => size as u64,
+        _ => 4096,
     }
 }
 
@@ -130,38 +128,43 @@ pub(crate) fn tree_memory(root: u32) -> Memory {
 /// Send `signal` to every process of the tree under `root` (children first).
 pub(crate) fn signal_tree(root: u32, signal: i32) {
     for pid in process_tree(root).into_iter().rev() {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(pid as libc::pid_t, signal);
-        }
+        // Gone meanwhile: nothing to signal.
+        let _ = test_support::try_signal(pid, signal);
     }
 }
 
-/// Send `signal` to one process.
+/// Send `signal` to one process (gone: nothing to do).
 pub(crate) fn signal(pid: u32, signal: i32) {
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid as libc::pid_t, signal);
-    }
+    let _ = test_support::try_signal(pid, signal);
 }
 
 /// Restrict the calling thread (and the threads and processes it creates
 /// later) to `cpus`.
 pub(crate) fn pin_self(cpus: &[usize]) -> std::io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET only writes
-    // within the set for indices below CPU_SETSIZE, which we check.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in cpus {
-            if cpu < libc::CPU_SETSIZE as usize {
-                libc::CPU_SET(cpu, &mut set);
-            }
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)?;
     }
+    sched_setaffinity(Pid::from_raw(0), &set)?;
     Ok(())
+}
+
+/// Starts `cmd`, restricted to `cpu` (its process, so its threads and
+/// children) if given: spawned from a thread pinned there, whose CPU mask
+/// the child inherits, so that no code of ours runs between fork and exec.
+pub(crate) fn spawn_on(cmd: &mut Command, cpu: Option<usize>) -> std::io::Result<Child> {
+    let Some(cpu) = cpu else {
+        return cmd.spawn();
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                pin_self(&[cpu])?;
+                cmd.spawn()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// One line about the machine: CPU model, cores, memory, kernel.
@@ -186,29 +189,6 @@ pub(crate) fn machine() -> (String, usize, u64, String) {
     (model, cores, mem, kernel)
 }
 
-/// Raises this process's soft limit on open files to its hard limit, which
-/// the servers it starts inherit: the idle scenario holds thousands of
-/// connections on both sides. Returns the limit now in force.
-pub(crate) fn raise_fd_limit() -> std::io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(limit.rlim_cur)
-}
-
 /// Open file descriptors of the tree under `root` (sockets included).
 pub(crate) fn tree_fds(root: u32) -> usize {
     process_tree(root)
@@ -216,4 +196,31 @@ pub(crate) fn tree_fds(root: u32) -> usize {
         .filter_map(|pid| fs::read_dir(format!("/proc/{pid}/fd")).ok())
         .map(Iterator::count)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+
+    /// The child of a pinned spawn runs on that CPU alone; the caller's own
+    /// mask is left as it was.
+    #[test]
+    fn spawn_on_pins_the_child_only() {
+        let allowed = |status: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|v| v.trim().to_owned())
+        };
+        let before = allowed(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
+        let mut cmd = Command::new("cat");
+        cmd.arg("/proc/self/status").stdout(Stdio::piped());
+        let out = super::spawn_on(&mut cmd, Some(0))
+            .and_then(std::process::Child::wait_with_output)
+            .unwrap();
+        let child = allowed(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(child.as_deref(), Some("0"));
+        let after = allowed(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
+        assert_eq!(after, before);
+    }
 }

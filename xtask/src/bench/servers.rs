@@ -335,13 +335,7 @@ impl Running {
         }
         let tree = procfs::process_tree(pid);
         procfs::signal_tree(pid, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let _ = test_support::wait_timeout(&mut self.child, Duration::from_secs(3));
         // Whatever of the tree is still there (node workers, a stuck server).
         for p in tree {
             if std::path::Path::new(&format!("/proc/{p}")).exists() {
@@ -380,17 +374,6 @@ impl Launch {
             cpu: None,
             lean: false,
         }
-    }
-}
-
-/// Restricts a command's process (and so its threads and children) to `cpu`.
-pub(crate) fn pin_command(cmd: &mut Command, cpu: usize) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec; it only
-    // makes the sched_setaffinity system call (async-signal-safe) and
-    // allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || procfs::pin_self(&[cpu]));
     }
 }
 
@@ -479,9 +462,6 @@ pub(crate) fn spawn(
         }
     };
     let mut cmd = Command::new(&program);
-    if let Some(cpu) = cpu {
-        pin_command(&mut cmd, cpu);
-    }
     std::fs::create_dir_all(logs)?;
     let stderr = std::fs::File::create(log_path(logs, server, launch))?;
     cmd.args(&args)
@@ -496,8 +476,7 @@ pub(crate) fn spawn(
         .stdout(Stdio::piped())
         .stderr(stderr);
     let spawned_at = Instant::now();
-    let mut child = cmd
-        .spawn()
+    let mut child = procfs::spawn_on(&mut cmd, cpu)
         .with_context(|| format!("starting {}", program.display()))?;
     let stdout = child.stdout.take().context("child stdout")?;
     let lines = Arc::new(Mutex::new(Vec::new()));

@@ -4,10 +4,10 @@
 
 use std::fmt::Write as _;
 
-use super::report::{self, Stat, Summary};
+use super::run::Run;
 use super::sample::{Group, Metric, Scenario};
 use super::servers::{Kind, Server};
-use super::Run;
+use super::summary::{Stat, Summary};
 
 struct Panel {
     title: String,
@@ -64,7 +64,7 @@ fn panels(run: &Run, summary: &Summary) -> Vec<Panel> {
             });
         }
     };
-    for (placement, generator) in report::load_scopes(run) {
+    for (placement, generator) in run.load_scopes() {
         let workers = o.workers_of(placement);
         for scenario in [Scenario::KeepAlive, Scenario::Churn] {
             add(

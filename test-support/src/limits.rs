@@ -1,0 +1,16 @@
+//! The test process's own limits.
+
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+/// Raises this process's soft limit on open files towards `want` (at most
+/// its hard limit; never lowers it); the limit now in force. The children
+/// it starts afterwards inherit it.
+pub fn raise_fd_limit(want: u64) -> std::io::Result<u64> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let target = want.min(hard);
+    if target > soft {
+        setrlimit(Resource::RLIMIT_NOFILE, target, hard)?;
+        return Ok(target);
+    }
+    Ok(soft)
+}
