@@ -24,8 +24,11 @@ pub trait WorkerExt {
     /// `listen(0)` of every worker gets the same random port. Emits a
     /// `Listening` event with the address bound.
     ///
-    /// A bind error (address in use, permission denied) during start-up stops
-    /// the whole cluster with that message.
+    /// A bind error (address in use, permission denied) is the worker's to
+    /// handle, as in Node (try another address, go on without it). A worker
+    /// that fails with it during start-up (returns it, or panics before it
+    /// listened) stops the whole cluster with that message
+    /// (`cluster_core::Error::StartFailed`), rather than crash-looping.
     fn listen<S: ToListen>(&self, spec: S) -> impl Future<Output = Result<Listener, Error>>;
 
     /// A UDP socket bound once by the primary and shared by every worker

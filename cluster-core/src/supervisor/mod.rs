@@ -24,7 +24,7 @@ use crate::hub::EventHub;
 use crate::restart::SlotHistory;
 use crate::worker::{Life, Link, WorkerCore};
 use crate::{ClusterEvent, Error, ExitReason, Message, Phase, WorkerHandle};
-use exit::{after_exit, AfterExit, Exit};
+use exit::{after_exit, failed_with, AfterExit, Exit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlotStatus {
@@ -222,6 +222,7 @@ impl Supervisor {
             inbox,
             inbox_rx: tokio::sync::Mutex::new(inbox_rx),
             exit: Default::default(),
+            start_error: Default::default(),
             link: Arc::clone(&self.link),
         });
         let handle = self.handle(&core);
@@ -465,21 +466,6 @@ impl Supervisor {
                     }
                 }
             }
-            Notice::StartFailed(id, reason) => {
-                let starting = *self.phase.borrow() == Phase::Starting;
-                // A worker forked while starting counts as starting even if
-                // its `listen` already made the cluster listening: the
-                // error comes right after (a bad setting or certificate).
-                let worker = self.lock().workers.get(&id).map(|w| (w.slot, w.first));
-                match worker {
-                    Some((slot, first)) if starting || first => {
-                        tracing::error!(id, slot, %reason, "start-up failed; stopping the cluster");
-                        self.lock().start_error.get_or_insert((id, slot, reason));
-                        self.begin_stop(false);
-                    }
-                    _ => tracing::error!(id, %reason, "worker failed after start-up"),
-                }
-            }
             Notice::StartTimeout => {
                 let mut st = self.lock();
                 st.start_timed_out = true;
@@ -532,6 +518,24 @@ impl Supervisor {
             reason: reason.clone(),
         });
         let slot_no = core.slot;
+        let starting = core.first || *self.phase.borrow() == Phase::Starting;
+        let start_error = core
+            .start_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .filter(|error| starting && failed_with(&reason, error, core.is_ready()));
+        if let Some(error) = start_error {
+            // What every worker would hit: stop rather than crash-loop.
+            tracing::error!(id, slot = slot_no, %error, "start-up failed; stopping the cluster");
+            st.start_error.get_or_insert((id, slot_no, error));
+            if let Some(slot) = st.slots.get_mut(slot_no).filter(|s| s.current == Some(id)) {
+                slot.current = None;
+            }
+            drop(st);
+            self.begin_stop(false);
+            return;
+        }
         let stopping = st.stopping;
         if st.slots.get(slot_no).and_then(|s| s.current) != Some(id) {
             // Not its slot's worker any more (a reload's old one, a removed slot).

@@ -22,8 +22,6 @@ pub(crate) enum Notice {
     KillTimeout(u64),
     /// A slot's restart back-off is over; `epoch` says whether it still holds.
     RestartDue { slot: usize, epoch: u64 },
-    /// A worker hit an error every worker would hit (`Worker::fail_start`).
-    StartFailed(u64, String),
     /// `listen_timeout` after the start: workers online count as started.
     StartTimeout,
     /// A graceful stop's shutdown timeout is over: kill the workers left.
