@@ -129,12 +129,8 @@ impl Cluster {
                 }
             }
         }
-        let notices = inner.link.notices.clone();
-        let timeout = inner.config.listen_timeout;
-        rt.spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = notices.send(Notice::StartTimeout);
-        });
+        let cycle = inner.lock().cycle;
+        inner.spawn_timer(inner.config.listen_timeout, Notice::StartTimeout(cycle));
         Ok(())
     }
 
