@@ -108,8 +108,8 @@ impl Cluster {
         }
         let inner = &self.inner;
         let _ = inner.runtime.set(rt.clone());
-        if inner.config.signals || start.shutdown_signal.is_some() {
-            let signals = crate::signals::Signals::install(inner.config.signals)?;
+        let signals = crate::signals::Signals::install(&inner.config.signals)?;
+        if signals.any() || start.shutdown_signal.is_some() {
             rt.spawn(signals.watch(self.clone(), start.shutdown_signal));
         }
         rt.spawn(supervise(Arc::downgrade(inner), start.notices));

@@ -157,6 +157,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
     Ok(Listener {
         mode,
         address: socket.address.clone(),
+        balance: socket.balance,
         slot,
         counters,
         totals: Arc::clone(&socket.totals),
@@ -274,6 +275,7 @@ fn handle(
     Ok(Listener {
         mode,
         address,
+        balance: Balance::Os,
         slot: worker.slot(),
         counters: socket.counters(worker.id(), worker.slot()),
         totals: Arc::clone(&socket.totals),
