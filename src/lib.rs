@@ -41,6 +41,7 @@
 //! |---|---|---|---|
 //! | `CLUSTER_THREAD_WORKERS` | `ClusterBuilder::workers`, the macro's `workers` | `auto` or an integer ≥ 1 | cluster-core, at `ClusterBuilder::build` |
 //! | `CLUSTER_THREAD_PIN_WORKERS` | `ClusterBuilder::pin_workers` | `1`, `true`, `0`, `false` | cluster-core, at `build` |
+//! | `CLUSTER_THREAD_SHUTDOWN_TIMEOUT` | `ClusterBuilder::shutdown_timeout`, the macro's `shutdown_timeout` | a duration above zero | cluster-core, at `build` |
 //! | `CLUSTER_THREAD_DRAIN_DELAY` | `ClusterBuilder::drain_delay`, the macro's `drain_delay` | a duration, zero allowed | cluster-core, at `build` |
 //! | `CLUSTER_THREAD_BALANCE` | the cluster's `NetConfig::balance`, the macro's `balance` (not a listener's own `ListenSpec::balance`) | `round-robin`, `least-connections`, `os`, `reuseport`, `sticky` | cluster-net, at the cluster's first `listen` |
 //! | `CLUSTER_THREAD_UPGRADE` | — (set by the old process of a hot upgrade for the new one: the fd of its channel) | an fd number | cluster-net, `ClusterBuilderExt::hot_upgrade` |
@@ -56,7 +57,7 @@ pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
     Error, Events, ExitReason, Message, Phase, RestartPolicy, Signal, SignalAction, TaskResult,
     Worker, WorkerHandle, Workers, DEFAULT_SHUTDOWN_TIMEOUT, DRAIN_DELAY_ENV, PIN_WORKERS_ENV,
-    WORKERS_ENV,
+    SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV,
 };
 #[cfg(feature = "http")]
 pub use cluster_http as http;

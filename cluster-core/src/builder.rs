@@ -217,6 +217,7 @@ impl ClusterBuilder {
 
     /// How long a disconnected worker may take to finish before it is killed
     /// (default [`DEFAULT_SHUTDOWN_TIMEOUT`], 30 s).
+    /// `CLUSTER_THREAD_SHUTDOWN_TIMEOUT` overrides it at `build`.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
@@ -348,8 +349,9 @@ impl ClusterBuilder {
         let workers = env.workers.unwrap_or(self.workers).resolve()?;
         let pin_workers = env.pin_workers.unwrap_or(self.pin_workers);
         let drain_delay = env.drain_delay.unwrap_or(self.drain_delay);
+        let shutdown_timeout = env.shutdown_timeout.unwrap_or(self.shutdown_timeout);
         for (setting, value) in [
-            ("shutdown_timeout", self.shutdown_timeout),
+            ("shutdown_timeout", shutdown_timeout),
             ("kill_timeout", self.kill_timeout),
         ] {
             if value.is_zero() {
@@ -377,7 +379,7 @@ impl ClusterBuilder {
             stack_size: self.stack_size,
             restart: self.restart,
             backoff: self.backoff,
-            shutdown_timeout: self.shutdown_timeout,
+            shutdown_timeout,
             kill_timeout: self.kill_timeout,
             listen_timeout: self.listen_timeout,
             drain_delay,

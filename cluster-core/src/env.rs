@@ -20,6 +20,10 @@ pub const PIN_WORKERS_ENV: &str = "CLUSTER_THREAD_PIN_WORKERS";
 /// macro's duration arguments).
 pub const DRAIN_DELAY_ENV: &str = "CLUSTER_THREAD_DRAIN_DELAY";
 
+/// The variable that overrides [`ClusterBuilder::shutdown_timeout`](crate::ClusterBuilder::shutdown_timeout):
+/// a duration above zero, such as `30s` or `2m`.
+pub const SHUTDOWN_TIMEOUT_ENV: &str = "CLUSTER_THREAD_SHUTDOWN_TIMEOUT";
+
 /// Parses a duration as every setting of the cluster spells it (the
 /// macro's arguments too): `humantime`'s grammar (`"30s"`, `"500ms"`,
 /// `"1m 30s"`, `"1.5s"`, `"2 hours"`).
@@ -33,6 +37,7 @@ pub(crate) struct Overrides {
     pub(crate) workers: Option<Workers>,
     pub(crate) pin_workers: Option<bool>,
     pub(crate) drain_delay: Option<Duration>,
+    pub(crate) shutdown_timeout: Option<Duration>,
 }
 
 impl Overrides {
@@ -86,6 +91,12 @@ impl Overrides {
                 "a duration such as \"2s\", \"500ms\" or \"0s\"",
                 parse_duration,
             )?,
+            shutdown_timeout: read(
+                &var,
+                SHUTDOWN_TIMEOUT_ENV,
+                "a duration above zero such as \"30s\" or \"2m\"",
+                |v| parse_duration(v).filter(|d| !d.is_zero()),
+            )?,
         })
     }
 }
@@ -113,6 +124,7 @@ mod tests {
             (WORKERS_ENV, " 3 "),
             (PIN_WORKERS_ENV, "true"),
             (DRAIN_DELAY_ENV, " 1m 30s "),
+            (SHUTDOWN_TIMEOUT_ENV, "10m"),
         ]);
         assert_eq!(
             overrides.ok(),
@@ -120,6 +132,7 @@ mod tests {
                 workers: Some(Workers::Count(3)),
                 pin_workers: Some(true),
                 drain_delay: Some(Duration::from_secs(90)),
+                shutdown_timeout: Some(Duration::from_secs(600)),
             })
         );
         for (value, ms) in [("2s", 2_000), ("500ms", 500), ("1.5s", 1_500), ("0s", 0)] {
@@ -139,6 +152,8 @@ mod tests {
             (DRAIN_DELAY_ENV, "2", "\"500ms\""),
             (DRAIN_DELAY_ENV, "soon", "\"500ms\""),
             (DRAIN_DELAY_ENV, "-1s", "\"500ms\""),
+            (SHUTDOWN_TIMEOUT_ENV, "0s", "above zero"),
+            (SHUTDOWN_TIMEOUT_ENV, "later", "above zero"),
         ] {
             match read(&[(name, bad)]) {
                 Ok(o) => panic!("{name}={bad:?} accepted: {o:?}"),

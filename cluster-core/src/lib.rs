@@ -53,7 +53,7 @@ mod worker;
 
 pub use builder::{ClusterBuilder, TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use cluster::{Cluster, Phases};
-pub use env::{DRAIN_DELAY_ENV, PIN_WORKERS_ENV, WORKERS_ENV};
+pub use env::{DRAIN_DELAY_ENV, PIN_WORKERS_ENV, SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV};
 pub use error::Error;
 pub use event::{Address, ClusterEvent, ExitReason, Phase};
 pub use handle::WorkerHandle;

@@ -13,7 +13,10 @@ mod wait;
 
 use std::time::Duration;
 
-pub use child::{alive, example, signal, this_test, wait_gone, which, Run};
+pub use child::{
+    alive, example, signal, this_test, tool, wait_gone, which, Run, LONG_SHUTDOWN,
+    REQUIRE_TOOLS_ENV, SHUTDOWN_TIMEOUT_ENV,
+};
 pub use http::{closed_before_response, exchange, get, local, Response};
 pub use load::{seconds, Counts, Load};
 pub use ports::free_port_run;

@@ -46,12 +46,12 @@ fn own_upgrade(builder: cluster_thread::ClusterBuilder) -> cluster_thread::Clust
     })
 }
 
-/// Runs the program when this binary is the child; does nothing otherwise.
+/// The program, in the child process only (run with `--ignored`).
 #[test]
+#[ignore = "a child process: run by the tests of this module (test_support::this_test)"]
 fn child() {
-    let Some(which) = std::env::var_os(CHILD_ENV) else {
-        return;
-    };
+    let which =
+        std::env::var_os(CHILD_ENV).expect("run by this module's tests, which set the program");
     let code = if which == "signals" {
         signals_program()
     } else {
