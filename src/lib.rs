@@ -5,20 +5,24 @@
 //! five balance modes) or on **its own port**; the primary sees their
 //! lifecycle, messages them, disconnects, kills, restarts (with back-off) and
 //! reloads them one by one, and drains them gracefully on SIGTERM.
-//!
-//! ```no_run
-//! use std::convert::Infallible;
-//!
-//! #[cluster_thread::main(workers = "auto", port = "shared")]
-//! async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
-//!     let listener = worker.listen("0.0.0.0:8000").await?;
-//!     cluster_thread::http::serve(listener, |_req| async {
-//!         Ok::<_, Infallible>(http::Response::new("hello world\n".to_string()))
-//!     })
-//!     .await?;
-//!     Ok(())
-//! }
-//! ```
+#![cfg_attr(
+    all(feature = "macros", feature = "http"),
+    doc = r#"
+```no_run
+use std::convert::Infallible;
+
+#[cluster_thread::main(workers = "auto", port = "shared")]
+async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
+    let listener = worker.listen("0.0.0.0:8000").await?;
+    cluster_thread::http::serve(listener, |_req| async {
+        Ok::<_, Infallible>(http::Response::new("hello world\n".to_string()))
+    })
+    .await?;
+    Ok(())
+}
+```
+"#
+)]
 //!
 //! The macro builds the cluster from its arguments and runs the function once
 //! in each worker thread (so the future need not be `Send`). Without the
@@ -27,8 +31,12 @@
 //! ([`net`]) for every way of listening, and `cluster-http` ([`http`]) for
 //! HTTP, drain, limits, health and metrics.
 //!
-//! Features (all default): `macros` (`#[cluster_thread::main]`), `net`
-//! (`worker.listen`), `http` (`cluster_thread::http::serve`).
+//! Features: `macros` (`#[cluster_thread::main]`), `net` (`worker.listen`),
+//! `http` (`cluster_thread::http::serve`, turns on `net`), `tls` (HTTPS),
+//! `metrics` (the `metrics` facade on the metrics endpoint), all default;
+//! `axum` (axum's `ConnectInfo`) on demand. Any combination builds (`cargo
+//! xtask ci` checks each, and each sub-crate alone), and so does every
+//! example its features allow (their `required-features`).
 //!
 //! # Environment variables
 //!

@@ -299,11 +299,10 @@ fn exit(result: Result<(), String>) -> ExitCode {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "http"))]
 mod tests {
     use super::*;
 
-    #[cfg(feature = "http")]
     #[test]
     fn only_the_given_arguments_change_the_defaults() {
         let none = Args::default();
