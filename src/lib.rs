@@ -5,20 +5,24 @@
 //! five balance modes) or on **its own port**; the primary sees their
 //! lifecycle, messages them, disconnects, kills, restarts (with back-off) and
 //! reloads them one by one, and drains them gracefully on SIGTERM.
-//!
-//! ```no_run
-//! use std::convert::Infallible;
-//!
-//! #[cluster_thread::main(workers = "auto", port = "shared")]
-//! async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
-//!     let listener = worker.listen("0.0.0.0:8000").await?;
-//!     cluster_thread::http::serve(listener, |_req| async {
-//!         Ok::<_, Infallible>(http::Response::new("hello world\n".to_string()))
-//!     })
-//!     .await?;
-//!     Ok(())
-//! }
-//! ```
+#![cfg_attr(
+    all(feature = "macros", feature = "http"),
+    doc = r#"
+```no_run
+use std::convert::Infallible;
+
+#[cluster_thread::main(workers = "auto", port = "shared")]
+async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
+    let listener = worker.listen("0.0.0.0:8000").await?;
+    cluster_thread::http::serve(listener, |_req| async {
+        Ok::<_, Infallible>(http::Response::new("hello world\n".to_string()))
+    })
+    .await?;
+    Ok(())
+}
+```
+"#
+)]
 //!
 //! The macro builds the cluster from its arguments and runs the function once
 //! in each worker thread (so the future need not be `Send`). Without the
@@ -28,10 +32,28 @@
 //! HTTP, drain, limits, health and metrics.
 //!
 //! Features: `macros` (`#[cluster_thread::main]`), `net` (`worker.listen`),
-//! `http` (`cluster_thread::http::serve`), `tls` (HTTPS with rustls:
-//! `http::{TlsConfig, TlsListener}`) and `metrics` (the `metrics` facade's
-//! metrics on the metrics endpoint) are on by default; `axum` (axum's
-//! `ConnectInfo<SocketAddr>` in every request) is opt-in.
+//! `http` (`cluster_thread::http::serve`, turns on `net`), `tls` (HTTPS),
+//! `metrics` (the `metrics` facade on the metrics endpoint), all default;
+//! `axum` (axum's `ConnectInfo`) on demand. Any combination builds (`cargo
+//! xtask ci` checks each, and each sub-crate alone), and so does every
+//! example its features allow (their `required-features`).
+//!
+//! # Environment variables
+//!
+//! Each is read once, by the crate that owns its setting, the same for a
+//! macro program and a builder program; an unusable value is an error that
+//! names the variable. Durations are written as the macro's arguments are
+//! (`humantime`'s grammar: `"2s"`, `"500ms"`, `"1m 30s"`, `"1.5s"`).
+//!
+//! | variable | overrides | values | read by, when |
+//! |---|---|---|---|
+//! | `CLUSTER_THREAD_WORKERS` | `ClusterBuilder::workers`, the macro's `workers` | `auto` or an integer ≥ 1 | cluster-core, at `ClusterBuilder::build` |
+//! | `CLUSTER_THREAD_PIN_WORKERS` | `ClusterBuilder::pin_workers` | `1`, `true`, `0`, `false` | cluster-core, at `build` |
+//! | `CLUSTER_THREAD_SHUTDOWN_TIMEOUT` | `ClusterBuilder::shutdown_timeout`, the macro's `shutdown_timeout` | a duration above zero | cluster-core, at `build` |
+//! | `CLUSTER_THREAD_DRAIN_DELAY` | `ClusterBuilder::drain_delay`, the macro's `drain_delay` | a duration, zero allowed | cluster-core, at `build` |
+//! | `CLUSTER_THREAD_BALANCE` | the cluster's `NetConfig::balance`, the macro's `balance` (not a listener's own `ListenSpec::balance`) | `round-robin`, `least-connections`, `os`, `reuseport`, `sticky` | cluster-net, at the cluster's first `listen` |
+//! | `CLUSTER_THREAD_UPGRADE` | — (set by the old process of a hot upgrade for the new one: the fd of its channel) | an fd number | cluster-net, `ClusterBuilderExt::hot_upgrade` |
+//! | `LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`, `NOTIFY_SOCKET`, `WATCHDOG_USEC` | — (systemd's socket activation and notifications) | systemd's | cluster-net, `ClusterBuilderExt::systemd` |
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![forbid(unsafe_code)]
 
@@ -41,8 +63,9 @@ pub mod __private;
 
 pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
-    Error, Events, ExitReason, Message, Phase, RestartPolicy, TaskResult, Worker, WorkerHandle,
-    Workers, DEFAULT_SHUTDOWN_TIMEOUT, PIN_WORKERS_ENV, WORKERS_ENV,
+    Error, Events, ExitReason, Message, Phase, RestartPolicy, Signal, SignalAction, TaskResult,
+    Worker, WorkerHandle, Workers, DEFAULT_SHUTDOWN_TIMEOUT, DRAIN_DELAY_ENV, PIN_WORKERS_ENV,
+    SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV,
 };
 #[cfg(feature = "http")]
 pub use cluster_http as http;

@@ -5,11 +5,11 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cluster_core::{Cluster, ClusterBuilder, Error, TaskResult, Worker};
+use cluster_core::{Cluster, ClusterBuilder, TaskResult, Worker};
 
 pub use cluster_core::{
-    Cluster as __Cluster, ClusterBuilder as __ClusterBuilder, RestartPolicy, Worker as __Worker,
-    Workers,
+    Cluster as __Cluster, ClusterBuilder as __ClusterBuilder, RestartPolicy, Signal, SignalAction,
+    Worker as __Worker, Workers,
 };
 #[cfg(feature = "http")]
 pub use cluster_http::OnPanic;
@@ -26,15 +26,18 @@ pub struct Args {
     /// `port`.
     #[cfg(feature = "net")]
     pub port: Option<Ports>,
-    /// `balance` (or `CLUSTER_THREAD_BALANCE`).
+    /// `balance` (`CLUSTER_THREAD_BALANCE` overrides it, read by cluster-net).
     #[cfg(feature = "net")]
     pub balance: Option<Balance>,
     /// `restart`.
     pub restart: Option<RestartPolicy>,
     /// `shutdown_timeout`.
     pub shutdown_timeout: Option<Duration>,
-    /// `drain_delay` (or `CLUSTER_THREAD_DRAIN_DELAY`).
+    /// `drain_delay` (`CLUSTER_THREAD_DRAIN_DELAY` overrides it, read by the builder).
     pub drain_delay: Option<Duration>,
+    /// `signals`: each entry in order, a signal (`None`: every signal) and
+    /// its action.
+    pub signals: &'static [(Option<Signal>, SignalAction)],
     /// `on_panic`.
     #[cfg(feature = "http")]
     pub on_panic: Option<OnPanic>,
@@ -49,10 +52,6 @@ pub struct Args {
     pub status: Option<&'static str>,
 }
 
-/// The environment variable that overrides `drain_delay` (a duration such
-/// as `2s` or `500ms`).
-pub const DRAIN_DELAY_ENV: &str = "CLUSTER_THREAD_DRAIN_DELAY";
-
 #[cfg(feature = "net")]
 pub use cluster_net::WorkerExt;
 
@@ -61,54 +60,7 @@ pub use cluster_net::WorkerExt;
 #[cfg(not(feature = "net"))]
 pub trait WorkerExt {}
 
-/// A setting of the environment that cannot be used (it names the variable).
-type EnvError = Box<dyn std::error::Error + Send + Sync>;
-
 impl Args {
-    /// These arguments with the environment's overrides applied:
-    /// `CLUSTER_THREAD_BALANCE` replaces `balance`, `CLUSTER_THREAD_DRAIN_DELAY`
-    /// `drain_delay`. (`CLUSTER_THREAD_WORKERS` is applied by the builder.)
-    /// An invalid value is an error naming the variable.
-    pub fn with_env(self) -> Result<Args, EnvError> {
-        // A value that is not Unicode is shown (lossily) in the error it causes.
-        let var = |name| {
-            std::env::var_os(name).map(|v| {
-                v.into_string()
-                    .unwrap_or_else(|v| v.to_string_lossy().into_owned())
-            })
-        };
-        #[cfg(feature = "net")]
-        let args = self.with_balance_env(var(cluster_net::BALANCE_ENV).as_deref())?;
-        #[cfg(not(feature = "net"))]
-        let args = self;
-        Ok(args.with_drain_delay_env(var(DRAIN_DELAY_ENV).as_deref())?)
-    }
-
-    /// As [`with_env`](Self::with_env), with the value of
-    /// `CLUSTER_THREAD_DRAIN_DELAY` given (`None`: unset).
-    pub fn with_drain_delay_env(mut self, value: Option<&str>) -> Result<Args, Error> {
-        if let Some(value) = value {
-            let delay = humantime::parse_duration(value.trim()).map_err(|_| Error::BadEnv {
-                name: DRAIN_DELAY_ENV,
-                value: value.to_owned(),
-                expected: "a duration such as \"2s\", \"500ms\" or \"0s\"",
-            })?;
-            self.drain_delay = Some(delay);
-        }
-        Ok(self)
-    }
-
-    /// As [`with_env`](Self::with_env), with the value of
-    /// `CLUSTER_THREAD_BALANCE` given (`None`: unset), parsed as
-    /// [`Balance::from_env_value`] does.
-    #[cfg(feature = "net")]
-    pub fn with_balance_env(mut self, value: Option<&str>) -> Result<Args, cluster_net::Error> {
-        if let Some(value) = value {
-            self.balance = Some(Balance::from_env_value(value)?);
-        }
-        Ok(self)
-    }
-
     /// The cluster builder these arguments describe.
     pub fn builder(&self) -> ClusterBuilder {
         let mut builder = Cluster::builder().state(self.clone());
@@ -123,6 +75,15 @@ impl Args {
         }
         if let Some(delay) = self.drain_delay {
             builder = builder.drain_delay(delay);
+        }
+        for &(signal, action) in self.signals {
+            let signals = match &signal {
+                Some(one) => std::slice::from_ref(one),
+                None => &Signal::ALL,
+            };
+            for &signal in signals {
+                builder = builder.on_signal(signal, action);
+            }
         }
         #[cfg(feature = "net")]
         let builder = builder.state(self.net());
@@ -295,9 +256,11 @@ where
     }))
 }
 
-/// The builder, with the setup's state and what the environment says: `CLUSTER_THREAD_BALANCE`,
-/// systemd's sockets and notifications, and the hot upgrade (its sockets
-/// are read here, before any thread starts).
+/// The builder: the arguments, systemd's sockets and notifications, and
+/// the hot upgrade (its sockets are read here, before any thread starts),
+/// then the user's setup, which may change any of them (its
+/// `on_upgrade`, its `on_signal`s win). The environment's overrides are read
+/// by the builder and cluster-net, as for any program.
 fn prepare(
     args: Args,
     setup: impl FnOnce(ClusterBuilder) -> Result<ClusterBuilder, String>,
@@ -305,7 +268,7 @@ fn prepare(
     if cfg!(panic = "abort") {
         warn_panic_abort();
     }
-    let builder = setup(args.with_env().map_err(|e| e.to_string())?.builder())?;
+    let builder = args.builder();
     #[cfg(feature = "net")]
     let builder = {
         use cluster_net::ClusterBuilderExt;
@@ -314,7 +277,7 @@ fn prepare(
             .and_then(ClusterBuilderExt::hot_upgrade)
             .map_err(|e| e.to_string())?
     };
-    Ok(builder)
+    setup(builder)
 }
 
 #[allow(clippy::print_stderr)] // the program's own `main`: said even without a tracing subscriber
@@ -336,82 +299,10 @@ fn exit(result: Result<(), String>) -> ExitCode {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "http"))]
 mod tests {
     use super::*;
 
-    #[cfg(feature = "net")]
-    #[test]
-    fn balance_env_overrides_the_argument() {
-        for mode in Balance::ALL {
-            let args = Args::default().with_balance_env(Some(mode.name()));
-            assert_eq!(args.map(|a| a.balance).ok(), Some(Some(mode)));
-        }
-        let args = Args::default().with_balance_env(Some(" Sticky\n"));
-        assert_eq!(args.map(|a| a.balance).ok(), Some(Some(Balance::Sticky)));
-        let args = Args {
-            balance: Some(Balance::Os),
-            ..Args::default()
-        };
-        assert_eq!(
-            args.with_balance_env(None).map(|a| a.balance).ok(),
-            Some(Some(Balance::Os))
-        );
-        let unset = Args::default().with_balance_env(None);
-        assert_eq!(unset.map(|a| a.balance).ok(), Some(None));
-    }
-
-    #[test]
-    fn drain_delay_env_overrides_the_argument() {
-        for (value, ms) in [
-            ("2s", 2_000),
-            ("500ms", 500),
-            (" 1m 30s ", 90_000),
-            ("0s", 0),
-        ] {
-            let args = Args::default().with_drain_delay_env(Some(value));
-            assert_eq!(
-                args.map(|a| a.drain_delay).ok(),
-                Some(Some(Duration::from_millis(ms))),
-                "{value}"
-            );
-        }
-        let args = Args {
-            drain_delay: Some(Duration::from_millis(700)),
-            ..Args::default()
-        };
-        assert_eq!(
-            args.with_drain_delay_env(None).map(|a| a.drain_delay).ok(),
-            Some(Some(Duration::from_millis(700)))
-        );
-        for bad in ["", "2", "soon", "-1s"] {
-            match Args::default().with_drain_delay_env(Some(bad)) {
-                Ok(args) => panic!("{bad:?} accepted as {:?}", args.drain_delay),
-                Err(e) => {
-                    let text = e.to_string();
-                    assert!(text.contains("CLUSTER_THREAD_DRAIN_DELAY"), "{text}");
-                    assert!(text.contains("\"500ms\""), "{text}");
-                }
-            }
-        }
-    }
-
-    #[cfg(feature = "net")]
-    #[test]
-    fn bad_balance_env_names_the_variable() {
-        for bad in ["", "random", "round_robin"] {
-            match Args::default().with_balance_env(Some(bad)) {
-                Ok(args) => panic!("{bad:?} accepted as {:?}", args.balance),
-                Err(e) => {
-                    let text = e.to_string();
-                    assert!(text.contains("CLUSTER_THREAD_BALANCE"), "{text}");
-                    assert!(text.contains("least-connections"), "{text}");
-                }
-            }
-        }
-    }
-
-    #[cfg(feature = "http")]
     #[test]
     fn only_the_given_arguments_change_the_defaults() {
         let none = Args::default();

@@ -6,19 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::env::Overrides;
 use crate::restart::Backoff;
-use crate::{Cluster, Error, RestartPolicy, Worker};
+use crate::{Cluster, Error, RestartPolicy, Signal, SignalAction, Worker};
 
 /// How long a disconnected worker may take to finish before it is killed,
 /// unless [`ClusterBuilder::shutdown_timeout`] says otherwise.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The environment variable that overrides the worker count (`auto` or an integer ≥ 1).
-pub const WORKERS_ENV: &str = "CLUSTER_THREAD_WORKERS";
-
-/// The variable that overrides [`ClusterBuilder::pin_workers`]: `1` or
-/// `true` pins, `0` or `false` does not.
-pub const PIN_WORKERS_ENV: &str = "CLUSTER_THREAD_PIN_WORKERS";
 
 /// How many workers a cluster runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,8 +70,9 @@ pub(crate) struct Config {
     pub(crate) kill_timeout: Duration,
     pub(crate) listen_timeout: Duration,
     pub(crate) drain_delay: Duration,
-    pub(crate) signals: bool,
-    pub(crate) on_sigquit: Option<SignalHook>,
+    /// Each signal's action (`Off` included).
+    pub(crate) signals: Vec<(Signal, SignalAction)>,
+    pub(crate) on_upgrade: Option<SignalHook>,
     /// With `pin_workers`: the CPUs this process may run on, slot `i`'s
     /// worker pinned to the `i % len`-th.
     pub(crate) pin_cpus: Option<Vec<usize>>,
@@ -111,11 +106,12 @@ pub struct ClusterBuilder {
     kill_timeout: Duration,
     listen_timeout: Duration,
     drain_delay: Duration,
-    signals: bool,
+    /// By `Signal::index`.
+    signals: [SignalAction; Signal::ALL.len()],
     pin_workers: bool,
     shutdown_signal: Option<ShutdownFuture>,
     on_start: Vec<StartHook>,
-    on_sigquit: Option<SignalHook>,
+    on_upgrade: Option<SignalHook>,
     state: StateMap,
 }
 
@@ -131,11 +127,11 @@ impl Default for ClusterBuilder {
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(3),
             drain_delay: Duration::ZERO,
-            signals: true,
+            signals: Signal::ALL.map(Signal::default_action),
             pin_workers: false,
             shutdown_signal: None,
             on_start: Vec::new(),
-            on_sigquit: None,
+            on_upgrade: None,
             state: StateMap::new(),
         }
     }
@@ -221,6 +217,7 @@ impl ClusterBuilder {
 
     /// How long a disconnected worker may take to finish before it is killed
     /// (default [`DEFAULT_SHUTDOWN_TIMEOUT`], 30 s).
+    /// `CLUSTER_THREAD_SHUTDOWN_TIMEOUT` overrides it at `build`.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
@@ -250,15 +247,42 @@ impl ClusterBuilder {
     /// health-check intervals, as a Kubernetes `preStop` sleep. Workers that
     /// exit meanwhile are not replaced. A second SIGINT or
     /// [`Cluster::stop(false)`](Cluster::stop) skips it.
+    /// `CLUSTER_THREAD_DRAIN_DELAY` overrides it at `build`.
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
         self
     }
 
-    /// Whether the primary handles SIGTERM, SIGINT and SIGHUP (default true).
-    /// Turn off when embedding the cluster or in tests.
+    /// Whether the primary handles signals (default true): `false` turns
+    /// every one [`Off`](SignalAction::Off) (when embedding the cluster, or
+    /// when the program handles them itself), `true` restores each
+    /// signal's [default](Signal::default_action). [`on_signal`](Self::on_signal)
+    /// calls after it change single signals.
     pub fn signals(mut self, on: bool) -> Self {
-        self.signals = on;
+        self.signals = Signal::ALL.map(|sig| {
+            if on {
+                sig.default_action()
+            } else {
+                SignalAction::Off
+            }
+        });
+        self
+    }
+
+    /// What the primary does on `signal` (each has a
+    /// [default](Signal::default_action)). As nginx users expect:
+    ///
+    /// ```
+    /// use cluster_core::{Cluster, Signal, SignalAction};
+    ///
+    /// let builder = Cluster::builder()
+    ///     .on_signal(Signal::Usr2, SignalAction::Upgrade) // beside SIGQUIT's
+    ///     .on_signal(Signal::Hup, SignalAction::Off)
+    ///     .on_signal(Signal::Int, SignalAction::StopNow);
+    /// # drop(builder);
+    /// ```
+    pub fn on_signal(mut self, signal: Signal, action: SignalAction) -> Self {
+        self.signals[signal.index()] = action;
         self
     }
 
@@ -290,16 +314,17 @@ impl ClusterBuilder {
         self
     }
 
-    /// What SIGQUIT does while the primary handles signals: `handler` runs
-    /// as a task on the primary's runtime for each one. `cluster-net`'s hot
-    /// upgrade sets it. Without a handler SIGQUIT is ignored with a warning
-    /// (rather than its default action, a core dump).
-    pub fn on_sigquit<F, Fut>(mut self, handler: F) -> Self
+    /// What [`SignalAction::Upgrade`] runs (SIGQUIT's by default):
+    /// `handler` runs as a task on the primary's runtime for each such
+    /// signal. `cluster-net`'s hot upgrade sets it; a later call replaces
+    /// it. Without a handler the signal is ignored with a warning (rather
+    /// than SIGQUIT's default action, a core dump).
+    pub fn on_upgrade<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(Cluster) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.on_sigquit = Some(Arc::new(move |cluster| Box::pin(handler(cluster))));
+        self.on_upgrade = Some(Arc::new(move |cluster| Box::pin(handler(cluster))));
         self
     }
 
@@ -320,31 +345,13 @@ impl ClusterBuilder {
         Fut: Future + 'static,
         Fut::Output: TaskResult,
     {
-        let workers = match std::env::var(WORKERS_ENV) {
-            Ok(value) => Workers::parse(&value).ok_or(Error::BadEnv {
-                name: WORKERS_ENV,
-                value,
-                expected: "\"auto\" or an integer >= 1",
-            })?,
-            Err(_) => self.workers,
-        }
-        .resolve()?;
-        let pin_workers = match std::env::var(PIN_WORKERS_ENV) {
-            Ok(value) => match value.trim() {
-                "1" | "true" => true,
-                "0" | "false" => false,
-                _ => {
-                    return Err(Error::BadEnv {
-                        name: PIN_WORKERS_ENV,
-                        value,
-                        expected: "1, true, 0 or false",
-                    })
-                }
-            },
-            Err(_) => self.pin_workers,
-        };
+        let env = Overrides::from_env()?;
+        let workers = env.workers.unwrap_or(self.workers).resolve()?;
+        let pin_workers = env.pin_workers.unwrap_or(self.pin_workers);
+        let drain_delay = env.drain_delay.unwrap_or(self.drain_delay);
+        let shutdown_timeout = env.shutdown_timeout.unwrap_or(self.shutdown_timeout);
         for (setting, value) in [
-            ("shutdown_timeout", self.shutdown_timeout),
+            ("shutdown_timeout", shutdown_timeout),
             ("kill_timeout", self.kill_timeout),
         ] {
             if value.is_zero() {
@@ -372,12 +379,12 @@ impl ClusterBuilder {
             stack_size: self.stack_size,
             restart: self.restart,
             backoff: self.backoff,
-            shutdown_timeout: self.shutdown_timeout,
+            shutdown_timeout,
             kill_timeout: self.kill_timeout,
             listen_timeout: self.listen_timeout,
-            drain_delay: self.drain_delay,
-            signals: self.signals,
-            on_sigquit: self.on_sigquit,
+            drain_delay,
+            signals: Signal::ALL.into_iter().zip(self.signals).collect(),
+            on_upgrade: self.on_upgrade,
             pin_cpus: pin_workers.then(crate::thread::allowed_cpus).flatten(),
         };
         Ok(Cluster::new(

@@ -108,8 +108,8 @@ impl Cluster {
         }
         let inner = &self.inner;
         let _ = inner.runtime.set(rt.clone());
-        if inner.config.signals || start.shutdown_signal.is_some() {
-            let signals = crate::signals::Signals::install(inner.config.signals)?;
+        let signals = crate::signals::Signals::install(&inner.config.signals)?;
+        if signals.any() || start.shutdown_signal.is_some() {
             rt.spawn(signals.watch(self.clone(), start.shutdown_signal));
         }
         rt.spawn(supervise(Arc::downgrade(inner), start.notices));
@@ -129,12 +129,8 @@ impl Cluster {
                 }
             }
         }
-        let notices = inner.link.notices.clone();
-        let timeout = inner.config.listen_timeout;
-        rt.spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = notices.send(Notice::StartTimeout);
-        });
+        let cycle = inner.lock().cycle;
+        inner.spawn_timer(inner.config.listen_timeout, Notice::StartTimeout(cycle));
         Ok(())
     }
 

@@ -16,10 +16,11 @@ pub fn report_listening(worker: &Worker, address: Address) {
     worker.report_listening(address);
 }
 
-/// Reports an error that every worker would hit (an address in use, a bad
-/// setting): while the cluster is starting it is stopped at once, and
-/// `Cluster::wait` returns `Error::StartFailed` with this text; later it is
-/// only logged.
+/// Records an error that every worker would hit (an address in use, a bad
+/// setting). It is the worker's to handle: only if the worker then fails
+/// with it (returns an error saying it, or panics before it listened or
+/// was ready) while it counts as starting is the cluster stopped, and
+/// `Cluster::wait` returns `Error::StartFailed` with this text.
 pub fn fail_start(worker: &Worker, reason: impl Into<String>) {
     worker.fail_start(reason);
 }

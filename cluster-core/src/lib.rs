@@ -7,8 +7,8 @@
 //! not be `Send`. The primary runs on the thread that calls
 //! [`ClusterBuilder::run`] (or on any tokio runtime with [`Cluster::start`]):
 //! it forks the workers, restarts them by policy with back-off, sends and
-//! receives typed messages, reloads them one by one, scales the pool, and stops
-//! on SIGTERM / SIGINT.
+//! receives typed messages, reloads them one by one, scales the pool, and acts
+//! on signals (SIGTERM / SIGINT stop, SIGHUP reloads; each configurable).
 //!
 //! ```no_run
 //! use cluster_core::{Cluster, ClusterEvent};
@@ -37,6 +37,7 @@
 
 mod builder;
 mod cluster;
+mod env;
 mod error;
 mod event;
 mod handle;
@@ -50,14 +51,14 @@ mod supervisor;
 mod thread;
 mod worker;
 
-pub use builder::{
-    ClusterBuilder, TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT, PIN_WORKERS_ENV, WORKERS_ENV,
-};
+pub use builder::{ClusterBuilder, TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use cluster::{Cluster, Phases};
+pub use env::{DRAIN_DELAY_ENV, PIN_WORKERS_ENV, SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV};
 pub use error::Error;
 pub use event::{Address, ClusterEvent, ExitReason, Phase};
 pub use handle::WorkerHandle;
 pub use hub::Events;
 pub use message::Message;
 pub use restart::RestartPolicy;
+pub use signals::{Signal, SignalAction};
 pub use worker::{is_primary, is_worker, worker, ClusterInfo, Worker};

@@ -154,6 +154,9 @@ pub(crate) struct WorkerCore {
     pub(crate) inbox: mpsc::UnboundedSender<Message>,
     pub(crate) inbox_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
     pub(crate) exit: OnceLock<ExitReason>,
+    /// The last start-up error it reported (`hooks::fail_start`): the
+    /// cluster stops with it if the worker then fails with it.
+    pub(crate) start_error: Mutex<Option<String>>,
     pub(crate) link: Arc<Link>,
 }
 
@@ -348,20 +351,21 @@ impl Worker {
             .send(Notice::Listening(self.core.id, address));
     }
 
-    /// Reports an error that every worker would hit (an address in use, a
-    /// bad fd, a bad certificate): while the cluster is still starting (or
-    /// from a worker forked then, even once its `listen` made the cluster
-    /// listening), it is stopped at once
-    /// and [`Cluster::wait`](crate::Cluster::wait) returns
-    /// [`Error::StartFailed`] with this text, rather than leaving some workers
-    /// running and others crash-looping. Later, it only logs: the worker's own
-    /// exit and the restart policy decide.
+    /// Records an error that every worker would hit (an address in use, a
+    /// bad fd, a bad certificate). It is the worker's to handle: only if
+    /// the worker then fails with it (returns an error that says it, or
+    /// panics before it listened or was ready) while it counts as starting
+    /// (the cluster was starting when it was forked), the cluster stops at
+    /// once and [`Cluster::wait`](crate::Cluster::wait) returns
+    /// [`Error::StartFailed`] with this text, rather than leaving some
+    /// workers running and others crash-looping. Otherwise the worker's
+    /// exit and the restart policy decide, as for any exit.
     pub(crate) fn fail_start(&self, reason: impl Into<String>) {
-        let _ = self
+        *self
             .core
-            .link
-            .notices
-            .send(Notice::StartFailed(self.core.id, reason.into()));
+            .start_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(reason.into());
     }
 
     /// The state of type `T` given to [`ClusterBuilder::state`](crate::ClusterBuilder::state),

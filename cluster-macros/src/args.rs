@@ -4,6 +4,8 @@
 //! at its own span that says what is accepted. All errors are collected, so
 //! one build reports every wrong argument.
 
+use std::time::Duration;
+
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
@@ -11,13 +13,14 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 /// The keys the attribute takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 13] = [
+pub(crate) const KEYS: [&str; 14] = [
     "workers",
     "port",
     "balance",
     "restart",
     "shutdown_timeout",
     "drain_delay",
+    "signals",
     "on_panic",
     "healthz",
     "metrics",
@@ -59,6 +62,30 @@ pub(crate) const RESTARTS: [Choice; 3] = [
     choice("on-failure", "OnFailure"),
     choice("always", "Always"),
 ];
+/// The signals of `signals`: `cluster_core::Signal`, spelt as its
+/// `name()` without `SIG`, in lower case (both are optional in the value).
+pub(crate) const SIGNALS: [Choice; 6] = [
+    choice("term", "Term"),
+    choice("int", "Int"),
+    choice("hup", "Hup"),
+    choice("quit", "Quit"),
+    choice("usr1", "Usr1"),
+    choice("usr2", "Usr2"),
+];
+/// The actions of `signals`: `cluster_core::SignalAction`, spelt as its `name()`.
+pub(crate) const SIGNAL_ACTIONS: [Choice; 7] = [
+    choice("stop", "Stop"),
+    choice("interrupt", "Interrupt"),
+    choice("stop-now", "StopNow"),
+    choice("reload", "Reload"),
+    choice("upgrade", "Upgrade"),
+    choice("ignore", "Ignore"),
+    choice("off", "Off"),
+];
+
+/// One entry of `signals`: a signal (`None`: `all`) and its action.
+pub(crate) type SignalEntry = (Option<Choice>, Choice);
+
 /// Values of `on_panic`: `cluster_http::OnPanic`, spelt as its `name()`.
 pub(crate) const ON_PANICS: [Choice; 2] =
     [choice("ignore", "Ignore"), choice("restart", "Restart")];
@@ -92,10 +119,9 @@ pub(crate) struct Args {
     pub(crate) port: Option<Given<Choice>>,
     pub(crate) balance: Option<Given<Choice>>,
     pub(crate) restart: Option<Given<Choice>>,
-    /// Milliseconds.
-    pub(crate) shutdown_timeout: Option<Given<u64>>,
-    /// Milliseconds.
-    pub(crate) drain_delay: Option<Given<u64>>,
+    pub(crate) shutdown_timeout: Option<Given<Duration>>,
+    pub(crate) drain_delay: Option<Given<Duration>>,
+    pub(crate) signals: Option<Given<Vec<SignalEntry>>>,
     pub(crate) on_panic: Option<Given<Choice>>,
     /// The HTTP endpoints' paths: `healthz`, `metrics`, `status`.
     pub(crate) healthz: Option<Given<String>>,
@@ -150,6 +176,7 @@ impl Args {
                     shutdown_timeout(&value).map(|ms| args.shutdown_timeout = Some(ms))
                 }
                 "drain_delay" => drain_delay(&value).map(|ms| args.drain_delay = Some(ms)),
+                "signals" => signals(&value).map(|v| args.signals = Some(v)),
                 "on_panic" => one_of(&name, &value, &ON_PANICS).map(|v| args.on_panic = Some(v)),
                 "healthz" | "metrics" | "status" => {
                     let key: &'static str = match name.as_str() {
@@ -358,12 +385,12 @@ fn workers(value: &Expr) -> syn::Result<Given<WorkerCount>> {
     }
 }
 
-const DURATION_EXPECTED: &str = "expected a duration string made of integer amounts with the \
-     units ms, s, m or h, such as \"30s\", \"500ms\", \"2m\" or \"1m30s\"";
+const DURATION_EXPECTED: &str =
+    "expected a duration string such as \"30s\", \"500ms\", \"2m\", \"1m 30s\" or \"1.5s\"";
 
-fn shutdown_timeout(value: &Expr) -> syn::Result<Given<u64>> {
+fn shutdown_timeout(value: &Expr) -> syn::Result<Given<Duration>> {
     match lit(value) {
-        Some(Lit::Str(s)) => parse_duration_ms(&s.value())
+        Some(Lit::Str(s)) => parse_duration(&s.value())
             .map(|ms| Given::at(ms, s.span()))
             .map_err(|reason| {
                 syn::Error::new(
@@ -382,9 +409,9 @@ fn shutdown_timeout(value: &Expr) -> syn::Result<Given<u64>> {
 }
 
 /// `"0s"` (none, the default) or a duration such as `"2s"`.
-fn drain_delay(value: &Expr) -> syn::Result<Given<u64>> {
+fn drain_delay(value: &Expr) -> syn::Result<Given<Duration>> {
     match lit(value) {
-        Some(Lit::Str(s)) => parse_duration_or_zero_ms(&s.value())
+        Some(Lit::Str(s)) => parse_duration_or_zero(&s.value())
             .map(|ms| Given::at(ms, s.span()))
             .map_err(|reason| {
                 syn::Error::new(
@@ -399,56 +426,72 @@ fn drain_delay(value: &Expr) -> syn::Result<Given<u64>> {
     }
 }
 
-/// Parses `"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"1m30s"`, `"1h 30m"` into
-/// milliseconds. Integer amounts only, each followed by its unit; the total
-/// must be above zero and fit in a `u64` of milliseconds.
-pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    match parse_duration_or_zero_ms(text)? {
-        0 => Err("the shutdown timeout must be greater than zero".to_owned()),
+const SIGNALS_EXPECTED: &str = "expected a string of `signal=action` entries separated by \
+     commas, such as \"usr2=upgrade, hup=off, int=stop-now\"";
+
+/// `"usr2=upgrade, hup=off"`: each signal's action, in order (`all=off`
+/// first turns every signal off).
+fn signals(value: &Expr) -> syn::Result<Given<Vec<SignalEntry>>> {
+    let Some(Lit::Str(s)) = lit(value) else {
+        return Err(syn::Error::new(
+            value.span(),
+            format!("invalid `signals` value: {SIGNALS_EXPECTED}"),
+        ));
+    };
+    let text = s.value();
+    let fail = |reason: String| {
+        syn::Error::new(
+            s.span(),
+            format!("invalid `signals` value \"{text}\": {reason}"),
+        )
+    };
+    let names: Vec<&str> = SIGNALS.iter().map(|c| c.name).chain(["all"]).collect();
+    let actions: Vec<&str> = SIGNAL_ACTIONS.iter().map(|c| c.name).collect();
+    let mut entries = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let Some((signal, action)) = entry.split_once('=') else {
+            return Err(fail(format!(
+                "\"{entry}\" is not `signal=action`; {SIGNALS_EXPECTED}"
+            )));
+        };
+        let (signal, action) = (signal.trim(), action.trim());
+        let lower = signal.to_ascii_lowercase();
+        let bare = lower.strip_prefix("sig").unwrap_or(&lower);
+        let signal_choice = match SIGNALS.iter().find(|c| c.name == bare) {
+            Some(c) => Some(*c),
+            None if bare == "all" => None,
+            None => {
+                return Err(fail(format!(
+                    "unknown signal \"{signal}\"; expected {} (`SIG` and case optional)",
+                    list(&names, "")
+                )))
+            }
+        };
+        let Some(action_choice) = SIGNAL_ACTIONS.iter().find(|c| c.name == normalize(action))
+        else {
+            return Err(fail(format!(
+                "unknown action \"{action}\" for {signal}; expected {}",
+                list(&actions, "")
+            )));
+        };
+        entries.push((signal_choice, *action_choice));
+    }
+    Ok(Given::at(entries, s.span()))
+}
+
+/// Parses a duration in `humantime`'s grammar, the one the environment's
+/// variables use at run time (`CLUSTER_THREAD_DRAIN_DELAY`): `"30s"`,
+/// `"500ms"`, `"1m 30s"`, `"1.5s"`, `"2 hours"`. Above zero.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration_or_zero(text)? {
+        Duration::ZERO => Err("the shutdown timeout must be greater than zero".to_owned()),
         total => Ok(total),
     }
 }
 
-/// As [`parse_duration_ms`], zero allowed.
-pub(crate) fn parse_duration_or_zero_ms(text: &str) -> Result<u64, String> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(format!("the duration is empty; {DURATION_EXPECTED}"));
-    }
-    let mut total: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(format!(
-                "expected a number at \"{rest}\"; {DURATION_EXPECTED}"
-            ));
-        }
-        let (number, after) = rest.split_at(digits);
-        let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let (unit, after) = after.split_at(letters);
-        let scale: u64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "" => {
-                return Err(format!(
-                    "the amount {number} has no unit; {DURATION_EXPECTED}"
-                ))
-            }
-            other => return Err(format!("unknown unit \"{other}\"; {DURATION_EXPECTED}")),
-        };
-        let part = number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(scale))
-            .ok_or_else(|| "the duration is too long".to_owned())?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| "the duration is too long".to_owned())?;
-        rest = after.trim_start();
-    }
-    Ok(total)
+/// As [`parse_duration`], zero allowed.
+pub(crate) fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("{e}; {DURATION_EXPECTED}"))
 }
 
 /// An endpoint's path: a string starting with `/`, not another endpoint's.
@@ -573,8 +616,8 @@ mod tests {
         workers.as_ref().map(|w| w.value)
     }
 
-    fn ms(duration: &Option<Given<u64>>) -> Option<u64> {
-        duration.as_ref().map(|d| d.value)
+    fn ms(duration: &Option<Given<Duration>>) -> Option<u128> {
+        duration.as_ref().map(|d| d.value.as_millis())
     }
 
     #[test]
@@ -695,6 +738,69 @@ mod tests {
         }
     }
 
+    #[test]
+    fn signals() {
+        let entries = |tokens| {
+            ok(tokens).signals.map(|s| {
+                s.value
+                    .iter()
+                    .map(|(sig, action)| (sig.map(|c| c.variant), action.variant))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            entries(quote!(signals = "usr2=upgrade, SIGHUP = off,Int=stop_now")),
+            Some(vec![
+                (Some("Usr2"), "Upgrade"),
+                (Some("Hup"), "Off"),
+                (Some("Int"), "StopNow"),
+            ])
+        );
+        assert_eq!(
+            entries(quote!(signals = "all=off, term=stop")),
+            Some(vec![(None, "Off"), (Some("Term"), "Stop")])
+        );
+        for (value, says) in [
+            ("usr2=upgrayedd", "unknown action \"upgrayedd\" for usr2; expected stop, interrupt, stop-now, reload, upgrade, ignore or off"),
+            ("winch=stop", "unknown signal \"winch\"; expected term, int, hup, quit, usr1, usr2 or all"),
+            ("", "\"\" is not `signal=action`"),
+            ("hup", "\"hup\" is not `signal=action`"),
+        ] {
+            let e = error(quote!(signals = #value));
+            assert!(e.contains(says), "{value}: {e}");
+            assert!(e.starts_with(&format!("invalid `signals` value \"{value}\"")), "{e}");
+        }
+        let e = error(quote!(signals = off));
+        assert!(
+            e.contains("invalid `signals` value: expected a string"),
+            "{e}"
+        );
+    }
+
+    /// As for `balance`: the names and variants of `signals` are the
+    /// runtime's `Signal` and `SignalAction`.
+    #[test]
+    fn signal_names_and_variants_are_the_runtimes() {
+        use cluster_thread::{Signal, SignalAction};
+        assert_eq!(SIGNALS.len(), Signal::ALL.len());
+        for signal in Signal::ALL {
+            let name = signal.name().to_ascii_lowercase();
+            let choice = SIGNALS.iter().find(|c| format!("sig{}", c.name) == name);
+            assert_eq!(
+                choice.map(|c| c.variant.to_owned()),
+                Some(format!("{signal:?}"))
+            );
+        }
+        assert_eq!(SIGNAL_ACTIONS.len(), SignalAction::ALL.len());
+        for action in SignalAction::ALL {
+            let choice = SIGNAL_ACTIONS.iter().find(|c| c.name == action.name());
+            assert_eq!(
+                choice.map(|c| c.variant.to_owned()),
+                Some(format!("{action:?}"))
+            );
+        }
+    }
+
     /// As for `balance`: `on_panic`'s names are `OnPanic`'s.
     #[test]
     fn on_panic_names_and_variants_are_the_runtimes() {
@@ -769,15 +875,15 @@ mod tests {
             e.contains("invalid `drain_delay` value: expected a duration"),
             "{e}"
         );
-        let e = error(quote!(drain_delay = "2 seconds"));
+        let e = error(quote!(drain_delay = "2 parsecs"));
         assert!(
-            e.contains("invalid `drain_delay` value \"2 seconds\""),
+            e.contains("invalid `drain_delay` value \"2 parsecs\""),
             "{e}"
         );
     }
 
     #[test]
-    fn durations() {
+    fn durations_are_humantimes_grammar() {
         for (text, ms) in [
             ("1ms", 1),
             ("500ms", 500),
@@ -788,31 +894,38 @@ mod tests {
             ("1h 30m", 5_400_000),
             (" 10s ", 10_000),
             ("1s500ms", 1_500),
-            ("0s1ms", 1),
+            ("1.5s", 1_500),
+            ("10 s", 10_000),
+            ("2 seconds", 2_000),
+            ("3sec", 3_000),
         ] {
-            assert_eq!(parse_duration_ms(text), Ok(ms), "{text}");
+            let parsed = parse_duration(text).map(|d| d.as_millis());
+            assert_eq!(parsed, Ok(ms), "{text}");
+            // The environment's variables read the same grammar.
+            assert_eq!(
+                humantime::parse_duration(text.trim()).map(|d| d.as_millis()),
+                Ok(ms)
+            );
         }
         for (text, reason) in [
             ("", "empty"),
             ("   ", "empty"),
             ("0s", "greater than zero"),
-            ("0ms0s", "greater than zero"),
-            ("30", "no unit"),
-            ("1m30", "no unit"),
-            ("s", "expected a number"),
-            ("1.5s", "no unit"),
-            ("-1s", "expected a number"),
-            ("10 s", "no unit"),
-            ("3d", "unknown unit \"d\""),
-            ("3sec", "unknown unit \"sec\""),
-            ("5µs", "no unit"),
-            ("18446744073709551615h", "too long"),
-            ("99999999999999999999999ms", "too long"),
-            ("18446744073709551615ms 1ms", "too long"),
+            ("0ms 0s", "greater than zero"),
+            ("30", "time unit needed"),
+            ("1m30", "time unit needed"),
+            ("s", "expected number"),
+            ("-1s", "expected number"),
+            ("3x", "unknown time unit \"x\""),
+            ("18446744073709551615h", "too large"),
         ] {
-            match parse_duration_ms(text) {
-                Ok(ms) => panic!("{text:?} parsed as {ms} ms"),
-                Err(e) => assert!(e.contains(reason), "{text:?}: {e}"),
+            match parse_duration(text) {
+                Ok(d) => panic!("{text:?} parsed as {d:?}"),
+                Err(e) => {
+                    assert!(e.contains(reason), "{text:?}: {e}");
+                    let says_what = reason == "greater than zero" || e.contains("\"1m 30s\"");
+                    assert!(says_what, "{text:?}: {e}");
+                }
             }
         }
     }
@@ -903,7 +1016,7 @@ mod tests {
         assert!(e.contains("unknown argument `threads`"), "{e}");
         assert!(
             e.contains(
-                "`workers`, `port`, `balance`, `restart`, `shutdown_timeout`, `drain_delay`, `on_panic`, `healthz`, `metrics`, `status`, `setup`, `primary` or `crate`"
+                "`workers`, `port`, `balance`, `restart`, `shutdown_timeout`, `drain_delay`, `signals`, `on_panic`, `healthz`, `metrics`, `status`, `setup`, `primary` or `crate`"
             ),
             "{e}"
         );
@@ -995,7 +1108,7 @@ mod properties {
     proptest! {
         #[test]
         fn any_duration_text_parses_or_errs_without_panicking(text in "\\PC{0,24}") {
-            let _ = parse_duration_ms(&text);
+            let _ = parse_duration(&text);
         }
 
         #[test]
@@ -1008,7 +1121,7 @@ mod properties {
                 }
             }
             let want = ((h * 60 + m) * 60 + s) * 1000 + ms;
-            prop_assert_eq!(parse_duration_ms(&text), Ok(want));
+            prop_assert_eq!(parse_duration(&text), Ok(Duration::from_millis(want)));
         }
 
         #[test]

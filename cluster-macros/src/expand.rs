@@ -1,6 +1,8 @@
 //! The expansion of `#[cluster_thread::main]`: checks the function, then
 //! rewrites it into a synchronous function that runs the cluster.
 
+use std::time::Duration;
+
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::parse::{Parse, ParseStream};
@@ -289,7 +291,7 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
 }
 
 /// `__private::Args` with the arguments given, typed (`Balance::Sticky`,
-/// `Duration::from_millis(..)`), and the rest `Default` (the runtime's own).
+/// `Duration::new(..)`), and the rest `Default` (the runtime's own).
 /// Each value is spanned at the attribute's argument, so that an error
 /// about it (such as `balance` without the facade's `net` feature) points
 /// there.
@@ -314,12 +316,13 @@ fn args_value(krate: &TokenStream, args: &Args) -> TokenStream {
             )
         })
     };
-    let duration = |field: &str, given: &Option<Given<u64>>| {
+    let duration = |field: &str, given: &Option<Given<Duration>>| {
         given.as_ref().map(|Given { value, span }| {
+            let (secs, nanos) = (value.as_secs(), value.subsec_nanos());
             some(
                 field,
                 *span,
-                quote_spanned!(*span=> ::core::time::Duration::from_millis(#value)),
+                quote_spanned!(*span=> ::core::time::Duration::new(#secs, #nanos)),
             )
         })
     };
@@ -328,6 +331,22 @@ fn args_value(krate: &TokenStream, args: &Args) -> TokenStream {
             .as_ref()
             .map(|Given { value, span }| some(field, *span, quote_spanned!(*span=> #value)))
     };
+    let signals = args.signals.as_ref().map(|Given { value, span }| {
+        let path = private(*span);
+        let entries = value.iter().map(|(signal, action)| {
+            let signal = match signal {
+                Some(c) => {
+                    let variant = Ident::new(c.variant, *span);
+                    quote_spanned!(*span=> ::core::option::Option::Some(#path::Signal::#variant))
+                }
+                None => quote_spanned!(*span=> ::core::option::Option::None),
+            };
+            let action = Ident::new(action.variant, *span);
+            quote_spanned!(*span=> (#signal, #path::SignalAction::#action))
+        });
+        let field = Ident::new("signals", *span);
+        quote_spanned!(*span=> #field: &[#(#entries),*])
+    });
     let workers = args.workers.as_ref().map(|Given { value, span }| {
         let workers = private(*span);
         let value = match value {
@@ -343,6 +362,7 @@ fn args_value(krate: &TokenStream, args: &Args) -> TokenStream {
         choice("restart", "RestartPolicy", &args.restart),
         duration("shutdown_timeout", &args.shutdown_timeout),
         duration("drain_delay", &args.drain_delay),
+        signals,
         choice("on_panic", "OnPanic", &args.on_panic),
         path("healthz", &args.healthz),
         path("metrics", &args.metrics),

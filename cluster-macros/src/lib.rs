@@ -29,7 +29,7 @@
 //! 2. builds `cluster_thread::__private::Args` from the attribute's arguments,
 //!    all checked at compile time, as typed values (`balance = "sticky"` is
 //!    `Some(Balance::Sticky)`, `shutdown_timeout = "1m"` is
-//!    `Some(Duration::from_millis(60000))`); an argument not given is `None`,
+//!    `Some(Duration::new(60, 0))`); an argument not given is `None`,
 //!    which leaves the builder's, `NetConfig`'s or `HttpConfig`'s own default;
 //! 3. calls `cluster_thread::__private::run(args, |worker| output(__cluster_thread_main(worker)))`,
 //!    or, with `primary = path`,
@@ -38,8 +38,8 @@
 //!    `Result<(), E: Display>` (a wrong return type is reported at the return
 //!    type, or at the `primary` path, with what is accepted).
 //!
-//! `run` applies the environment overrides (`CLUSTER_THREAD_WORKERS`,
-//! `CLUSTER_THREAD_BALANCE`, `CLUSTER_THREAD_DRAIN_DELAY`), builds the cluster, runs the primary on the
+//! `run` builds the cluster (the builder and `cluster-net` apply the
+//! environment's overrides, as for any program), runs the primary on the
 //! calling thread until the cluster stops, and returns `ExitCode::SUCCESS`,
 //! or prints `error: ...` to stderr and returns `ExitCode::FAILURE` (a bad
 //! setting, slots that kept crashing, a failed primary function).
@@ -79,8 +79,9 @@
 //! | `port` | `"shared"` (all workers, one port) or `"per-worker"` (port + slot) | `"shared"` |
 //! | `balance` | `"round-robin"`, `"least-connections"`, `"os"`, `"reuseport"`, `"sticky"` | `"round-robin"` |
 //! | `restart` | `"never"`, `"on-failure"`, `"always"` | `"on-failure"` |
-//! | `shutdown_timeout` | a duration: integer amounts with units `ms`, `s`, `m`, `h`, such as `"30s"`, `"500ms"`, `"2m"`, `"1m30s"`; not zero | `"30s"` |
+//! | `shutdown_timeout` | a duration in `humantime`'s grammar, the one the environment's variables use, such as `"30s"`, `"500ms"`, `"2m"`, `"1m 30s"`, `"1.5s"`; not zero | `"30s"` |
 //! | `drain_delay` | a duration as above, zero allowed: on a graceful stop, how long `/healthz` answers 503 while every worker still serves, before the workers drain (`ClusterBuilder::drain_delay`) | `"0s"` |
+//! | `signals` | each signal's action, `"signal=action"` entries separated by commas, applied in order (`ClusterBuilder::on_signal`): signals `term`, `int`, `hup`, `quit`, `usr1`, `usr2` (`SIG` and case optional) or `all`; actions `stop`, `interrupt` (graceful, a second at once), `stop-now`, `reload`, `upgrade`, `ignore`, `off` (not handled). As nginx: `signals = "usr2=upgrade, hup=off, int=stop-now"`; `"all=off"` handles none. A `setup` function's `on_signal` and `on_upgrade` win over it | term `stop`, int `interrupt`, hup `reload`, quit `upgrade`, usr1 and usr2 `off` |
 //! | `on_panic` | what a panic in a connection task does: `"ignore"` or `"restart"` | `"restart"` |
 //! | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, strings starting with `/`, each its own: `HttpConfig::healthz` (200 / 503 while draining), `metrics` (Prometheus text of every slot), `status` (the status page), in the cluster's `HttpConfig` | none |
 //! | `setup` | a path to a `fn(cluster_thread::ClusterBuilder) -> ClusterBuilder` (or `-> Result<ClusterBuilder, E: Display>`, whose error stops the program), run once on the primary before any worker: it builds the shared state (`builder.state(value)`, read in the workers with `worker.state::<T>()`) without statics or environment variables; an `HttpConfig` given there replaces the one the macro builds from `on_panic`, `healthz`, `metrics` and `status` | none |
@@ -91,11 +92,11 @@
 //! `healthz`, `metrics` and `status` its `http` feature (both on by
 //! default): without it, the expansion does not compile, at the argument.
 //!
-//! At run time `CLUSTER_THREAD_WORKERS` (`auto` or an integer ≥ 1) overrides
-//! `workers`, `CLUSTER_THREAD_BALANCE` (one of the five balance values)
-//! overrides `balance`, and `CLUSTER_THREAD_DRAIN_DELAY` (a duration such as
-//! `2s` or `500ms`) overrides `drain_delay`; an invalid value stops the program at start with an
-//! error naming the variable.
+//! At run time `CLUSTER_THREAD_WORKERS` overrides `workers`,
+//! `CLUSTER_THREAD_DRAIN_DELAY` `drain_delay` and `CLUSTER_THREAD_BALANCE`
+//! `balance`, as in a builder program (the facade's docs list every
+//! variable); an invalid value stops the program at start with an error
+//! naming the variable.
 //!
 //! # Errors
 //!

@@ -48,7 +48,7 @@ impl ClusterBuilderExt for ClusterBuilder {
         let inherited = Inherited::from_env()?;
         Ok(self
             .state(inherited)
-            .on_sigquit(upgrade::on_sigquit)
+            .on_upgrade(upgrade::on_sigquit)
             .on_start(|cluster| {
                 let Some(inherited) = cluster.state::<Inherited>() else {
                     return;

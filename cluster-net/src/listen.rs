@@ -24,8 +24,11 @@ pub trait WorkerExt {
     /// `listen(0)` of every worker gets the same random port. Emits a
     /// `Listening` event with the address bound.
     ///
-    /// A bind error (address in use, permission denied) during start-up stops
-    /// the whole cluster with that message.
+    /// A bind error (address in use, permission denied) is the worker's to
+    /// handle, as in Node (try another address, go on without it). A worker
+    /// that fails with it during start-up (returns it, or panics before it
+    /// listened) stops the whole cluster with that message
+    /// (`cluster_core::Error::StartFailed`), rather than crash-looping.
     fn listen<S: ToListen>(&self, spec: S) -> impl Future<Output = Result<Listener, Error>>;
 
     /// A UDP socket bound once by the primary and shared by every worker
@@ -154,6 +157,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
     Ok(Listener {
         mode,
         address: socket.address.clone(),
+        balance: socket.balance,
         slot,
         counters,
         totals: Arc::clone(&socket.totals),
@@ -271,6 +275,7 @@ fn handle(
     Ok(Listener {
         mode,
         address,
+        balance: Balance::Os,
         slot: worker.slot(),
         counters: socket.counters(worker.id(), worker.slot()),
         totals: Arc::clone(&socket.totals),

@@ -16,6 +16,7 @@ use crate::accept::{AcceptSocket, Backoff};
 use crate::conn::{Accepted, Connection, Counters, Totals};
 use crate::dispatch::Dispatch;
 use crate::registry::{Key, Registry, ReuseSocket};
+use crate::Balance;
 
 /// A listener's place in its socket's dispatcher (and, for reuseport, in
 /// the group): given up once, by whichever comes first: the listener
@@ -152,6 +153,7 @@ pub(crate) enum Mode {
 pub struct Listener {
     pub(crate) mode: Mode,
     pub(crate) address: Address,
+    pub(crate) balance: Balance,
     pub(crate) slot: usize,
     pub(crate) counters: Arc<Counters>,
     pub(crate) totals: Arc<Totals>,
@@ -165,12 +167,21 @@ impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listener")
             .field("address", &self.address)
+            .field("balance", &self.balance)
             .field("slot", &self.slot)
             .finish_non_exhaustive()
     }
 }
 
 impl Listener {
+    /// How the socket's connections are shared among the workers: the
+    /// listener's own [`ListenSpec::balance`](crate::ListenSpec::balance),
+    /// else `CLUSTER_THREAD_BALANCE`, else the cluster's [`NetConfig`](crate::NetConfig)
+    /// (`Os` for a `Listen::Handle`, which no other worker shares).
+    pub fn balance(&self) -> Balance {
+        self.balance
+    }
+
     /// The address really bound (port 0 resolved).
     pub fn local_addr(&self) -> &Address {
         &self.address

@@ -64,7 +64,8 @@ pub(crate) fn plan(
     // A listener's own balance, else the environment's, else the cluster's.
     let balance = match spec.options.balance {
         Some(b) => b,
-        None => Balance::from_env()?
+        None => registry
+            .balance_env()?
             .or(config.options.balance)
             .unwrap_or_default(),
     };

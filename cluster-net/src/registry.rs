@@ -20,7 +20,7 @@ use crate::bind::StdListener;
 use crate::cap::Cap;
 use crate::conn::{Counters, Totals};
 use crate::dispatch::Dispatch;
-use crate::{Balance, Error, NetConfig};
+use crate::{Balance, Error, NetConfig, BALANCE_ENV};
 
 /// What identifies a socket the workers share.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -257,6 +257,8 @@ pub(crate) struct Registry {
     /// socket files now.
     handed_over: AtomicBool,
     cap: OnceLock<Arc<Cap>>,
+    /// `CLUSTER_THREAD_BALANCE`, read once, by the cluster's first `listen`.
+    balance_env: OnceLock<Option<String>>,
 }
 
 #[derive(Default)]
@@ -287,6 +289,19 @@ impl Registry {
             ))
         });
         Arc::clone(cap)
+    }
+
+    /// The balance mode `CLUSTER_THREAD_BALANCE` sets for this cluster
+    /// (`None`: unset), or an error naming the variable.
+    pub(crate) fn balance_env(&self) -> Result<Option<Balance>, Error> {
+        self.balance_env
+            .get_or_init(|| {
+                // Not Unicode: shown (lossily) in the error it causes.
+                std::env::var_os(BALANCE_ENV).map(|v| v.to_string_lossy().into_owned())
+            })
+            .as_deref()
+            .map(Balance::from_env_value)
+            .transpose()
     }
 
     /// The cap as it stands, for the primary.

@@ -8,8 +8,9 @@ use std::str::FromStr;
 
 use crate::Error;
 
-/// The environment variable that overrides the balance mode, as Node reads
-/// `NODE_CLUSTER_SCHED_POLICY`.
+/// The environment variable that overrides the cluster's balance mode
+/// (not a listener's own), as Node reads `NODE_CLUSTER_SCHED_POLICY`: read
+/// once per cluster, by its first `listen`.
 pub const BALANCE_ENV: &str = "CLUSTER_THREAD_BALANCE";
 
 /// How connections on a shared port are spread over the workers.
@@ -50,14 +51,6 @@ impl Balance {
             Balance::Os => "os",
             Balance::ReusePort => "reuseport",
             Balance::Sticky => "sticky",
-        }
-    }
-
-    /// The mode in `CLUSTER_THREAD_BALANCE`, if set.
-    pub fn from_env() -> Result<Option<Balance>, Error> {
-        match std::env::var(BALANCE_ENV) {
-            Ok(value) => Balance::from_env_value(&value).map(Some),
-            Err(_) => Ok(None),
         }
     }
 

@@ -40,11 +40,46 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// `CLUSTER_THREAD_SHUTDOWN_TIMEOUT` (cluster-core's `SHUTDOWN_TIMEOUT_ENV`).
+pub const SHUTDOWN_TIMEOUT_ENV: &str = "CLUSTER_THREAD_SHUTDOWN_TIMEOUT";
+
+/// A shutdown timeout ten times the [`DEADLINE`]: a drain that does not
+/// end by itself outlasts the test's wait.
+pub const LONG_SHUTDOWN: &str = "600s";
+
+/// The variable that makes a missing tool fail the test that needs it
+/// instead of skipping its check (`.ci/run` sets it).
+pub const REQUIRE_TOOLS_ENV: &str = "CLUSTER_THREAD_REQUIRE_TOOLS";
+
+/// The tool a check needs: the first of `programs` on `PATH`. Missing, the
+/// check is skipped with a notice naming `package` (the Debian package
+/// that has it), or, with `CLUSTER_THREAD_REQUIRE_TOOLS=1`, the test fails.
+pub fn tool(programs: &[&str], package: &str) -> Option<PathBuf> {
+    if let Some(path) = programs.iter().find_map(|p| which(p)) {
+        return Some(path);
+    }
+    let names = programs.join(" or ");
+    assert!(
+        std::env::var_os(REQUIRE_TOOLS_ENV).is_none_or(|v| v != "1"),
+        "{names} not installed (Debian package `{package}`), and {REQUIRE_TOOLS_ENV}=1 requires it"
+    );
+    eprintln!("notice: {names} not installed (Debian package `{package}`); the check that needs it is skipped");
+    None
+}
+
 /// This test binary, set to run only the test `name` (its full path, such
-/// as `signals::child`), with output captured by the parent.
+/// as `signals::child`), with output captured by the parent. That test is
+/// `#[ignore]`d (so a normal run does not report it as passed, having run
+/// nothing) and run here with `--ignored`.
 pub fn this_test(name: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().expect("the test binary's path"));
-    command.args([name, "--exact", "--nocapture", "--test-threads=1"]);
+    command.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     command
 }
 
@@ -60,13 +95,17 @@ pub struct Run {
 
 impl Run {
     /// The example `name` with `args`, without the cluster's environment
-    /// overrides of the test's own environment.
+    /// overrides of the test's own environment, and with a shutdown
+    /// timeout far beyond every wait of the tests: an example that does
+    /// not finish its drain by itself fails its test (its exit waits past
+    /// the deadline) instead of being killed in time.
     pub fn start(name: &str, args: &[&str]) -> Run {
         let mut command = Command::new(example(name));
         command
             .args(args)
             .env_remove("CLUSTER_THREAD_WORKERS")
-            .env_remove("CLUSTER_THREAD_BALANCE");
+            .env_remove("CLUSTER_THREAD_BALANCE")
+            .env(SHUTDOWN_TIMEOUT_ENV, LONG_SHUTDOWN);
         Run::command(name, command)
     }
 

@@ -235,8 +235,7 @@ fn haproxy_and_nginx_configs_agree_with_the_hosts() {
 /// With HAProxy installed (as .ci/run does), the example config is valid.
 #[test]
 fn haproxy_accepts_the_example_config() {
-    let Some(haproxy) = test_support::which("haproxy") else {
-        eprintln!("SKIP haproxy_accepts_the_example_config: haproxy not installed");
+    let Some(haproxy) = test_support::tool(&["haproxy"], "haproxy") else {
         return;
     };
     let out = std::process::Command::new(haproxy)

@@ -76,7 +76,11 @@ fn hello_serves_from_every_worker_on_host_and_port_from_the_environment() {
         .env("CLUSTER_THREAD_WORKERS", "2")
         .env("CLUSTER_THREAD_BALANCE", "round-robin")
         .env("HOST", "127.0.0.1")
-        .env("PORT", "0");
+        .env("PORT", "0")
+        .env(
+            test_support::SHUTDOWN_TIMEOUT_ENV,
+            test_support::LONG_SHUTDOWN,
+        );
     let mut run = Run::command("hello", command);
     let first = run.line(|l| l.starts_with("worker ") && l.contains(" listening on 127.0.0.1:"));
     let second = run.line(|l| l.starts_with("worker ") && l.contains(" listening on 127.0.0.1:"));
@@ -491,6 +495,10 @@ fn same_port_logging(
         .args(["--workers", "1", "--port", "0", "--chaos"])
         .env_remove("CLUSTER_THREAD_WORKERS")
         .env_remove("CLUSTER_THREAD_BALANCE")
+        .env(
+            test_support::SHUTDOWN_TIMEOUT_ENV,
+            test_support::LONG_SHUTDOWN,
+        )
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -37,6 +37,10 @@ fn ready_once_listening_then_stopping_on_sigterm() {
         Command::new(example("same_port"))
             .args(["--workers", "2", "--port", "0"])
             .env("NOTIFY_SOCKET", &path)
+            .env(
+                test_support::SHUTDOWN_TIMEOUT_ENV,
+                test_support::LONG_SHUTDOWN,
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -104,11 +108,7 @@ impl Drop for KillPidOnDrop {
 /// `STOPPING=1`), and `STOPPING=1` when SIGTERM drains it.
 #[test]
 fn socket_activated_ready_reloading_watchdog_upgrade_stopping() {
-    let Some(activate) = test_support::which("systemd-socket-activate") else {
-        eprintln!(
-            "SKIP socket_activated_...: systemd-socket-activate not found \
-             (Debian package systemd; .ci/run installs it)"
-        );
+    let Some(activate) = test_support::tool(&["systemd-socket-activate"], "systemd") else {
         return;
     };
     let path = std::env::temp_dir().join(format!(

@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: what CI runs, in order, stopping at the first failure.
 //! `.ci/run` prepares the machine (toolchain components, wrk) and calls it.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -57,12 +58,94 @@ const STEPS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The facade's features and what each turns on (its Cargo.toml).
+const FACADE_FEATURES: [(&str, &[&str]); 6] = [
+    ("macros", &[]),
+    ("net", &[]),
+    ("http", &["net"]),
+    ("tls", &["http"]),
+    ("metrics", &["http"]),
+    ("axum", &["http"]),
+];
+
+/// Every distinct set of the facade's features a user can ask for: the
+/// powerset, each set closed under what its features turn on.
+fn feature_sets() -> Vec<Vec<&'static str>> {
+    let mut sets = BTreeSet::new();
+    for mask in 0u32..1 << FACADE_FEATURES.len() {
+        let mut on: BTreeSet<&str> = FACADE_FEATURES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, (name, _))| *name)
+            .collect();
+        loop {
+            let before = on.len();
+            for (name, implied) in FACADE_FEATURES {
+                if on.contains(name) {
+                    on.extend(implied);
+                }
+            }
+            if on.len() == before {
+                break;
+            }
+        }
+        sets.insert(on.into_iter().collect::<Vec<_>>());
+    }
+    sets.into_iter().collect()
+}
+
+/// Composing only what you need, checked (`cargo check`, fast): the facade
+/// with every feature set (its examples and tests where their
+/// `required-features` allow), and each sub-crate alone.
+fn composition_checks() -> Vec<Vec<String>> {
+    let owned = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    let mut checks: Vec<Vec<String>> = feature_sets()
+        .into_iter()
+        .map(|set| {
+            let mut args = owned(&[
+                "check",
+                "--locked",
+                "-p",
+                "cluster-thread",
+                "--all-targets",
+                "--no-default-features",
+            ]);
+            if !set.is_empty() {
+                args.extend(["--features".to_owned(), set.join(",")]);
+            }
+            args
+        })
+        .collect();
+    for krate in [
+        "cluster-core",
+        "cluster-macros",
+        "cluster-net",
+        "cluster-http",
+    ] {
+        checks.push(owned(&[
+            "check",
+            "--locked",
+            "-p",
+            krate,
+            "--no-default-features",
+        ]));
+        checks.push(owned(&["check", "--locked", "-p", krate, "--all-features"]));
+    }
+    checks
+}
+
 pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
     if let Some(arg) = args.next()? {
         match arg {
             Short('h') | Long("help") => {
                 eprintln!("usage: cargo xtask ci\n\nRuns, from the workspace root, stopping at the first failure:");
                 for (_, cargo_args) in STEPS {
+                    if cargo_args[0] == "test" {
+                        for check in composition_checks() {
+                            eprintln!("  cargo {}", check.join(" "));
+                        }
+                    }
                     eprintln!("  cargo {}", cargo_args.join(" "));
                 }
                 return Ok(());
@@ -73,6 +156,25 @@ pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = crate::bench::workspace_root();
     for (title, cargo_args) in STEPS {
+        if cargo_args[0] == "test" {
+            // After clippy, before the long test run.
+            let checks = composition_checks();
+            println!(
+                "== feature combinations and sub-crates alone ({} cargo check runs)",
+                checks.len()
+            );
+            for check in checks {
+                println!("-- cargo {}", check.join(" "));
+                let status = Command::new(&cargo)
+                    .current_dir(&root)
+                    .args(&check)
+                    .status()
+                    .context("running cargo check")?;
+                if !status.success() {
+                    bail!("cargo {} failed ({status})", check.join(" "));
+                }
+            }
+        }
         println!("== {title}");
         if cargo_args[0] == "package" {
             forget_unpacked_packages()?;
@@ -127,4 +229,24 @@ fn forget_unpacked_packages() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_feature_set_once_closed_under_what_it_turns_on() {
+        let sets = feature_sets();
+        // macros or not, times: nothing, net alone, or http with any of
+        // tls, metrics, axum.
+        assert_eq!(sets.len(), 2 * (1 + 1 + 8), "{sets:?}");
+        assert!(sets.contains(&vec![]));
+        assert!(sets.contains(&vec!["net"]));
+        assert!(sets.contains(&vec!["http", "net", "tls"]));
+        assert!(sets
+            .iter()
+            .all(|s| !s.contains(&"http") || s.contains(&"net")));
+        assert!(!sets.contains(&vec!["tls"]), "tls turns on http and net");
+    }
 }

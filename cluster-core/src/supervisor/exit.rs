@@ -50,6 +50,19 @@ pub(crate) fn after_exit(
     }
 }
 
+/// Whether a worker that reported the start-up error `error` failed with
+/// it: it returned an error that says it, or it panicked (or returned any
+/// error) before it listened or was ready. A worker that handled the error
+/// (listened elsewhere, went on without it) and failed later for another
+/// reason did not.
+pub(crate) fn failed_with(reason: &ExitReason, error: &str, ready: bool) -> bool {
+    match reason {
+        ExitReason::Error(text) => !ready || text.contains(error),
+        ExitReason::Panicked(_) => !ready,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +89,31 @@ mod tests {
             &Backoff::default(),
             &mut SlotHistory::default(),
         )
+    }
+
+    #[test]
+    fn a_start_error_stops_only_a_worker_that_fails_with_it() {
+        let error = "address 127.0.0.1:80 already in use";
+        let returned_it = ExitReason::Error(format!("serving: {error}"));
+        let other = ExitReason::Error("database gone".into());
+        let panicked = ExitReason::Panicked("boom".into());
+        for (reason, ready, failed) in [
+            (&returned_it, false, true),
+            (&returned_it, true, true),
+            (&other, false, true),
+            (&panicked, false, true),
+            // Handled: it listened (elsewhere) and failed later for another reason.
+            (&other, true, false),
+            (&panicked, true, false),
+            (&ExitReason::Returned, false, false),
+            (&ExitReason::Killed, false, false),
+        ] {
+            assert_eq!(
+                failed_with(reason, error, ready),
+                failed,
+                "{reason} ready={ready}"
+            );
+        }
     }
 
     #[test]

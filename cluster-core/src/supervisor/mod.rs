@@ -24,7 +24,7 @@ use crate::hub::EventHub;
 use crate::restart::SlotHistory;
 use crate::worker::{Life, Link, WorkerCore};
 use crate::{ClusterEvent, Error, ExitReason, Message, Phase, WorkerHandle};
-use exit::{after_exit, AfterExit, Exit};
+use exit::{after_exit, failed_with, AfterExit, Exit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlotStatus {
@@ -54,6 +54,9 @@ pub(crate) struct State {
     pub(crate) start_timed_out: bool,
     pub(crate) primary_error: Option<String>,
     pub(crate) start_error: Option<(u64, usize, String)>,
+    /// Which start-stop cycle this is (a fork after a stop begins the next):
+    /// the cycle's timers carry it.
+    pub(crate) cycle: u64,
 }
 
 pub(crate) struct Supervisor {
@@ -88,6 +91,7 @@ impl Supervisor {
                 start_timed_out: false,
                 primary_error: None,
                 start_error: None,
+                cycle: 0,
             }),
             events: EventHub::default(),
             link: Arc::new(Link {
@@ -133,7 +137,7 @@ impl Supervisor {
         self.next_epoch.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn spawn_timer(&self, delay: Duration, notice: Notice) {
+    pub(crate) fn spawn_timer(&self, delay: Duration, notice: Notice) {
         let Some(rt) = self.runtime.get() else { return };
         let notices = self.link.notices.clone();
         rt.spawn(async move {
@@ -181,10 +185,11 @@ impl Supervisor {
         st.start_timed_out = false;
         st.start_error = None;
         st.slots.clear();
+        st.cycle += 1;
         self.events.reopen();
         self.phase.send_replace(Phase::Starting);
         self.events.emit(ClusterEvent::Phase(Phase::Starting));
-        self.spawn_timer(self.config.listen_timeout, Notice::StartTimeout);
+        self.spawn_timer(self.config.listen_timeout, Notice::StartTimeout(st.cycle));
     }
 
     /// Forks a worker into `slot`, which must exist.
@@ -222,6 +227,7 @@ impl Supervisor {
             inbox,
             inbox_rx: tokio::sync::Mutex::new(inbox_rx),
             exit: Default::default(),
+            start_error: Default::default(),
             link: Arc::clone(&self.link),
         });
         let handle = self.handle(&core);
@@ -340,7 +346,7 @@ impl Supervisor {
 
     /// As `begin_stop`, with this drain delay (zero: none).
     pub(crate) fn begin_stop_after(self: &Arc<Self>, graceful: bool, delay: Duration) {
-        let (workers, again) = {
+        let (workers, again, cycle) = {
             let mut st = self.lock();
             let again = std::mem::replace(&mut st.stopping, true);
             for slot in &mut st.slots {
@@ -349,16 +355,17 @@ impl Supervisor {
                     slot.epoch = self.epoch();
                 }
             }
-            (st.workers.values().cloned().collect::<Vec<_>>(), again)
+            let workers = st.workers.values().cloned().collect::<Vec<_>>();
+            (workers, again, st.cycle)
         };
         if graceful {
             self.set_phase(Phase::Draining);
             if delay.is_zero() {
-                self.disconnect_all();
+                self.disconnect_all(cycle);
             } else if !again {
                 // Draining already (health checks fail), serving on until then.
                 tracing::info!(?delay, "drain delay: the workers drain after it");
-                self.spawn_timer(delay, Notice::DrainDelayOver);
+                self.spawn_timer(delay, Notice::DrainDelayOver(cycle));
             }
         } else {
             self.set_phase(Phase::Stopping);
@@ -370,12 +377,12 @@ impl Supervisor {
         self.check_done(&self.lock());
     }
 
-    fn disconnect_all(self: &Arc<Self>) {
+    fn disconnect_all(self: &Arc<Self>, cycle: u64) {
         let workers: Vec<_> = self.lock().workers.values().cloned().collect();
         for core in &workers {
             self.disconnect_worker(core);
         }
-        self.spawn_timer(self.config.shutdown_timeout, Notice::StopDeadline);
+        self.spawn_timer(self.config.shutdown_timeout, Notice::StopDeadline(cycle));
     }
 
     fn check_done(&self, st: &State) {
@@ -417,21 +424,24 @@ impl Supervisor {
             Notice::Ready(id) => {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
-                    core.set_ready();
+                    // The event first: a reload waiting for this readiness
+                    // disconnects the old worker, and its Disconnect must
+                    // come after.
                     self.events.emit(ClusterEvent::Ready {
                         worker: self.handle(core),
                     });
+                    core.set_ready();
                     self.check_started(&st);
                 }
             }
             Notice::Listening(id, address) => {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
-                    core.set_ready();
                     self.events.emit(ClusterEvent::Listening {
                         worker: self.handle(core),
                         address,
                     });
+                    core.set_ready();
                     self.check_started(&st);
                 }
             }
@@ -465,25 +475,12 @@ impl Supervisor {
                     }
                 }
             }
-            Notice::StartFailed(id, reason) => {
-                let starting = *self.phase.borrow() == Phase::Starting;
-                // A worker forked while starting counts as starting even if
-                // its `listen` already made the cluster listening: the
-                // error comes right after (a bad setting or certificate).
-                let worker = self.lock().workers.get(&id).map(|w| (w.slot, w.first));
-                match worker {
-                    Some((slot, first)) if starting || first => {
-                        tracing::error!(id, slot, %reason, "start-up failed; stopping the cluster");
-                        self.lock().start_error.get_or_insert((id, slot, reason));
-                        self.begin_stop(false);
-                    }
-                    _ => tracing::error!(id, %reason, "worker failed after start-up"),
-                }
-            }
-            Notice::StartTimeout => {
+            Notice::StartTimeout(cycle) => {
                 let mut st = self.lock();
-                st.start_timed_out = true;
-                self.check_started(&st);
+                if st.cycle == cycle {
+                    st.start_timed_out = true;
+                    self.check_started(&st);
+                }
             }
             Notice::Disconnect(id) => {
                 let core = self.lock().workers.get(&id).cloned();
@@ -491,14 +488,16 @@ impl Supervisor {
                     self.disconnect_worker(&core);
                 }
             }
-            Notice::DrainDelayOver => {
-                if *self.phase.borrow() == Phase::Draining {
-                    self.disconnect_all();
+            Notice::DrainDelayOver(cycle) => {
+                let current = self.lock().cycle == cycle;
+                if current && *self.phase.borrow() == Phase::Draining {
+                    self.disconnect_all(cycle);
                 }
             }
-            Notice::StopDeadline => {
+            Notice::StopDeadline(cycle) => {
                 let st = self.lock();
-                if *self.phase.borrow() == Phase::Draining && !st.workers.is_empty() {
+                let current = st.cycle == cycle;
+                if current && *self.phase.borrow() == Phase::Draining && !st.workers.is_empty() {
                     tracing::warn!(
                         left = st.workers.len(),
                         "shutdown timeout reached; killing the workers left"
@@ -532,6 +531,24 @@ impl Supervisor {
             reason: reason.clone(),
         });
         let slot_no = core.slot;
+        let starting = core.first || *self.phase.borrow() == Phase::Starting;
+        let start_error = core
+            .start_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .filter(|error| starting && failed_with(&reason, error, core.is_ready()));
+        if let Some(error) = start_error {
+            // What every worker would hit: stop rather than crash-loop.
+            tracing::error!(id, slot = slot_no, %error, "start-up failed; stopping the cluster");
+            st.start_error.get_or_insert((id, slot_no, error));
+            if let Some(slot) = st.slots.get_mut(slot_no).filter(|s| s.current == Some(id)) {
+                slot.current = None;
+            }
+            drop(st);
+            self.begin_stop(false);
+            return;
+        }
         let stopping = st.stopping;
         if st.slots.get(slot_no).and_then(|s| s.current) != Some(id) {
             // Not its slot's worker any more (a reload's old one, a removed slot).

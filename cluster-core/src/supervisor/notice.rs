@@ -22,14 +22,15 @@ pub(crate) enum Notice {
     KillTimeout(u64),
     /// A slot's restart back-off is over; `epoch` says whether it still holds.
     RestartDue { slot: usize, epoch: u64 },
-    /// A worker hit an error every worker would hit (`Worker::fail_start`).
-    StartFailed(u64, String),
-    /// `listen_timeout` after the start: workers online count as started.
-    StartTimeout,
-    /// A graceful stop's shutdown timeout is over: kill the workers left.
-    StopDeadline,
+    /// `listen_timeout` after the start of cycle `.0`: workers online count
+    /// as started. (Each timer of a cycle names it: after a stop and a
+    /// fork, the old cycle's timers must not act on the new one.)
+    StartTimeout(u64),
+    /// Cycle `.0`'s graceful stop's shutdown timeout is over: kill the
+    /// workers left.
+    StopDeadline(u64),
     /// A worker asked to be disconnected (Node's `cluster.worker.disconnect()`).
     Disconnect(u64),
-    /// A graceful stop's drain delay is over: disconnect the workers.
-    DrainDelayOver,
+    /// Cycle `.0`'s graceful stop's drain delay is over: disconnect the workers.
+    DrainDelayOver(u64),
 }

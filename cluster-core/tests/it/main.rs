@@ -3,6 +3,7 @@
 
 mod affinity;
 mod common;
+mod cycles;
 mod drain_delay;
 mod kill;
 mod lifecycle;

@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-pub use test_support::{eventually, until, which, DEADLINE};
+pub use test_support::{eventually, until, DEADLINE};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

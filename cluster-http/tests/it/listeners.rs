@@ -5,11 +5,11 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use crate::common::{start, stop, DEADLINE};
+use crate::common::{start, stop, until, DEADLINE};
 use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
-use cluster_core::{Address, Worker};
+use cluster_core::{Address, ClusterEvent, ExitReason, Worker};
 use cluster_http::{ConnectionInfo, Request, Server};
 use cluster_net::WorkerExt;
 use http::Response;
@@ -65,9 +65,11 @@ async fn every_request_carries_the_peer_and_local_address_on_our_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tokio_tcp_listener_is_served_and_drained_too() {
-    let running = start(
+    let mut running = start(
         2,
-        |b| b,
+        // Far beyond the stop's wait (the deadline): only a drain that ends
+        // by itself stops the cluster in time.
+        |b| b.shutdown_timeout(DEADLINE * 10),
         |w: Worker| async move {
             // Each worker its own port: a listener the cluster knows nothing of.
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -83,8 +85,17 @@ async fn a_tokio_tcp_listener_is_served_and_drained_too() {
     assert_eq!(body, format!("{me} {them}"));
     let (health, ..) = ask(addr, "/healthz").await;
     assert_eq!(health, "ok\n");
-    // The drain: serve returns Ok, the workers exit.
+    // The drain: serve returns Ok, the workers exit, long before their
+    // shutdown timeout.
     stop(&running.cluster).await;
+    for _ in 0..2 {
+        let reason = until(&mut running.events, |e| match e {
+            ClusterEvent::Exit { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(reason, ExitReason::Returned);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

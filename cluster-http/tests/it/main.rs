@@ -14,6 +14,7 @@ mod limits;
 mod listeners;
 mod migrate;
 mod on_panic;
+mod reload;
 mod status;
 mod tls;
 mod tower_services;

@@ -50,17 +50,22 @@ async fn the_status_page_has_a_row_per_slot_in_json_and_in_a_browser() {
         html.body
     );
 
-    match common::which("chromium").or_else(|| common::which("chromium-browser")) {
-        None => eprintln!("notice: chromium not installed (Debian package `chromium`); the browser check is skipped"),
+    match test_support::tool(&["chromium", "chromium-browser"], "chromium") {
+        None => {}
         Some(chromium) => {
             let dom = tokio::task::spawn_blocking(move || dump_dom(&chromium, addr.port()))
                 .await
                 .unwrap();
-            let rows: Vec<&str> = dom.match_indices("<tr class=\"slot ").map(|(i, _)| &dom[i..]).collect();
+            let rows: Vec<&str> = dom
+                .match_indices("<tr class=\"slot ")
+                .map(|(i, _)| &dom[i..])
+                .collect();
             assert_eq!(rows.len(), 3, "{dom}");
             for slot in 0..3 {
                 assert!(
-                    dom.contains(&format!("<tr class=\"slot serving\" data-slot=\"{slot}\"><td>{slot}</td>")),
+                    dom.contains(&format!(
+                        "<tr class=\"slot serving\" data-slot=\"{slot}\"><td>{slot}</td>"
+                    )),
                     "no row for slot {slot}: {dom}"
                 );
             }

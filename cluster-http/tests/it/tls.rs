@@ -240,8 +240,8 @@ async fn https_serves_h2_and_http1_chosen_by_alpn() {
     }
 
     // curl, a client that is not ours, when installed.
-    match common::which("curl") {
-        None => eprintln!("notice: curl not installed; the curl check is skipped"),
+    match test_support::tool(&["curl"], "curl") {
+        None => {}
         Some(curl) => {
             for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
                 let out = tokio::task::spawn_blocking({

@@ -22,13 +22,41 @@ async fn cluster_program(worker: Worker) {
     println!("worker {} done", worker.id());
 }
 
-/// Runs the program when this binary is the child; does nothing otherwise.
+/// A program whose `signals` argument remaps the upgrade to SIGUSR2 too
+/// and turns SIGHUP off, and whose `setup` sets its own upgrade handler:
+/// the generated `main` (which sets the hot upgrade's) must keep it.
+#[cluster_thread::main(
+    workers = 1,
+    signals = "usr2=upgrade, sighup=off",
+    shutdown_timeout = "120s",
+    setup = own_upgrade
+)]
+async fn signals_program(worker: Worker) {
+    println!("worker {} slot {} ready", worker.id(), worker.slot());
+    worker.disconnected().await;
+    println!("worker {} done", worker.id());
+}
+
+fn own_upgrade(builder: cluster_thread::ClusterBuilder) -> cluster_thread::ClusterBuilder {
+    builder.on_upgrade(|cluster| async move {
+        println!(
+            "setup's upgrade handler, {} workers",
+            cluster.workers().len()
+        );
+    })
+}
+
+/// The program, in the child process only (run with `--ignored`).
 #[test]
+#[ignore = "a child process: run by the tests of this module (test_support::this_test)"]
 fn child() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let code = cluster_program();
+    let which =
+        std::env::var_os(CHILD_ENV).expect("run by this module's tests, which set the program");
+    let code = if which == "signals" {
+        signals_program()
+    } else {
+        cluster_program()
+    };
     std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
 }
 
@@ -42,14 +70,19 @@ fn ready(line: &str) -> Option<(u64, usize)> {
     }
 }
 
-#[test]
-fn answers_and_exits_zero_on_sigterm() {
+/// The program `which` as a child process.
+fn start(which: &str) -> Run {
     let mut command = test_support::this_test("child_process::child");
     command
-        .env(CHILD_ENV, "1")
+        .env(CHILD_ENV, which)
         .env_remove("CLUSTER_THREAD_WORKERS")
         .env_remove("CLUSTER_THREAD_BALANCE");
-    let mut run = Run::command("the macro's program", command);
+    Run::command("the macro's program", command)
+}
+
+#[test]
+fn answers_and_exits_zero_on_sigterm() {
+    let mut run = start("1");
 
     // Both workers answer.
     let (mut ids, mut slots) = (BTreeSet::new(), BTreeSet::new());
@@ -77,6 +110,38 @@ fn answers_and_exits_zero_on_sigterm() {
     assert!(
         status.success(),
         "exit status {status}; stdout: {:#?}",
+        run.seen
+    );
+}
+
+/// `signals = "usr2=upgrade, sighup=off"` and a `setup` with its own
+/// `on_upgrade`: SIGUSR2 and SIGQUIT run the setup's handler (not the hot
+/// upgrade the generated `main` installs first), and SIGHUP, turned off, is
+/// left to the OS (it ends the process).
+#[test]
+fn the_signals_argument_and_the_setups_upgrade_handler_are_kept() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut run = start("signals");
+    run.line(|l| ready(l).is_some());
+    for signal in [libc::SIGUSR2, libc::SIGQUIT] {
+        run.signal(signal);
+        let line = run.line(|l| l.contains("upgrade handler"));
+        assert!(
+            line.ends_with("setup's upgrade handler, 1 workers"),
+            "{line}"
+        );
+    }
+    run.signal(libc::SIGHUP);
+    let status = run.exit_status();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGHUP),
+        "{status}; {:#?}",
+        run.seen
+    );
+    assert!(
+        run.seen.iter().all(|l| !l.ends_with(" done")),
+        "{:#?}",
         run.seen
     );
 }

@@ -1,6 +1,6 @@
 //! Socket hand-off between processes: the test binary re-runs itself as the
-//! receiving process (the `child` test, idle unless `HANDOFF_CHILD_SOCKET` is
-//! set).
+//! receiving process (the `#[ignore]`d `child` test, run with `--ignored` and
+//! `HANDOFF_CHILD_SOCKET` set).
 
 use std::io::{IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -120,6 +120,7 @@ fn listeners_move_to_another_process_which_serves_after_the_sender_lets_go() {
         .args([
             "handoff::child",
             "--exact",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -174,10 +175,10 @@ fn listeners_move_to_another_process_which_serves_after_the_sender_lets_go() {
 
 /// The receiving process: runs only when re-executed by the test above.
 #[test]
+#[ignore = "a child process: run by the tests of this module (test_support::this_test)"]
 fn child() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
-        return;
-    };
+    let path =
+        std::env::var_os(CHILD_ENV).expect("run by this module's tests, which set the socket");
     let stream = UnixStream::connect(Path::new(&path)).unwrap();
     let mut incoming = handoff::receive(stream, DEADLINE).unwrap();
     let ids: Vec<&str> = incoming.sockets().iter().map(|s| s.id.as_str()).collect();

@@ -11,6 +11,7 @@ mod churn;
 mod common;
 mod emfile;
 mod errors;
+mod handle;
 mod handoff;
 mod inherited;
 mod migrate;

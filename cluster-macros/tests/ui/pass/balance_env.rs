@@ -1,33 +1,33 @@
-// CLUSTER_THREAD_BALANCE overrides `balance` at run time; an invalid value
-// stops the program at start (exit code failure, no worker runs).
+// CLUSTER_THREAD_BALANCE overrides `balance` at run time (read by
+// cluster-net, as for a builder program); an invalid value fails the
+// `listen`, naming the variable, and so the start (exit code failure).
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use cluster_thread::__private::Args;
-use cluster_thread::{Balance, Worker};
+use cluster_thread::{Balance, Worker, WorkerExt};
 
-static SEEN: Mutex<Vec<Option<Balance>>> = Mutex::new(Vec::new());
+static SEEN: Mutex<Vec<Result<Balance, String>>> = Mutex::new(Vec::new());
 
 #[cluster_thread::main(workers = 1, balance = "os")]
-async fn os(worker: Worker) {
-    if let Some(args) = worker.state::<Args>() {
-        SEEN.lock().unwrap().push(args.balance);
-    }
+async fn os(worker: Worker) -> Result<(), cluster_thread::net::Error> {
+    let listened = worker.listen("127.0.0.1:0").await;
+    SEEN.lock()
+        .unwrap()
+        .push(listened.as_ref().map(|l| l.balance()).map_err(|e| e.to_string()));
+    listened.map(drop)
 }
 
 fn main() {
     std::env::set_var("CLUSTER_THREAD_BALANCE", "sticky");
     assert_eq!(os(), ExitCode::SUCCESS);
-    assert_eq!(*SEEN.lock().unwrap(), [Some(Balance::Sticky)]);
-
     std::env::set_var("CLUSTER_THREAD_BALANCE", "fastest");
     assert_eq!(os(), ExitCode::FAILURE);
-    assert_eq!(SEEN.lock().unwrap().len(), 1);
-
     std::env::remove_var("CLUSTER_THREAD_BALANCE");
     assert_eq!(os(), ExitCode::SUCCESS);
-    assert_eq!(
-        *SEEN.lock().unwrap(),
-        [Some(Balance::Sticky), Some(Balance::Os)]
-    );
+    let seen = SEEN.lock().unwrap();
+    assert_eq!(seen[0], Ok(Balance::Sticky));
+    let bad = seen[1].as_ref().unwrap_err();
+    assert!(bad.contains("CLUSTER_THREAD_BALANCE=\"fastest\""), "{bad}");
+    assert_eq!(seen[2], Ok(Balance::Os));
+    assert_eq!(seen.len(), 3);
 }
