@@ -72,13 +72,21 @@ impl Cap {
         self.evicted.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn opened(&self) {
-        self.open.fetch_add(1, Ordering::Relaxed);
+    /// One more open connection, if the cap has room (atomically).
+    pub(crate) fn try_open(&self) -> bool {
+        crate::conn::take_one(&self.open, Some(self.limit))
+    }
+
+    /// One more open connection even at the cap (one open already, that
+    /// must not be lost).
+    pub(crate) fn force_open(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn closed(&self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-        self.freed.notify_one();
+        if crate::conn::released(&self.open, Some(self.limit)) {
+            self.freed.notify_waiters();
+        }
     }
 
     /// Whether the cap is reached.
@@ -121,8 +129,12 @@ impl Cap {
             })
             .collect();
         drop(idle);
-        oldest.sort_unstable_by_key(|(since, _)| *since);
+        // The `most` oldest, in no order: a selection, not a sort (this runs
+        // for every client admitted at the cap).
         let n = oldest.len().min(most);
+        if n < oldest.len() && n > 0 {
+            oldest.select_nth_unstable_by_key(n - 1, |(since, _)| *since);
+        }
         for (_, state) in oldest.into_iter().take(n) {
             state.asked.store(true, Ordering::Release);
             state.evict.wake();
@@ -278,5 +290,26 @@ mod tests {
         handles[0].busy();
         assert_eq!(cap.evict_oldest(BATCH), 2);
         assert_eq!(cap.evicted(), 4);
+    }
+
+    #[tokio::test]
+    async fn eviction_selects_the_oldest_of_many() {
+        let cap = Arc::new(Cap::new(2));
+        let handles: Vec<_> = (0..100).map(|_| IdleHandle::new(&cap)).collect();
+        // Idle since a shuffled order: 37 × i mod 100 is a permutation.
+        for (i, h) in handles.iter().enumerate() {
+            h.idle();
+            h.state
+                .idle_since
+                .store((i as u64 * 37) % 100, Ordering::Relaxed);
+        }
+        assert_eq!(cap.evict_oldest(BATCH), BATCH);
+        let mut asked: Vec<u64> = handles
+            .iter()
+            .filter(|h| h.is_asked())
+            .map(|h| h.state.idle_since.load(Ordering::Relaxed))
+            .collect();
+        asked.sort_unstable();
+        assert_eq!(asked, (0..BATCH as u64).collect::<Vec<_>>());
     }
 }

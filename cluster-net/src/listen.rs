@@ -125,7 +125,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         addr: socket.address.to_string(),
         source,
     };
-    let counters = socket.counters(worker.id(), slot);
+    let counters = socket.counters(worker.id(), slot, max_per_worker);
     let mode = match socket.balance {
         Balance::ReusePort => reuseport(
             worker,
@@ -133,11 +133,11 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             &socket,
             inherited.as_deref(),
             &counters,
-            (max_per_worker, config.backlog),
+            config.backlog,
         )?,
         b => {
             let dispatch = Arc::clone(&socket.dispatch);
-            let inbox = dispatch.attach(slot, Arc::clone(&counters), max_per_worker);
+            let inbox = dispatch.attach(slot, Arc::clone(&counters));
             let seat = Seat::new(worker, &socket.label, dispatch, inbox, None);
             seat.watch(&registry.acceptor(&socket.address)?);
             if b.uses_acceptor() {
@@ -157,8 +157,6 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         slot,
         counters,
         totals: Arc::clone(&socket.totals),
-        max_per_worker,
-        max_total: socket.max_total,
         slot_socket,
     })
 }
@@ -171,7 +169,7 @@ fn reuseport(
     socket: &Arc<SharedSocket>,
     inherited: Option<&Inherited>,
     counters: &Arc<Counters>,
-    (limit, backlog): (Option<usize>, i32),
+    backlog: i32,
 ) -> Result<Mode, Error> {
     let fail = |source| Error::Listen {
         addr: socket.address.to_string(),
@@ -226,7 +224,7 @@ fn reuseport(
     };
     let own = AcceptSocket::register(&member.listener, socket.proxy).map_err(fail)?;
     member.attach();
-    let inbox = dispatch.attach(slot, Arc::clone(counters), limit);
+    let inbox = dispatch.attach(slot, Arc::clone(counters));
     let seat = Seat::new(worker, &socket.label, dispatch, inbox, Some(member));
     seat.watch(&acceptor);
     Ok(Mode::Own {
@@ -272,10 +270,8 @@ fn handle(
         mode,
         address,
         slot: worker.slot(),
-        counters: socket.counters(worker.id(), worker.slot()),
+        counters: socket.counters(worker.id(), worker.slot(), max_per_worker),
         totals: Arc::clone(&socket.totals),
-        max_per_worker,
-        max_total: None,
         slot_socket: None,
     })
 }

@@ -247,13 +247,19 @@ macro_rules! listen_option_setters {
         }
 
         /// At most this many open connections per worker and listener (Node's
-        /// `server.maxConnections`); more wait in the kernel's backlog.
+        /// `server.maxConnections`); more wait in the kernel's backlog. A
+        /// connection counts from its accept (one waiting for the worker
+        /// too), so a burst never overshoots it. Sticky: a client whose
+        /// slot is full is held for that slot, and the socket accepts no
+        /// more until the slot takes it (the rest wait in the backlog).
         pub fn max_connections_per_worker(mut self, n: usize) -> Self {
             self.options.max_connections_per_worker = Some(n);
             self
         }
 
-        /// At most this many open connections per listener, all workers together.
+        /// At most this many open connections per listener, all workers
+        /// together, counted from just before each `accept(2)`: a burst
+        /// never overshoots it; more wait in the kernel's backlog.
         pub fn max_connections(mut self, n: usize) -> Self {
             self.options.max_connections = Some(n);
             self

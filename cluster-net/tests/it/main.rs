@@ -13,6 +13,7 @@ mod emfile;
 mod errors;
 mod handoff;
 mod inherited;
+mod limits;
 mod migrate;
 mod per_worker;
 mod port_zero;
