@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use crate::bind::StdListener;
 use crate::conn::{Accepted, Counters, Full, Place, StdStream, Totals};
+use crate::proxy::Proxy;
 
 /// A listening socket registered on the current runtime, accepting
 /// connections in std form (non-blocking, close-on-exec), registered later
@@ -29,13 +30,14 @@ pub(crate) struct AcceptSocket {
     /// and listens again: tokio keeps "read closed" readiness for good, so
     /// the old registration would report ready forever.
     registered: Mutex<Arc<AsyncFd<StdListener>>>,
-    /// Its connections start with a PROXY protocol header.
-    proxy: bool,
+    /// Whether its connections start with a PROXY protocol header, and
+    /// from whom they may come.
+    proxy: Proxy,
 }
 
 impl AcceptSocket {
     /// Registers a clone of `listener` on the current runtime.
-    pub(crate) fn register(listener: &StdListener, proxy: bool) -> io::Result<AcceptSocket> {
+    pub(crate) fn register(listener: &StdListener, proxy: Proxy) -> io::Result<AcceptSocket> {
         let source = listener.try_clone()?;
         let registered = Mutex::new(Arc::new(Self::registration(&source)?));
         Ok(AcceptSocket {
@@ -64,14 +66,19 @@ impl AcceptSocket {
     /// A connection already in the queue, if any, without waiting, and if
     /// the listener's total and the cap have room for it.
     pub(crate) fn accept_now(&self, totals: &Arc<Totals>) -> Option<Accepted> {
-        let place = Place::take(totals, None).ok()?;
-        accept_nonblocking(&self.source, self.proxy, place).ok()
+        loop {
+            let place = Place::take(totals, None).ok()?;
+            let accepted = accept_nonblocking(&self.source, &self.proxy, place).ok()?;
+            if !refused(&self.proxy, &accepted, totals) {
+                return Some(accepted);
+            }
+        }
     }
 
     /// Every connection in the queue, counted even past the limits: a
     /// socket being closed is drained, never reset.
     pub(crate) fn drain(&self, totals: &Arc<Totals>) -> Vec<Accepted> {
-        drain(&self.source, self.proxy, totals)
+        drain(&self.source, &self.proxy, totals)
     }
 
     /// The next connection, with its place taken (in `worker`'s count too,
@@ -136,8 +143,10 @@ impl AcceptSocket {
                 }
             };
             let guard = hold().await;
-            let error = match ready.try_io(|fd| accept_nonblocking(fd.get_ref(), self.proxy, place))
-            {
+            let accept =
+                |fd: &AsyncFd<StdListener>| accept_nonblocking(fd.get_ref(), &self.proxy, place);
+            let error = match ready.try_io(accept) {
+                Ok(Ok(accepted)) if refused(&self.proxy, &accepted, totals) => continue,
                 Ok(Ok(accepted)) => return (accepted, guard),
                 Ok(Err(e)) => e,
                 // Listening again after it was shut down: register afresh.
@@ -176,8 +185,21 @@ pub(crate) async fn wait_for_room(freed: &Notify, has_room: impl Fn() -> bool) {
 }
 
 /// Every connection in `listener`'s queue, counted even past the limits.
-pub(crate) fn drain(listener: &StdListener, proxy: bool, totals: &Arc<Totals>) -> Vec<Accepted> {
-    std::iter::from_fn(|| accept_nonblocking(listener, proxy, Place::force(totals)).ok()).collect()
+pub(crate) fn drain(listener: &StdListener, proxy: &Proxy, totals: &Arc<Totals>) -> Vec<Accepted> {
+    std::iter::from_fn(|| accept_nonblocking(listener, proxy, Place::force(totals)).ok())
+        .filter(|accepted| !refused(proxy, accepted, totals))
+        .collect()
+}
+
+/// Whether `accepted` comes from outside a PROXY port's trusted networks:
+/// then it is counted and logged (and closed as it is dropped).
+fn refused(proxy: &Proxy, accepted: &Accepted, totals: &Totals) -> bool {
+    if !proxy.refuses(accepted.peer) {
+        return false;
+    }
+    totals.proxy_rejected.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(peer = ?accepted.peer, "a PROXY port's client outside its trusted networks; closed");
+    true
 }
 
 /// Whether a connection waits in `listener`'s queue (a poll that does not
@@ -191,7 +213,7 @@ fn queued(listener: &StdListener) -> bool {
 /// One `accept(2)` for a connection whose place is taken (given back if
 /// it fails); the new socket non-blocking and close-on-exec; with `proxy`,
 /// its PROXY header is still to be read.
-fn accept_nonblocking(listener: &StdListener, proxy: bool, place: Place) -> io::Result<Accepted> {
+fn accept_nonblocking(listener: &StdListener, proxy: &Proxy, place: Place) -> io::Result<Accepted> {
     let (socket, peer) = accept4(listener)?;
     let mut accepted = match listener {
         StdListener::Tcp(_) => {
@@ -199,7 +221,7 @@ fn accept_nonblocking(listener: &StdListener, proxy: bool, place: Place) -> io::
         }
         StdListener::Unix(_) => Accepted::new(StdStream::Unix(socket.into()), None, place),
     };
-    accepted.proxy_pending = proxy;
+    accepted.proxy_pending = proxy.expected();
     Ok(accepted)
 }
 
@@ -350,7 +372,7 @@ mod tests {
         SockRef::from(&listener)
             .shutdown(std::net::Shutdown::Read)
             .unwrap();
-        let socket = AcceptSocket::register(&StdListener::Tcp(listener), false).unwrap();
+        let socket = AcceptSocket::register(&StdListener::Tcp(listener), Proxy::Off).unwrap();
         let totals = Arc::new(Totals::new(Arc::new(crate::cap::Cap::new(8)), None));
         let busy = Arc::new(tokio::sync::Mutex::new(()));
         let accepting = tokio::spawn({

@@ -113,7 +113,7 @@ impl Occupancy {
 pub(crate) async fn stand_in(
     occupancy: &Occupancy,
     socket: &StdListener,
-    proxy: bool,
+    proxy: crate::proxy::Proxy,
     dispatch: &Arc<Dispatch>,
     totals: &Arc<Totals>,
 ) {

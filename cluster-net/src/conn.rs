@@ -290,6 +290,8 @@ pub struct Connection {
     proxy_pending: bool,
     /// Keeps it counted while it is open.
     place: Place,
+    /// Its handle for the cap, made on first use.
+    idle: std::sync::OnceLock<IdleHandle>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -323,15 +325,19 @@ impl Connection {
             consumed: 0,
             proxy_pending,
             place,
+            idle: std::sync::OnceLock::new(),
         })
     }
 
-    /// A handle through which the protocol served on this connection says
-    /// when it is idle between requests, so that the cluster's connection
-    /// cap may close it (oldest idle first) to admit a new client
-    /// (`cluster-http` does this by itself).
+    /// The handle through which the protocol served on this connection
+    /// says whether it has sent a whole request yet and when it is idle
+    /// between requests, so that the cluster's connection cap may close it
+    /// to admit a new client (see [`IdleHandle`]; `cluster-http` does this
+    /// by itself). Every call gives the same connection's handle.
     pub fn idle_handle(&self) -> IdleHandle {
-        IdleHandle::new(&self.place.totals().cap)
+        self.idle
+            .get_or_init(|| IdleHandle::new(&self.place.totals().cap))
+            .clone()
     }
 
     /// The client's address (TCP only). On a listener that expects the
@@ -343,7 +349,8 @@ impl Connection {
 
     /// On a listener that expects the PROXY protocol
     /// ([`ListenSpec::proxy_protocol`](crate::ListenSpec::proxy_protocol)):
-    /// reads the load balancer's header (within 5 s), so that
+    /// reads the load balancer's header (within 5 s, or 1.25 s while the
+    /// connection cap is three quarters full), so that
     /// [`peer_addr`](Self::peer_addr) is the client's. Call it before
     /// reading; `cluster-http` does. Does nothing on other listeners, or
     /// when the acceptor already read it (sticky mode, whose key it is).
@@ -361,7 +368,8 @@ impl Connection {
         };
         // Boxed: its buffer would otherwise be part of every connection's
         // future, PROXY protocol or not.
-        match Box::pin(crate::proxy::read_header(io)).await {
+        let timeout = crate::proxy::timeout(&self.place.totals().cap);
+        match Box::pin(crate::proxy::read_header(io, timeout)).await {
             Ok(header) => {
                 if let Some(client) = header.client {
                     self.peer = Some(client);
@@ -402,6 +410,7 @@ impl Connection {
             consumed,
             proxy_pending,
             mut place,
+            idle: _,
         } = self;
         let mut prefix = read.to_vec();
         prefix.extend_from_slice(&own[consumed..]);

@@ -312,12 +312,19 @@ impl Dispatch {
     }
 
     async fn deliver_after_proxy(self: Arc<Self>, conn: Accepted, totals: Arc<Totals>) {
-        let result = crate::proxy::take_header(conn).await;
+        // A silent connection, for the cap: the first to go when it is full.
+        let cap = crate::cap::IdleHandle::new(&totals.cap);
+        cap.fresh();
+        let result = tokio::select! {
+            result = crate::proxy::take_header(conn) => Some(result),
+            () = cap.evicted() => None,
+        };
         self.proxy_reads.fetch_sub(1, Ordering::AcqRel);
         self.capacity.notify_one();
         match result {
-            Ok(conn) => self.deliver(conn),
-            Err((peer, e)) => {
+            Some(Ok(conn)) => self.deliver(conn),
+            None => tracing::debug!("a connection without its PROXY header closed at the cap"),
+            Some(Err((peer, e))) => {
                 totals.proxy_rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(?peer, error = %e, "PROXY header refused; connection closed");
             }

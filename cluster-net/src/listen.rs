@@ -74,7 +74,10 @@ impl WorkerExt for Worker {
 }
 
 fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
-    let config = worker.state::<NetConfig>().map(|c| *c).unwrap_or_default();
+    let config = worker
+        .state::<NetConfig>()
+        .map(|c| (*c).clone())
+        .unwrap_or_default();
     let registry = hooks::extension::<Registry>(worker);
     let Plan {
         key,
@@ -143,7 +146,8 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             if b.uses_acceptor() {
                 Mode::Dispatched(seat)
             } else {
-                let own = AcceptSocket::register(&socket.listener, socket.proxy).map_err(fail)?;
+                let own =
+                    AcceptSocket::register(&socket.listener, socket.proxy.clone()).map_err(fail)?;
                 Mode::Own {
                     own,
                     seat: Some(seat),
@@ -222,7 +226,7 @@ fn reuseport(
             }
         }
     };
-    let own = AcceptSocket::register(&member.listener, socket.proxy).map_err(fail)?;
+    let own = AcceptSocket::register(&member.listener, socket.proxy.clone()).map_err(fail)?;
     member.attach();
     let inbox = dispatch.attach(slot, Arc::clone(counters));
     let seat = Seat::new(worker, &socket.label, dispatch, inbox, Some(member));
@@ -263,7 +267,7 @@ fn handle(
         cap,
     );
     let mode = Mode::Own {
-        own: AcceptSocket::register(&socket.listener, false).map_err(fail)?,
+        own: AcceptSocket::register(&socket.listener, crate::proxy::Proxy::Off).map_err(fail)?,
         seat: None,
     };
     Ok(Listener {

@@ -67,8 +67,9 @@ pub(crate) struct SharedSocket {
     pub(crate) counters: Mutex<Vec<Weak<Counters>>>,
     /// The socket file it created, for `unix:` listeners bound here.
     pub(crate) file: Option<OwnedFile>,
-    /// Its connections start with a PROXY protocol header.
-    pub(crate) proxy: bool,
+    /// Whether its connections start with a PROXY protocol header, and
+    /// from whom.
+    pub(crate) proxy: crate::proxy::Proxy,
 }
 
 impl SharedSocket {
@@ -91,7 +92,7 @@ impl SharedSocket {
             totals: Arc::new(Totals::new(cap, max_total)),
             counters: Mutex::default(),
             file: None,
-            proxy: false,
+            proxy: crate::proxy::Proxy::Off,
         }
     }
 
@@ -174,7 +175,7 @@ impl ReuseSocket {
         let sock = socket2::SockRef::from(&self.listener);
         let _ = sock.listen(0);
         let mut moved = 0;
-        for conn in crate::accept::drain(&self.listener, shared.proxy, &shared.totals) {
+        for conn in crate::accept::drain(&self.listener, &shared.proxy, &shared.totals) {
             dispatch.deliver(conn);
             moved += 1;
         }
@@ -192,8 +193,11 @@ impl ReuseSocket {
             return;
         };
         let dispatch = Arc::clone(&shared.dispatch);
-        let (this, totals, shared_proxy) =
-            (Arc::clone(self), Arc::clone(&shared.totals), shared.proxy);
+        let (this, totals, shared_proxy) = (
+            Arc::clone(self),
+            Arc::clone(&shared.totals),
+            shared.proxy.clone(),
+        );
         self.acceptor.spawn(async move {
             stand_in(
                 &this.occupancy,
@@ -408,7 +412,7 @@ impl Registry {
         let listener = {
             // Registered on the acceptor's runtime.
             let _runtime = handle.enter();
-            AcceptSocket::register(&socket.listener, socket.proxy).map_err(fail)?
+            AcceptSocket::register(&socket.listener, socket.proxy.clone()).map_err(fail)?
         };
         handle.spawn(accept_loop(listener, dispatch, Arc::clone(&socket.totals)));
         Ok(())

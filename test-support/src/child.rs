@@ -185,3 +185,23 @@ pub fn wait_gone(pid: u32) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Sets `command`'s child to at most `n` open fds (soft and hard
+/// `RLIMIT_NOFILE`), set between fork and exec.
+pub fn limit_fds(command: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; it runs in the forked child
+    // before exec, on a local value.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -13,10 +13,10 @@ mod wait;
 
 use std::time::Duration;
 
-pub use child::{alive, example, signal, this_test, wait_gone, which, Run};
+pub use child::{alive, example, limit_fds, signal, this_test, wait_gone, which, Run};
 pub use http::{closed_before_response, exchange, get, local, Response};
 pub use load::{seconds, Counts, Load};
-pub use ports::free_port_run;
+pub use ports::{accept_backlog, free_port_run};
 pub use wait::{drain, eventually, eventually_blocking, until};
 
 /// Every wait in the tests is bounded by this: long enough for a loaded

@@ -33,24 +33,6 @@ async fn served(waiting: &mut Vec<Client>) -> Vec<(u64, BufReader<TcpStream>)> {
     out
 }
 
-/// Connections waiting in the kernel's accept queues of the listening
-/// sockets on `addr`'s port (`rx_queue` of a listening socket in
-/// `/proc/net/tcp` is its accept backlog): those nobody accepted.
-fn backlog(addr: SocketAddr) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let port = format!(":{:04X}", addr.port());
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let listening = fields.get(3) == Some(&"0A") && fields[1].ends_with(&port);
-            let rx = fields.get(4)?.split(':').nth(1)?;
-            listening.then(|| usize::from_str_radix(rx, 16).ok())?
-        })
-        .sum()
-}
-
 /// Admitted clients per worker id.
 fn by_worker(held: &[(u64, BufReader<TcpStream>)]) -> HashMap<u64, usize> {
     let mut by = HashMap::new();
@@ -87,7 +69,7 @@ async fn exact(
     assert_eq!(held.len(), limit, "{balance}: admitted at once");
     // The others were not accepted: they wait in the kernel's backlog.
     assert_eq!(
-        backlog(addr),
+        test_support::accept_backlog(addr),
         clients - limit - held_back,
         "{balance}: accepted past the limit"
     );
