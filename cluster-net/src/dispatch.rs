@@ -49,12 +49,16 @@ struct Inbox {
     queue: VecDeque<Accepted>,
     /// The worker's `accept`, while it waits on an empty inbox.
     waker: Option<Waker>,
+    /// Its worker has called `accept`: until then (its server being
+    /// built, perhaps failing, as a hot upgrade's new process may) nothing
+    /// is put here, and connections wait in the kernel's queue.
+    accepting: bool,
 }
 
 impl Inbox {
     /// Whether the acceptor may put one more connection here.
     fn can_take(&self) -> bool {
-        self.queue.len() < PREFETCH && self.counters.has_room()
+        self.accepting && self.queue.len() < PREFETCH && self.counters.has_room()
     }
 
     fn load(&self) -> usize {
@@ -146,6 +150,7 @@ impl Dispatch {
                 counters,
                 queue: VecDeque::new(),
                 waker: None,
+                accepting: false,
             });
             key
         };
@@ -197,6 +202,9 @@ impl Dispatch {
         let Some(inbox) = st.inboxes.iter_mut().find(|b| b.key == key) else {
             return Poll::Pending;
         };
+        // Its first `accept`: the acceptor may fill it from now on.
+        let first = !std::mem::replace(&mut inbox.accepting, true);
+        let wake_acceptor = wake_acceptor || first;
         let taken = inbox.queue.pop_front().or_else(|| {
             let first = st.returned.front_mut()?;
             first
@@ -214,6 +222,10 @@ impl Dispatch {
                 Poll::Ready(conn)
             }
             None => {
+                if first {
+                    st.acceptor_waits = false;
+                    self.capacity.notify_one();
+                }
                 if !inbox
                     .waker
                     .as_ref()
@@ -345,7 +357,10 @@ impl Dispatch {
 
     /// Whether an inbox other than `key` is attached: a worker to migrate to.
     pub(crate) fn has_other(&self, key: u64) -> bool {
-        self.lock().inboxes.iter().any(|b| b.key != key)
+        self.lock()
+            .inboxes
+            .iter()
+            .any(|b| b.key != key && b.accepting)
     }
 
     fn deliver_to(&self, conn: Accepted, except: Option<u64>) {
@@ -407,18 +422,10 @@ impl Dispatch {
     ) -> Placed {
         let mut pick = None;
         if self.balance == Balance::Sticky {
-            let slot = sticky_slot(
-                conn.peer,
-                st.inboxes
-                    .iter()
-                    .filter(|b| Some(b.key) != except)
-                    .map(|b| b.slot),
-            );
-            let own = slot.and_then(|slot| {
-                st.inboxes
-                    .iter()
-                    .position(|b| b.slot == slot && Some(b.key) != except)
-            });
+            let open = |b: &&Inbox| b.accepting && Some(b.key) != except;
+            let slot = sticky_slot(conn.peer, st.inboxes.iter().filter(open).map(|b| b.slot));
+            let own =
+                slot.and_then(|slot| st.inboxes.iter().position(|b| b.slot == slot && open(&b)));
             if let Some(i) = own {
                 let inbox = &st.inboxes[i];
                 if inbox.queue.len() < STICKY_BACKLOG && conn.place.assign(&inbox.counters) {

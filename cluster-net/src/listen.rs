@@ -162,6 +162,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         counters,
         totals: Arc::clone(&socket.totals),
         slot_socket,
+        first_accept: crate::upgrade::FirstAccept::new(worker),
     })
 }
 
@@ -277,5 +278,6 @@ fn handle(
         counters: socket.counters(worker.id(), worker.slot(), max_per_worker),
         totals: Arc::clone(&socket.totals),
         slot_socket: None,
+        first_accept: crate::upgrade::FirstAccept::new(worker),
     })
 }

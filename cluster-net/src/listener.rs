@@ -157,6 +157,9 @@ pub struct Listener {
     pub(crate) totals: Arc<Totals>,
     /// Per-worker ports: closed when the slot is removed.
     pub(crate) slot_socket: Option<SlotSocket>,
+    /// Counts it as not serving until its first `accept` (see
+    /// `upgrade::Serving`).
+    pub(crate) first_accept: crate::upgrade::FirstAccept,
 }
 
 impl std::fmt::Debug for Listener {
@@ -204,6 +207,7 @@ impl Listener {
     /// loop goes on, so a shared port never goes silent while its socket is
     /// open. [`ListenerStats::accept_errors`](crate::ListenerStats) counts them.
     pub async fn accept(&self) -> Connection {
+        self.first_accept.accepting();
         let (totals, counters) = (&self.totals, Some(&self.counters));
         let mut backoff = Backoff::new(totals);
         loop {

@@ -17,3 +17,4 @@ mod on_panic;
 mod status;
 mod tls;
 mod tower_services;
+mod upgrade;
