@@ -4,7 +4,7 @@
 //! Run:  cargo run --release --example same_port -- [--workers N] [--host ADDR] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
 //!           [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION]
-//!           [--tls-cert PEM --tls-key PEM] [--proxy-protocol] [--no-migrate]
+//!           [--tls-cert PEM --tls-key PEM] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
 //!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
 //!       with --chaos:
@@ -19,7 +19,8 @@
 //!       curl --cacert ca.pem https://localhost:8000/   # the files are read again on SIGHUP
 //!       with --proxy-protocol (behind HAProxy's `send-proxy` / `send-proxy-v2`):
 //!       every connection starts with a PROXY v1/v2 header; /peer answers the
-//!       client it names (and sticky balance keys on it)
+//!       client it names (and sticky balance keys on it); with --proxy-from
+//!       10.0.0.0/8 (repeatable), only the balancers in those networks may connect
 //! Reload: `kill -HUP <pid>` replaces the workers one by one; idle keep-alive
 //!       connections move to a live worker instead of closing (--no-migrate:
 //!       they close, as in other servers). `kill -QUIT <pid>`: hot upgrade.
@@ -50,6 +51,7 @@ struct Flags {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     proxy_protocol: bool,
+    proxy_from: Vec<cluster_thread::net::Cidr>,
     migrate: bool,
 }
 
@@ -60,7 +62,7 @@ const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id
 const USAGE: &str = "usage: same_port [--workers N] [--host ADDR] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
     [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION] \
-    [--tls-cert PEM --tls-key PEM] [--proxy-protocol] [--no-migrate]";
+    [--tls-cert PEM --tls-key PEM] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate]";
 
 fn main() -> ExitCode {
     // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         tls_cert: None,
         tls_key: None,
         proxy_protocol: false,
+        proxy_from: Vec::new(),
         migrate: true,
     };
     let mut args = std::env::args().skip(1);
@@ -121,6 +124,11 @@ fn main() -> ExitCode {
                 flags.proxy_protocol = true;
                 Ok(())
             }
+            "--proxy-from" => value("--proxy-from").and_then(|v| {
+                v.parse()
+                    .map(|net| flags.proxy_from.push(net))
+                    .map_err(|e| format!("--proxy-from {v}: {e}"))
+            }),
             "--no-migrate" => {
                 flags.migrate = false;
                 Ok(())
@@ -141,6 +149,10 @@ fn main() -> ExitCode {
     if flags.proxy_protocol && flags.tls_cert.is_some() {
         // The PROXY header comes before TLS's: not read under TLS yet.
         eprintln!("same_port: --proxy-protocol does not go with --tls-cert yet\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    if !flags.proxy_from.is_empty() && !flags.proxy_protocol {
+        eprintln!("same_port: --proxy-from goes with --proxy-protocol\n{USAGE}");
         return ExitCode::from(2);
     }
     if flags.tls_cert.is_some() != flags.tls_key.is_some() {
@@ -170,9 +182,11 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
     let listen = cluster_thread::net::Listen::parse(
         &std::net::SocketAddr::new(flags.host, port).to_string(),
     )?;
-    let listener = worker
-        .listen(listen.with().proxy_protocol(flags.proxy_protocol))
-        .await?;
+    let mut spec = listen.with().proxy_protocol(flags.proxy_protocol);
+    if !flags.proxy_from.is_empty() {
+        spec = spec.proxy_from(flags.proxy_from.iter().copied());
+    }
+    let listener = worker.listen(spec).await?;
     // Built once: each response only clones it (a reference count).
     let id = http::HeaderValue::from(worker.id());
     let mut server = Server::new(listener).migrate(flags.migrate);

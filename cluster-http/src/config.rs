@@ -103,7 +103,11 @@ impl HttpConfig {
     /// request of a new connection. For HTTP/1 it restarts whenever a
     /// keep-alive connection goes idle, so an idle HTTP/1 connection is
     /// closed after the shorter of this and
-    /// [`keep_alive_timeout`](Self::keep_alive_timeout).
+    /// [`keep_alive_timeout`](Self::keep_alive_timeout). A connection
+    /// accepted while the cluster's connection cap is three quarters full
+    /// or more gets a quarter of it (at least a second) for its first
+    /// request, as silent connections may be filling the cap (so does the
+    /// TLS handshake timeout).
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
         self

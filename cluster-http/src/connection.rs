@@ -115,7 +115,7 @@ pub(crate) async fn serve<I, S, B>(
     // In the connection's span, which names the peer.
     tracing::debug!("connection open");
     let mut first = BytesMut::with_capacity(FIRST_READ);
-    let first_limit = cx.idle.first;
+    let first_limit = activity.first_limit(cx.idle.first);
     // One timer for the connection's life: until its first request, then
     // between requests.
     let idle = activity.idle_for(first_limit, first_limit);

@@ -44,9 +44,14 @@ impl std::fmt::Debug for Activity {
 }
 
 impl Activity {
+    /// A new connection's: fresh for the cap (the first to go at the cap,
+    /// oldest first) until its first request begins.
     pub(crate) fn new(slot: Arc<Slot>, cap: Option<IdleHandle>) -> Rc<Activity> {
         slot.accepted.fetch_add(1, Ordering::Relaxed);
         slot.active.fetch_add(1, Ordering::Relaxed);
+        if let Some(cap) = &cap {
+            cap.fresh();
+        }
         Rc::new(Activity {
             slot,
             in_flight: Cell::new(0),
@@ -124,10 +129,27 @@ impl Activity {
         }
     }
 
+    /// `limit` for this connection's first request: a quarter of it
+    /// (at least a second) while the cluster's connection cap is under
+    /// pressure (see `IdleHandle::under_pressure`).
+    pub(crate) fn first_limit(&self, limit: Duration) -> Duration {
+        if self.cap.as_ref().is_some_and(IdleHandle::under_pressure) {
+            under_pressure(limit)
+        } else {
+            limit
+        }
+    }
+
     /// Whether the cap has asked for this connection (see `evicted`).
     pub(crate) fn eviction_asked(&self) -> bool {
         self.cap.as_ref().is_some_and(IdleHandle::is_asked)
     }
+}
+
+/// A timeout for a connection's first bytes while the connection cap is
+/// under pressure: a quarter, at least a second (never longer).
+pub(crate) fn under_pressure(limit: Duration) -> Duration {
+    (limit / 4).max(Duration::from_secs(1)).min(limit)
 }
 
 pin_project_lite::pin_project! {

@@ -143,8 +143,13 @@ where
         let span = tracing::debug_span!("connection", peer = ?info.map(|i| i.peer));
         conns.spawn(tracing::Instrument::instrument(
             async move {
-                // Before HTTP, on the connection's own task: a PROXY header.
-                let info = match L::handshake(&mut io, info).await {
+                // Before HTTP, on the connection's own task: a PROXY header
+                // (the cap may close it meanwhile, as a silent connection).
+                let handshake = tokio::select! {
+                    handshake = L::handshake(&mut io, info) => handshake,
+                    () = activity.evicted() => return,
+                };
+                let info = match handshake {
                     Ok(info) => info,
                     Err(e) => {
                         tracing::debug!(error = %e, "connection refused before HTTP");

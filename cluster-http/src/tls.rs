@@ -226,13 +226,41 @@ impl<Io> Handshakes<Io>
 where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    fn start(&mut self, io: Io, info: Option<ConnectionInfo>) {
-        let (accept, timeout) = (self.acceptor.accept(io), self.timeout);
+    /// Starts the handshake of `io`; `cap` is its handle for the
+    /// connection cap: fresh (the first to go at the cap) until its first
+    /// request, and a quarter of the timeout while the cap is under pressure.
+    fn start(
+        &mut self,
+        io: Io,
+        info: Option<ConnectionInfo>,
+        cap: Option<cluster_net::IdleHandle>,
+    ) {
+        let mut timeout = self.timeout;
+        if let Some(cap) = &cap {
+            cap.fresh();
+            if cap.under_pressure() {
+                timeout = crate::idle::under_pressure(timeout);
+            }
+        }
+        let accept = self.acceptor.accept(io);
         // `spawn`, not `spawn_local`: the handshake is `Send`, and this
         // works on any runtime (on a worker's, it runs on its thread).
         self.tasks.spawn(async move {
             let peer = info.map(|i| i.peer);
-            match tokio::time::timeout(timeout, accept).await {
+            let evicted = async {
+                match &cap {
+                    Some(cap) => cap.evicted().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let handshake = tokio::select! {
+                handshake = tokio::time::timeout(timeout, accept) => handshake,
+                () = evicted => {
+                    tracing::debug!(?peer, "TLS handshake cut short at the connection cap");
+                    return None;
+                }
+            };
+            match handshake {
                 Ok(Ok(stream)) => Some((stream, info)),
                 Ok(Err(e)) => {
                     tracing::debug!(?peer, error = %e, "TLS handshake failed; connection closed");
@@ -332,7 +360,10 @@ impl<L: Listener> Listener for TlsListener<L> {
                 (io, info) = self.inner.accept() => Next::Accepted(io, info),
             };
             match next {
-                Next::Accepted(io, info) => self.handshakes.start(io, info),
+                Next::Accepted(io, info) => {
+                    let cap = L::idle_handle(&io);
+                    self.handshakes.start(io, info, cap);
+                }
                 Next::Joined(joined) => {
                     if let Some(done) = self.handshakes.finished(joined) {
                         return done;
@@ -356,7 +387,8 @@ impl<L: Listener> Listener for TlsListener<L> {
             mut handshakes,
         } = self;
         for (io, info) in inner.close().await {
-            handshakes.start(io, info);
+            let cap = L::idle_handle(&io);
+            handshakes.start(io, info, cap);
         }
         let mut done = Vec::new();
         while let Some(joined) = handshakes.tasks.join_next().await {

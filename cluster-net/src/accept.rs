@@ -12,9 +12,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socket2::SockRef;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::sync::Notify;
 
 use crate::bind::StdListener;
-use crate::conn::{Accepted, StdStream, Totals};
+use crate::conn::{Accepted, Counters, Full, Place, StdStream, Totals};
+use crate::proxy::Proxy;
 
 /// A listening socket registered on the current runtime, accepting
 /// connections in std form (non-blocking, close-on-exec), registered later
@@ -28,13 +30,14 @@ pub(crate) struct AcceptSocket {
     /// and listens again: tokio keeps "read closed" readiness for good, so
     /// the old registration would report ready forever.
     registered: Mutex<Arc<AsyncFd<StdListener>>>,
-    /// Its connections start with a PROXY protocol header.
-    proxy: bool,
+    /// Whether its connections start with a PROXY protocol header, and
+    /// from whom they may come.
+    proxy: Proxy,
 }
 
 impl AcceptSocket {
     /// Registers a clone of `listener` on the current runtime.
-    pub(crate) fn register(listener: &StdListener, proxy: bool) -> io::Result<AcceptSocket> {
+    pub(crate) fn register(listener: &StdListener, proxy: Proxy) -> io::Result<AcceptSocket> {
         let source = listener.try_clone()?;
         let registered = Mutex::new(Arc::new(Self::registration(&source)?));
         Ok(AcceptSocket {
@@ -60,25 +63,50 @@ impl AcceptSocket {
         )
     }
 
-    /// A connection already in the queue, if any, without waiting.
-    pub(crate) fn accept_now(&self) -> Option<Accepted> {
-        accept_nonblocking(&self.source, self.proxy).ok()
+    /// A connection already in the queue, if any, without waiting, and if
+    /// the listener's total and the cap have room for it.
+    pub(crate) fn accept_now(&self, totals: &Arc<Totals>) -> Option<Accepted> {
+        loop {
+            let place = Place::take(totals, None).ok()?;
+            let accepted = accept_nonblocking(&self.source, &self.proxy, place).ok()?;
+            if !refused(&self.proxy, &accepted, totals) {
+                return Some(accepted);
+            }
+        }
     }
 
-    /// The next connection; errors are counted in the socket's `totals` and
-    /// handled by [`Backoff`], never returned.
-    pub(crate) async fn accept(&self, totals: &Totals) -> Accepted {
-        self.accept_holding(totals, || std::future::ready(()))
+    /// Every connection in the queue, counted even past the limits: a
+    /// socket being closed is drained, never reset.
+    pub(crate) fn drain(&self, totals: &Arc<Totals>) -> Vec<Accepted> {
+        drain(&self.source, &self.proxy, totals)
+    }
+
+    /// The next connection, with its place taken (in `worker`'s count too,
+    /// if given); errors are counted in the socket's `totals` and handled
+    /// by [`Backoff`], never returned.
+    pub(crate) async fn accept(
+        &self,
+        totals: &Arc<Totals>,
+        worker: Option<&Arc<Counters>>,
+    ) -> Accepted {
+        self.accept_holding(totals, worker, || std::future::ready(()))
             .await
             .0
     }
 
     /// [`accept`](Self::accept), with what `hold` resolves to (a lock's
     /// guard) taken just before the `accept(2)` that succeeds, and returned:
-    /// held from accept to delivery, but not while waiting for a client.
+    /// held from accept to delivery, but neither while waiting for a client
+    /// nor through a back-off.
+    ///
+    /// The connection's place is taken before `accept(2)` and given back if
+    /// it fails: while the listener's total, the cap or `worker` is full, a
+    /// waiting client stays in the kernel's queue (at the cap, once the
+    /// oldest idle connection was asked to make room).
     pub(crate) async fn accept_holding<G, F: Future<Output = G>>(
         &self,
-        totals: &Totals,
+        totals: &Arc<Totals>,
+        worker: Option<&Arc<Counters>>,
         mut hold: impl FnMut() -> F,
     ) -> (Accepted, G) {
         let mut backoff = Backoff::new(totals);
@@ -91,26 +119,36 @@ impl AcceptSocket {
                     continue;
                 }
             };
-            if totals.cap.full() {
-                // Readiness outlives the accept that used it, so ask the
-                // kernel whether a client waits: never close an idle
-                // connection for nobody. (A client that comes after the
-                // check brings readiness of its own.)
-                if !ready.ready().is_read_closed() && !queued(registered.get_ref()) {
-                    ready.clear_ready();
+            let closed = ready.ready().is_read_closed();
+            let place = match Place::take(totals, worker) {
+                Ok(place) => place,
+                Err(full) => {
+                    // Readiness outlives the accept that used it, so ask the
+                    // kernel whether a client waits: never wait for a place,
+                    // nor close an idle connection, for nobody. (A client
+                    // that comes after the check brings readiness of its own.)
+                    if !closed && !queued(registered.get_ref()) {
+                        ready.clear_ready();
+                        continue;
+                    }
+                    // A client waits: for a place (readiness stays set, so
+                    // it is taken right after).
+                    drop(ready);
+                    match full {
+                        Full::Cap => totals.cap.make_room().await,
+                        Full::Total => wait_for_room(&totals.freed, || totals.has_room()).await,
+                        Full::Worker(w) => wait_for_room(&w.freed, || w.has_room()).await,
+                    }
                     continue;
                 }
-                // A client waits and the cluster is at its cap: make room
-                // (readiness stays set, so it is taken right after).
-                drop(ready);
-                totals.cap.make_room().await;
-                continue;
-            }
-            let closed = ready.ready().is_read_closed();
+            };
             let guard = hold().await;
-            match ready.try_io(|fd| accept_nonblocking(fd.get_ref(), self.proxy)) {
+            let accept =
+                |fd: &AsyncFd<StdListener>| accept_nonblocking(fd.get_ref(), &self.proxy, place);
+            let error = match ready.try_io(accept) {
+                Ok(Ok(accepted)) if refused(&self.proxy, &accepted, totals) => continue,
                 Ok(Ok(accepted)) => return (accepted, guard),
-                Ok(Err(e)) => backoff.on_error(&e).await,
+                Ok(Err(e)) => e,
                 // Listening again after it was shut down: register afresh.
                 Err(_would_block) if closed => match Self::registration(&self.source) {
                     Ok(fresh) => {
@@ -118,14 +156,50 @@ impl AcceptSocket {
                             .registered
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
+                        continue;
                     }
-                    Err(e) => backoff.on_error(&e).await,
+                    Err(e) => e,
                 },
                 // Not ready after all: readiness was cleared, wait again.
-                Err(_would_block) => {}
-            }
+                Err(_would_block) => continue,
+            };
+            // Not held through the back-off: a lock's other users (the last
+            // listener's `close`, sibling stand-ins) must not wait it out.
+            drop(guard);
+            backoff.on_error(&error).await;
         }
     }
+}
+
+/// Waits until `has_room` (re-checked each time `freed` is notified).
+pub(crate) async fn wait_for_room(freed: &Notify, has_room: impl Fn() -> bool) {
+    loop {
+        let notified = freed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if has_room() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Every connection in `listener`'s queue, counted even past the limits.
+pub(crate) fn drain(listener: &StdListener, proxy: &Proxy, totals: &Arc<Totals>) -> Vec<Accepted> {
+    std::iter::from_fn(|| accept_nonblocking(listener, proxy, Place::force(totals)).ok())
+        .filter(|accepted| !refused(proxy, accepted, totals))
+        .collect()
+}
+
+/// Whether `accepted` comes from outside a PROXY port's trusted networks:
+/// then it is counted and logged (and closed as it is dropped).
+fn refused(proxy: &Proxy, accepted: &Accepted, totals: &Totals) -> bool {
+    if !proxy.refuses(accepted.peer) {
+        return false;
+    }
+    totals.proxy_rejected.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(peer = ?accepted.peer, "a PROXY port's client outside its trusted networks; closed");
+    true
 }
 
 /// Whether a connection waits in `listener`'s queue (a poll that does not
@@ -136,15 +210,18 @@ fn queued(listener: &StdListener) -> bool {
     !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }
 
-/// One `accept(2)`, the new socket non-blocking and close-on-exec; with
-/// `proxy`, its PROXY header is still to be read.
-pub(crate) fn accept_nonblocking(listener: &StdListener, proxy: bool) -> io::Result<Accepted> {
+/// One `accept(2)` for a connection whose place is taken (given back if
+/// it fails); the new socket non-blocking and close-on-exec; with `proxy`,
+/// its PROXY header is still to be read.
+fn accept_nonblocking(listener: &StdListener, proxy: &Proxy, place: Place) -> io::Result<Accepted> {
     let (socket, peer) = accept4(listener)?;
     let mut accepted = match listener {
-        StdListener::Tcp(_) => Accepted::new(StdStream::Tcp(socket.into()), peer.as_socket()),
-        StdListener::Unix(_) => Accepted::new(StdStream::Unix(socket.into()), None),
+        StdListener::Tcp(_) => {
+            Accepted::new(StdStream::Tcp(socket.into()), peer.as_socket(), place)
+        }
+        StdListener::Unix(_) => Accepted::new(StdStream::Unix(socket.into()), None, place),
     };
-    accepted.proxy_pending = proxy;
+    accepted.proxy_pending = proxy.expected();
     Ok(accepted)
 }
 
@@ -284,9 +361,44 @@ mod tests {
         assert_eq!(Cause::of(&io::Error::other("no errno")), Cause::Socket);
     }
 
+    /// A lock taken for the delivery (the dispatch's `busy`) is let go
+    /// before the back-off: a socket in error (here shut down, so that
+    /// `accept(2)` fails with EINVAL for good) must not hold up the last
+    /// listener's `close` or a sibling stand-in for up to a second a time.
+    #[tokio::test(start_paused = true)]
+    async fn the_lock_held_for_delivery_is_let_go_before_the_back_off() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        SockRef::from(&listener)
+            .shutdown(std::net::Shutdown::Read)
+            .unwrap();
+        let socket = AcceptSocket::register(&StdListener::Tcp(listener), Proxy::Off).unwrap();
+        let totals = Arc::new(Totals::new(Arc::new(crate::cap::Cap::new(8)), None));
+        let busy = Arc::new(tokio::sync::Mutex::new(()));
+        let accepting = tokio::spawn({
+            let (totals, busy) = (Arc::clone(&totals), Arc::clone(&busy));
+            async move {
+                let _ = socket.accept_holding(&totals, None, || busy.lock()).await;
+            }
+        });
+        // Time stands still while this task yields: the accept loop is in
+        // its first back-off once the error is counted.
+        let mut turns = 0;
+        while totals.accept_errors.load(Ordering::Relaxed) == 0 {
+            assert!(turns < 100_000, "accept(2) never failed");
+            turns += 1;
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            busy.try_lock().is_ok(),
+            "the lock is held through the back-off"
+        );
+        accepting.abort();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_wait_doubles_up_to_a_second_and_every_error_counts() {
-        let totals = Totals::new(std::sync::Arc::new(crate::cap::Cap::new(8)));
+        let totals = Totals::new(std::sync::Arc::new(crate::cap::Cap::new(8)), None);
         let mut backoff = Backoff::new(&totals);
         let invalid = io::Error::from_raw_os_error(libc::EINVAL);
         let start = tokio::time::Instant::now();

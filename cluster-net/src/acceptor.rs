@@ -75,32 +75,16 @@ impl Drop for AcceptorThread {
 }
 
 /// The accept loop of a socket in a dispatching mode: accepts only while
-/// some worker can take a connection and the socket is under its limit (the
-/// cluster's cap is `AcceptSocket::accept`'s).
+/// some worker can take a connection (the listener's total and the
+/// cluster's cap are the places' that `AcceptSocket::accept_holding` takes).
 pub(crate) async fn accept_loop(
     listener: AcceptSocket,
     dispatch: Arc<Dispatch>,
     totals: Arc<Totals>,
-    max_total: Option<usize>,
 ) {
     loop {
         dispatch.wanted().await;
-        if let Some(max) = max_total {
-            wait_total_below(&totals, max).await;
-        }
-        dispatch.accept_from(&listener, &totals, max_total).await;
-    }
-}
-
-async fn wait_total_below(totals: &Totals, max: usize) {
-    loop {
-        let freed = totals.freed.notified();
-        tokio::pin!(freed);
-        freed.as_mut().enable();
-        if totals.active.load(Ordering::Acquire) < max {
-            return;
-        }
-        freed.await;
+        dispatch.accept_from(&listener, &totals).await;
     }
 }
 
@@ -129,7 +113,7 @@ impl Occupancy {
 pub(crate) async fn stand_in(
     occupancy: &Occupancy,
     socket: &StdListener,
-    proxy: bool,
+    proxy: crate::proxy::Proxy,
     dispatch: &Arc<Dispatch>,
     totals: &Arc<Totals>,
 ) {
@@ -153,7 +137,7 @@ pub(crate) async fn stand_in(
         }
         tokio::select! {
             () = &mut reattached => return,
-            () = dispatch.accept_from(&listener, totals, None) => {}
+            () = dispatch.accept_from(&listener, totals) => {}
         }
     }
 }

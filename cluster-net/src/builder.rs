@@ -34,7 +34,11 @@ pub trait ClusterBuilderExt: Sized {
     /// SIGQUIT while one runs is refused with a warning. In a process
     /// started that way, takes the old process's sockets over (read from
     /// the environment now, so call it before any thread starts) and
-    /// acknowledges once every worker listens.
+    /// acknowledges once it is ready to serve: every worker listens and
+    /// has accepted on each of its listeners (with `cluster-http`: its
+    /// server built, its TLS certificates loaded). If a worker ends first,
+    /// the upgrade is abandoned: this process stops and the old one serves
+    /// on.
     fn hot_upgrade(self) -> Result<Self, Error>;
 
     /// Takes the sockets of systemd's socket activation

@@ -1,11 +1,14 @@
 //! The cluster's cap on open connections, all listeners together, as nginx's
 //! `worker_connections`: by default a little under `RLIMIT_NOFILE`, so that
 //! the process never runs out of fds. At the cap (or when `accept` runs out
-//! of fds anyway), idle keep-alive connections are closed, oldest first,
-//! to admit new clients; with none idle, new connections wait in the
-//! kernel's backlog.
+//! of fds anyway), connections are closed to admit new clients: first those
+//! that have not sent a whole request yet (silent, or still in their TLS
+//! handshake or request head), oldest first, then idle keep-alive ones,
+//! oldest first; with none of either, new connections wait in the kernel's
+//! backlog. Above three quarters of the cap the protocol layers shorten
+//! the time a new connection has for its first request.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::Poll;
 use std::time::Instant;
@@ -35,8 +38,8 @@ pub(crate) struct Cap {
     limit: usize,
     open: AtomicUsize,
     freed: Notify,
-    /// Keep-alive connections that have been idle once (registered at their
-    /// first idle moment; dead entries are swept as the list grows).
+    /// Connections marked fresh or idle once (registered then; dead entries
+    /// are swept as the list grows).
     idle: Mutex<Idle>,
     evicted: AtomicU64,
 }
@@ -72,13 +75,21 @@ impl Cap {
         self.evicted.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn opened(&self) {
-        self.open.fetch_add(1, Ordering::Relaxed);
+    /// One more open connection, if the cap has room (atomically).
+    pub(crate) fn try_open(&self) -> bool {
+        crate::conn::take_one(&self.open, Some(self.limit))
+    }
+
+    /// One more open connection even at the cap (one open already, that
+    /// must not be lost).
+    pub(crate) fn force_open(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn closed(&self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-        self.freed.notify_one();
+        if crate::conn::released(&self.open, Some(self.limit)) {
+            self.freed.notify_waiters();
+        }
     }
 
     /// Whether the cap is reached.
@@ -107,8 +118,15 @@ impl Cap {
         }
     }
 
-    /// Asks the `most` oldest idle keep-alive connections to close; returns
-    /// how many.
+    /// Whether the cap is under pressure (three quarters full or more): new
+    /// connections then get less time for their first request.
+    pub(crate) fn under_pressure(&self) -> bool {
+        self.open.load(Ordering::Relaxed).saturating_mul(4) >= self.limit.saturating_mul(3)
+    }
+
+    /// Asks the `most` first connections in eviction order to close (those
+    /// that have sent no whole request yet, oldest first, then idle ones,
+    /// oldest first); returns how many.
     pub(crate) fn evict_oldest(&self, most: usize) -> usize {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let mut oldest: Vec<(u64, Arc<IdleState>)> = idle
@@ -116,13 +134,18 @@ impl Cap {
             .iter()
             .filter_map(Weak::upgrade)
             .filter_map(|s| {
-                let since = s.idle_since.load(Ordering::Relaxed);
-                (since != BUSY).then_some((since, s))
+                // One asked already is closing: ask another.
+                let rank = s.rank.load(Ordering::Relaxed);
+                (rank != BUSY && !s.asked.load(Ordering::Acquire)).then_some((rank, s))
             })
             .collect();
         drop(idle);
-        oldest.sort_unstable_by_key(|(since, _)| *since);
+        // The `most` first, in no order: a selection, not a sort (this runs
+        // for every client admitted at the cap).
         let n = oldest.len().min(most);
+        if n < oldest.len() && n > 0 {
+            oldest.select_nth_unstable_by_key(n - 1, |(rank, _)| *rank);
+        }
         for (_, state) in oldest.into_iter().take(n) {
             state.asked.store(true, Ordering::Release);
             state.evict.wake();
@@ -131,7 +154,7 @@ impl Cap {
             self.evicted.fetch_add(n as u64, Ordering::Relaxed);
             tracing::debug!(
                 n,
-                "at the connection cap: closing the oldest idle keep-alive connections"
+                "at the connection cap: closing the oldest silent, then idle, connections"
             );
         }
         n
@@ -147,49 +170,72 @@ impl Cap {
     }
 }
 
-/// `idle_since` of a connection with a request in flight.
+/// The rank of a connection with a request in flight: never evicted.
 const BUSY: u64 = u64::MAX;
+
+/// Added to the rank of an idle connection: every fresh one goes first.
+const IDLE: u64 = 1 << 62;
 
 /// `at` in µs since the process's first use of this (ordering is all that matters).
 fn micros(at: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(at.saturating_duration_since(epoch).as_micros()).unwrap_or(BUSY - 1)
+    u64::try_from(at.saturating_duration_since(epoch).as_micros())
+        .unwrap_or(IDLE - 1)
+        .min(IDLE - 1)
 }
 
 #[derive(Debug)]
 struct IdleState {
-    idle_since: AtomicU64,
+    /// Its place in the eviction order: `micros` since fresh, `IDLE` plus
+    /// `micros` since idle, or `BUSY`.
+    rank: AtomicU64,
+    /// In the cap's list.
+    registered: AtomicBool,
     /// Set before `evict` is woken.
-    asked: std::sync::atomic::AtomicBool,
+    asked: AtomicBool,
     /// The connection's task, waiting for `asked` (registered without a
     /// lock: every connection registers once).
     evict: AtomicWaker,
 }
 
 /// How a protocol layer (such as `cluster-http`) tells the connection cap
-/// that its connection is idle between requests, so that the cap may close
-/// it (oldest first) to admit a new client; from
-/// [`Connection::idle_handle`](crate::Connection::idle_handle).
+/// what its connection is doing, so that at the cap it may close it to
+/// admit a new client; from
+/// [`Connection::idle_handle`](crate::Connection::idle_handle) (every call
+/// gives the same connection's handle).
 ///
-/// A connection is never evicted before it has been marked idle.
+/// At the cap, connections marked [`fresh`](Self::fresh) (no whole request
+/// yet) are closed first, oldest first, then those marked
+/// [`idle`](Self::idle), oldest first; one [`busy`](Self::busy), or never
+/// marked, never is.
 #[derive(Debug, Clone)]
 pub struct IdleHandle {
     state: Arc<IdleState>,
     cap: Weak<Cap>,
-    registered: std::cell::Cell<bool>,
 }
 
 impl IdleHandle {
     pub(crate) fn new(cap: &Arc<Cap>) -> IdleHandle {
         IdleHandle {
             state: Arc::new(IdleState {
-                idle_since: AtomicU64::new(BUSY),
-                asked: std::sync::atomic::AtomicBool::new(false),
+                rank: AtomicU64::new(BUSY),
+                registered: AtomicBool::new(false),
+                asked: AtomicBool::new(false),
                 evict: AtomicWaker::new(),
             }),
             cap: Arc::downgrade(cap),
-            registered: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The connection has not sent a whole request yet (nothing, or part
+    /// of a TLS handshake or of a request head): at the cap, such
+    /// connections are closed before idle ones, the oldest first. Only the
+    /// first mark counts (a connection is fresh since it was accepted):
+    /// does nothing once the connection was marked.
+    pub fn fresh(&self) {
+        if !self.state.registered.load(Ordering::Relaxed) {
+            self.mark(micros(Instant::now()));
         }
     }
 
@@ -200,8 +246,12 @@ impl IdleHandle {
 
     /// [`idle`](Self::idle), since `at` (a time the caller has read anyway).
     pub fn idle_since(&self, at: Instant) {
-        self.state.idle_since.store(micros(at), Ordering::Relaxed);
-        if !self.registered.replace(true) {
+        self.mark(IDLE + micros(at));
+    }
+
+    fn mark(&self, rank: u64) {
+        self.state.rank.store(rank, Ordering::Relaxed);
+        if !self.state.registered.swap(true, Ordering::Relaxed) {
             if let Some(cap) = self.cap.upgrade() {
                 cap.register(&self.state);
             }
@@ -210,11 +260,19 @@ impl IdleHandle {
 
     /// A request is in flight: not to be evicted.
     pub fn busy(&self) {
-        self.state.idle_since.store(BUSY, Ordering::Relaxed);
+        self.state.rank.store(BUSY, Ordering::Relaxed);
+    }
+
+    /// Whether the cluster's connection cap is three quarters full or more:
+    /// then a new connection should get less time for its first request
+    /// (`cluster-http` gives it a quarter of its header read and TLS
+    /// handshake timeouts), as silent ones may be filling the cap.
+    pub fn under_pressure(&self) -> bool {
+        self.cap.upgrade().is_some_and(|cap| cap.under_pressure())
     }
 
     /// Resolves when the cap asks for this connection to close (it was
-    /// among the oldest idle ones at the cap): close it gracefully. One task
+    /// among the first to go at the cap): close it gracefully. One task
     /// waits on a connection's handle: the last to poll is the one woken.
     pub async fn evicted(&self) {
         std::future::poll_fn(|task| {
@@ -266,7 +324,7 @@ mod tests {
         }
         // Idle since 30, 10 and 20; the fourth was never idle.
         for (h, since) in handles.iter().zip([30, 10, 20]) {
-            h.state.idle_since.store(since, Ordering::Relaxed);
+            h.state.rank.store(IDLE + since, Ordering::Relaxed);
         }
         assert_eq!(cap.evict_oldest(2), 2);
         let mut told_now = Vec::new();
@@ -274,9 +332,56 @@ mod tests {
             told_now.push(told(h).await);
         }
         assert_eq!(told_now, [false, true, true, false]);
-        // Busy again: no longer a candidate.
+        // Busy again: no longer a candidate; those asked are not asked again.
         handles[0].busy();
-        assert_eq!(cap.evict_oldest(BATCH), 2);
-        assert_eq!(cap.evicted(), 4);
+        assert_eq!(cap.evict_oldest(BATCH), 0);
+        assert_eq!(cap.evicted(), 2);
+    }
+
+    #[tokio::test]
+    async fn eviction_selects_the_oldest_of_many() {
+        let cap = Arc::new(Cap::new(2));
+        let handles: Vec<_> = (0..100).map(|_| IdleHandle::new(&cap)).collect();
+        // Idle since a shuffled order: 37 × i mod 100 is a permutation.
+        for (i, h) in handles.iter().enumerate() {
+            h.idle();
+            h.state
+                .rank
+                .store(IDLE + (i as u64 * 37) % 100, Ordering::Relaxed);
+        }
+        assert_eq!(cap.evict_oldest(BATCH), BATCH);
+        let mut asked: Vec<u64> = handles
+            .iter()
+            .filter(|h| h.is_asked())
+            .map(|h| h.state.rank.load(Ordering::Relaxed) - IDLE)
+            .collect();
+        asked.sort_unstable();
+        assert_eq!(asked, (0..BATCH as u64).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn connections_without_a_request_go_before_idle_ones_oldest_first() {
+        let cap = Arc::new(Cap::new(2));
+        let idle = IdleHandle::new(&cap);
+        idle.idle();
+        let (old, new) = (IdleHandle::new(&cap), IdleHandle::new(&cap));
+        old.fresh();
+        new.fresh();
+        // Fresh since before the idle one was idle, or after: fresh first.
+        old.state.rank.store(5, Ordering::Relaxed);
+        new.state.rank.store(IDLE - 1, Ordering::Relaxed);
+        // A later `fresh` keeps the first mark.
+        old.fresh();
+        assert_eq!(old.state.rank.load(Ordering::Relaxed), 5);
+        assert_eq!(cap.evict_oldest(1), 1);
+        assert!(old.is_asked() && !new.is_asked() && !idle.is_asked());
+        assert_eq!(cap.evict_oldest(1), 1);
+        assert!(new.is_asked() && !idle.is_asked());
+        // Its first request began: no longer a candidate.
+        let started = IdleHandle::new(&cap);
+        started.fresh();
+        started.busy();
+        assert_eq!(cap.evict_oldest(8), 1);
+        assert!(idle.is_asked() && !started.is_asked());
     }
 }

@@ -32,15 +32,18 @@ pub(crate) struct Accepted {
     pub(crate) prefix: Vec<u8>,
     /// A PROXY protocol header is still to be read.
     pub(crate) proxy_pending: bool,
+    /// Its place under the limits, from before its `accept(2)` on.
+    pub(crate) place: Place,
 }
 
 impl Accepted {
-    pub(crate) fn new(stream: StdStream, peer: Option<SocketAddr>) -> Accepted {
+    pub(crate) fn new(stream: StdStream, peer: Option<SocketAddr>, place: Place) -> Accepted {
         Accepted {
             stream,
             peer,
             prefix: Vec::new(),
             proxy_pending: false,
+            place,
         }
     }
 }
@@ -51,17 +54,39 @@ pub(crate) struct Counters {
     pub(crate) id: u64,
     pub(crate) slot: usize,
     pub(crate) accepted: AtomicU64,
+    /// Its connections: open, or accepted for it and waiting in its inbox.
     pub(crate) active: AtomicUsize,
+    /// Its connection limit (`max_connections_per_worker`).
+    pub(crate) limit: Option<usize>,
+    /// Notified when `active` goes below `limit`.
     pub(crate) freed: Notify,
-    /// The acceptor's, for the modes that have one: a closed connection may
-    /// let it hand this worker another.
-    pub(crate) capacity: Option<Arc<Notify>>,
+    /// The dispatch's: a place freed may let an acceptor hand this worker
+    /// another.
+    pub(crate) capacity: Arc<Notify>,
+}
+
+impl Counters {
+    pub(crate) fn has_room(&self) -> bool {
+        self.limit
+            .is_none_or(|limit| self.active.load(Ordering::Acquire) < limit)
+    }
+
+    fn release(&self) {
+        if released(&self.active, self.limit) {
+            self.freed.notify_waiters();
+            self.capacity.notify_one();
+        }
+    }
 }
 
 /// Connection counts of a listener, all workers together.
 #[derive(Debug)]
 pub(crate) struct Totals {
+    /// Its connections: open, on their way to a worker, or being accepted.
     pub(crate) active: AtomicUsize,
+    /// Its limit (`max_connections`).
+    pub(crate) max: Option<usize>,
+    /// Notified when `active` goes below `max`.
     pub(crate) freed: Notify,
     /// Failed accepts on the socket, by any worker or the acceptor.
     pub(crate) accept_errors: AtomicU64,
@@ -74,15 +99,164 @@ pub(crate) struct Totals {
 }
 
 impl Totals {
-    pub(crate) fn new(cap: Arc<Cap>) -> Totals {
+    pub(crate) fn new(cap: Arc<Cap>, max: Option<usize>) -> Totals {
         Totals {
             active: AtomicUsize::new(0),
+            max,
             freed: Notify::new(),
             accept_errors: AtomicU64::new(0),
             proxy_rejected: AtomicU64::new(0),
             migrated: AtomicU64::new(0),
             cap,
         }
+    }
+
+    pub(crate) fn has_room(&self) -> bool {
+        self.max
+            .is_none_or(|max| self.active.load(Ordering::Acquire) < max)
+    }
+
+    fn release(&self) {
+        if released(&self.active, self.max) {
+            self.freed.notify_waiters();
+        }
+    }
+}
+
+/// One more in `count` if it is under `limit` (atomically: two threads
+/// never both take the last place).
+pub(crate) fn take_one(count: &AtomicUsize, limit: Option<usize>) -> bool {
+    match limit {
+        None => {
+            count.fetch_add(1, Ordering::AcqRel);
+            true
+        }
+        Some(limit) => count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok(),
+    }
+}
+
+/// One less in `count`; true when that may let a waiter in (it was at
+/// `limit` or above). Waiters re-check after they enable their
+/// notification, so only these releases need to notify, and then all
+/// waiters: whoever finds the place first takes it.
+pub(crate) fn released(count: &AtomicUsize, limit: Option<usize>) -> bool {
+    let before = count.fetch_sub(1, Ordering::AcqRel);
+    limit.is_some_and(|limit| before >= limit)
+}
+
+/// Which limit had no room for a connection.
+#[derive(Debug)]
+pub(crate) enum Full<'a> {
+    Worker(&'a Counters),
+    Total,
+    Cap,
+}
+
+/// A connection's place under the limits: taken just before its
+/// `accept(2)` (so a burst never overshoots them), held while it waits for
+/// a worker and while it is open, given back when it closes or when the
+/// accept fails. The listener's total and the cluster's cap from the
+/// start; a worker's count from the moment it is given to that worker
+/// (put in its inbox, or accepted by it).
+#[derive(Debug)]
+pub(crate) struct Place {
+    totals: Arc<Totals>,
+    worker: Option<Arc<Counters>>,
+}
+
+impl Place {
+    /// A place in `totals` and the cap (and `worker`'s count, if given),
+    /// or which of them is full.
+    pub(crate) fn take<'a>(
+        totals: &Arc<Totals>,
+        worker: Option<&'a Arc<Counters>>,
+    ) -> Result<Place, Full<'a>> {
+        if let Some(w) = worker {
+            if !take_one(&w.active, w.limit) {
+                return Err(Full::Worker(w));
+            }
+        }
+        let full = if !take_one(&totals.active, totals.max) {
+            Some(Full::Total)
+        } else if !totals.cap.try_open() {
+            totals.release();
+            Some(Full::Cap)
+        } else {
+            None
+        };
+        if let Some(full) = full {
+            if let Some(w) = worker {
+                w.release();
+            }
+            return Err(full);
+        }
+        Ok(Place {
+            totals: Arc::clone(totals),
+            worker: worker.cloned(),
+        })
+    }
+
+    /// A place for a connection that is open already (passed by the process
+    /// this one replaces, drained from a socket being closed): counted even
+    /// past the limits, never lost.
+    pub(crate) fn force(totals: &Arc<Totals>) -> Place {
+        totals.active.fetch_add(1, Ordering::AcqRel);
+        totals.cap.force_open();
+        Place {
+            totals: Arc::clone(totals),
+            worker: None,
+        }
+    }
+
+    /// Gives the place to `worker`, if it is under its limit (true if it
+    /// has it already).
+    pub(crate) fn assign(&mut self, worker: &Arc<Counters>) -> bool {
+        if self.is_of(worker) {
+            return true;
+        }
+        if !take_one(&worker.active, worker.limit) {
+            return false;
+        }
+        self.unassign();
+        self.worker = Some(Arc::clone(worker));
+        true
+    }
+
+    /// Gives the place to `worker` even past its limit (a connection the
+    /// last listener of a socket must serve).
+    pub(crate) fn force_assign(&mut self, worker: &Arc<Counters>) {
+        if !self.is_of(worker) {
+            self.unassign();
+            worker.active.fetch_add(1, Ordering::AcqRel);
+            self.worker = Some(Arc::clone(worker));
+        }
+    }
+
+    /// No longer any worker's (it moves to another one).
+    pub(crate) fn unassign(&mut self) {
+        if let Some(w) = self.worker.take() {
+            w.release();
+        }
+    }
+
+    fn is_of(&self, worker: &Arc<Counters>) -> bool {
+        self.worker.as_ref().is_some_and(|w| Arc::ptr_eq(w, worker))
+    }
+
+    pub(crate) fn totals(&self) -> &Arc<Totals> {
+        &self.totals
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.unassign();
+        self.totals.release();
+        self.totals.cap.closed();
     }
 }
 
@@ -104,25 +278,6 @@ impl Io {
     }
 }
 
-/// Keeps a connection counted while it is open.
-struct Guard {
-    counters: Arc<Counters>,
-    totals: Arc<Totals>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.counters.active.fetch_sub(1, Ordering::AcqRel);
-        self.counters.freed.notify_one();
-        self.totals.active.fetch_sub(1, Ordering::AcqRel);
-        self.totals.freed.notify_one();
-        self.totals.cap.closed();
-        if let Some(capacity) = &self.counters.capacity {
-            capacity.notify_one();
-        }
-    }
-}
-
 /// An accepted connection, registered on the worker's runtime. Closing it
 /// (dropping it) frees its place under the connection limits.
 pub struct Connection {
@@ -133,7 +288,10 @@ pub struct Connection {
     prefix: Vec<u8>,
     consumed: usize,
     proxy_pending: bool,
-    _guard: Guard,
+    /// Keeps it counted while it is open.
+    place: Place,
+    /// Its handle for the cap, made on first use.
+    idle: std::sync::OnceLock<IdleHandle>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -147,36 +305,39 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// A new connection of the worker whose counters are `counters`,
-    /// registered on the current runtime.
-    pub(crate) fn register(
-        accepted: Accepted,
-        counters: &Arc<Counters>,
-        totals: &Arc<Totals>,
-    ) -> io::Result<Connection> {
-        let io = Io::from_std(accepted.stream)?;
+    /// registered on the current runtime. Its place becomes that worker's
+    /// (it was already, unless it is one nobody's inbox could take).
+    pub(crate) fn register(accepted: Accepted, counters: &Arc<Counters>) -> io::Result<Connection> {
+        let Accepted {
+            stream,
+            peer,
+            prefix,
+            proxy_pending,
+            mut place,
+        } = accepted;
+        let io = Io::from_std(stream)?;
+        place.force_assign(counters);
         counters.accepted.fetch_add(1, Ordering::Relaxed);
-        counters.active.fetch_add(1, Ordering::Relaxed);
-        totals.active.fetch_add(1, Ordering::Relaxed);
-        totals.cap.opened();
         Ok(Connection {
             io,
-            peer: accepted.peer,
-            prefix: accepted.prefix,
+            peer,
+            prefix,
             consumed: 0,
-            proxy_pending: accepted.proxy_pending,
-            _guard: Guard {
-                counters: Arc::clone(counters),
-                totals: Arc::clone(totals),
-            },
+            proxy_pending,
+            place,
+            idle: std::sync::OnceLock::new(),
         })
     }
 
-    /// A handle through which the protocol served on this connection says
-    /// when it is idle between requests, so that the cluster's connection
-    /// cap may close it (oldest idle first) to admit a new client
-    /// (`cluster-http` does this by itself).
+    /// The handle through which the protocol served on this connection
+    /// says whether it has sent a whole request yet and when it is idle
+    /// between requests, so that the cluster's connection cap may close it
+    /// to admit a new client (see [`IdleHandle`]; `cluster-http` does this
+    /// by itself). Every call gives the same connection's handle.
     pub fn idle_handle(&self) -> IdleHandle {
-        IdleHandle::new(&self._guard.totals.cap)
+        self.idle
+            .get_or_init(|| IdleHandle::new(&self.place.totals().cap))
+            .clone()
     }
 
     /// The client's address (TCP only). On a listener that expects the
@@ -188,7 +349,8 @@ impl Connection {
 
     /// On a listener that expects the PROXY protocol
     /// ([`ListenSpec::proxy_protocol`](crate::ListenSpec::proxy_protocol)):
-    /// reads the load balancer's header (within 5 s), so that
+    /// reads the load balancer's header (within 5 s, or 1.25 s while the
+    /// connection cap is three quarters full), so that
     /// [`peer_addr`](Self::peer_addr) is the client's. Call it before
     /// reading; `cluster-http` does. Does nothing on other listeners, or
     /// when the acceptor already read it (sticky mode, whose key it is).
@@ -206,7 +368,8 @@ impl Connection {
         };
         // Boxed: its buffer would otherwise be part of every connection's
         // future, PROXY protocol or not.
-        match Box::pin(crate::proxy::read_header(io)).await {
+        let timeout = crate::proxy::timeout(&self.place.totals().cap);
+        match Box::pin(crate::proxy::read_header(io, timeout)).await {
             Ok(header) => {
                 if let Some(client) = header.client {
                     self.peer = Some(client);
@@ -216,8 +379,8 @@ impl Connection {
                 Ok(())
             }
             Err(e) => {
-                self._guard
-                    .totals
+                self.place
+                    .totals()
                     .proxy_rejected
                     .fetch_add(1, Ordering::Relaxed);
                 Err(Error::Proxy {
@@ -231,27 +394,41 @@ impl Connection {
     }
 
     pub(crate) fn totals(&self) -> &Arc<Totals> {
-        &self._guard.totals
+        self.place.totals()
     }
 
     /// Back to std form, to move to another worker: `read` (bytes read and
     /// not used yet) goes before what is left of its own prefix. Its place
-    /// under this worker's limits is freed. `None` (the connection closed)
-    /// if its socket cannot leave this runtime's reactor.
+    /// under this worker's limit is freed (it keeps its place in the
+    /// listener's total and the cap). `None` (the connection closed) if
+    /// its socket cannot leave this runtime's reactor.
     pub(crate) fn into_accepted(self, read: &[u8]) -> Option<Accepted> {
+        let Connection {
+            io,
+            peer,
+            prefix: own,
+            consumed,
+            proxy_pending,
+            mut place,
+            idle: _,
+        } = self;
         let mut prefix = read.to_vec();
-        prefix.extend_from_slice(&self.prefix[self.consumed..]);
-        let stream = match self.io {
+        prefix.extend_from_slice(&own[consumed..]);
+        let stream = match io {
             Io::Tcp(s) => s.into_std().map(StdStream::Tcp),
             Io::Unix(s) => s.into_std().map(StdStream::Unix),
         };
         match stream {
-            Ok(stream) => Some(Accepted {
-                stream,
-                peer: self.peer,
-                prefix,
-                proxy_pending: self.proxy_pending,
-            }),
+            Ok(stream) => {
+                place.unassign();
+                Some(Accepted {
+                    stream,
+                    peer,
+                    prefix,
+                    proxy_pending,
+                    place,
+                })
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "a connection could not leave its worker; closed");
                 None

@@ -1,8 +1,8 @@
 //! The hand-off between an acceptor and the workers. Each listener of a
 //! worker has an inbox here; the acceptor puts each connection it accepts in
 //! the inbox the balance mode picks, among those that can take one (under
-//! the worker's connection limit, and holding fewer than `PREFETCH` not yet
-//! taken). A worker's `accept` takes from its inbox and sleeps only when it
+//! the worker's connection limit, the connections waiting in its inbox
+//! counting, and holding fewer than `PREFETCH` not yet taken). A worker's `accept` takes from its inbox and sleeps only when it
 //! is empty; the acceptor sleeps only when no inbox can take a connection
 //! (then connections wait in the kernel's backlog). A connection is never
 //! dropped on the way: an inbox whose listener goes away is emptied into the
@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -30,41 +30,72 @@ const PREFETCH: usize = 4;
 /// before it wakes the workers it gave them to.
 const BATCH: usize = 16;
 
-/// How many connections may wait for a sticky slot's worker before new ones
-/// of its clients go to another worker rather than pile up in memory.
+/// How many connections may wait for a sticky slot's worker. Past it,
+/// when the worker has no connection limit, new ones of its clients go to
+/// another worker rather than pile up behind a stuck one; when it has one,
+/// the slot is full (see [`Dispatch::place_in`]).
 const STICKY_BACKLOG: usize = 64;
+
+/// How many PROXY headers the acceptor of a sticky socket reads at once
+/// (each connection counts under the limits meanwhile): past it, new
+/// connections wait in the kernel's backlog.
+const PROXY_READS: usize = 256;
 
 struct Inbox {
     key: u64,
     slot: usize,
+    /// The worker's counts, which the connections in `queue` are part of.
     counters: Arc<Counters>,
-    limit: Option<usize>,
     queue: VecDeque<Accepted>,
     /// The worker's `accept`, while it waits on an empty inbox.
     waker: Option<Waker>,
+    /// Its worker has called `accept`: until then (its server being
+    /// built, perhaps failing, as a hot upgrade's new process may) nothing
+    /// is put here, and connections wait in the kernel's queue.
+    accepting: bool,
 }
 
 impl Inbox {
     /// Whether the acceptor may put one more connection here.
     fn can_take(&self) -> bool {
-        let held = self.counters.active.load(Ordering::Relaxed) + self.queue.len();
-        self.queue.len() < PREFETCH && self.limit.is_none_or(|limit| held < limit)
+        self.accepting && self.queue.len() < PREFETCH && self.counters.has_room()
     }
 
     fn load(&self) -> usize {
-        self.counters.active.load(Ordering::Relaxed) + self.queue.len()
+        self.counters.active.load(Ordering::Relaxed)
     }
 }
 
 #[derive(Default)]
 struct State {
     inboxes: Vec<Inbox>,
-    /// Connections no inbox could take; the next `accept` of any worker gets them.
+    /// Connections no inbox could take; the next `accept` of any worker
+    /// under its limit gets them.
     returned: VecDeque<Accepted>,
+    /// Sticky: connections whose slot is full, held for it (see
+    /// [`Dispatch::place_in`]); nothing more is accepted meanwhile.
+    held: VecDeque<Accepted>,
     last_slot: Option<usize>,
     next_key: u64,
     /// The acceptor sleeps until some inbox can take a connection.
     acceptor_waits: bool,
+}
+
+impl State {
+    /// Whether connections already accepted wait for a place: then the
+    /// acceptor takes no more.
+    fn backed_up(&self) -> bool {
+        !self.returned.is_empty() || !self.held.is_empty()
+    }
+}
+
+/// Where [`Dispatch::place_in`] put a connection, or why it could not.
+enum Placed {
+    Inbox,
+    /// Sticky: its slot is full; it waits for that slot.
+    Held(Accepted),
+    /// No inbox can take it now.
+    Nowhere(Accepted),
 }
 
 pub(crate) struct Dispatch {
@@ -81,6 +112,8 @@ pub(crate) struct Dispatch {
     /// It holds the workers a batch will wake (empty in between, its room
     /// kept).
     busy: tokio::sync::Mutex<Vec<Waker>>,
+    /// PROXY headers being read by the acceptor (sticky).
+    proxy_reads: AtomicUsize,
 }
 
 impl Dispatch {
@@ -91,6 +124,7 @@ impl Dispatch {
             capacity: Arc::new(Notify::new()),
             attached: watch::Sender::new(0),
             busy: tokio::sync::Mutex::new(Vec::new()),
+            proxy_reads: AtomicUsize::new(0),
         }
     }
 
@@ -105,7 +139,7 @@ impl Dispatch {
     }
 
     /// A listener of `slot` joins; returns its inbox's key.
-    pub(crate) fn attach(&self, slot: usize, counters: Arc<Counters>, limit: Option<usize>) -> u64 {
+    pub(crate) fn attach(&self, slot: usize, counters: Arc<Counters>) -> u64 {
         let key = {
             let mut st = self.lock();
             st.next_key += 1;
@@ -114,9 +148,9 @@ impl Dispatch {
                 key,
                 slot,
                 counters,
-                limit,
                 queue: VecDeque::new(),
                 waker: None,
+                accepting: false,
             });
             key
         };
@@ -135,9 +169,12 @@ impl Dispatch {
             st.inboxes.swap_remove(i).queue
         };
         self.attached.send_modify(|n| *n = n.saturating_sub(1));
-        for conn in left {
+        for mut conn in left {
+            conn.place.unassign();
             self.deliver(conn);
         }
+        // Connections held for its slot now map to another one.
+        self.capacity.notify_one();
     }
 
     /// Detaches a listener for good. The last one to go gets every
@@ -149,12 +186,15 @@ impl Dispatch {
         }
         // Wait out an acceptor between its accept and its delivery.
         let _idle = self.busy.lock().await;
-        self.lock().returned.drain(..).collect()
+        let mut st = self.lock();
+        let st = &mut *st;
+        st.returned.drain(..).chain(st.held.drain(..)).collect()
     }
 
     /// A worker's `accept`: the next connection of its inbox (or one nobody
-    /// took), or `Pending` until the acceptor delivers one. Nothing is lost
-    /// when the caller stops polling: the inbox keeps it.
+    /// took, if the worker is under its limit), or `Pending` until the
+    /// acceptor delivers one. Nothing is lost when the caller stops
+    /// polling: the inbox keeps it.
     pub(crate) fn poll_take(&self, key: u64, cx: &mut Context<'_>) -> Poll<Accepted> {
         let mut st = self.lock();
         let wake_acceptor = st.acceptor_waits;
@@ -162,7 +202,17 @@ impl Dispatch {
         let Some(inbox) = st.inboxes.iter_mut().find(|b| b.key == key) else {
             return Poll::Pending;
         };
-        let taken = inbox.queue.pop_front().or_else(|| st.returned.pop_front());
+        // Its first `accept`: the acceptor may fill it from now on.
+        let first = !std::mem::replace(&mut inbox.accepting, true);
+        let wake_acceptor = wake_acceptor || first;
+        let taken = inbox.queue.pop_front().or_else(|| {
+            let first = st.returned.front_mut()?;
+            first
+                .place
+                .assign(&inbox.counters)
+                .then(|| st.returned.pop_front())
+                .flatten()
+        });
         match taken {
             Some(conn) => {
                 if wake_acceptor {
@@ -172,6 +222,10 @@ impl Dispatch {
                 Poll::Ready(conn)
             }
             None => {
+                if first {
+                    st.acceptor_waits = false;
+                    self.capacity.notify_one();
+                }
                 if !inbox
                     .waker
                     .as_ref()
@@ -184,20 +238,28 @@ impl Dispatch {
         }
     }
 
-    /// Waits until some inbox can take a connection (backpressure: the
-    /// acceptor does not accept while every worker is full or gone).
+    /// Waits until some inbox can take a connection and none already
+    /// accepted waits for a place (backpressure: the acceptor does not
+    /// accept while every worker is full or gone). Places the waiting ones
+    /// as room appears.
     pub(crate) async fn wanted(&self) {
         loop {
             let notified = self.capacity.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
+            let mut wake = Vec::new();
+            let ready = {
                 let mut st = self.lock();
-                if st.inboxes.iter().any(Inbox::can_take) {
-                    st.acceptor_waits = false;
-                    return;
-                }
-                st.acceptor_waits = true;
+                self.place_waiting(&mut st, &mut wake);
+                let ready = !st.backed_up()
+                    && self.proxy_reads.load(Ordering::Acquire) < PROXY_READS
+                    && st.inboxes.iter().any(Inbox::can_take);
+                st.acceptor_waits = !ready;
+                ready
+            };
+            wake.into_iter().for_each(Waker::wake);
+            if ready {
+                return;
             }
             notified.await;
         }
@@ -209,14 +271,13 @@ impl Dispatch {
         self: &Arc<Self>,
         listener: &AcceptSocket,
         totals: &Arc<Totals>,
-        max_total: Option<usize>,
     ) {
         let mut attached = self.attached.subscribe();
         let accepted = tokio::select! {
             biased;
             _ = attached.wait_for(|n| *n == 0) => None,
             // Locked from the accept on (see `close`), not while waiting.
-            accepted = listener.accept_holding(totals, || self.busy.lock()) => Some(accepted),
+            accepted = listener.accept_holding(totals, None, || self.busy.lock()) => Some(accepted),
         };
         let Some((conn, mut wake)) = accepted else {
             return;
@@ -225,10 +286,10 @@ impl Dispatch {
         // More clients are likely queued behind this one: take those a
         // worker can have now, then wake each worker once.
         for _ in 1..BATCH {
-            if !self.can_accept_more(totals, max_total) {
+            if !self.can_accept_more() {
                 break;
             }
-            let Some(conn) = listener.accept_now() else {
+            let Some(conn) = listener.accept_now(totals) else {
                 break;
             };
             self.place_accepted(conn, totals, &mut wake);
@@ -244,7 +305,9 @@ impl Dispatch {
     ) {
         if conn.proxy_pending && self.balance == Balance::Sticky {
             // Sticky's key is the client's address: read the header here,
-            // one task per connection, before the pick.
+            // one task per connection (counted under the limits by its
+            // place, and at most `PROXY_READS` at once), before the pick.
+            self.proxy_reads.fetch_add(1, Ordering::AcqRel);
             tokio::spawn(Arc::clone(self).deliver_after_proxy(conn, Arc::clone(totals)));
         } else {
             self.place(conn, None, wake);
@@ -252,21 +315,28 @@ impl Dispatch {
     }
 
     /// Whether the accept loop may take one more connection right away:
-    /// what its `wanted` and limits would let through.
-    fn can_accept_more(&self, totals: &Totals, max_total: Option<usize>) -> bool {
-        if totals.cap.full() {
-            return false;
-        }
+    /// what its `wanted` would let through (the limits are the places').
+    fn can_accept_more(&self) -> bool {
         let st = self.lock();
-        let queued: usize = st.inboxes.iter().map(|b| b.queue.len()).sum();
-        max_total.is_none_or(|max| totals.active.load(Ordering::Acquire) + queued < max)
+        !st.backed_up()
+            && self.proxy_reads.load(Ordering::Acquire) < PROXY_READS
             && st.inboxes.iter().any(Inbox::can_take)
     }
 
     async fn deliver_after_proxy(self: Arc<Self>, conn: Accepted, totals: Arc<Totals>) {
-        match crate::proxy::take_header(conn).await {
-            Ok(conn) => self.deliver(conn),
-            Err((peer, e)) => {
+        // A silent connection, for the cap: the first to go when it is full.
+        let cap = crate::cap::IdleHandle::new(&totals.cap);
+        cap.fresh();
+        let result = tokio::select! {
+            result = crate::proxy::take_header(conn) => Some(result),
+            () = cap.evicted() => None,
+        };
+        self.proxy_reads.fetch_sub(1, Ordering::AcqRel);
+        self.capacity.notify_one();
+        match result {
+            Some(Ok(conn)) => self.deliver(conn),
+            None => tracing::debug!("a connection without its PROXY header closed at the cap"),
+            Some(Err((peer, e))) => {
                 totals.proxy_rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(?peer, error = %e, "PROXY header refused; connection closed");
             }
@@ -287,7 +357,10 @@ impl Dispatch {
 
     /// Whether an inbox other than `key` is attached: a worker to migrate to.
     pub(crate) fn has_other(&self, key: u64) -> bool {
-        self.lock().inboxes.iter().any(|b| b.key != key)
+        self.lock()
+            .inboxes
+            .iter()
+            .any(|b| b.key != key && b.accepting)
     }
 
     fn deliver_to(&self, conn: Accepted, except: Option<u64>) {
@@ -296,40 +369,85 @@ impl Dispatch {
         wake.into_iter().for_each(Waker::wake);
     }
 
-    /// Puts `conn` where [`deliver_to`](Self::deliver_to) would, adding to
-    /// `wake` the workers to wake (not woken here: a batch wakes each once).
+    /// Puts `conn` where [`place_in`](Self::place_in) picks, else keeps it
+    /// waiting, adding to `wake` the workers to wake (not woken here: a
+    /// batch wakes each once).
     fn place(&self, conn: Accepted, except: Option<u64>, wake: &mut Vec<Waker>) {
         let mut st = self.lock();
-        let pick = match self.balance {
-            // A client goes to its slot even past the prefetch, up to a
-            // bound: past it (a stuck worker), to another one.
-            Balance::Sticky => sticky_slot(
-                conn.peer,
-                st.inboxes
-                    .iter()
-                    .filter(|b| Some(b.key) != except)
-                    .map(|b| b.slot),
-            )
-            .and_then(|slot| {
-                st.inboxes
-                    .iter()
-                    .position(|b| b.slot == slot && Some(b.key) != except)
-            })
-            .filter(|&i| st.inboxes[i].queue.len() < STICKY_BACKLOG)
-            .or_else(|| self.pick(&st, except)),
-            _ => self.pick(&st, except),
-        };
-        let Some(i) = pick else {
-            st.returned.push_back(conn);
-            // Any waiting worker may take it.
-            wake.extend(st.inboxes.iter_mut().filter_map(|b| b.waker.take()));
+        match self.place_in(&mut st, conn, except, wake) {
+            Placed::Inbox => {}
+            Placed::Held(conn) => st.held.push_back(conn),
+            Placed::Nowhere(conn) => {
+                st.returned.push_back(conn);
+                // Any waiting worker under its limit may take it.
+                wake.extend(st.inboxes.iter_mut().filter_map(|b| b.waker.take()));
+            }
+        }
+    }
+
+    /// Places what waits (held for a sticky slot, or returned) where room
+    /// has appeared, in order.
+    fn place_waiting(&self, st: &mut State, wake: &mut Vec<Waker>) {
+        if !st.backed_up() {
             return;
+        }
+        let waiting: Vec<Accepted> = st.held.drain(..).chain(st.returned.drain(..)).collect();
+        for conn in waiting {
+            match self.place_in(st, conn, None, wake) {
+                Placed::Inbox => {}
+                Placed::Held(conn) => st.held.push_back(conn),
+                Placed::Nowhere(conn) => st.returned.push_back(conn),
+            }
+        }
+    }
+
+    /// Puts `conn` in the inbox the balance mode picks, among those whose
+    /// worker takes its place (under its limit).
+    ///
+    /// Sticky: a client goes to its slot's inbox, up to `STICKY_BACKLOG`
+    /// waiting there. A slot is full when its worker is at its connection
+    /// limit (the connections waiting in its inbox count) or that many wait:
+    /// then, if the worker has a limit, the connection is held for its slot
+    /// and the acceptor takes nothing more until the slot takes it (when a
+    /// place frees there, or when the slot leaves and the client maps to
+    /// another one), so both the limit and stickiness hold and the rest wait
+    /// in the kernel's backlog; without a limit, it goes to another worker
+    /// (a stuck worker never holds the socket up).
+    fn place_in(
+        &self,
+        st: &mut State,
+        mut conn: Accepted,
+        except: Option<u64>,
+        wake: &mut Vec<Waker>,
+    ) -> Placed {
+        let mut pick = None;
+        if self.balance == Balance::Sticky {
+            let open = |b: &&Inbox| b.accepting && Some(b.key) != except;
+            let slot = sticky_slot(conn.peer, st.inboxes.iter().filter(open).map(|b| b.slot));
+            let own =
+                slot.and_then(|slot| st.inboxes.iter().position(|b| b.slot == slot && open(&b)));
+            if let Some(i) = own {
+                let inbox = &st.inboxes[i];
+                if inbox.queue.len() < STICKY_BACKLOG && conn.place.assign(&inbox.counters) {
+                    pick = Some(i);
+                } else if inbox.counters.limit.is_some() {
+                    return Placed::Held(conn);
+                }
+            }
+        }
+        let pick = match pick {
+            Some(i) => i,
+            None => match self.pick(st, except) {
+                Some(i) if conn.place.assign(&st.inboxes[i].counters) => i,
+                _ => return Placed::Nowhere(conn),
+            },
         };
-        let inbox = &mut st.inboxes[i];
+        let inbox = &mut st.inboxes[pick];
         inbox.queue.push_back(conn);
         let (slot, waker) = (inbox.slot, inbox.waker.take());
         st.last_slot = Some(slot);
         wake.extend(waker);
+        Placed::Inbox
     }
 
     fn pick(&self, st: &State, except: Option<u64>) -> Option<usize> {

@@ -71,6 +71,7 @@ pub use conn::Connection;
 pub use error::Error;
 pub use listen::WorkerExt;
 pub use listener::{Listener, Migrator};
+pub use proxy::Cidr;
 pub use spec::{
     Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
 };

@@ -77,7 +77,10 @@ impl WorkerExt for Worker {
 }
 
 fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
-    let config = worker.state::<NetConfig>().map(|c| *c).unwrap_or_default();
+    let config = worker
+        .state::<NetConfig>()
+        .map(|c| (*c).clone())
+        .unwrap_or_default();
     let registry = hooks::extension::<Registry>(worker);
     let Plan {
         key,
@@ -128,7 +131,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         addr: socket.address.to_string(),
         source,
     };
-    let counters = socket.counters(worker.id(), slot);
+    let counters = socket.counters(worker.id(), slot, max_per_worker);
     let mode = match socket.balance {
         Balance::ReusePort => reuseport(
             worker,
@@ -136,17 +139,18 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             &socket,
             inherited.as_deref(),
             &counters,
-            (max_per_worker, config.backlog),
+            config.backlog,
         )?,
         b => {
             let dispatch = Arc::clone(&socket.dispatch);
-            let inbox = dispatch.attach(slot, Arc::clone(&counters), max_per_worker);
+            let inbox = dispatch.attach(slot, Arc::clone(&counters));
             let seat = Seat::new(worker, &socket.label, dispatch, inbox, None);
             seat.watch(&registry.acceptor(&socket.address)?);
             if b.uses_acceptor() {
                 Mode::Dispatched(seat)
             } else {
-                let own = AcceptSocket::register(&socket.listener, socket.proxy).map_err(fail)?;
+                let own =
+                    AcceptSocket::register(&socket.listener, socket.proxy.clone()).map_err(fail)?;
                 Mode::Own {
                     own,
                     seat: Some(seat),
@@ -161,9 +165,8 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         slot,
         counters,
         totals: Arc::clone(&socket.totals),
-        max_per_worker,
-        max_total: socket.max_total,
         slot_socket,
+        first_accept: crate::upgrade::FirstAccept::new(worker),
     })
 }
 
@@ -175,7 +178,7 @@ fn reuseport(
     socket: &Arc<SharedSocket>,
     inherited: Option<&Inherited>,
     counters: &Arc<Counters>,
-    (limit, backlog): (Option<usize>, i32),
+    backlog: i32,
 ) -> Result<Mode, Error> {
     let fail = |source| Error::Listen {
         addr: socket.address.to_string(),
@@ -228,9 +231,9 @@ fn reuseport(
             }
         }
     };
-    let own = AcceptSocket::register(&member.listener, socket.proxy).map_err(fail)?;
+    let own = AcceptSocket::register(&member.listener, socket.proxy.clone()).map_err(fail)?;
     member.attach();
-    let inbox = dispatch.attach(slot, Arc::clone(counters), limit);
+    let inbox = dispatch.attach(slot, Arc::clone(counters));
     let seat = Seat::new(worker, &socket.label, dispatch, inbox, Some(member));
     seat.watch(&acceptor);
     Ok(Mode::Own {
@@ -269,7 +272,7 @@ fn handle(
         cap,
     );
     let mode = Mode::Own {
-        own: AcceptSocket::register(&socket.listener, false).map_err(fail)?,
+        own: AcceptSocket::register(&socket.listener, crate::proxy::Proxy::Off).map_err(fail)?,
         seat: None,
     };
     Ok(Listener {
@@ -277,10 +280,9 @@ fn handle(
         address,
         balance: Balance::Os,
         slot: worker.slot(),
-        counters: socket.counters(worker.id(), worker.slot()),
+        counters: socket.counters(worker.id(), worker.slot(), max_per_worker),
         totals: Arc::clone(&socket.totals),
-        max_per_worker,
-        max_total: None,
         slot_socket: None,
+        first_accept: crate::upgrade::FirstAccept::new(worker),
     })
 }

@@ -2,7 +2,7 @@
 //! the worker's own runtime, whatever the balance mode.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use std::sync::Weak;
@@ -120,11 +120,11 @@ impl SlotSocket {
     /// When the slot was removed: takes what waits in the socket's queue
     /// (to be served), then closes the registry's copy; the listener's own
     /// go right after, so connects are refused from then on.
-    fn retire(&self, socket: &AcceptSocket) -> Vec<Accepted> {
+    fn retire(&self, socket: &AcceptSocket, totals: &Arc<Totals>) -> Vec<Accepted> {
         if !slot_removed(&self.worker) {
             return Vec::new();
         }
-        let queued = std::iter::from_fn(|| socket.accept_now()).collect();
+        let queued = socket.drain(totals);
         if let Some(registry) = self.registry.upgrade() {
             registry.remove(&self.key);
         }
@@ -157,10 +157,11 @@ pub struct Listener {
     pub(crate) slot: usize,
     pub(crate) counters: Arc<Counters>,
     pub(crate) totals: Arc<Totals>,
-    pub(crate) max_per_worker: Option<usize>,
-    pub(crate) max_total: Option<usize>,
     /// Per-worker ports: closed when the slot is removed.
     pub(crate) slot_socket: Option<SlotSocket>,
+    /// Counts it as not serving until its first `accept` (see
+    /// `upgrade::Serving`).
+    pub(crate) first_accept: crate::upgrade::FirstAccept,
 }
 
 impl std::fmt::Debug for Listener {
@@ -206,40 +207,33 @@ impl Listener {
     }
 
     /// The next connection. Waits while this worker, or the listener as a
-    /// whole, is at its connection limit (connections wait in the backlog).
-    /// Cancel-safe: a connection handed to a dropped `accept` goes to another
-    /// worker.
+    /// whole, is at its connection limit, or the cluster at its cap
+    /// (connections wait in the backlog). A connection counts under them
+    /// from before its `accept(2)`, so a burst of clients never overshoots
+    /// a limit. Cancel-safe: a connection handed to a dropped `accept` goes
+    /// to another worker.
     ///
     /// Never fails: as `axum::serve` does, an error of `accept(2)` is
     /// logged and waited out (from 5 ms up to 1 s while it lasts) and the
     /// loop goes on, so a shared port never goes silent while its socket is
     /// open. [`ListenerStats::accept_errors`](crate::ListenerStats) counts them.
     pub async fn accept(&self) -> Connection {
-        wait_below(
-            &self.counters.active,
-            &self.counters.freed,
-            self.max_per_worker,
-        )
-        .await;
-        if matches!(self.mode, Mode::Own { .. }) {
-            // The acceptor enforces the total for dispatched modes.
-            wait_below(&self.totals.active, &self.totals.freed, self.max_total).await;
-        }
-        let totals = &*self.totals;
+        self.first_accept.accepting();
+        let (totals, counters) = (&self.totals, Some(&self.counters));
         let mut backoff = Backoff::new(totals);
         loop {
             let accepted = match &self.mode {
-                Mode::Own { own, seat: None } => own.accept(totals).await,
+                Mode::Own { own, seat: None } => own.accept(totals, counters).await,
                 Mode::Own {
                     own,
                     seat: Some(seat),
                 } => tokio::select! {
-                    accepted = own.accept(totals) => accepted,
+                    accepted = own.accept(totals, counters) => accepted,
                     accepted = seat.take() => accepted,
                 },
                 Mode::Dispatched(seat) => seat.take().await,
             };
-            match Connection::register(accepted, &self.counters, &self.totals) {
+            match Connection::register(accepted, &self.counters) {
                 Ok(conn) => return conn,
                 // Out of memory for the reactor here means out everywhere:
                 // back off; that connection is lost either way.
@@ -280,11 +274,11 @@ impl Listener {
             None => Vec::new(),
         };
         if let (Mode::Own { own, .. }, Some(slot_socket)) = (&self.mode, slot_socket) {
-            accepted.extend(slot_socket.retire(own));
+            accepted.extend(slot_socket.retire(own, &self.totals));
         }
         accepted
             .into_iter()
-            .filter_map(|a| match Connection::register(a, &self.counters, &self.totals) {
+            .filter_map(|a| match Connection::register(a, &self.counters) {
                 Ok(conn) => Some(conn),
                 Err(e) => {
                     tracing::warn!(error = %e, "a connection could not be registered while closing");
@@ -302,21 +296,8 @@ impl Drop for Listener {
         }
         // Dropped rather than closed: what waits in the queue is reset.
         if let (Mode::Own { own, .. }, Some(slot_socket)) = (&self.mode, &self.slot_socket) {
-            drop(slot_socket.retire(own));
+            drop(slot_socket.retire(own, &self.totals));
         }
-    }
-}
-
-async fn wait_below(count: &AtomicUsize, freed: &Notify, limit: Option<usize>) {
-    let Some(limit) = limit else { return };
-    loop {
-        let notified = freed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if count.load(Ordering::Acquire) < limit {
-            return;
-        }
-        notified.await;
     }
 }
 

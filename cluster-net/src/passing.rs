@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use socket2::{Domain, SockRef};
 
-use crate::conn::{Accepted, StdStream};
+use crate::conn::{Accepted, Place, StdStream, Totals};
 use crate::handoff::{self, PassedConnection};
 use crate::registry::Registry;
 
@@ -81,11 +81,13 @@ impl Outbox {
         let Some(tx) = tx.as_ref() else {
             return tracing::debug!("no new process to pass a connection to; closed");
         };
+        // Its place here is freed as it leaves for the new process.
         let Accepted {
             stream,
             peer,
             prefix,
             proxy_pending,
+            place: _,
         } = conn;
         let fd: OwnedFd = match stream {
             StdStream::Tcp(s) => s.into(),
@@ -134,7 +136,7 @@ pub(crate) fn serve_inbox(channel: UnixStream, registry: Weak<Registry>) {
                 tracing::debug!(socket = %conn.socket, "a passed connection of a socket no worker listens on; closed");
                 continue;
             };
-            match accepted(conn) {
+            match accepted(conn, &socket.totals) {
                 Ok(accepted) => socket.dispatch.deliver(accepted),
                 Err(e) => tracing::debug!(error = %e, "a passed fd is not a connection; closed"),
             }
@@ -144,8 +146,9 @@ pub(crate) fn serve_inbox(channel: UnixStream, registry: Weak<Registry>) {
     }
 }
 
-/// The connection in the form an acceptor hands to workers.
-fn accepted(conn: PassedConnection) -> std::io::Result<Accepted> {
+/// The connection in the form an acceptor hands to workers, counted under
+/// the limits of `totals` (even past them: it is open already).
+fn accepted(conn: PassedConnection, totals: &Arc<Totals>) -> std::io::Result<Accepted> {
     let socket = SockRef::from(&conn.fd);
     let (domain, listening) = (socket.domain()?, socket.is_listener()?);
     let stream = match domain {
@@ -159,6 +162,7 @@ fn accepted(conn: PassedConnection) -> std::io::Result<Accepted> {
         peer: conn.peer,
         prefix: conn.read,
         proxy_pending: conn.proxy_pending,
+        place: Place::force(totals),
     })
 }
 

@@ -18,7 +18,7 @@ pub(crate) struct Plan {
     pub(crate) balance: Balance,
     pub(crate) max_per_worker: Option<usize>,
     pub(crate) max_total: Option<usize>,
-    pub(crate) proxy: bool,
+    pub(crate) proxy: crate::proxy::Proxy,
     pub(crate) bind: Bind,
 }
 
@@ -60,7 +60,7 @@ pub(crate) fn plan(
     config: &NetConfig,
     registry: &Registry,
 ) -> Result<Target, Error> {
-    let options = spec.options.or(config.options);
+    let options = spec.options.clone().or(config.options.clone());
     // A listener's own balance, else the environment's, else the cluster's.
     let balance = match spec.options.balance {
         Some(b) => b,
@@ -71,7 +71,12 @@ pub(crate) fn plan(
     };
     let ports = options.ports.unwrap_or_default();
     let (max_per_worker, max_total) = (options.max_connections_per_worker, options.max_connections);
-    let proxy = options.proxy_protocol.unwrap_or(false);
+    let proxy = match options.proxy_protocol {
+        Some(true) => crate::proxy::Proxy::On {
+            from: options.proxy_from.clone(),
+        },
+        _ => crate::proxy::Proxy::Off,
+    };
     let slot = worker.slot();
     let shared = |key, balance, bind| {
         Ok(Target::Shared(Plan {

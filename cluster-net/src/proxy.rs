@@ -5,7 +5,10 @@
 //! sticky mode, the key of its slot), and the bytes read after it are
 //! served first. Parsing is the `ppp` crate's.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ppp::{v1, v2, HeaderResult, PartialResult};
@@ -16,6 +19,129 @@ use crate::conn::{Accepted, StdStream};
 /// How long a client (the balancer) has to send the header.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// [`TIMEOUT`], or a quarter of it while the connection cap is under
+/// pressure (silent connections may be filling it).
+pub(crate) fn timeout(cap: &crate::cap::Cap) -> Duration {
+    if cap.under_pressure() {
+        TIMEOUT / 4
+    } else {
+        TIMEOUT
+    }
+}
+
+/// Whether a socket's connections start with a PROXY header, and from
+/// whom they may come.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Proxy {
+    #[default]
+    Off,
+    /// Expected; with `from`, only TCP clients in these networks (the load
+    /// balancers) are accepted, anyone else is refused and counted.
+    On { from: Option<Arc<[Cidr]>> },
+}
+
+impl Proxy {
+    pub(crate) fn expected(&self) -> bool {
+        matches!(self, Proxy::On { .. })
+    }
+
+    /// Whether a connection from `peer` is refused: a TCP client outside
+    /// the trusted networks.
+    pub(crate) fn refuses(&self, peer: Option<SocketAddr>) -> bool {
+        match (self, peer) {
+            (Proxy::On { from: Some(from) }, Some(peer)) => {
+                !from.iter().any(|net| net.contains(peer.ip()))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`; a bare
+/// address is one host), for
+/// [`ListenSpec::proxy_from`](crate::ListenSpec::proxy_from).
+///
+/// ```
+/// let lb: cluster_net::Cidr = "10.1.0.0/16".parse()?;
+/// assert!(lb.contains("10.1.2.3".parse()?));
+/// assert!(!lb.contains("10.2.0.1".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// The network of `addr`'s first `prefix` bits, or `None` when
+    /// `prefix` is longer than the address (32 bits, 128 for IPv6).
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Cidr> {
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= bits).then_some(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address as its
+    /// IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let (net, ip, bits) = match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                (u128::from(u32::from(n)), u128::from(u32::from(i)), 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || (net >> shift) == (ip >> shift)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl From<IpAddr> for Cidr {
+    /// One host.
+    fn from(addr: IpAddr) -> Cidr {
+        Cidr {
+            addr,
+            prefix: if addr.is_ipv4() { 32 } else { 128 },
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Cidr, crate::Error> {
+        let bad = |reason| crate::Error::BadAddress {
+            spec: s.to_owned(),
+            reason,
+        };
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| bad("expected a network such as 10.0.0.0/8 or 2001:db8::/32"))?;
+        match prefix {
+            None => Ok(Cidr::from(addr)),
+            Some(p) => p
+                .parse()
+                .ok()
+                .and_then(|p| Cidr::new(addr, p))
+                .ok_or_else(|| bad("the prefix length must be 0–32 (IPv4) or 0–128 (IPv6)")),
+        }
+    }
+}
+
 /// The longest header read: v1's is at most 107 bytes, v2's 16 + its
 /// addresses and TLVs (a balancer's fit in this).
 const MAX_HEADER: usize = 1024;
@@ -23,7 +149,7 @@ const MAX_HEADER: usize = 1024;
 /// What went wrong with a header.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProxyError {
-    #[error("no PROXY header within {TIMEOUT:?}")]
+    #[error("no PROXY header in time")]
     Timeout,
     #[error("the connection closed before a whole PROXY header")]
     Closed,
@@ -42,11 +168,12 @@ pub(crate) struct Header {
     pub(crate) rest: Vec<u8>,
 }
 
-/// Reads the header off `io`, within [`TIMEOUT`].
+/// Reads the header off `io`, within `timeout`.
 pub(crate) async fn read_header<S: AsyncRead + Unpin + ?Sized>(
     io: &mut S,
+    timeout: Duration,
 ) -> Result<Header, ProxyError> {
-    match tokio::time::timeout(TIMEOUT, read(io)).await {
+    match tokio::time::timeout(timeout, read(io)).await {
         Ok(result) => result,
         Err(_) => Err(ProxyError::Timeout),
     }
@@ -79,16 +206,17 @@ pub(crate) async fn take_header(
     mut conn: Accepted,
 ) -> Result<Accepted, (Option<SocketAddr>, ProxyError)> {
     let peer = conn.peer;
+    let timeout = timeout(&conn.place.totals().cap);
     let fail = |e: std::io::Error| (peer, ProxyError::Io(e));
     let (header, stream) = match conn.stream {
         StdStream::Tcp(s) => {
             let mut s = tokio::net::TcpStream::from_std(s).map_err(fail)?;
-            let header = read_header(&mut s).await.map_err(|e| (peer, e))?;
+            let header = read_header(&mut s, timeout).await.map_err(|e| (peer, e))?;
             (header, StdStream::Tcp(s.into_std().map_err(fail)?))
         }
         StdStream::Unix(s) => {
             let mut s = tokio::net::UnixStream::from_std(s).map_err(fail)?;
-            let header = read_header(&mut s).await.map_err(|e| (peer, e))?;
+            let header = read_header(&mut s, timeout).await.map_err(|e| (peer, e))?;
             (header, StdStream::Unix(s.into_std().map_err(fail)?))
         }
     };
@@ -198,6 +326,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn cidrs_parse_and_contain() {
+        let net: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.255.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(
+            net.contains("::ffff:10.1.0.9".parse().unwrap()),
+            "v4-mapped"
+        );
+        let host: Cidr = "192.0.2.7".parse().unwrap();
+        assert!(host.contains("192.0.2.7".parse().unwrap()));
+        assert!(!host.contains("192.0.2.8".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!v6.contains("10.1.0.1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.1".parse().unwrap()));
+        assert_eq!(v6.to_string(), "2001:db8::/32");
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "nonsense",
+            "10.0.0.0/x",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad} parsed");
+        }
+        let proxy = Proxy::On {
+            from: Some(Arc::from([net])),
+        };
+        assert!(proxy.refuses(Some("10.2.0.1:5000".parse().unwrap())));
+        assert!(!proxy.refuses(Some("10.1.0.1:5000".parse().unwrap())));
+        assert!(!proxy.refuses(None), "a Unix client");
+    }
+
     #[tokio::test]
     async fn a_header_split_across_reads_is_read_whole() {
         let (mut client, mut server) = tokio::io::duplex(64);
@@ -212,7 +375,7 @@ mod tests {
             }
             client
         });
-        let h = read_header(&mut server).await.unwrap();
+        let h = read_header(&mut server, TIMEOUT).await.unwrap();
         assert_eq!(h.client, Some("192.0.2.7:51000".parse().unwrap()));
         drop(writer.await);
         assert_eq!(h.rest, b"body");

@@ -62,14 +62,14 @@ pub(crate) struct SharedSocket {
     pub(crate) dispatch: Arc<Dispatch>,
     /// Reuseport: the group's socket of each slot.
     pub(crate) group: Mutex<BTreeMap<usize, Arc<ReuseSocket>>>,
+    /// Its connection counts and limit (`max_connections`).
     pub(crate) totals: Arc<Totals>,
-    /// The limit of open connections, all workers together.
-    pub(crate) max_total: Option<usize>,
     pub(crate) counters: Mutex<Vec<Weak<Counters>>>,
     /// The socket file it created, for `unix:` listeners bound here.
     pub(crate) file: Option<OwnedFile>,
-    /// Its connections start with a PROXY protocol header.
-    pub(crate) proxy: bool,
+    /// Whether its connections start with a PROXY protocol header, and
+    /// from whom.
+    pub(crate) proxy: crate::proxy::Proxy,
 }
 
 impl SharedSocket {
@@ -89,25 +89,23 @@ impl SharedSocket {
             listener,
             dispatch,
             group: Mutex::default(),
-            totals: Arc::new(Totals::new(cap)),
-            max_total,
+            totals: Arc::new(Totals::new(cap, max_total)),
             counters: Mutex::default(),
             file: None,
-            proxy: false,
+            proxy: crate::proxy::Proxy::Off,
         }
     }
 
-    pub(crate) fn counters(&self, id: u64, slot: usize) -> Arc<Counters> {
+    /// The counts of worker `id`'s listener, with its connection limit.
+    pub(crate) fn counters(&self, id: u64, slot: usize, limit: Option<usize>) -> Arc<Counters> {
         let counters = Arc::new(Counters {
             id,
             slot,
             accepted: Default::default(),
             active: Default::default(),
+            limit,
             freed: Notify::new(),
-            capacity: self
-                .balance
-                .uses_acceptor()
-                .then(|| self.dispatch.capacity()),
+            capacity: self.dispatch.capacity(),
         });
         let mut all = lock(&self.counters);
         all.retain(|c| c.strong_count() > 0);
@@ -177,7 +175,7 @@ impl ReuseSocket {
         let sock = socket2::SockRef::from(&self.listener);
         let _ = sock.listen(0);
         let mut moved = 0;
-        while let Ok(conn) = crate::accept::accept_nonblocking(&self.listener, shared.proxy) {
+        for conn in crate::accept::drain(&self.listener, &shared.proxy, &shared.totals) {
             dispatch.deliver(conn);
             moved += 1;
         }
@@ -195,8 +193,11 @@ impl ReuseSocket {
             return;
         };
         let dispatch = Arc::clone(&shared.dispatch);
-        let (this, totals, shared_proxy) =
-            (Arc::clone(self), Arc::clone(&shared.totals), shared.proxy);
+        let (this, totals, shared_proxy) = (
+            Arc::clone(self),
+            Arc::clone(&shared.totals),
+            shared.proxy.clone(),
+        );
         self.acceptor.spawn(async move {
             stand_in(
                 &this.occupancy,
@@ -426,14 +427,9 @@ impl Registry {
         let listener = {
             // Registered on the acceptor's runtime.
             let _runtime = handle.enter();
-            AcceptSocket::register(&socket.listener, socket.proxy).map_err(fail)?
+            AcceptSocket::register(&socket.listener, socket.proxy.clone()).map_err(fail)?
         };
-        handle.spawn(accept_loop(
-            listener,
-            dispatch,
-            Arc::clone(&socket.totals),
-            socket.max_total,
-        ));
+        handle.spawn(accept_loop(listener, dispatch, Arc::clone(&socket.totals)));
         Ok(())
     }
 

@@ -5,7 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use crate::proxy::Cidr;
 use crate::Error;
 
 /// The environment variable that overrides the cluster's balance mode
@@ -199,13 +201,14 @@ impl Listen {
 
 /// The options a listener takes, from its [`ListenSpec`] or else the
 /// cluster's [`NetConfig`]: one set, one list of setters for both.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ListenOptions {
     pub(crate) balance: Option<Balance>,
     pub(crate) ports: Option<Ports>,
     pub(crate) max_connections_per_worker: Option<usize>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) proxy_protocol: Option<bool>,
+    pub(crate) proxy_from: Option<Arc<[Cidr]>>,
 }
 
 impl ListenOptions {
@@ -219,6 +222,7 @@ impl ListenOptions {
                 .or(fallback.max_connections_per_worker),
             max_connections: self.max_connections.or(fallback.max_connections),
             proxy_protocol: self.proxy_protocol.or(fallback.proxy_protocol),
+            proxy_from: self.proxy_from.or(fallback.proxy_from),
         }
     }
 }
@@ -240,13 +244,19 @@ macro_rules! listen_option_setters {
         }
 
         /// At most this many open connections per worker and listener (Node's
-        /// `server.maxConnections`); more wait in the kernel's backlog.
+        /// `server.maxConnections`); more wait in the kernel's backlog. A
+        /// connection counts from its accept (one waiting for the worker
+        /// too), so a burst never overshoots it. Sticky: a client whose
+        /// slot is full is held for that slot, and the socket accepts no
+        /// more until the slot takes it (the rest wait in the backlog).
         pub fn max_connections_per_worker(mut self, n: usize) -> Self {
             self.options.max_connections_per_worker = Some(n);
             self
         }
 
-        /// At most this many open connections per listener, all workers together.
+        /// At most this many open connections per listener, all workers
+        /// together, counted from just before each `accept(2)`: a burst
+        /// never overshoots it; more wait in the kernel's backlog.
         pub fn max_connections(mut self, n: usize) -> Self {
             self.options.max_connections = Some(n);
             self
@@ -262,6 +272,17 @@ macro_rules! listen_option_setters {
         /// always sends one.
         pub fn proxy_protocol(mut self, on: bool) -> Self {
             self.options.proxy_protocol = Some(on);
+            self
+        }
+
+        /// With [`proxy_protocol`](Self::proxy_protocol): only TCP clients
+        /// in these networks (the load balancers) may connect; a connection
+        /// from anyone else is closed at once, before any byte is read, and
+        /// counted in `ListenerStats::proxy_rejected` (Unix-domain clients
+        /// are not checked). Without it, anyone who can reach the port can
+        /// claim any client address in a header.
+        pub fn proxy_from<I: IntoIterator<Item = Cidr>>(mut self, networks: I) -> Self {
+            self.options.proxy_from = Some(networks.into_iter().collect());
             self
         }
     };
@@ -333,7 +354,7 @@ impl ToListen for u16 {
 
 /// The cluster-wide listening defaults, given to the cluster as state:
 /// `Cluster::builder().state(NetConfig::default().balance(Balance::Os))`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NetConfig {
     pub(crate) options: ListenOptions,
     pub(crate) backlog: i32,
@@ -362,10 +383,14 @@ impl NetConfig {
     /// At most this many open connections in the whole cluster, every
     /// listener together (default: the soft `RLIMIT_NOFILE` minus a reserve
     /// of 128 fds, or of half the limit if it is under 256), as nginx's
-    /// `worker_connections`. At the cap the oldest idle keep-alive
-    /// connections are closed to admit new clients (`cluster-http` marks
-    /// them; see [`Connection::idle_handle`](crate::Connection::idle_handle));
-    /// with none idle, new connections wait in the kernel's backlog.
+    /// `worker_connections`. At the cap, connections are closed to admit
+    /// new clients: first those without a whole request yet (silent, in
+    /// their TLS handshake or request head), oldest first, then idle
+    /// keep-alive ones, oldest first (`cluster-http` marks them; see
+    /// [`Connection::idle_handle`](crate::Connection::idle_handle)); with
+    /// none of either, new connections wait in the kernel's backlog.
+    /// Under systemd, set `LimitNOFILE`: its default soft limit of 1,024
+    /// gives a cap of 896.
     pub fn connection_cap(mut self, n: usize) -> Self {
         self.connection_cap = Some(n);
         self

@@ -87,28 +87,103 @@ impl Inherited {
         }
     }
 
-    /// Acknowledges once `cluster` is listening (every worker took its
-    /// sockets), as [`ClusterBuilderExt::hot_upgrade`](crate::ClusterBuilderExt::hot_upgrade)
-    /// arranges.
+    /// Acknowledges once `cluster` is ready to serve, as
+    /// [`ClusterBuilderExt::hot_upgrade`](crate::ClusterBuilderExt::hot_upgrade)
+    /// arranges: every worker listens, and every listener made so far has
+    /// been accepted on (a server accepts only once it is built: with
+    /// `cluster-http`, its TLS certificates loaded). A worker that exits
+    /// before that (a certificate that cannot be loaded, a panic) abandons
+    /// the upgrade: nothing is acknowledged and this cluster stops, so the
+    /// old process kills and reaps this one and serves on.
     pub async fn acknowledge_when_listening(&self, cluster: &Cluster) -> Result<(), Error> {
         if self.lock().is_none() {
             return Ok(());
         }
-        let mut phases = cluster.phases();
-        let _ = phases.wait_for(|p| *p >= Phase::Listening).await;
-        if cluster.phase() == Phase::Listening {
+        let ready = ready_to_serve(cluster).await;
+        if ready {
             self.acknowledge()?;
         }
         // Sockets no worker asked for are closed; the channel stays open
         // for the connections the old process passes as it drains.
         if let Some(incoming) = self.lock().take() {
             let (_unused, channel) = incoming.into_parts();
-            if cluster.phase() == Phase::Listening {
+            if ready {
                 let registry = hooks::cluster_extension::<Registry>(cluster);
                 passing::serve_inbox(channel, std::sync::Arc::downgrade(&registry));
             }
         }
+        if !ready && cluster.phase() < Phase::Draining {
+            tracing::error!("hot upgrade abandoned: a worker ended before this process was ready to serve; stopping, the old process serves on");
+            cluster.disconnect_without_delay().await;
+        }
         Ok(())
+    }
+}
+
+/// Waits until `cluster` listens and every listener made has been accepted
+/// on (true), or a worker exits or the cluster stops first (false).
+async fn ready_to_serve(cluster: &Cluster) -> bool {
+    let serving = hooks::cluster_extension::<Serving>(cluster);
+    let mut unserved = serving.unserved.subscribe();
+    let mut events = hooks::later_events(cluster);
+    let mut phases = cluster.phases();
+    loop {
+        let phase = cluster.phase();
+        if phase >= Phase::Draining {
+            return false;
+        }
+        if phase == Phase::Listening && *unserved.borrow_and_update() == 0 {
+            return true;
+        }
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(cluster_core::ClusterEvent::Exit { worker, reason }) => {
+                    tracing::error!(worker = worker.id(), ?reason, "a worker of the new process ended before it was ready to serve");
+                    return false;
+                }
+                Some(_) => {}
+                None => return false,
+            },
+            _ = phases.changed() => {}
+            _ = unserved.changed() => {}
+        }
+    }
+}
+
+/// How many listeners were made and not yet accepted on, cluster-wide: a
+/// process is ready to serve (for a hot upgrade's acknowledgement) when
+/// none is left. A listener dropped before its first `accept` stays
+/// counted: its worker never served.
+#[derive(Debug, Default)]
+pub(crate) struct Serving {
+    unserved: tokio::sync::watch::Sender<usize>,
+}
+
+/// A listener's part in [`Serving`], until its first `accept`.
+#[derive(Debug)]
+pub(crate) struct FirstAccept {
+    serving: std::sync::Arc<Serving>,
+    pending: std::sync::atomic::AtomicBool,
+}
+
+impl FirstAccept {
+    /// A new listener of `worker`'s cluster, not accepted on yet.
+    pub(crate) fn new(worker: &cluster_core::Worker) -> FirstAccept {
+        let serving = hooks::extension::<Serving>(worker);
+        serving.unserved.send_modify(|n| *n += 1);
+        FirstAccept {
+            serving,
+            pending: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// The listener accepts (its server is built): counted once.
+    pub(crate) fn accepting(&self) {
+        if self.pending.load(Ordering::Relaxed) && self.pending.swap(false, Ordering::AcqRel) {
+            self.serving
+                .unserved
+                .send_modify(|n| *n = n.saturating_sub(1));
+        }
     }
 }
 

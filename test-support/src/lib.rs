@@ -21,9 +21,9 @@ pub use child::{
 pub use http::{
     closed_before_response, exchange, get, local, parse_head, read_response, Head, Response,
 };
-pub use limits::raise_fd_limit;
+pub use limits::{lower_fd_limit, raise_fd_limit};
 pub use load::{seconds, Counts, Load};
-pub use ports::free_port_run;
+pub use ports::{accept_backlog, free_port_run};
 pub use wait::{drain, eventually, eventually_blocking, until};
 
 /// Every wait in the tests is bounded by this: long enough for a loaded

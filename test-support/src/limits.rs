@@ -14,3 +14,11 @@ pub fn raise_fd_limit(want: u64) -> std::io::Result<u64> {
     }
     Ok(soft)
 }
+
+/// Lowers this process's limit on open files (soft and hard) to `n`: a
+/// child re-run of a test calls it first, so what it builds (the default
+/// connection cap) sees the limit.
+pub fn lower_fd_limit(n: u64) -> std::io::Result<()> {
+    setrlimit(Resource::RLIMIT_NOFILE, n, n)?;
+    Ok(())
+}

@@ -27,3 +27,21 @@ pub fn free_port_run(n: u16) -> u16 {
     }
     panic!("no run of {n} free ports below {first_ephemeral}");
 }
+
+/// Connections waiting in the kernel's accept queues of the TCP sockets
+/// listening on `addr`'s port (IPv4): those nobody has accepted. For a
+/// listening socket, `rx_queue` in `/proc/net/tcp` is its accept backlog.
+pub fn accept_backlog(addr: std::net::SocketAddr) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let port = format!(":{:04X}", addr.port());
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields.get(3) == Some(&"0A") && fields.get(1)?.ends_with(&port);
+            let rx = fields.get(4)?.split(':').nth(1)?;
+            listening.then(|| usize::from_str_radix(rx, 16).ok())?
+        })
+        .sum()
+}

@@ -18,3 +18,4 @@ mod reload;
 mod status;
 mod tls;
 mod tower_services;
+mod upgrade;

@@ -29,13 +29,13 @@ use tokio_rustls::TlsConnector;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A test CA and the files of a server certificate it signed.
-struct Pki {
+pub struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
     dir: PathBuf,
 }
 
 impl Pki {
-    fn new(name: &str) -> Pki {
+    pub fn new(name: &str) -> Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -49,17 +49,17 @@ impl Pki {
         Pki { ca, dir }
     }
 
-    fn cert(&self) -> PathBuf {
+    pub fn cert(&self) -> PathBuf {
         self.dir.join("cert.pem")
     }
 
-    fn key(&self) -> PathBuf {
+    pub fn key(&self) -> PathBuf {
         self.dir.join("key.pem")
     }
 
     /// Writes a new server certificate for localhost and 127.0.0.1 (with
     /// `cn` as its common name) and its key; returns the certificate.
-    fn issue(&self, cn: &str) -> CertificateDer<'static> {
+    pub fn issue(&self, cn: &str) -> CertificateDer<'static> {
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
@@ -74,7 +74,21 @@ impl Pki {
         cert.der().clone()
     }
 
-    fn connector(&self, alpn: &[&[u8]]) -> TlsConnector {
+    /// A half-finished renewal: a new certificate written, the old key
+    /// left (they do not match).
+    pub fn renew_certificate_only(&self, cn: &str) {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params
+            .signed_by(&KeyPair::generate().unwrap(), &self.ca)
+            .unwrap();
+        let tmp = self.cert().with_extension("tmp");
+        std::fs::write(&tmp, cert.pem()).unwrap();
+        std::fs::rename(&tmp, self.cert()).unwrap();
+    }
+
+    pub fn connector(&self, alpn: &[&[u8]]) -> TlsConnector {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.der().clone()).unwrap();
         let provider = Arc::new(cluster_http::rustls::crypto::ring::default_provider());
@@ -87,7 +101,7 @@ impl Pki {
         TlsConnector::from(Arc::new(config))
     }
 
-    fn tls(&self) -> TlsConfig {
+    pub fn tls(&self) -> TlsConfig {
         TlsConfig::pem_files(self.cert(), self.key())
     }
 }
@@ -98,7 +112,7 @@ impl Drop for Pki {
     }
 }
 
-async fn connect(
+pub async fn connect(
     addr: SocketAddr,
     connector: &TlsConnector,
 ) -> Result<TlsStream<TcpStream>, BoxError> {
@@ -120,11 +134,11 @@ fn peer_cert(tls: &TlsStream<TcpStream>) -> CertificateDer<'static> {
 }
 
 #[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    version: Version,
-    worker: String,
-    body: String,
+pub struct Reply {
+    pub status: StatusCode,
+    pub version: Version,
+    pub worker: String,
+    pub body: String,
 }
 
 async fn read(response: http::Response<hyper::body::Incoming>) -> Result<Reply, BoxError> {
@@ -151,18 +165,18 @@ fn request(path: &str) -> http::Request<Empty<Bytes>> {
 }
 
 /// An HTTP/1.1 keep-alive connection over TLS.
-struct H1s {
+pub struct H1s {
     sender: http1::SendRequest<Empty<Bytes>>,
 }
 
 impl H1s {
-    async fn new(tls: TlsStream<TcpStream>) -> Result<H1s, BoxError> {
+    pub async fn new(tls: TlsStream<TcpStream>) -> Result<H1s, BoxError> {
         let (sender, conn) = http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(conn);
         Ok(H1s { sender })
     }
 
-    async fn get(&mut self, path: &str) -> Result<Reply, BoxError> {
+    pub async fn get(&mut self, path: &str) -> Result<Reply, BoxError> {
         tokio::time::timeout(DEADLINE, async {
             self.sender.ready().await?;
             read(self.sender.send_request(request(path)).await?).await

@@ -14,6 +14,7 @@ mod errors;
 mod handle;
 mod handoff;
 mod inherited;
+mod limits;
 mod migrate;
 mod per_worker;
 mod port_zero;

@@ -13,10 +13,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Every worker answers `<id> <peer>` after reading the header.
 async fn start(workers: usize, balance: Balance) -> (Cluster, SocketAddr) {
+    start_with(workers, NetConfig::default().balance(balance)).await
+}
+
+/// [`start`] with `net` (and the PROXY protocol on).
+async fn start_with(workers: usize, net: NetConfig) -> (Cluster, SocketAddr) {
     let cluster = Cluster::builder()
         .workers(workers)
         .signals(false)
-        .state(NetConfig::default().balance(balance).proxy_protocol(true))
+        .state(net.proxy_protocol(true))
         .build(|w| async move {
             let listener = w.listen(Listen::parse("127.0.0.1:0")?).await?;
             loop {
@@ -153,4 +158,150 @@ async fn a_missing_or_malformed_header_closes_the_connection_and_is_counted() {
         assert!(ask(addr, &v2(client, addr)).await.is_some());
         cluster.stop(false).await;
     }
+}
+
+/// `proxy_from`: only the trusted networks may connect to a PROXY port;
+/// anyone else is closed before a byte is read and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_trusted_networks_may_send_a_header() {
+    for balance in [
+        Balance::RoundRobin,
+        Balance::Os,
+        Balance::ReusePort,
+        Balance::Sticky,
+    ] {
+        let client: SocketAddr = "203.0.113.9:6000".parse().unwrap();
+        // The test connects from 127.0.0.1.
+        let elsewhere: cluster_net::Cidr = "10.0.0.0/8".parse().unwrap();
+        let net = NetConfig::default()
+            .balance(balance)
+            .proxy_from([elsewhere]);
+        let (cluster, addr) = start_with(2, net).await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Closed before anything is read: the writes may fail.
+        let _ = s.write_all(&v2(client, addr)).await;
+        let _ = s.write_all(b"hello").await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut answer))
+            .await
+            .expect("neither answered nor closed");
+        assert!(
+            answer.is_empty(),
+            "{balance:?}: an untrusted source was served"
+        );
+        let end = tokio::time::Instant::now() + DEADLINE;
+        while stats(&cluster).iter().map(|s| s.proxy_rejected).max() != Some(1) {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "{balance:?}: not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cluster.stop(false).await;
+
+        let loopback: cluster_net::Cidr = "127.0.0.0/8".parse().unwrap();
+        let net = NetConfig::default()
+            .balance(balance)
+            .proxy_from([elsewhere, loopback]);
+        let (cluster, addr) = start_with(2, net).await;
+        let (_, peer) = ask(addr, &v2(client, addr)).await.expect("answered");
+        assert_eq!(peer, client.to_string(), "{balance:?}");
+        cluster.stop(false).await;
+    }
+}
+
+const FD_LIMIT: u64 = 256;
+const SILENT: usize = 250;
+
+/// In the child only: a sticky PROXY server with `RLIMIT_NOFILE` 256 (a
+/// cap of 128) that answers each client with the peer its header named,
+/// and prints `accept errors <n>` if `accept(2)` ever fails.
+#[test]
+#[ignore = "a child process of another test"]
+fn flood_child() {
+    test_support::lower_fd_limit(FD_LIMIT).expect("RLIMIT_NOFILE lowered");
+    Cluster::builder()
+        .workers(2)
+        .state(
+            NetConfig::default()
+                .balance(Balance::Sticky)
+                .proxy_protocol(true),
+        )
+        .run_with_primary(
+            |w| async move {
+                let listener = w.listen("127.0.0.1:0").await?;
+                loop {
+                    tokio::select! {
+                        mut conn = listener.accept() => {
+                            tokio::task::spawn_local(async move {
+                                if conn.read_proxy_header().await.is_ok() {
+                                    let peer = conn.peer_addr().map(|p| p.to_string()).unwrap_or_default();
+                                    let _ = conn.write_all(format!("{peer}\n").as_bytes()).await;
+                                }
+                            });
+                        }
+                        () = w.disconnected() => return Ok::<_, cluster_net::Error>(()),
+                    }
+                }
+            },
+            |cluster| async move {
+                let mut events = cluster.events();
+                while let Some(e) = events.recv().await {
+                    if let ClusterEvent::Listening { address: Address::Tcp(a), .. } = e {
+                        println!("listening on {a}");
+                        break;
+                    }
+                }
+                loop {
+                    let errors: u64 = stats(&cluster).iter().map(|s| s.accept_errors).max().unwrap_or(0);
+                    if errors > 0 {
+                        println!("accept errors {errors}");
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        )
+        .unwrap();
+}
+
+/// 250 connections that never send their PROXY header to a sticky port
+/// (whose acceptor reads the headers) at `RLIMIT_NOFILE` 256: the header
+/// reads count under the cap, so the process never runs out of fds, and a
+/// balancer's client is served at once (the silent ones go first at the
+/// cap). Before, one uncounted task per connection took every fd.
+#[test]
+fn silent_connections_on_a_sticky_proxy_port_stay_under_the_cap() {
+    let command = test_support::this_test("proxy::flood_child");
+    let mut run = test_support::Run::command("the proxy flood child", command);
+    let line = run.line(|l| l.contains("listening on "));
+    let addr: SocketAddr = line
+        .split_once("listening on ")
+        .and_then(|(_, a)| a.trim().parse().ok())
+        .unwrap();
+    let silent: Vec<std::net::TcpStream> = (0..SILENT)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    test_support::eventually_blocking(
+        || test_support::accept_backlog(addr) <= SILENT - 128,
+        "the cap filled",
+    );
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    std::io::Write::write_all(&mut client, b"PROXY TCP4 192.0.2.7 192.0.2.1 51000 80\r\n").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut client, &mut answer).expect("the client was served");
+    assert_eq!(answer.trim(), "192.0.2.7:51000");
+    drop(silent);
+    run.signal(libc::SIGTERM);
+    let status = run.exit_status();
+    assert!(status.success(), "{status}");
+    let errors: Vec<String> = run
+        .rest()
+        .into_iter()
+        .filter(|l| l.starts_with("accept errors"))
+        .collect();
+    assert!(errors.is_empty(), "out of fds: {errors:?}");
 }
