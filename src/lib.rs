@@ -28,13 +28,17 @@
 //! HTTP, drain, limits, health and metrics.
 //!
 //! Features (all default): `macros` (`#[cluster_thread::main]`), `net`
-//! (`worker.listen`), `http` (`cluster_thread::http::serve`).
+//! (`worker.listen`), `http` (`cluster_thread::http::serve`), `control`
+//! (the control socket behind the `cluster-thread` command, and the
+//! default logs: [`control`]).
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![forbid(unsafe_code)]
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+#[cfg(feature = "control")]
+pub mod control;
 
 pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
@@ -51,8 +55,11 @@ pub use cluster_net as net;
 pub use cluster_net::{Balance, ClusterBuilderExt, Listener, NetConfig, Ports, WorkerExt};
 
 /// `use cluster_thread::prelude::*;` brings the extension traits
-/// (`worker.listen(...)`, `builder.hot_upgrade()`) into scope.
+/// (`worker.listen(...)`, `builder.hot_upgrade()`, `builder.control(...)`)
+/// into scope.
 pub mod prelude {
+    #[cfg(feature = "control")]
+    pub use cluster_ctl::ControlExt;
     #[cfg(feature = "net")]
     pub use cluster_net::{ClusterBuilderExt, WorkerExt};
 }

@@ -47,6 +47,14 @@ pub struct Args {
     /// The `status` page's path, if any.
     #[cfg(feature = "http")]
     pub status: Option<&'static str>,
+    /// `control`: whether the control socket opens (default: yes).
+    #[cfg(feature = "control")]
+    pub control: Option<bool>,
+    /// `log`: the default subscriber's level, or `"off"` (default: info).
+    #[cfg(feature = "control")]
+    pub log: Option<&'static str>,
+    /// The program's `CARGO_PKG_VERSION`, shown by `cluster-thread ls`.
+    pub program_version: Option<&'static str>,
 }
 
 /// The environment variable that overrides `drain_delay` (a duration such
@@ -297,7 +305,8 @@ where
 
 /// The builder, with the setup's state and what the environment says: `CLUSTER_THREAD_BALANCE`,
 /// systemd's sockets and notifications, and the hot upgrade (its sockets
-/// are read here, before any thread starts).
+/// are read here, before any thread starts); the default logs unless a
+/// subscriber is set, and the control socket unless `control = false`.
 fn prepare(
     args: Args,
     setup: impl FnOnce(ClusterBuilder) -> Result<ClusterBuilder, String>,
@@ -305,7 +314,11 @@ fn prepare(
     if cfg!(panic = "abort") {
         warn_panic_abort();
     }
-    let builder = setup(args.with_env().map_err(|e| e.to_string())?.builder())?;
+    let args = args.with_env().map_err(|e| e.to_string())?;
+    let builder = setup(args.builder())?;
+    // After the setup, which may install a subscriber of its own.
+    #[cfg(feature = "control")]
+    cluster_ctl::install_default_logs(args.log).map_err(|e| e.to_string())?;
     #[cfg(feature = "net")]
     let builder = {
         use cluster_net::ClusterBuilderExt;
@@ -313,6 +326,18 @@ fn prepare(
             .systemd()
             .and_then(ClusterBuilderExt::hot_upgrade)
             .map_err(|e| e.to_string())?
+    };
+    #[cfg(feature = "control")]
+    let builder = if args.control == Some(false) {
+        builder
+    } else {
+        use cluster_ctl::ControlExt;
+        let control = crate::control::standard();
+        let control = match args.program_version {
+            Some(version) => control.version(version),
+            None => control,
+        };
+        builder.control(control).map_err(|e| e.to_string())?
     };
     Ok(builder)
 }

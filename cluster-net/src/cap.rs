@@ -32,7 +32,8 @@ pub(crate) fn default_cap() -> usize {
 /// The cap and the open connections it counts.
 #[derive(Debug)]
 pub(crate) struct Cap {
-    limit: usize,
+    /// Changed live by `set_connection_cap`.
+    limit: AtomicUsize,
     open: AtomicUsize,
     freed: Notify,
     /// Keep-alive connections that have been idle once (registered at their
@@ -51,7 +52,7 @@ struct Idle {
 impl Cap {
     pub(crate) fn new(limit: usize) -> Cap {
         Cap {
-            limit,
+            limit: AtomicUsize::new(limit),
             open: AtomicUsize::new(0),
             freed: Notify::new(),
             idle: Mutex::default(),
@@ -60,7 +61,14 @@ impl Cap {
     }
 
     pub(crate) fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A new cap: connections waiting at the old one are admitted at once
+    /// if it is higher; open ones are kept if it is lower.
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Release);
+        self.freed.notify_waiters();
     }
 
     pub(crate) fn open(&self) -> usize {
@@ -83,7 +91,7 @@ impl Cap {
 
     /// Whether the cap is reached.
     pub(crate) fn full(&self) -> bool {
-        self.open.load(Ordering::Acquire) >= self.limit
+        self.open.load(Ordering::Acquire) >= self.limit.load(Ordering::Acquire)
     }
 
     /// A client waits while the cap is reached: asks the oldest idle
