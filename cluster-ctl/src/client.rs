@@ -109,7 +109,17 @@ impl Client {
         command: Command,
         mut each: impl FnMut(&Reply, &str),
     ) -> io::Result<Option<Reply>> {
-        self.send(command)?;
+        if let Err(e) = self.send(command) {
+            // Refused before it read the request (another uid, busy): the
+            // one line it sent says why.
+            return match self.read_reply() {
+                Ok(Some((reply, text))) => {
+                    each(&reply, &text);
+                    Ok(Some(reply))
+                }
+                _ => Err(e),
+            };
+        }
         while let Some((reply, text)) = self.read_reply()? {
             each(&reply, &text);
             if reply.is_final() {
