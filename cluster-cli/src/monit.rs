@@ -140,7 +140,7 @@ fn frame(client: &mut Option<Client>, target: &Target) -> Result<Vec<String>, St
     match reply.body {
         Body::Status(status) => {
             // Header and listeners first; then as many rows as fit.
-            let fixed = 2 + status.listeners.len();
+            let fixed = 3 + status.listeners.len();
             let rows = HEIGHT.saturating_sub(fixed + 2);
             Ok(render::status_lines(&status, WIDTH, rows))
         }

@@ -45,12 +45,15 @@ pub(crate) fn status_lines(status: &Status, width: usize, rows: usize) -> Vec<St
         .map(|v| format!(" {v}"))
         .unwrap_or_default();
     lines.push(format!(
-        "{}{version} (pid {}): {}, {} workers, up {}, {} restarts, memory {}",
+        "{}{version} (pid {}): {}, up {}",
         status.name,
         status.pid,
         status.phase,
-        status.size,
         duration(status.uptime_seconds),
+    ));
+    lines.push(format!(
+        "  {} workers, {} restarts, memory {} (the whole process)",
+        status.size,
         status.restarts,
         or_dash(status.memory_bytes, bytes),
     ));
