@@ -8,7 +8,8 @@
 //!       curl -i localhost:8000/healthz   # 200 `ok` while serving, 503 `draining` once stopping
 //!       curl localhost:8001/metrics      # Prometheus text of that port's worker
 //! Stop: Ctrl-C or `kill -TERM <pid>`, exit status 0.
-//! Logs: silent by default; RUST_LOG=info (restarts, reloads, upgrades) or RUST_LOG=debug on stderr.
+//! Logs: info on stderr (each line names its worker: restarts, reloads, upgrades),
+//!       RUST_LOG=debug for each connection; `cluster-thread logs` reads them too.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -29,17 +30,6 @@ const USAGE: &str =
     "usage: different_ports [--workers N] [--port BASE] [--healthz PATH] [--metrics PATH]";
 
 fn main() -> ExitCode {
-    // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
-    // cluster's life (restarts, reloads, upgrades), debug for each connection.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::builder()
-                .with_default_directive(tracing::level_filters::LevelFilter::OFF.into())
-                .from_env_lossy(),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let mut flags = Flags {
         base: 8000,
         healthz: None,

@@ -5,7 +5,8 @@
 //! Run:  cargo run --example echo_tcp -- [--port P]      (default 7000)
 //! Try:  nc localhost 7000    (type lines; each comes back as `<worker id>: <line>`)
 //! Stop: Ctrl-C: open connections are closed after the workers' drain.
-//! Logs: silent by default; RUST_LOG=info (restarts, reloads, upgrades) or RUST_LOG=debug on stderr.
+//! Logs: info on stderr (each line names its worker: restarts, reloads, upgrades),
+//!       RUST_LOG=debug for each connection; `cluster-thread logs` reads them too.
 
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -16,17 +17,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 static PORT: OnceLock<u16> = OnceLock::new();
 
 fn main() -> ExitCode {
-    // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
-    // cluster's life (restarts, reloads, upgrades), debug for each connection.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::builder()
-                .with_default_directive(tracing::level_filters::LevelFilter::OFF.into())
-                .from_env_lossy(),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let port = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
         [] => 7000,
         [flag, p] if flag == "--port" && p.parse::<u16>().is_ok() => p.parse().unwrap_or(7000),

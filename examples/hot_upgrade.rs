@@ -11,7 +11,8 @@
 //!       kill -QUIT 1234                      # prints `upgraded: pid 1234 -> pid 5678`
 //!       curl localhost:8080/                 # `served by pid 5678`; 1234 exits once drained
 //! Under systemd: see docs/deploying.md (socket activation, Type=notify, ExecReload).
-//! Logs: silent by default; RUST_LOG=info (restarts, reloads, upgrades) or RUST_LOG=debug on stderr.
+//! Logs: info on stderr (each line names its worker: restarts, reloads, upgrades),
+//!       RUST_LOG=debug for each connection; `cluster-thread logs` reads them too.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -24,17 +25,6 @@ use cluster_thread::{Cluster, ClusterEvent, Worker};
 static PORT: OnceLock<u16> = OnceLock::new();
 
 fn main() -> ExitCode {
-    // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
-    // cluster's life (restarts, reloads, upgrades), debug for each connection.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::builder()
-                .with_default_directive(tracing::level_filters::LevelFilter::OFF.into())
-                .from_env_lossy(),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let port = match args.as_slice() {
         [] => 8080,

@@ -4,7 +4,7 @@
 //! Run:  cargo run --release --example same_port -- [--workers N] [--host ADDR] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
 //!           [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION]
-//!           [--tls-cert PEM --tls-key PEM] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate]
+//!           [--tls-cert PEM --tls-key PEM] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
 //!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
 //!       with --chaos:
@@ -24,11 +24,15 @@
 //! Reload: `kill -HUP <pid>` replaces the workers one by one; idle keep-alive
 //!       connections move to a live worker instead of closing (--no-migrate:
 //!       they close, as in other servers). `kill -QUIT <pid>`: hot upgrade.
+//! Operate: `cluster-thread ls`, `monit`, `logs -f`, `scale 4`, `restart 1`,
+//!       `reload`, `upgrade`, `stop` (cargo install --path cluster-cli) over its
+//!       control socket; --no-control opens none (as CLUSTER_THREAD_CONTROL=off).
 //! Stop: Ctrl-C or `kill -TERM <pid>`: in-flight requests finish, exit status 0.
 //!       With --drain-delay 2s (or 500ms, 1m30s): /healthz answers 503 for that
 //!       long while everything is still served, so that a load balancer takes
 //!       this host out first; then the workers drain.
-//! Logs: silent by default; RUST_LOG=info (restarts, reloads, upgrades) or RUST_LOG=debug on stderr.
+//! Logs: info on stderr (each line names its worker: restarts, reloads, upgrades),
+//!       RUST_LOG=debug for each connection; `cluster-thread logs` reads them too.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -62,20 +66,9 @@ const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id
 const USAGE: &str = "usage: same_port [--workers N] [--host ADDR] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
     [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION] \
-    [--tls-cert PEM --tls-key PEM] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate]";
+    [--tls-cert PEM --tls-key PEM] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]";
 
 fn main() -> ExitCode {
-    // Logs on stderr, silent unless RUST_LOG asks: RUST_LOG=info for the
-    // cluster's life (restarts, reloads, upgrades), debug for each connection.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::builder()
-                .with_default_directive(tracing::level_filters::LevelFilter::OFF.into())
-                .from_env_lossy(),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let mut flags = Flags {
         host: std::net::Ipv4Addr::UNSPECIFIED.into(),
         port: 8000,
@@ -131,6 +124,10 @@ fn main() -> ExitCode {
             }),
             "--no-migrate" => {
                 flags.migrate = false;
+                Ok(())
+            }
+            "--no-control" => {
+                std::env::set_var("CLUSTER_THREAD_CONTROL", "off");
                 Ok(())
             }
             // Checked here, applied by the cluster at start.

@@ -33,7 +33,9 @@ async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
 //!
 //! Features: `macros` (`#[cluster_thread::main]`), `net` (`worker.listen`),
 //! `http` (`cluster_thread::http::serve`, turns on `net`), `tls` (HTTPS),
-//! `metrics` (the `metrics` facade on the metrics endpoint), all default;
+//! `metrics` (the `metrics` facade on the metrics endpoint), `control` (the
+//! control socket behind the `cluster-thread` command, and the default
+//! logs: [`control`]), all default;
 //! `axum` (axum's `ConnectInfo`) on demand. Any combination builds (`cargo
 //! xtask ci` checks each, and each sub-crate alone), and so does every
 //! example its features allow (their `required-features`).
@@ -53,6 +55,7 @@ async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
 //! | `CLUSTER_THREAD_DRAIN_DELAY` | `ClusterBuilder::drain_delay`, the macro's `drain_delay` | a duration, zero allowed | cluster-core, at `build` |
 //! | `CLUSTER_THREAD_BALANCE` | the cluster's `NetConfig::balance`, the macro's `balance` (not a listener's own `ListenSpec::balance`) | `round-robin`, `least-connections`, `os`, `reuseport`, `sticky` | cluster-net, at the cluster's first `listen` |
 //! | `CLUSTER_THREAD_UPGRADE` | — (set by the old process of a hot upgrade for the new one: the fd of its channel) | an fd number | cluster-net, `ClusterBuilderExt::hot_upgrade` |
+//! | `CLUSTER_THREAD_CONTROL` | the control socket's directory (`Control::dir`), the macro's `control` | a directory, or `off` | cluster-ctl, when the control socket opens |
 //! | `LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`, `NOTIFY_SOCKET`, `WATCHDOG_USEC` | — (systemd's socket activation and notifications) | systemd's | cluster-net, `ClusterBuilderExt::systemd` |
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![forbid(unsafe_code)]
@@ -60,6 +63,8 @@ async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+#[cfg(feature = "control")]
+pub mod control;
 
 pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
@@ -77,8 +82,11 @@ pub use cluster_net as net;
 pub use cluster_net::{Balance, ClusterBuilderExt, Listener, NetConfig, Ports, WorkerExt};
 
 /// `use cluster_thread::prelude::*;` brings the extension traits
-/// (`worker.listen(...)`, `builder.hot_upgrade()`) into scope.
+/// (`worker.listen(...)`, `builder.hot_upgrade()`, `builder.control(...)`)
+/// into scope.
 pub mod prelude {
+    #[cfg(feature = "control")]
+    pub use cluster_ctl::ControlExt;
     #[cfg(feature = "net")]
     pub use cluster_net::{ClusterBuilderExt, WorkerExt};
 }

@@ -50,6 +50,14 @@ pub struct Args {
     /// The `status` page's path, if any.
     #[cfg(feature = "http")]
     pub status: Option<&'static str>,
+    /// `control`: whether the control socket opens (default: yes).
+    #[cfg(feature = "control")]
+    pub control: Option<bool>,
+    /// `log`: the default subscriber's level, or `"off"` (default: info).
+    #[cfg(feature = "control")]
+    pub log: Option<&'static str>,
+    /// The program's `CARGO_PKG_VERSION`, shown by `cluster-thread ls`.
+    pub program_version: Option<&'static str>,
 }
 
 #[cfg(feature = "net")]
@@ -259,8 +267,10 @@ where
 /// The builder: the arguments, systemd's sockets and notifications, and
 /// the hot upgrade (its sockets are read here, before any thread starts),
 /// then the user's setup, which may change any of them (its
-/// `on_upgrade`, its `on_signal`s win). The environment's overrides are read
-/// by the builder and cluster-net, as for any program.
+/// `on_upgrade`, its `on_signal`s win); then the default logs unless a
+/// subscriber is set, and the control socket unless `control = false`.
+/// The environment's overrides are read by the builder and cluster-net, as
+/// for any program.
 fn prepare(
     args: Args,
     setup: impl FnOnce(ClusterBuilder) -> Result<ClusterBuilder, String>,
@@ -277,7 +287,23 @@ fn prepare(
             .and_then(ClusterBuilderExt::hot_upgrade)
             .map_err(|e| e.to_string())?
     };
-    setup(builder)
+    let builder = setup(builder)?;
+    // After the setup, which may install a subscriber of its own.
+    #[cfg(feature = "control")]
+    cluster_ctl::install_default_logs(args.log).map_err(|e| e.to_string())?;
+    #[cfg(feature = "control")]
+    let builder = if args.control == Some(false) {
+        builder
+    } else {
+        use cluster_ctl::ControlExt;
+        let control = crate::control::standard();
+        let control = match args.program_version {
+            Some(version) => control.version(version),
+            None => control,
+        };
+        builder.control(control).map_err(|e| e.to_string())?
+    };
+    Ok(builder)
 }
 
 #[allow(clippy::print_stderr)] // the program's own `main`: said even without a tracing subscriber

@@ -324,7 +324,35 @@ impl Cluster {
     /// [`ClusterEvent::Reloading`](crate::ClusterEvent::Reloading) before and
     /// [`ClusterEvent::Reloaded`](crate::ClusterEvent::Reloaded) after.
     pub async fn reload(&self) -> Result<(), Error> {
-        self.inner.reload().await
+        self.inner.reload(1).await
+    }
+
+    /// As [`reload`](Self::reload), `parallel` slots at a time: their new
+    /// workers start together, and each old one is disconnected once its
+    /// replacement is online (and ready, if it was). Faster for a large
+    /// pool, with `parallel` fewer workers serving meanwhile.
+    pub async fn reload_parallel(&self, parallel: usize) -> Result<(), Error> {
+        self.inner.reload(parallel).await
+    }
+
+    /// Replaces the worker of one slot gracefully, as one slot of a
+    /// [`reload`](Self::reload): the new worker starts (and listens, if the
+    /// old one did) before the old one is disconnected and drains. Returns
+    /// when the old worker has exited; waits for a reload under way first.
+    /// An error if the slot has no live worker.
+    pub async fn restart_slot(&self, slot: usize) -> Result<(), Error> {
+        self.inner.restart_slot(slot).await
+    }
+
+    /// The [drain delay](ClusterBuilder::drain_delay) in force.
+    pub fn drain_delay(&self) -> std::time::Duration {
+        self.inner.drain_delay()
+    }
+
+    /// Changes the [drain delay](ClusterBuilder::drain_delay) of the
+    /// graceful stops to come (not of one already waiting).
+    pub fn set_drain_delay(&self, delay: std::time::Duration) {
+        self.inner.set_drain_delay(delay);
     }
 
     /// Grows or shrinks the cluster to `workers` slots. New workers are forked

@@ -82,6 +82,15 @@ pub enum Error {
         /// What happened to it.
         reason: String,
     },
+    /// A slot to restart has no live worker (out of range, or waiting for
+    /// its restart).
+    #[error("slot {slot} has no live worker (the cluster has {size} slots)")]
+    NoWorker {
+        /// The slot asked for.
+        slot: usize,
+        /// The cluster's size.
+        size: usize,
+    },
     /// Slots crashed more than `max_restarts` times in a row, each within `min_uptime`.
     #[error("slot(s) {slots:?} errored: their workers crashed more than max_restarts = {max_restarts} times within min_uptime")]
     Errored {

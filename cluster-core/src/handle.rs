@@ -50,6 +50,47 @@ impl WorkerHandle {
         self.core.thread_id.get().copied()
     }
 
+    /// The kernel's id of the worker thread (Linux only, once it runs):
+    /// its CPU time is in `/proc/self/task/<tid>/stat`.
+    pub fn os_tid(&self) -> Option<i32> {
+        self.core.os_tid.get().copied()
+    }
+
+    /// How long ago the worker was forked.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.core.started.elapsed()
+    }
+
+    /// How many times its slot was restarted before this worker.
+    pub fn restarts(&self) -> u32 {
+        self.core.restarts
+    }
+
+    /// True once the worker is online (its function runs).
+    pub fn is_online(&self) -> bool {
+        self.core.life() == Life::Online
+    }
+
+    /// True once the worker reported listening or
+    /// [ready](crate::Worker::ready).
+    pub fn is_ready(&self) -> bool {
+        self.core.is_ready()
+    }
+
+    /// Waits until the worker reported listening or ready; `Err` with how
+    /// it ended if it died first.
+    pub async fn ready(&self) -> Result<(), String> {
+        let mut ready = self.core.ready.subscribe();
+        tokio::select! {
+            _ = ready.wait_for(|r| *r) => Ok(()),
+            () = self.core.dead() => Err(self
+                .core
+                .exit
+                .get()
+                .map_or_else(|| "exited".to_owned(), ToString::to_string)),
+        }
+    }
+
     /// Sends a message to the worker, read there with
     /// [`Worker::recv`](crate::Worker::recv). An error if the worker is dead.
     pub fn send<T: Any + Send + Sync>(&self, message: T) -> Result<(), Error> {

@@ -25,6 +25,7 @@ pub(crate) fn spawn(
     // Detached: an unresponsive worker is abandoned, never joined.
     builder.spawn(move || {
         let _ = core.thread_id.set(std::thread::current().id());
+        record_os_tid(&core);
         // Entered for the thread's whole life: every event of the worker's
         // tasks (all polled on this thread) carries its id and slot.
         let span = tracing::info_span!("worker", id = core.id, slot = core.slot);
@@ -106,6 +107,15 @@ pub(crate) fn allowed_cpus() -> Option<Vec<usize>> {
         tracing::warn!("pin_workers: CPU affinity is set on Linux only; workers are not pinned");
         None
     }
+}
+
+/// Notes the kernel's id of the calling thread (Linux only), so that the
+/// primary can read this worker's CPU time in `/proc/self/task/<tid>`.
+fn record_os_tid(core: &WorkerCore) {
+    #[cfg(target_os = "linux")]
+    let _ = core.os_tid.set(nix::unistd::gettid().as_raw());
+    #[cfg(not(target_os = "linux"))]
+    let _ = core;
 }
 
 /// Pins the calling thread to `cpu` (a warning if the kernel refuses).

@@ -140,6 +140,8 @@ pub(crate) struct WorkerCore {
     /// Restarts of this worker's slot before it.
     pub(crate) restarts: u32,
     pub(crate) thread_id: OnceLock<ThreadId>,
+    /// The kernel's id of the worker thread (Linux), for its CPU time.
+    pub(crate) os_tid: OnceLock<i32>,
     pub(crate) life: watch::Sender<Life>,
     /// Listening or ready was reported.
     pub(crate) ready: watch::Sender<bool>,

@@ -148,6 +148,7 @@ pub use listener::{ConnectionInfo, Listener};
 pub use metrics::{metrics_handle, set_metrics_handle};
 pub use server::{serve, Server};
 pub use service::{service_fn, BoxError, FnService, IntoHttpService, Request};
+pub use slots::{slot_stats, SlotStats};
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsListener, DEFAULT_HANDSHAKE_TIMEOUT};
 #[cfg(feature = "tls")]

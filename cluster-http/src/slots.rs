@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use cluster_core::hooks;
-use cluster_core::Worker;
+use cluster_core::{Cluster, Worker};
 
 /// The upper bounds of the latency histogram's buckets, in microseconds
 /// (0.5 ms to 10 s, as Prometheus clients' defaults with a finer start).
@@ -197,6 +197,43 @@ pub(crate) fn snapshots(worker: &Worker) -> Vec<Snapshot> {
         .iter()
         .enumerate()
         .map(|(i, s)| s.snapshot(i))
+        .collect()
+}
+
+/// One slot's HTTP counts, across its workers, as the primary reads them
+/// ([`slot_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SlotStats {
+    /// The slot.
+    pub slot: usize,
+    /// The worker whose server runs for the slot now, if one does.
+    pub worker: Option<u64>,
+    /// Requests answered so far.
+    pub requests: u64,
+    /// Connections accepted so far.
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: u64,
+}
+
+/// Every slot's HTTP counts so far (the slots an HTTP server ran on), in
+/// slot order: what the status page shows, for the primary.
+pub fn slot_stats(cluster: &Cluster) -> Vec<SlotStats> {
+    hooks::cluster_extension::<Slots>(cluster)
+        .all()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.snapshot(i);
+            SlotStats {
+                slot: i,
+                worker: s.live().then_some(s.current.id),
+                requests: s.requests,
+                accepted: s.accepted,
+                active: s.active,
+            }
+        })
         .collect()
 }
 

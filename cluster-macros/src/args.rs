@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 /// The keys the attribute takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 14] = [
+pub(crate) const KEYS: [&str; 16] = [
     "workers",
     "port",
     "balance",
@@ -25,6 +25,8 @@ pub(crate) const KEYS: [&str; 14] = [
     "healthz",
     "metrics",
     "status",
+    "control",
+    "log",
     "setup",
     "primary",
     "crate",
@@ -90,6 +92,16 @@ pub(crate) type SignalEntry = (Option<Choice>, Choice);
 pub(crate) const ON_PANICS: [Choice; 2] =
     [choice("ignore", "Ignore"), choice("restart", "Restart")];
 
+/// Values of `log`: the default subscriber's level, or off.
+pub(crate) const LOGS: [Choice; 6] = [
+    choice("off", "off"),
+    choice("error", "error"),
+    choice("warn", "warn"),
+    choice("info", "info"),
+    choice("debug", "debug"),
+    choice("trace", "trace"),
+];
+
 /// `workers`: `cluster_core::Workers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WorkerCount {
@@ -127,6 +139,10 @@ pub(crate) struct Args {
     pub(crate) healthz: Option<Given<String>>,
     pub(crate) metrics: Option<Given<String>>,
     pub(crate) status: Option<Given<String>>,
+    /// Whether the control socket opens.
+    pub(crate) control: Option<Given<bool>>,
+    /// The default logs' level (a `LOGS` name).
+    pub(crate) log: Option<Given<Choice>>,
     /// The function that builds the shared state, if any.
     pub(crate) setup: Option<Path>,
     /// The function run on the primary, if any.
@@ -193,6 +209,8 @@ impl Args {
                         }
                     })
                 }
+                "control" => control(&value).map(|c| args.control = Some(c)),
+                "log" => one_of(&name, &value, &LOGS).map(|v| args.log = Some(v)),
                 "setup" => setup(&value).map(|p| args.setup = Some(p)),
                 "primary" => primary(&value).map(|p| args.primary = Some(p)),
                 _ => krate(&value).map(|p| args.krate = Some(p)),
@@ -336,6 +354,24 @@ fn one_of(name: &str, value: &Expr, accepted: &[Choice]) -> syn::Result<Given<Ch
         value.span(),
         format!("invalid `{name}` value{hint}: expected a string, {expected}"),
     ))
+}
+
+/// `true` or `false`.
+fn control(value: &Expr) -> syn::Result<Given<bool>> {
+    match lit(value) {
+        Some(Lit::Bool(b)) => Ok(Given::at(b.value, b.span)),
+        Some(Lit::Str(s)) if matches!(s.value().as_str(), "true" | "false") => Err(syn::Error::new(
+            s.span(),
+            format!(
+                "invalid `control` value (write it without quotes: `control = {}`): expected `true` or `false`",
+                s.value()
+            ),
+        )),
+        _ => Err(syn::Error::new(
+            value.span(),
+            "invalid `control` value: expected `true` or `false` (`control = false` opens no control socket)",
+        )),
+    }
 }
 
 const WORKERS_EXPECTED: &str = "expected \"auto\" or an integer >= 1, such as `workers = 4`";
@@ -987,6 +1023,24 @@ mod tests {
     }
 
     #[test]
+    fn control_and_log() {
+        let args = ok(quote!(control = false, log = "off"));
+        assert_eq!(args.control.map(|c| c.value), Some(false));
+        assert_eq!(name(&args.log), Some("off"));
+        let args = ok(quote!(control = true, log = "debug"));
+        assert_eq!(args.control.map(|c| c.value), Some(true));
+        assert_eq!(name(&args.log), Some("debug"));
+        let args = ok(quote!());
+        assert!(args.control.is_none() && args.log.is_none());
+        let e = error(quote!(control = "false"));
+        assert!(e.contains("without quotes: `control = false`"), "{e}");
+        let e = error(quote!(control = 0));
+        assert!(e.contains("expected `true` or `false`"), "{e}");
+        let e = error(quote!(log = "verbose"));
+        assert!(e.contains("\"off\", \"error\""), "{e}");
+    }
+
+    #[test]
     fn every_argument_at_once() {
         let args = ok(quote!(
             workers = 3,
@@ -1016,7 +1070,7 @@ mod tests {
         assert!(e.contains("unknown argument `threads`"), "{e}");
         assert!(
             e.contains(
-                "`workers`, `port`, `balance`, `restart`, `shutdown_timeout`, `drain_delay`, `signals`, `on_panic`, `healthz`, `metrics`, `status`, `setup`, `primary` or `crate`"
+                "`workers`, `port`, `balance`, `restart`, `shutdown_timeout`, `drain_delay`, `signals`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `log`, `setup`, `primary` or `crate`"
             ),
             "{e}"
         );

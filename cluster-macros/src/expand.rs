@@ -367,12 +367,21 @@ fn args_value(krate: &TokenStream, args: &Args) -> TokenStream {
         path("healthz", &args.healthz),
         path("metrics", &args.metrics),
         path("status", &args.status),
+        args.control
+            .as_ref()
+            .map(|Given { value, span }| some("control", *span, quote_spanned!(*span=> #value))),
+        args.log.as_ref().map(|Given { value, span }| {
+            let name = value.name;
+            some("log", *span, quote_spanned!(*span=> #name))
+        }),
     ]
     .into_iter()
     .flatten();
     quote! {
         #krate::__private::Args {
             #(#fields,)*
+            // The user's crate's version, for `cluster-thread ls`.
+            program_version: ::core::option_env!("CARGO_PKG_VERSION"),
             ..::core::default::Default::default()
         }
     }

@@ -84,13 +84,16 @@
 //! | `signals` | each signal's action, `"signal=action"` entries separated by commas, applied in order (`ClusterBuilder::on_signal`): signals `term`, `int`, `hup`, `quit`, `usr1`, `usr2` (`SIG` and case optional) or `all`; actions `stop`, `interrupt` (graceful, a second at once), `stop-now`, `reload`, `upgrade`, `ignore`, `off` (not handled). As nginx: `signals = "usr2=upgrade, hup=off, int=stop-now"`; `"all=off"` handles none. A `setup` function's `on_signal` and `on_upgrade` win over it | term `stop`, int `interrupt`, hup `reload`, quit `upgrade`, usr1 and usr2 `off` |
 //! | `on_panic` | what a panic in a connection task does: `"ignore"` or `"restart"` | `"restart"` |
 //! | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, strings starting with `/`, each its own: `HttpConfig::healthz` (200 / 503 while draining), `metrics` (Prometheus text of every slot), `status` (the status page), in the cluster's `HttpConfig` | none |
+//! | `control` | `true` or `false`: whether the program opens its control socket, for the `cluster-thread` command (`ls`, `scale`, `logs`, ...); `CLUSTER_THREAD_CONTROL=off` turns it off at run time, `CLUSTER_THREAD_CONTROL=<dir>` moves it | `true` |
+//! | `log` | `"off"`, `"error"`, `"warn"`, `"info"`, `"debug"` or `"trace"`: the level of the logs on stderr (and in the ring `cluster-thread logs` reads) when the program installed no `tracing` subscriber of its own; `RUST_LOG` overrides it; `"off"` installs none | `"info"` |
 //! | `setup` | a path to a `fn(cluster_thread::ClusterBuilder) -> ClusterBuilder` (or `-> Result<ClusterBuilder, E: Display>`, whose error stops the program), run once on the primary before any worker: it builds the shared state (`builder.state(value)`, read in the workers with `worker.state::<T>()`) without statics or environment variables; an `HttpConfig` given there replaces the one the macro builds from `on_panic`, `healthz`, `metrics` and `status` | none |
 //! | `primary` | a path to an `async fn(cluster_thread::Cluster)` returning `()` or `Result<(), E: Display>`, run on the primary with the cluster handle (bare, `primary = watch`, or in a string, `primary = "watch"`) | none |
 //! | `crate` | the path of the facade, in a string, for users who renamed it (`crate = "ct"`) or re-export it, as `#[tokio::main(crate = "...")]`; the expansion uses `<crate>::__private` | `"cluster_thread"` |
 //!
 //! `port` and `balance` need the facade's `net` feature, `on_panic`,
-//! `healthz`, `metrics` and `status` its `http` feature (both on by
-//! default): without it, the expansion does not compile, at the argument.
+//! `healthz`, `metrics` and `status` its `http` feature, `control` and `log`
+//! its `control` feature (all on by default): without it, the expansion
+//! does not compile, at the argument.
 //!
 //! At run time `CLUSTER_THREAD_WORKERS` overrides `workers`,
 //! `CLUSTER_THREAD_DRAIN_DELAY` `drain_delay` and `CLUSTER_THREAD_BALANCE`
@@ -151,6 +154,8 @@ use proc_macro::TokenStream;
 /// | `drain_delay` | a duration, zero allowed: `/healthz` 503 this long before a graceful stop drains | `"0s"` |
 /// | `on_panic` | `"ignore"` or `"restart"` | `"restart"` |
 /// | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, such as `"/healthz"` | none |
+/// | `control` | `true` or `false`: the control socket for `cluster-thread` | `true` |
+/// | `log` | `"off"` or a level: the default logs on stderr (`RUST_LOG` overrides) | `"info"` |
 /// | `setup` | path to a `fn(ClusterBuilder) -> ClusterBuilder` (or a `Result` of it), run once on the primary to build the shared state | none |
 /// | `primary` | path to an `async fn(Cluster)` returning `()` or `Result<(), E: Display>` | none |
 /// | `crate` | path of the facade, in a string | `"cluster_thread"` |

@@ -35,7 +35,8 @@ pub(crate) fn default_cap() -> usize {
 /// The cap and the open connections it counts.
 #[derive(Debug)]
 pub(crate) struct Cap {
-    limit: usize,
+    /// Changed live by `set_connection_cap`.
+    limit: AtomicUsize,
     open: AtomicUsize,
     freed: Notify,
     /// Connections marked fresh or idle once (registered then; dead entries
@@ -54,7 +55,7 @@ struct Idle {
 impl Cap {
     pub(crate) fn new(limit: usize) -> Cap {
         Cap {
-            limit,
+            limit: AtomicUsize::new(limit),
             open: AtomicUsize::new(0),
             freed: Notify::new(),
             idle: Mutex::default(),
@@ -63,7 +64,14 @@ impl Cap {
     }
 
     pub(crate) fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A new cap: connections waiting at the old one are admitted at once
+    /// if it is higher; open ones are kept if it is lower.
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Release);
+        self.freed.notify_waiters();
     }
 
     pub(crate) fn open(&self) -> usize {
@@ -77,7 +85,7 @@ impl Cap {
 
     /// One more open connection, if the cap has room (atomically).
     pub(crate) fn try_open(&self) -> bool {
-        crate::conn::take_one(&self.open, Some(self.limit))
+        crate::conn::take_one(&self.open, Some(self.limit()))
     }
 
     /// One more open connection even at the cap (one open already, that
@@ -87,14 +95,14 @@ impl Cap {
     }
 
     pub(crate) fn closed(&self) {
-        if crate::conn::released(&self.open, Some(self.limit)) {
+        if crate::conn::released(&self.open, Some(self.limit())) {
             self.freed.notify_waiters();
         }
     }
 
     /// Whether the cap is reached.
     pub(crate) fn full(&self) -> bool {
-        self.open.load(Ordering::Acquire) >= self.limit
+        self.open.load(Ordering::Acquire) >= self.limit.load(Ordering::Acquire)
     }
 
     /// A client waits while the cap is reached: asks the oldest idle
@@ -121,7 +129,7 @@ impl Cap {
     /// Whether the cap is under pressure (three quarters full or more): new
     /// connections then get less time for their first request.
     pub(crate) fn under_pressure(&self) -> bool {
-        self.open.load(Ordering::Relaxed).saturating_mul(4) >= self.limit.saturating_mul(3)
+        self.open.load(Ordering::Relaxed).saturating_mul(4) >= self.limit().saturating_mul(3)
     }
 
     /// Asks the `most` first connections in eviction order to close (those

@@ -151,6 +151,16 @@ pub enum Error {
         /// Why: another one is in progress, or one already succeeded.
         reason: &'static str,
     },
+    /// A live setting given a value it cannot take.
+    #[error("invalid setting `{setting} = {value}`: expected {expected}")]
+    BadSetting {
+        /// The setting, e.g. `connection_cap`.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
 }
 
 impl Error {

@@ -75,5 +75,5 @@ pub use proxy::Cidr;
 pub use spec::{
     Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
 };
-pub use stats::{cap_stats, stats, CapStats, ListenerStats};
+pub use stats::{cap_stats, set_connection_cap, stats, CapStats, ListenerStats};
 pub use systemd::{notify_systemd, SystemdSockets};

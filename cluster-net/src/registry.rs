@@ -391,12 +391,13 @@ impl Registry {
     }
 
     /// Live counters of every listener, with its socket's totals, for the primary.
-    pub(crate) fn stats(&self) -> Vec<(Address, Arc<Counters>, Arc<Totals>)> {
+    pub(crate) fn stats(&self) -> Vec<(Address, Balance, Arc<Counters>, Arc<Totals>)> {
         let st = lock(&self.state);
         let mut out = Vec::new();
         for socket in st.sockets.values() {
             for c in lock(&socket.counters).iter().filter_map(Weak::upgrade) {
-                out.push((socket.address.clone(), c, Arc::clone(&socket.totals)));
+                let totals = Arc::clone(&socket.totals);
+                out.push((socket.address.clone(), socket.balance, c, totals));
             }
         }
         out

@@ -4,6 +4,7 @@ use cluster_core::hooks;
 use cluster_core::{Address, Cluster};
 
 use crate::registry::Registry;
+use crate::{Balance, Error};
 
 /// One worker's connection counts on one listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +12,8 @@ use crate::registry::Registry;
 pub struct ListenerStats {
     /// The listener's address.
     pub address: Address,
+    /// How its socket's connections are balanced.
+    pub balance: Balance,
     /// The worker's id.
     pub worker: u64,
     /// The worker's slot.
@@ -36,8 +39,9 @@ pub fn stats(cluster: &Cluster) -> Vec<ListenerStats> {
     let mut all: Vec<_> = hooks::cluster_extension::<Registry>(cluster)
         .stats()
         .into_iter()
-        .map(|(address, c, totals)| ListenerStats {
+        .map(|(address, balance, c, totals)| ListenerStats {
             address,
+            balance,
             worker: c.id,
             slot: c.slot,
             accepted: c.accepted.load(Ordering::Relaxed),
@@ -72,4 +76,28 @@ pub fn cap_stats(cluster: &Cluster) -> Option<CapStats> {
         open: cap.open(),
         evicted: cap.evicted(),
     })
+}
+
+/// Changes the cluster's connection cap live (see
+/// [`NetConfig::connection_cap`](crate::NetConfig::connection_cap)): a
+/// higher cap admits the connections waiting at the old one at once, a
+/// lower one keeps those open and admits no more until they are under it.
+/// An error before the first `listen` (the cap is set up then) or for 0.
+pub fn set_connection_cap(cluster: &Cluster, limit: usize) -> Result<(), Error> {
+    if limit == 0 {
+        return Err(Error::BadSetting {
+            setting: "connection_cap",
+            value: limit.to_string(),
+            expected: "at least 1",
+        });
+    }
+    let cap = hooks::cluster_extension::<Registry>(cluster)
+        .cap_stats()
+        .ok_or(Error::BadSetting {
+            setting: "connection_cap",
+            value: limit.to_string(),
+            expected: "a cluster that listens (the cap is set up by the first listen)",
+        })?;
+    cap.set_limit(limit);
+    Ok(())
 }

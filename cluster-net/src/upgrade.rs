@@ -249,6 +249,12 @@ impl UpgradeState {
     }
 }
 
+/// True once this process has handed its sockets to a new one in a hot
+/// upgrade (it drains now; the new process is the service).
+pub fn handed_over(cluster: &Cluster) -> bool {
+    hooks::cluster_extension::<UpgradeState>(cluster).handed_over()
+}
+
 const IDLE: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;

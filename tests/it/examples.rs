@@ -566,11 +566,9 @@ fn same_port_logs_restarts_reloads_and_connections_with_rust_log() {
     );
     // A restart, at info.
     let _ = get(addr, "/panic");
-    let restart = wait_line(&rx, &mut seen, |l| {
-        l.contains("restarting the slot's worker")
-    });
+    let restart = wait_line(&rx, &mut seen, |l| l.contains("restarting"));
     assert!(
-        restart.contains("INFO") && restart.contains("slot=0"),
+        restart.contains("INFO worker{id=1 slot=0}: restarting reason="),
         "{restart}"
     );
     // A reload (SIGHUP), at info.
@@ -583,9 +581,36 @@ fn same_port_logs_restarts_reloads_and_connections_with_rust_log() {
     assert!(child.wait().unwrap().success());
 }
 
+/// Without RUST_LOG a macro program logs at info (its own subscriber):
+/// each line names its worker; a restart says so with its reason, a
+/// reload too; nothing at debug.
 #[test]
-fn same_port_is_silent_on_stderr_without_rust_log() {
+fn same_port_logs_its_workers_life_at_info_without_rust_log() {
     let (mut child, rx) = same_port_logging(None);
+    let mut seen = Vec::new();
+    let line = wait_line(&rx, &mut seen, |l| l.starts_with("listening on "));
+    let addr = local(&line);
+    assert_eq!(get(addr, "/").unwrap().status, 200);
+    let _ = get(addr, "/panic");
+    let restart = wait_line(&rx, &mut seen, |l| l.contains("restarting"));
+    assert!(
+        restart.contains(" INFO worker{id=1 slot=0}: restarting reason=")
+            && restart.contains("panicked: GET /panic"),
+        "{restart}"
+    );
+    test_support::signal(child.id(), libc::SIGHUP);
+    wait_line(&rx, &mut seen, |l| l.contains("INFO rolling reload done"));
+    test_support::signal(child.id(), libc::SIGTERM);
+    assert!(child.wait().unwrap().success());
+    seen.extend(rx.iter());
+    let debug: Vec<&String> = seen.iter().filter(|l| l.contains("DEBUG")).collect();
+    assert!(debug.is_empty(), "{debug:#?}");
+}
+
+/// `RUST_LOG=off`: nothing but what the program prints itself.
+#[test]
+fn same_port_is_silent_on_stderr_with_rust_log_off() {
+    let (mut child, rx) = same_port_logging(Some("off"));
     let mut seen = Vec::new();
     let line = wait_line(&rx, &mut seen, |l| l.starts_with("listening on "));
     let addr = local(&line);

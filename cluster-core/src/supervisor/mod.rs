@@ -68,6 +68,8 @@ pub(crate) struct Supervisor {
     pub(crate) link: Arc<Link>,
     pub(crate) runtime: std::sync::OnceLock<Handle>,
     pub(crate) reload_lock: tokio::sync::Mutex<()>,
+    /// The drain delay in force (`Cluster::set_drain_delay` changes it).
+    drain_delay: Mutex<Duration>,
     next_id: AtomicU64,
     next_epoch: AtomicU64,
 }
@@ -81,6 +83,7 @@ impl Supervisor {
     ) -> Supervisor {
         let phase = watch::Sender::new(Phase::Starting);
         let shutdown_timeout = config.shutdown_timeout;
+        let drain_delay = Mutex::new(config.drain_delay);
         Supervisor {
             config,
             body,
@@ -107,6 +110,7 @@ impl Supervisor {
             phase,
             runtime: std::sync::OnceLock::new(),
             reload_lock: tokio::sync::Mutex::new(()),
+            drain_delay,
             next_id: AtomicU64::new(1),
             next_epoch: AtomicU64::new(1),
         }
@@ -217,6 +221,7 @@ impl Supervisor {
             fork_data: st.slots[slot].fork_data.clone(),
             restarts: st.slots[slot].history.total,
             thread_id: Default::default(),
+            os_tid: Default::default(),
             life: watch::Sender::new(Life::Starting),
             ready: watch::Sender::new(false),
             ready_at: OnceLock::new(),
@@ -341,7 +346,21 @@ impl Supervisor {
     /// Starts a stop: graceful disconnects every worker (after the drain
     /// delay), immediate kills them.
     pub(crate) fn begin_stop(self: &Arc<Self>, graceful: bool) {
-        self.begin_stop_after(graceful, self.config.drain_delay);
+        self.begin_stop_after(graceful, self.drain_delay());
+    }
+
+    pub(crate) fn drain_delay(&self) -> Duration {
+        *self
+            .drain_delay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_drain_delay(&self, delay: Duration) {
+        *self
+            .drain_delay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = delay;
     }
 
     /// As `begin_stop`, with this drain delay (zero: none).
@@ -517,14 +536,18 @@ impl Supervisor {
             return; // already declared unresponsive
         };
         self.link.alive.fetch_sub(1, Ordering::Relaxed);
+        // What follows is logged as the worker's own lines are: an operator
+        // reading one slot's log sees its exits and restarts there.
+        let span = tracing::info_span!("worker", id, slot = core.slot);
+        let _in_worker = span.enter();
         let _ = core.exit.set(reason.clone());
         self.emit_disconnect(&core);
         core.life.send_replace(Life::Dead);
         match &reason {
             ExitReason::Returned | ExitReason::Killed => {
-                tracing::debug!(id, slot = core.slot, %reason, "worker exit")
+                tracing::debug!(%reason, "worker exit")
             }
-            _ => tracing::warn!(id, slot = core.slot, %reason, "worker exit"),
+            _ => tracing::warn!(%reason, "worker exit"),
         }
         self.events.emit(ClusterEvent::Exit {
             worker: self.handle(&core),
@@ -581,14 +604,14 @@ impl Supervisor {
             AfterExit::GiveBack(old) => slot.current = Some(old),
             AfterExit::Leave => {}
             AfterExit::Restart(delay) if delay.is_zero() => {
-                tracing::info!(slot = slot_no, %reason, "restarting the slot's worker");
+                tracing::info!(%reason, "restarting");
                 if let Err(e) = self.fork_slot(&mut st, slot_no, None) {
                     tracing::error!(slot = slot_no, error = %e, "restart failed");
                     st.slots[slot_no].status = SlotStatus::Errored;
                 }
             }
             AfterExit::Restart(delay) => {
-                tracing::info!(slot = slot_no, ?delay, %reason, "restarting the slot's worker after a back-off");
+                tracing::info!(?delay, %reason, "restarting after a back-off");
                 slot.status = SlotStatus::Restarting;
                 let epoch = slot.epoch;
                 self.events.emit(ClusterEvent::Restarting {

@@ -1,22 +1,28 @@
-//! The rolling changes of the pool, one slot at a time: reload (each new
-//! worker online, and ready if its predecessor was, before the old one is
-//! disconnected) and scale (new slots forked, the highest ones retired).
+//! The rolling changes of the pool, one slot (or a few) at a time: reload
+//! and the restart of one slot (each new worker online, and ready if its
+//! predecessor was, before the old one is disconnected) and scale (new
+//! slots forked, the highest ones retired).
 
 use std::sync::Arc;
 
 use super::Supervisor;
-use crate::{ClusterEvent, Error};
+use crate::worker::WorkerCore;
+use crate::{ClusterEvent, Error, WorkerHandle};
 
 impl Supervisor {
-    pub(crate) async fn reload(self: &Arc<Self>) -> Result<(), Error> {
+    /// A rolling reload, `parallel` slots at a time (at least one).
+    pub(crate) async fn reload(self: &Arc<Self>, parallel: usize) -> Result<(), Error> {
         let inner = self;
         let _one_at_a_time = inner.reload_lock.lock().await;
         if inner.lock().stopping {
             return Err(Error::Stopping { action: "reload" });
         }
         inner.events.emit(ClusterEvent::Reloading);
-        tracing::info!("rolling reload: replacing the workers one slot at a time");
-        let result = self.reload_slots().await;
+        tracing::info!(
+            parallel,
+            "rolling reload: replacing the workers slot by slot"
+        );
+        let result = self.reload_slots(parallel.max(1)).await;
         match &result {
             Ok(()) => tracing::info!("rolling reload done"),
             Err(e) => tracing::warn!(error = %e, "rolling reload stopped"),
@@ -27,66 +33,108 @@ impl Supervisor {
         result
     }
 
-    async fn reload_slots(self: &Arc<Self>) -> Result<(), Error> {
-        let inner = self;
+    async fn reload_slots(self: &Arc<Self>, parallel: usize) -> Result<(), Error> {
         let mut old_workers = Vec::new();
-        let size = inner.lock().slots.len();
-        for slot in 0..size {
-            let (old, new) = {
-                let mut st = inner.lock();
-                if st.stopping {
-                    return Err(Error::Stopping { action: "reload" });
-                }
-                let Some(old) = st
-                    .slots
-                    .get(slot)
-                    .and_then(|s| s.current)
-                    .and_then(|id| st.workers.get(&id).cloned())
-                else {
-                    continue;
-                };
-                let new = inner.fork_slot(&mut st, slot, Some(old.id))?;
-                (old, new)
-            };
-            let listen_timeout = inner.config.listen_timeout;
-            let online = tokio::time::timeout(listen_timeout, new.online()).await;
-            let failure = match online {
-                Ok(Ok(())) => None,
-                Ok(Err(reason)) => Some(reason),
-                Err(_) => Some(format!(
-                    "not online within listen_timeout = {listen_timeout:?}"
-                )),
-            };
-            if let Some(reason) = failure {
-                new.kill();
-                return Err(Error::Reload {
-                    slot,
-                    id: new.id(),
-                    reason,
-                });
-            }
-            if old.is_ready() {
-                let mut ready = new.core.ready.subscribe();
-                tokio::select! {
-                    _ = ready.wait_for(|r| *r) => {}
-                    () = new.core.dead() => {
-                        return Err(Error::Reload {
-                            slot,
-                            id: new.id(),
-                            reason: new.core.exit.get().map_or_else(|| "exited".to_owned(), ToString::to_string),
-                        });
-                    }
-                    () = tokio::time::sleep(listen_timeout) => {
-                        tracing::warn!(id = new.id(), slot, ?listen_timeout, "new worker neither listening nor ready after the listen timeout; going on");
-                    }
+        let size = self.lock().slots.len();
+        let slots: Vec<usize> = (0..size).collect();
+        for batch in slots.chunks(parallel) {
+            let mut forked = Vec::new();
+            for &slot in batch {
+                if let Some(pair) = self.fork_replacement(slot, "reload")? {
+                    forked.push((slot, pair));
                 }
             }
-            inner.disconnect_worker(&old);
-            old_workers.push(old);
+            for (slot, (old, new)) in forked {
+                self.hand_over(slot, &old, &new).await?;
+                old_workers.push(old);
+            }
         }
         for old in old_workers {
             old.dead().await;
         }
+        Ok(())
+    }
+
+    /// Replaces the worker of one slot as a reload does (its new worker
+    /// online, and ready if the old one was, before the old one is
+    /// disconnected); returns once the old one has exited. Waits for a
+    /// reload under way.
+    pub(crate) async fn restart_slot(self: &Arc<Self>, slot: usize) -> Result<(), Error> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let Some((old, new)) = self.fork_replacement(slot, "restart a slot")? else {
+            let size = self.lock().slots.len();
+            return Err(Error::NoWorker { slot, size });
+        };
+        self.hand_over(slot, &old, &new).await?;
+        old.dead().await;
+        Ok(())
+    }
+
+    /// Forks the replacement of `slot`'s worker; `None` if the slot has none.
+    fn fork_replacement(
+        self: &Arc<Self>,
+        slot: usize,
+        action: &'static str,
+    ) -> Result<Option<(Arc<WorkerCore>, WorkerHandle)>, Error> {
+        let mut st = self.lock();
+        if st.stopping {
+            return Err(Error::Stopping { action });
+        }
+        let Some(old) = st
+            .slots
+            .get(slot)
+            .and_then(|s| s.current)
+            .and_then(|id| st.workers.get(&id).cloned())
+        else {
+            return Ok(None);
+        };
+        let new = self.fork_slot(&mut st, slot, Some(old.id))?;
+        Ok(Some((old, new)))
+    }
+
+    /// Waits for `new` to be online (and ready, if `old` was), then
+    /// disconnects `old`. A new worker that fails is killed and the old one
+    /// serves on.
+    async fn hand_over(
+        self: &Arc<Self>,
+        slot: usize,
+        old: &Arc<WorkerCore>,
+        new: &WorkerHandle,
+    ) -> Result<(), Error> {
+        let listen_timeout = self.config.listen_timeout;
+        let online = tokio::time::timeout(listen_timeout, new.online()).await;
+        let failure = match online {
+            Ok(Ok(())) => None,
+            Ok(Err(reason)) => Some(reason),
+            Err(_) => Some(format!(
+                "not online within listen_timeout = {listen_timeout:?}"
+            )),
+        };
+        if let Some(reason) = failure {
+            new.kill();
+            return Err(Error::Reload {
+                slot,
+                id: new.id(),
+                reason,
+            });
+        }
+        if old.is_ready() {
+            let mut ready = new.core.ready.subscribe();
+            tokio::select! {
+                _ = ready.wait_for(|r| *r) => {}
+                () = new.core.dead() => {
+                    return Err(Error::Reload {
+                        slot,
+                        id: new.id(),
+                        reason: new.core.exit.get().map_or_else(|| "exited".to_owned(), ToString::to_string),
+                    });
+                }
+                () = tokio::time::sleep(listen_timeout) => {
+                    tracing::warn!(id = new.id(), slot, ?listen_timeout, "new worker neither listening nor ready after the listen timeout; going on");
+                }
+            }
+        }
+        self.disconnect_worker(old);
         Ok(())
     }
 

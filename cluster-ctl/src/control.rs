@@ -1,0 +1,323 @@
+//! `Control`: the control socket's settings and what the crates beside the
+//! core tell it (per-slot figures, listeners, the hot upgrade, live
+//! settings), and `ControlExt::control`, which opens it for a cluster.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use cluster_core::{hooks, Cluster, ClusterBuilder};
+
+use crate::dir::{self, SocketFile};
+use crate::protocol::ListenerRow;
+use crate::Error;
+
+/// Per-slot figures a provider reports (see [`Control::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SlotFigures {
+    /// The worker these are of; `None` for the slot whichever its worker.
+    pub worker: Option<u64>,
+    /// Connections open now.
+    pub connections: Option<u64>,
+    /// Requests answered so far.
+    pub requests: Option<u64>,
+}
+
+impl SlotFigures {
+    /// Figures of `worker` (or of the slot, whichever its worker, for `None`).
+    pub fn new(worker: Option<u64>, connections: Option<u64>, requests: Option<u64>) -> Self {
+        SlotFigures {
+            worker,
+            connections,
+            requests,
+        }
+    }
+}
+
+/// What the stats providers fill in for one `ls`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub(crate) slots: Vec<(usize, SlotFigures)>,
+    pub(crate) listeners: Vec<ListenerRow>,
+}
+
+impl Stats {
+    /// Reports figures for `slot`. The first provider to give a figure of
+    /// a worker wins.
+    pub fn slot(&mut self, slot: usize, figures: SlotFigures) {
+        self.slots.push((slot, figures));
+    }
+
+    /// Reports a listening socket.
+    pub fn listener(&mut self, address: String, balance: String, connections: u64) {
+        self.listeners
+            .push(ListenerRow::new(address, balance, connections));
+    }
+
+    /// The figures of worker `id` in `slot`: each the first given for it.
+    pub(crate) fn of(&self, slot: usize, id: u64) -> SlotFigures {
+        let mut out = SlotFigures {
+            worker: Some(id),
+            ..SlotFigures::default()
+        };
+        for (_, f) in self
+            .slots
+            .iter()
+            .filter(|(s, f)| *s == slot && f.worker.is_none_or(|w| w == id))
+        {
+            out.connections = out.connections.or(f.connections);
+            out.requests = out.requests.or(f.requests);
+        }
+        out
+    }
+
+    /// A slot's requests, whichever worker.
+    pub(crate) fn requests(&self, slot: usize) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter(|(s, _)| *s == slot)
+            .find_map(|(_, f)| f.requests)
+    }
+}
+
+type StatsFn = Arc<dyn Fn(&Cluster, &mut Stats) + Send + Sync>;
+/// A hot upgrade: the new process's pid, or why it failed.
+pub type UpgradeFuture = Pin<Box<dyn Future<Output = Result<u32, String>> + Send>>;
+type UpgradeFn = Arc<dyn Fn(Cluster) -> UpgradeFuture + Send + Sync>;
+type HandedOverFn = Arc<dyn Fn(&Cluster) -> bool + Send + Sync>;
+type GetFn = Arc<dyn Fn(&Cluster) -> String + Send + Sync>;
+type SetFn = Arc<dyn Fn(&Cluster, &str) -> Result<(), String> + Send + Sync>;
+
+/// A live setting for `cluster-thread get` and `set` (see [`Control::setting`]).
+#[derive(Clone)]
+pub struct LiveSetting {
+    pub(crate) key: String,
+    pub(crate) help: String,
+    pub(crate) get: GetFn,
+    pub(crate) set: SetFn,
+}
+
+impl std::fmt::Debug for LiveSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSetting")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveSetting {
+    /// The setting `key`: `help` says what it takes; `get` reads it as
+    /// text, `set` parses and applies a value (its error says why not).
+    pub fn new(
+        key: impl Into<String>,
+        help: impl Into<String>,
+        get: impl Fn(&Cluster) -> String + Send + Sync + 'static,
+        set: impl Fn(&Cluster, &str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> LiveSetting {
+        LiveSetting {
+            key: key.into(),
+            help: help.into(),
+            get: Arc::new(get),
+            set: Arc::new(set),
+        }
+    }
+}
+
+/// The control socket of a cluster: where, under which name, and what it
+/// can report and change beyond the core's own (workers, phase, reload,
+/// restart, scale, stop, `drain_delay`, `log_level`).
+///
+/// ```no_run
+/// use cluster_core::Cluster;
+/// use cluster_ctl::{Control, ControlExt};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Cluster::builder()
+///     .workers(2)
+///     .control(Control::new().version(env!("CARGO_PKG_VERSION")))?
+///     .run(|worker| async move { worker.disconnected().await })?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+#[must_use = "a Control does nothing until given to `ClusterBuilder::control`"]
+pub struct Control {
+    dir: Option<PathBuf>,
+    name: Option<String>,
+    version: Option<String>,
+    pub(crate) providers: Providers,
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct Providers {
+    pub(crate) stats: Vec<StatsFn>,
+    pub(crate) upgrade: Option<UpgradeFn>,
+    pub(crate) handed_over: Option<HandedOverFn>,
+    pub(crate) settings: Vec<LiveSetting>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("dir", &self.dir)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `ls` says of the program, fixed at start.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) name: String,
+    pub(crate) version: Option<String>,
+}
+
+impl Control {
+    /// The defaults: the directory of [`control_dir`](crate::control_dir),
+    /// the executable's file name.
+    pub fn new() -> Control {
+        Control::default()
+    }
+
+    /// Puts the socket in `dir` instead (as `CLUSTER_THREAD_CONTROL` does;
+    /// the variable still wins, and `off` still turns it off).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// The name in the socket's file name, `<name>-<pid>.sock`, and in
+    /// `ls` (default: the executable's file name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The program's version, shown by `ls` (`env!("CARGO_PKG_VERSION")`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Adds a provider of per-slot figures and listeners, called for each
+    /// `ls` and once a second for the rates (so it should be quick).
+    pub fn stats(
+        mut self,
+        provider: impl Fn(&Cluster, &mut Stats) + Send + Sync + 'static,
+    ) -> Self {
+        self.providers.stats.push(Arc::new(provider));
+        self
+    }
+
+    /// What `upgrade` runs: a hot upgrade returning the new process's pid;
+    /// and whether this process has handed over (its socket then leaves
+    /// the directory as it drains, the new process's having taken its place).
+    pub fn upgrade<F, Fut>(
+        mut self,
+        upgrade: F,
+        handed_over: impl Fn(&Cluster) -> bool + Send + Sync + 'static,
+    ) -> Self
+    where
+        F: Fn(Cluster) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<u32, String>> + Send + 'static,
+    {
+        self.providers.upgrade = Some(Arc::new(move |c| Box::pin(upgrade(c))));
+        self.providers.handed_over = Some(Arc::new(handed_over));
+        self
+    }
+
+    /// Adds a live setting (one of the same name is replaced).
+    pub fn setting(mut self, setting: LiveSetting) -> Self {
+        self.providers.settings.retain(|s| s.key != setting.key);
+        self.providers.settings.push(setting);
+        self
+    }
+
+    /// Where the socket goes: `None` when turned off.
+    fn location(&self) -> Option<PathBuf> {
+        match std::env::var_os(dir::CONTROL_ENV) {
+            Some(_) => dir::control_dir(),
+            None => self.dir.clone().or_else(dir::control_dir),
+        }
+    }
+
+    fn identity(&self) -> Identity {
+        let name = self.name.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "cluster".to_owned())
+        });
+        Identity {
+            name: dir::clean_name(&name),
+            version: self.version.clone(),
+        }
+    }
+}
+
+/// The bound socket, between `control` and the cluster's start.
+#[derive(Default)]
+pub(crate) struct Pending(Mutex<Option<Opened>>);
+
+pub(crate) struct Opened {
+    pub(crate) listener: std::os::unix::net::UnixListener,
+    pub(crate) file: SocketFile,
+    pub(crate) identity: Identity,
+    pub(crate) providers: Providers,
+}
+
+/// The socket file while the cluster runs: a cluster extension, so that
+/// it is removed (before anyone sees the phase stopped) when the cluster's
+/// extensions are dropped, or earlier once a hot upgrade handed over.
+#[derive(Default)]
+pub(crate) struct Installed(pub(crate) Mutex<Option<SocketFile>>);
+
+impl Installed {
+    pub(crate) fn remove(cluster: &Cluster) {
+        let installed = hooks::cluster_extension::<Installed>(cluster);
+        let file = installed
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(file);
+    }
+}
+
+/// `ClusterBuilder::control`: `use cluster_ctl::ControlExt;`.
+pub trait ControlExt: Sized {
+    /// Opens the control socket (unless `CLUSTER_THREAD_CONTROL=off`): its
+    /// directory is made or checked, and the socket bound, now (an error
+    /// names the path at fault); it is served from the cluster's start on
+    /// a thread of its own, and removed when the cluster stops.
+    fn control(self, control: Control) -> Result<Self, Error>;
+}
+
+impl ControlExt for ClusterBuilder {
+    fn control(self, control: Control) -> Result<Self, Error> {
+        let Some(dir) = control.location() else {
+            return Ok(self);
+        };
+        dir::prepare_dir(&dir)?;
+        let identity = control.identity();
+        let path = dir.join(dir::socket_name(&identity.name, std::process::id()));
+        let (listener, file) = dir::bind(&path)?;
+        let pending = Pending(Mutex::new(Some(Opened {
+            listener,
+            file,
+            identity,
+            providers: control.providers,
+        })));
+        Ok(self.state(pending).on_start(|cluster| {
+            let opened = cluster
+                .state::<Pending>()
+                .and_then(|p| p.0.lock().unwrap_or_else(PoisonError::into_inner).take());
+            let Some(opened) = opened else { return };
+            if let Err(e) = crate::server::spawn(cluster.clone(), opened) {
+                tracing::error!(error = %e, "the control socket is not served");
+            }
+        }))
+    }
+}
