@@ -138,7 +138,10 @@ fn run(cli: &Cli) -> Result<(), String> {
             }
             failed.map_or(Ok(()), Err)
         }
-        Cmd::Monit => monit::run(&target::one(targets)?, cli),
+        Cmd::Monit => monit::run(
+            &target::one(targets)?,
+            cli.pid.is_none() && cli.socket.is_none(),
+        ),
         command => {
             let target = target::one(targets)?;
             let request = match command {

@@ -11,8 +11,8 @@ use cluster_ctl::client::Client;
 use cluster_ctl::protocol::{Body, Command};
 use nix::sys::termios::{self, SetArg, Termios};
 
+use crate::render;
 use crate::target::{self, Target};
-use crate::{render, Cli};
 
 const WIDTH: usize = 80;
 const HEIGHT: usize = 24;
@@ -86,7 +86,9 @@ fn quit_within(timeout: Duration) -> bool {
     }
 }
 
-pub(crate) fn run(first: &Target, cli: &Cli) -> Result<(), String> {
+/// `follow`: when the socket goes, look the program's name up again (not
+/// when the user named a pid or a socket).
+pub(crate) fn run(first: &Target, follow: bool) -> Result<(), String> {
     let _raw = Raw::enter();
     let mut target = first.clone();
     let mut client: Option<Client> = None;
@@ -97,7 +99,7 @@ pub(crate) fn run(first: &Target, cli: &Cli) -> Result<(), String> {
             Err(e) => {
                 client = None;
                 // Gone: the program's new process, after a hot upgrade.
-                if cli.pid.is_none() && cli.socket.is_none() {
+                if follow {
                     if let Some(next) = target::select(None, None, target.name.as_deref())
                         .ok()
                         .and_then(|t| t.into_iter().next())

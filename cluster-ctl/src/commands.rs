@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use cluster_core::{hooks, Cluster, ClusterEvent, Events, WorkerHandle};
 
-use crate::control::{Identity, LiveSetting, Providers, Stats};
+use crate::conn::Conn;
 use crate::protocol::{Body, Command, Setting, Status, WorkerRow};
-use crate::server::Conn;
+use crate::provided::{Identity, LiveSetting, Providers, Stats};
 
 /// How far back `ls`'s rates and CPU look.
 const WINDOW: Duration = Duration::from_secs(5);

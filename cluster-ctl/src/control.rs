@@ -1,129 +1,16 @@
-//! `Control`: the control socket's settings and what the crates beside the
-//! core tell it (per-slot figures, listeners, the hot upgrade, live
-//! settings), and `ControlExt::control`, which opens it for a cluster.
+//! `Control`: the control socket's settings, and `ControlExt::control`,
+//! which opens it for a cluster.
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use cluster_core::{hooks, Cluster, ClusterBuilder};
+use cluster_core::{Cluster, ClusterBuilder};
 
-use crate::dir::{self, SocketFile};
-use crate::protocol::ListenerRow;
+use crate::dir;
+use crate::provided::{Identity, LiveSetting, Providers, Stats};
+use crate::server::{self, Opened};
 use crate::Error;
-
-/// Per-slot figures a provider reports (see [`Control::stats`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SlotFigures {
-    /// The worker these are of; `None` for the slot whichever its worker.
-    pub worker: Option<u64>,
-    /// Connections open now.
-    pub connections: Option<u64>,
-    /// Requests answered so far.
-    pub requests: Option<u64>,
-}
-
-impl SlotFigures {
-    /// Figures of `worker` (or of the slot, whichever its worker, for `None`).
-    pub fn new(worker: Option<u64>, connections: Option<u64>, requests: Option<u64>) -> Self {
-        SlotFigures {
-            worker,
-            connections,
-            requests,
-        }
-    }
-}
-
-/// What the stats providers fill in for one `ls`.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub(crate) slots: Vec<(usize, SlotFigures)>,
-    pub(crate) listeners: Vec<ListenerRow>,
-}
-
-impl Stats {
-    /// Reports figures for `slot`. The first provider to give a figure of
-    /// a worker wins.
-    pub fn slot(&mut self, slot: usize, figures: SlotFigures) {
-        self.slots.push((slot, figures));
-    }
-
-    /// Reports a listening socket.
-    pub fn listener(&mut self, address: String, balance: String, connections: u64) {
-        self.listeners
-            .push(ListenerRow::new(address, balance, connections));
-    }
-
-    /// The figures of worker `id` in `slot`: each the first given for it.
-    pub(crate) fn of(&self, slot: usize, id: u64) -> SlotFigures {
-        let mut out = SlotFigures {
-            worker: Some(id),
-            ..SlotFigures::default()
-        };
-        for (_, f) in self
-            .slots
-            .iter()
-            .filter(|(s, f)| *s == slot && f.worker.is_none_or(|w| w == id))
-        {
-            out.connections = out.connections.or(f.connections);
-            out.requests = out.requests.or(f.requests);
-        }
-        out
-    }
-
-    /// A slot's requests, whichever worker.
-    pub(crate) fn requests(&self, slot: usize) -> Option<u64> {
-        self.slots
-            .iter()
-            .filter(|(s, _)| *s == slot)
-            .find_map(|(_, f)| f.requests)
-    }
-}
-
-type StatsFn = Arc<dyn Fn(&Cluster, &mut Stats) + Send + Sync>;
-/// A hot upgrade: the new process's pid, or why it failed.
-pub type UpgradeFuture = Pin<Box<dyn Future<Output = Result<u32, String>> + Send>>;
-type UpgradeFn = Arc<dyn Fn(Cluster) -> UpgradeFuture + Send + Sync>;
-type HandedOverFn = Arc<dyn Fn(&Cluster) -> bool + Send + Sync>;
-type GetFn = Arc<dyn Fn(&Cluster) -> String + Send + Sync>;
-type SetFn = Arc<dyn Fn(&Cluster, &str) -> Result<(), String> + Send + Sync>;
-
-/// A live setting for `cluster-thread get` and `set` (see [`Control::setting`]).
-#[derive(Clone)]
-pub struct LiveSetting {
-    pub(crate) key: String,
-    pub(crate) help: String,
-    pub(crate) get: GetFn,
-    pub(crate) set: SetFn,
-}
-
-impl std::fmt::Debug for LiveSetting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveSetting")
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LiveSetting {
-    /// The setting `key`: `help` says what it takes; `get` reads it as
-    /// text, `set` parses and applies a value (its error says why not).
-    pub fn new(
-        key: impl Into<String>,
-        help: impl Into<String>,
-        get: impl Fn(&Cluster) -> String + Send + Sync + 'static,
-        set: impl Fn(&Cluster, &str) -> Result<(), String> + Send + Sync + 'static,
-    ) -> LiveSetting {
-        LiveSetting {
-            key: key.into(),
-            help: help.into(),
-            get: Arc::new(get),
-            set: Arc::new(set),
-        }
-    }
-}
 
 /// The control socket of a cluster: where, under which name, and what it
 /// can report and change beyond the core's own (workers, phase, reload,
@@ -149,14 +36,6 @@ pub struct Control {
     pub(crate) providers: Providers,
 }
 
-#[derive(Clone, Default)]
-pub(crate) struct Providers {
-    pub(crate) stats: Vec<StatsFn>,
-    pub(crate) upgrade: Option<UpgradeFn>,
-    pub(crate) handed_over: Option<HandedOverFn>,
-    pub(crate) settings: Vec<LiveSetting>,
-}
-
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control")
@@ -165,13 +44,6 @@ impl std::fmt::Debug for Control {
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
-}
-
-/// What `ls` says of the program, fixed at start.
-#[derive(Debug, Clone)]
-pub(crate) struct Identity {
-    pub(crate) name: String,
-    pub(crate) version: Option<String>,
 }
 
 impl Control {
@@ -261,31 +133,6 @@ impl Control {
 #[derive(Default)]
 pub(crate) struct Pending(Mutex<Option<Opened>>);
 
-pub(crate) struct Opened {
-    pub(crate) listener: std::os::unix::net::UnixListener,
-    pub(crate) file: SocketFile,
-    pub(crate) identity: Identity,
-    pub(crate) providers: Providers,
-}
-
-/// The socket file while the cluster runs: a cluster extension, so that
-/// it is removed (before anyone sees the phase stopped) when the cluster's
-/// extensions are dropped, or earlier once a hot upgrade handed over.
-#[derive(Default)]
-pub(crate) struct Installed(pub(crate) Mutex<Option<SocketFile>>);
-
-impl Installed {
-    pub(crate) fn remove(cluster: &Cluster) {
-        let installed = hooks::cluster_extension::<Installed>(cluster);
-        let file = installed
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(file);
-    }
-}
-
 /// `ClusterBuilder::control`: `use cluster_ctl::ControlExt;`.
 pub trait ControlExt: Sized {
     /// Opens the control socket (unless `CLUSTER_THREAD_CONTROL=off`): its
@@ -315,7 +162,7 @@ impl ControlExt for ClusterBuilder {
                 .state::<Pending>()
                 .and_then(|p| p.0.lock().unwrap_or_else(PoisonError::into_inner).take());
             let Some(opened) = opened else { return };
-            if let Err(e) = crate::server::spawn(cluster.clone(), opened) {
+            if let Err(e) = server::spawn(cluster.clone(), opened) {
                 tracing::error!(error = %e, "the control socket is not served");
             }
         }))

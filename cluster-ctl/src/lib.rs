@@ -22,14 +22,16 @@
 
 pub mod client;
 mod commands;
+mod conn;
 mod control;
 mod dir;
 mod error;
 mod logs;
 pub mod protocol;
+mod provided;
 mod server;
 
-pub use control::{Control, ControlExt, LiveSetting, SlotFigures, Stats, UpgradeFuture};
+pub use control::{Control, ControlExt};
 pub use dir::{control_dir, parse_socket_name, CONTROL_ENV};
 pub use error::Error;
 pub use logs::{
@@ -37,4 +39,5 @@ pub use logs::{
     DEFAULT_RING_BYTES,
 };
 pub use protocol::{Body, Command, Reply, Request, Scale};
+pub use provided::{LiveSetting, SlotFigures, Stats, UpgradeFuture};
 pub use server::MAX_CONNECTIONS;

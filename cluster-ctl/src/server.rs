@@ -4,35 +4,53 @@
 //! One task per connection; each peer's uid checked first; every read and
 //! write under a deadline; at most [`MAX_CONNECTIONS`] at once.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use cluster_core::{Cluster, Phase};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use cluster_core::{hooks, Cluster, Phase};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
 
 use crate::commands::{self, Ctx};
-use crate::control::{Installed, Opened};
-use crate::protocol::{Body, Reply, Request, COMMANDS, MAX_LINE, PROTOCOL_VERSION};
+use crate::conn::{self, Conn, WRITE_TIMEOUT};
+use crate::dir::SocketFile;
+use crate::protocol::{Body, Request, COMMANDS, PROTOCOL_VERSION};
+use crate::provided::{Identity, Providers};
 use crate::Error;
 
 /// Control connections served at once; more are answered `busy` and closed.
 pub const MAX_CONNECTIONS: usize = 32;
 
-/// How long a new connection may take to send its first request, and a
-/// started line to end.
-const LINE_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// How long a connection may stay idle between requests (`monit` asks
 /// every second).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a reply line may take to be written (a client that does not
-/// read is closed).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The bound socket and what the control thread serves on it.
+pub(crate) struct Opened {
+    pub(crate) listener: std::os::unix::net::UnixListener,
+    pub(crate) file: SocketFile,
+    pub(crate) identity: Identity,
+    pub(crate) providers: Providers,
+}
+
+/// The socket file while the cluster runs: a cluster extension, so that
+/// it is removed (before anyone sees the phase stopped) when the cluster's
+/// extensions are dropped, or earlier once a hot upgrade handed over.
+#[derive(Default)]
+pub(crate) struct Installed(pub(crate) Mutex<Option<SocketFile>>);
+
+impl Installed {
+    pub(crate) fn remove(cluster: &Cluster) {
+        let installed = hooks::cluster_extension::<Installed>(cluster);
+        let file = installed
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(file);
+    }
+}
 
 pub(crate) fn spawn(cluster: Cluster, opened: Opened) -> Result<(), Error> {
     let Opened {
@@ -42,10 +60,10 @@ pub(crate) fn spawn(cluster: Cluster, opened: Opened) -> Result<(), Error> {
         providers,
     } = opened;
     let path = file.path().display().to_string();
-    *cluster_core::hooks::cluster_extension::<Installed>(&cluster)
+    *hooks::cluster_extension::<Installed>(&cluster)
         .0
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(file);
+        .unwrap_or_else(PoisonError::into_inner) = Some(file);
     let ctx = Arc::new(Ctx::new(cluster, identity, providers));
     std::thread::Builder::new()
         .name("cluster-control".into())
@@ -130,15 +148,9 @@ async fn accept(listener: Option<&tokio::net::UnixListener>) -> std::io::Result<
 async fn refuse(mut stream: UnixStream, why: String) {
     let _ = tokio::time::timeout(
         WRITE_TIMEOUT,
-        stream.write_all(&line(Body::Error { error: why })),
+        stream.write_all(&conn::line(Body::Error { error: why })),
     )
     .await;
-}
-
-fn line(body: Body) -> Vec<u8> {
-    let mut out = serde_json::to_vec(&Reply::new(body)).unwrap_or_default();
-    out.push(b'\n');
-    out
 }
 
 /// Only this process's uid or root may talk to the socket.
@@ -166,13 +178,8 @@ async fn connection(ctx: Arc<Ctx>, stream: UnixStream, _permit: OwnedSemaphorePe
         }
     };
     let (rd, wr) = stream.into_split();
-    let mut conn = Conn {
-        rd,
-        wr,
-        buf: Vec::new(),
-        broken: false,
-    };
-    let mut idle = LINE_TIMEOUT;
+    let mut conn = Conn::new(rd, wr);
+    let mut idle = conn::LINE_TIMEOUT;
     loop {
         let line = match conn.next_line(idle).await {
             Ok(Some(line)) => line,
@@ -222,82 +229,6 @@ pub(crate) fn parse(line: &str) -> Result<Request, String> {
         None => return Err("a request needs a \"command\"".into()),
     }
     serde_json::from_value(value).map_err(|e| format!("bad request: {e}"))
-}
-
-/// A control connection: lines in, reply lines out.
-pub(crate) struct Conn {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
-    buf: Vec<u8>,
-    /// A write failed or timed out: nothing more is sent.
-    pub(crate) broken: bool,
-}
-
-impl Conn {
-    /// Sends one reply line; false once the connection is broken.
-    pub(crate) async fn send(&mut self, body: Body) -> bool {
-        if self.broken {
-            return false;
-        }
-        let out = line(body);
-        let written = tokio::time::timeout(WRITE_TIMEOUT, self.wr.write_all(&out)).await;
-        self.broken = !matches!(written, Ok(Ok(())));
-        !self.broken
-    }
-
-    /// Resolves when the client closes its side (or sends more: ignored
-    /// while a reply streams).
-    pub(crate) async fn closed(&mut self) {
-        let mut scratch = [0u8; 256];
-        loop {
-            match self.rd.read(&mut scratch).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    /// The next request line: `None` at the client's close or after `idle`
-    /// with nothing sent; an error for a line over [`MAX_LINE`], not UTF-8,
-    /// or not finished within [`LINE_TIMEOUT`] of its first byte.
-    async fn next_line(&mut self, idle: Duration) -> Result<Option<String>, String> {
-        let idle_end = Instant::now() + idle;
-        let mut started = (!self.buf.is_empty()).then(Instant::now);
-        loop {
-            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-                if end > MAX_LINE {
-                    return Err(too_long());
-                }
-                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-                line.pop();
-                return String::from_utf8(line)
-                    .map(Some)
-                    .map_err(|_| "the request line is not UTF-8".to_owned());
-            }
-            if self.buf.len() > MAX_LINE {
-                return Err(too_long());
-            }
-            let deadline = started.map_or(idle_end, |t| t + LINE_TIMEOUT);
-            let mut chunk = [0u8; 4096];
-            match tokio::time::timeout_at(deadline, self.rd.read(&mut chunk)).await {
-                Err(_) if started.is_none() => return Ok(None),
-                Err(_) => {
-                    return Err(format!(
-                        "the request line was not finished within {LINE_TIMEOUT:?}"
-                    ))
-                }
-                Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
-                Ok(Ok(n)) => {
-                    started.get_or_insert_with(Instant::now);
-                    self.buf.extend_from_slice(&chunk[..n]);
-                }
-            }
-        }
-    }
-}
-
-fn too_long() -> String {
-    format!("the request line is longer than {MAX_LINE} bytes")
 }
 
 #[cfg(test)]
