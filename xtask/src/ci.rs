@@ -20,10 +20,6 @@ const STEPS: &[(&str, &[&str])] = &[
             "--deny-cycles",
             "--allow-cycles-in",
             "cluster-core",
-            "--allow-cycles-in",
-            "cluster-http",
-            "--allow-cycles-in",
-            "cluster-net",
         ],
     ),
     (
