@@ -69,6 +69,8 @@ pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) kill_timeout: Duration,
     pub(crate) listen_timeout: Duration,
+    /// Only `Worker::ready` makes a worker ready, not its listening.
+    pub(crate) wait_ready: bool,
     pub(crate) drain_delay: Duration,
     /// Each signal's action (`Off` included).
     pub(crate) signals: Vec<(Signal, SignalAction)>,
@@ -105,6 +107,7 @@ pub struct ClusterBuilder {
     shutdown_timeout: Duration,
     kill_timeout: Duration,
     listen_timeout: Duration,
+    wait_ready: bool,
     drain_delay: Duration,
     /// By `Signal::index`.
     signals: [SignalAction; Signal::ALL.len()],
@@ -126,6 +129,7 @@ impl Default for ClusterBuilder {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(3),
+            wait_ready: false,
             drain_delay: Duration::ZERO,
             signals: Signal::ALL.map(Signal::default_action),
             pin_workers: false,
@@ -234,6 +238,18 @@ impl ClusterBuilder {
     /// ready, as PM2's `listen_timeout` (default 3 s).
     pub fn listen_timeout(mut self, timeout: Duration) -> Self {
         self.listen_timeout = timeout;
+        self
+    }
+
+    /// PM2's `wait_ready`: a worker is ready only once it calls
+    /// [`Worker::ready`], not as soon as it listens, so that start-up,
+    /// a reload and `scale` wait (up to [`listen_timeout`](Self::listen_timeout))
+    /// for work it does after listening: warming a cache, connecting to a
+    /// database. Its listener already takes connections meanwhile (they
+    /// wait for it); a reload keeps the old worker until the new one is
+    /// ready. Default off.
+    pub fn wait_ready(mut self, wait: bool) -> Self {
+        self.wait_ready = wait;
         self
     }
 
@@ -382,6 +398,7 @@ impl ClusterBuilder {
             shutdown_timeout,
             kill_timeout: self.kill_timeout,
             listen_timeout: self.listen_timeout,
+            wait_ready: self.wait_ready,
             drain_delay,
             signals: Signal::ALL.into_iter().zip(self.signals).collect(),
             on_upgrade: self.on_upgrade,

@@ -460,7 +460,9 @@ impl Supervisor {
                         worker: self.handle(core),
                         address,
                     });
-                    core.set_ready();
+                    if !self.config.wait_ready {
+                        core.set_ready();
+                    }
                     self.check_started(&st);
                 }
             }
