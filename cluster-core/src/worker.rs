@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::builder::StateMap;
+use crate::config::StateMap;
+use crate::notice::Notice;
 use crate::restart::Lifetime;
-use crate::supervisor::Notice;
 use crate::{Address, Error, ExitReason, Message, Phase};
 
 thread_local! {

@@ -19,8 +19,6 @@ const STEPS: &[(&str, &[&str])] = &[
             "tidy",
             "--deny-cycles",
             "--allow-cycles-in",
-            "cluster-core",
-            "--allow-cycles-in",
             "cluster-http",
             "--allow-cycles-in",
             "cluster-net",

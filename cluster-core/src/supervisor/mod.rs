@@ -1,15 +1,12 @@
 //! The supervisor: the primary's state machine over the worker table. Its
-//! inputs are the [`Notice`]s (notice.rs) that one task (`supervise`) reads
+//! inputs are the [`Notice`]s (`notice.rs`) that one task (`supervise`) reads
 //! in order, from the workers and the timers, and the calls of the handles
 //! (fork, disconnect, kill, stop), made under the state lock. Here: forks,
 //! phases, stops and the handling of each notice; what follows an exit is
 //! decided in exit.rs, reload and scale are in rolling.rs.
 
 mod exit;
-mod notice;
 mod rolling;
-
-pub(crate) use notice::Notice;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +16,12 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::builder::{Config, StateMap, WorkerFn};
+use crate::config::{Config, StateMap};
+use crate::handle::Control;
 use crate::hub::EventHub;
+use crate::notice::Notice;
 use crate::restart::SlotHistory;
+use crate::thread::WorkerFn;
 use crate::worker::{Life, Link, WorkerCore};
 use crate::{ClusterEvent, Error, ExitReason, Message, Phase, WorkerHandle};
 use exit::{after_exit, failed_with, AfterExit, Exit};
@@ -121,9 +121,10 @@ impl Supervisor {
     }
 
     pub(crate) fn handle(self: &Arc<Self>, core: &Arc<WorkerCore>) -> WorkerHandle {
+        let cluster: Weak<dyn Control> = Arc::downgrade(self) as Weak<Supervisor>;
         WorkerHandle {
             core: Arc::clone(core),
-            cluster: Arc::downgrade(self),
+            cluster,
         }
     }
 
@@ -194,6 +195,27 @@ impl Supervisor {
         self.phase.send_replace(Phase::Starting);
         self.events.emit(ClusterEvent::Phase(Phase::Starting));
         self.spawn_timer(self.config.listen_timeout, Notice::StartTimeout(st.cycle));
+    }
+
+    /// Forks the first workers, one per slot (`Cluster::start`), and arms
+    /// the start timer: after `listen_timeout`, workers online count as
+    /// started. A fork that fails stops the cluster at once.
+    pub(crate) fn start_workers(self: &Arc<Self>) -> Result<(), Error> {
+        let mut st = self.lock();
+        for slot in 0..self.config.workers {
+            let new_slot = self.new_slot();
+            st.slots.push(new_slot);
+            self.publish_slots(&st);
+            if let Err(e) = self.fork_slot(&mut st, slot, None) {
+                drop(st);
+                self.begin_stop(false);
+                return Err(e);
+            }
+        }
+        let cycle = st.cycle;
+        drop(st);
+        self.spawn_timer(self.config.listen_timeout, Notice::StartTimeout(cycle));
+        Ok(())
     }
 
     /// Forks a worker into `slot`, which must exist.
@@ -644,6 +666,17 @@ impl Supervisor {
         }
         self.check_started(&st);
         self.check_done(&st);
+    }
+}
+
+/// What a [`WorkerHandle`] asks of its cluster.
+impl Control for Supervisor {
+    fn disconnect(self: Arc<Self>, core: &Arc<WorkerCore>) {
+        self.disconnect_worker(core);
+    }
+
+    fn kill(self: Arc<Self>, core: &WorkerCore) {
+        self.kill_worker(core);
     }
 }
 
