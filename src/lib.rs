@@ -79,10 +79,10 @@ pub use cluster_macros::main;
 #[cfg(feature = "net")]
 pub use cluster_net as net;
 #[cfg(feature = "net")]
-pub use cluster_net::{Balance, ClusterBuilderExt, Listener, NetConfig, Ports, WorkerExt};
+pub use cluster_net::{Balance, ClusterBuilderExt, NetConfig, Ports, WorkerExt};
 
 /// `use cluster_thread::prelude::*;` brings the extension traits
-/// (`worker.listen(...)`, `builder.hot_upgrade()`, `builder.control(...)`)
+/// (`worker.listen(...)`, `builder.from_env()`, `builder.control(...)`)
 /// into scope.
 pub mod prelude {
     #[cfg(feature = "control")]

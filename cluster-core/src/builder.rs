@@ -283,6 +283,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// The state of type `T` given so far, if any.
+    pub(crate) fn state_of<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        Arc::clone(self.state.get(&TypeId::of::<T>())?)
+            .downcast::<T>()
+            .ok()
+    }
+
     /// Checks the settings and creates the cluster, without starting it.
     ///
     /// `worker` is called once in each worker thread, inside that thread, so
