@@ -69,8 +69,8 @@ pub mod control;
 pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
     Error, Events, ExitReason, Message, Phase, RestartPolicy, Signal, SignalAction, TaskResult,
-    Worker, WorkerHandle, Workers, DEFAULT_SHUTDOWN_TIMEOUT, DRAIN_DELAY_ENV, PIN_WORKERS_ENV,
-    SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV,
+    Worker, WorkerEvent, WorkerEvents, WorkerHandle, Workers, DEFAULT_SHUTDOWN_TIMEOUT,
+    DRAIN_DELAY_ENV, PIN_WORKERS_ENV, SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV,
 };
 #[cfg(feature = "http")]
 pub use cluster_http as http;

@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use crate::{Address, ExitReason, Message, Phase, WorkerHandle};
+use crate::{Address, ExitReason, Message, Phase, WorkerEvent, WorkerHandle};
 
 /// A lifecycle event of the cluster, read from [`Cluster::events`](crate::Cluster::events).
 ///
 /// The events of one worker always come in the order
-/// `Fork → Online → (Listening | Message)* → Disconnect → Exit`, as in Node's `cluster`.
+/// `Fork → Online → (Listening | Message)* → Disconnect → Exit`, as in Node's `cluster`;
+/// each reaches that worker's own stream
+/// ([`WorkerHandle::events`](crate::WorkerHandle::events)) first.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ClusterEvent {
@@ -80,4 +82,19 @@ pub enum ClusterEvent {
         /// Why the reload stopped early, if it did.
         error: Option<String>,
     },
+}
+
+impl ClusterEvent {
+    /// The cluster-wide form of one of `worker`'s own events.
+    pub(crate) fn of(worker: WorkerHandle, event: WorkerEvent) -> ClusterEvent {
+        match event {
+            WorkerEvent::Fork => ClusterEvent::Fork { worker },
+            WorkerEvent::Online => ClusterEvent::Online { worker },
+            WorkerEvent::Ready => ClusterEvent::Ready { worker },
+            WorkerEvent::Listening { address } => ClusterEvent::Listening { worker, address },
+            WorkerEvent::Message { message } => ClusterEvent::Message { worker, message },
+            WorkerEvent::Disconnect => ClusterEvent::Disconnect { worker },
+            WorkerEvent::Exit { reason } => ClusterEvent::Exit { worker, reason },
+        }
+    }
 }

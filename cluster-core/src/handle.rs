@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::thread::ThreadId;
 
 use crate::worker::{Life, WorkerCore};
-use crate::{Error, ExitReason, Message};
+use crate::{Error, ExitReason, Message, WorkerEvents};
 
 /// What a handle asks of the cluster that forked its worker (the
 /// supervisor implements it): the handle holds no path to the
@@ -156,6 +156,16 @@ impl WorkerHandle {
     /// How the worker ended, once it has.
     pub fn exit_reason(&self) -> Option<&ExitReason> {
         self.core.exit.get()
+    }
+
+    /// A subscription to this worker's own events, in order (Node's
+    /// `worker.on(...)`): each reaches it before the cluster's
+    /// [`Events`](crate::Events) sees it. Made after `fork()` (or at any
+    /// time), it still starts with the worker's Fork, Online and every
+    /// later event but the messages sent before it; it ends after the
+    /// worker's Exit.
+    pub fn events(&self) -> WorkerEvents {
+        self.core.events.subscribe()
     }
 
     /// Waits until the worker is online; `Err` with how it ended if it died first.

@@ -54,6 +54,7 @@ mod signals;
 mod supervisor;
 mod thread;
 mod worker;
+mod worker_events;
 
 pub use builder::ClusterBuilder;
 pub use cluster::{Cluster, Phases};
@@ -68,3 +69,4 @@ pub use message::Message;
 pub use restart::RestartPolicy;
 pub use signals::{Signal, SignalAction};
 pub use worker::{is_primary, is_worker, worker, ClusterInfo, Worker};
+pub use worker_events::{WorkerEvent, WorkerEvents};

@@ -23,6 +23,7 @@ use crate::notice::Notice;
 use crate::restart::SlotHistory;
 use crate::thread::WorkerFn;
 use crate::worker::{Life, Link, WorkerCore};
+use crate::worker_events::WorkerEvent;
 use crate::{ClusterEvent, Error, ExitReason, Message, Phase, WorkerHandle};
 use exit::{after_exit, failed_with, AfterExit, Exit};
 
@@ -253,6 +254,7 @@ impl Supervisor {
             kill: Mutex::new(Some(kill_tx)),
             inbox,
             inbox_rx: tokio::sync::Mutex::new(inbox_rx),
+            events: Default::default(),
             exit: Default::default(),
             start_error: Default::default(),
             link: Arc::clone(&self.link),
@@ -261,9 +263,7 @@ impl Supervisor {
         st.workers.insert(id, Arc::clone(&core));
         let previous = st.slots[slot].current.replace(id);
         st.slots[slot].status = SlotStatus::Active;
-        self.events.emit(ClusterEvent::Fork {
-            worker: handle.clone(),
-        });
+        self.emit_worker(&core, WorkerEvent::Fork);
         tracing::debug!(id, slot, "fork");
         let cpu = self
             .config
@@ -280,6 +280,7 @@ impl Supervisor {
             st.slots[slot].current = previous;
             let _ = core.exit.set(ExitReason::Error(source.to_string()));
             core.life.send_replace(Life::Dead);
+            core.events.close();
             return Err(Error::Spawn {
                 name: core.name.clone(),
                 source,
@@ -320,11 +321,16 @@ impl Supervisor {
         result
     }
 
+    /// Emits one of `core`'s events: to the worker's own streams first,
+    /// then (as Node's `worker.on` before `cluster.on`) to the cluster's.
+    fn emit_worker(self: &Arc<Self>, core: &Arc<WorkerCore>, event: WorkerEvent) {
+        core.events.emit(&event);
+        self.events.emit(ClusterEvent::of(self.handle(core), event));
+    }
+
     pub(crate) fn emit_disconnect(self: &Arc<Self>, core: &Arc<WorkerCore>) {
         if !core.disconnect_emitted.swap(true, Ordering::SeqCst) {
-            self.events.emit(ClusterEvent::Disconnect {
-                worker: self.handle(core),
-            });
+            self.emit_worker(core, WorkerEvent::Disconnect);
         }
     }
 
@@ -456,9 +462,7 @@ impl Supervisor {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
                     core.life.send_replace(Life::Online);
-                    self.events.emit(ClusterEvent::Online {
-                        worker: self.handle(core),
-                    });
+                    self.emit_worker(core, WorkerEvent::Online);
                     self.check_started(&st);
                 }
             }
@@ -468,9 +472,7 @@ impl Supervisor {
                     // The event first: a reload waiting for this readiness
                     // disconnects the old worker, and its Disconnect must
                     // come after.
-                    self.events.emit(ClusterEvent::Ready {
-                        worker: self.handle(core),
-                    });
+                    self.emit_worker(core, WorkerEvent::Ready);
                     core.set_ready();
                     self.check_started(&st);
                 }
@@ -478,10 +480,7 @@ impl Supervisor {
             Notice::Listening(id, address) => {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
-                    self.events.emit(ClusterEvent::Listening {
-                        worker: self.handle(core),
-                        address,
-                    });
+                    self.emit_worker(core, WorkerEvent::Listening { address });
                     core.set_ready();
                     self.check_started(&st);
                 }
@@ -489,10 +488,7 @@ impl Supervisor {
             Notice::Message(id, message) => {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
-                    self.events.emit(ClusterEvent::Message {
-                        worker: self.handle(core),
-                        message,
-                    });
+                    self.emit_worker(core, WorkerEvent::Message { message });
                 }
             }
             Notice::Exited(id, reason) => self.on_exit(id, reason),
@@ -571,10 +567,13 @@ impl Supervisor {
             }
             _ => tracing::warn!(%reason, "worker exit"),
         }
-        self.events.emit(ClusterEvent::Exit {
-            worker: self.handle(&core),
-            reason: reason.clone(),
-        });
+        self.emit_worker(
+            &core,
+            WorkerEvent::Exit {
+                reason: reason.clone(),
+            },
+        );
+        core.events.close();
         let slot_no = core.slot;
         let starting = core.first || *self.phase.borrow() == Phase::Starting;
         let start_error = core
