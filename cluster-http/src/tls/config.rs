@@ -5,12 +5,16 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use cluster_core::hooks;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::crypto::ring::Ticketer;
+use tokio_rustls::rustls::server::{
+    ProducesTickets, ServerSessionMemoryCache, StoresServerSessions,
+};
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::Error;
@@ -115,7 +119,11 @@ impl TlsConfig {
         };
         let last_good = hooks::extension::<LastGood>(worker);
         let paths = (cert.clone(), key.clone());
-        match self.load() {
+        let shared = hooks::extension::<Resumption>(worker);
+        match self
+            .check()
+            .and_then(|()| load_pem(cert, key, Some(shared.get())))
+        {
             Ok(config) => {
                 last_good.lock().insert(paths, Arc::clone(&config));
                 Ok(config)
@@ -132,13 +140,7 @@ impl TlsConfig {
 
     /// The rustls config: the files read now, for the PEM form.
     pub fn load(&self) -> Result<Arc<ServerConfig>, Error> {
-        if self.handshake_timeout.is_zero() {
-            return Err(Error::BadSetting {
-                setting: "tls handshake_timeout",
-                value: format!("{:?}", self.handshake_timeout),
-                reason: "must be greater than zero",
-            });
-        }
+        self.check()?;
         match &self.source {
             Source::Config(config) if !config.alpn_protocols.is_empty() => Ok(Arc::clone(config)),
             Source::Config(config) => {
@@ -146,8 +148,19 @@ impl TlsConfig {
                 config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
                 Ok(Arc::new(config))
             }
-            Source::Pem { cert, key } => load_pem(cert, key),
+            Source::Pem { cert, key } => load_pem(cert, key, None),
         }
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.handshake_timeout.is_zero() {
+            return Err(Error::BadSetting {
+                setting: "tls handshake_timeout",
+                value: format!("{:?}", self.handshake_timeout),
+                reason: "must be greater than zero",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -161,7 +174,48 @@ impl LastGood {
     }
 }
 
-fn load_pem(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
+/// Sessions to resume: stored by the server (TLS 1.2 session ids, and
+/// TLS 1.3 without tickets) and tickets' keys.
+#[derive(Clone)]
+struct Shared {
+    cache: Arc<dyn StoresServerSessions>,
+    /// `None` if no ticket key could be made (no randomness): the cache alone.
+    ticketer: Option<Arc<dyn ProducesTickets>>,
+}
+
+/// How many sessions the cluster's cache keeps (the least recently used
+/// go first): a few hundred bytes each.
+const SESSION_CACHE: usize = 4096;
+
+/// One session cache and one ticketer for every worker of the cluster (a
+/// cluster extension, built on first use): a session made with one worker
+/// is resumed by any other, and after a rolling reload by the new workers,
+/// certificate renewed or not. rustls' ring ticketer rotates its key every
+/// 6 hours and keeps the previous one to decrypt, so a ticket stays good
+/// for 6 to 12 hours. Its keys cannot be read out, so a hot upgrade's new
+/// process starts with keys of its own: its clients make a full handshake
+/// once.
+#[derive(Default)]
+struct Resumption(OnceLock<Shared>);
+
+impl Resumption {
+    fn get(&self) -> Shared {
+        self.0
+            .get_or_init(|| Shared {
+                cache: ServerSessionMemoryCache::new(SESSION_CACHE),
+                ticketer: match Ticketer::new() {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no TLS session tickets (sessions are resumed from the cluster's cache only)");
+                        None
+                    }
+                },
+            })
+            .clone()
+    }
+}
+
+fn load_pem(cert: &Path, key: &Path, shared: Option<Shared>) -> Result<Arc<ServerConfig>, Error> {
     let pem_error = |path: &Path, e: rustls_pki_types::pem::Error| Error::TlsPem {
         path: path.to_owned(),
         reason: match e {
@@ -191,5 +245,11 @@ fn load_pem(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
             source: e,
         })?;
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    if let Some(shared) = shared {
+        config.session_storage = shared.cache;
+        if let Some(ticketer) = shared.ticketer {
+            config.ticketer = ticketer;
+        }
+    }
     Ok(Arc::new(config))
 }
