@@ -163,16 +163,26 @@ pub(crate) struct Handoff<I> {
     pub(crate) migrator: cluster_net::Migrator,
     /// Counts what moves.
     pub(crate) slot: Arc<Slot>,
-    pub(crate) into_connection: fn(I) -> Result<cluster_net::Connection, I>,
+    #[allow(clippy::type_complexity)]
+    pub(crate) into_connection: fn(I, Vec<u8>) -> Result<(cluster_net::Connection, Vec<u8>), I>,
+    /// Its connections carry a state only this process can serve (TLS).
+    pub(crate) in_process_only: bool,
 }
 
 /// Whether a connection of `handoff` can move now.
 pub(crate) fn movable<I>(handoff: Option<&Rc<Handoff<I>>>) -> bool {
-    handoff.is_some_and(|h| h.migrator.possible())
+    handoff.is_some_and(|h| {
+        if h.in_process_only {
+            h.migrator.possible_in_process()
+        } else {
+            h.migrator.possible()
+        }
+    })
 }
 
 /// Moves `io` to a live worker with the bytes read from it and not served
-/// yet (`read`, then `rest`, in that order); closes it where it cannot move.
+/// yet (`read`, then `rest`, in that order; for TLS, plaintext, which goes
+/// with its session); closes it where it cannot move.
 pub(crate) async fn hand_over<I: AsyncWrite + Unpin>(
     handoff: Option<&Handoff<I>>,
     io: I,
@@ -183,14 +193,14 @@ pub(crate) async fn hand_over<I: AsyncWrite + Unpin>(
     let mut bytes = Vec::with_capacity(read.len() + rest.len());
     bytes.extend_from_slice(&read);
     bytes.extend_from_slice(&rest);
-    let conn = match (handoff.into_connection)(io) {
-        Ok(conn) => conn,
+    let (conn, raw) = match (handoff.into_connection)(io, bytes) {
+        Ok(moving) => moving,
         Err(mut io) => {
             let _ = io.shutdown().await;
             return;
         }
     };
-    match handoff.migrator.hand_over(conn, &bytes) {
+    match handoff.migrator.hand_over(conn, &raw) {
         Ok(()) => {
             handoff.slot.migrated.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("connection moved to a live worker");

@@ -117,6 +117,7 @@ where
                 migrator,
                 slot: Arc::clone(&slot),
                 into_connection: L::into_connection,
+                in_process_only: L::moves_in_process_only(),
             })
         });
     let mut failure = None;

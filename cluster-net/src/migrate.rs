@@ -75,13 +75,18 @@ impl Migrator {
     /// and not used yet) to be served first; while the cluster drains after
     /// a hot upgrade, to the new process. Gives it back when neither can
     /// take it (no other worker listens on the socket, or the cluster
-    /// drains otherwise): then close it, as always. (In the rare case that
-    /// its socket cannot leave this worker's reactor, it is closed.)
+    /// drains otherwise; or it has an [attached](Connection::attach) state
+    /// and only a new process could take it): then close it, as always. (In
+    /// the rare case that its socket cannot leave this worker's reactor, it
+    /// is closed.)
     #[allow(clippy::result_large_err)] // the connection itself comes back, as with `try_send`
     pub fn hand_over(&self, conn: Connection, read: &[u8]) -> Result<(), Connection> {
         let Some(route) = self.route() else {
             return Err(conn);
         };
+        if conn.has_state() && matches!(route, Route::NewProcess(_)) {
+            return Err(conn);
+        }
         let totals = Arc::clone(conn.totals());
         if let Some(accepted) = conn.into_accepted(read) {
             match route {
@@ -96,6 +101,13 @@ impl Migrator {
     /// Whether [`hand_over`](Self::hand_over) would take a connection now.
     pub fn possible(&self) -> bool {
         self.route().is_some()
+    }
+
+    /// Whether [`hand_over`](Self::hand_over) would take a connection with
+    /// an [attached](Connection::attach) state now: to another worker of
+    /// this process only.
+    pub fn possible_in_process(&self) -> bool {
+        matches!(self.route(), Some(Route::Worker))
     }
 
     fn route(&self) -> Option<Route> {
@@ -180,7 +192,13 @@ impl Outbox {
             prefix,
             proxy_pending,
             place: _,
+            state,
         } = conn;
+        if state.is_some() {
+            return tracing::debug!(
+                "a connection with a protocol state cannot go to another process; closed"
+            );
+        }
         let fd: OwnedFd = match stream {
             StdStream::Tcp(s) => s.into(),
             StdStream::Unix(s) => s.into(),
@@ -255,6 +273,7 @@ fn accepted(conn: PassedConnection, totals: &Arc<Totals>) -> std::io::Result<Acc
         prefix: conn.read,
         proxy_pending: conn.proxy_pending,
         place: Place::force(totals),
+        state: None,
     })
 }
 

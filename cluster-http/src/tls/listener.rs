@@ -16,7 +16,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::tls::config::TlsConfig;
-use crate::tls::stream::{Handshake, TlsStream};
+use crate::tls::stream::{Handshake, Moved, TlsStream};
 use crate::{ConnectionInfo, Error, Listener};
 
 /// A [`Listener`] that speaks TLS over another one (ours, tokio's, your
@@ -101,6 +101,18 @@ impl<L: Listener> Listener for TlsListener<L> {
             return Ok(info);
         };
         let info = L::handshake(&mut raw, info).await?;
+        // Moved here by a draining worker: its session goes on.
+        if let Some(attached) = L::take_attached(&mut raw) {
+            return match attached.downcast::<Moved>() {
+                Ok(moved) => {
+                    io.resume(raw, *moved);
+                    Ok(info)
+                }
+                Err(_) => Err(io::Error::other(
+                    "a moved connection carries a state that is not a TLS session",
+                )),
+            };
+        }
         let mut timeout = handshake.timeout;
         if L::idle_handle(&raw).is_some_and(|cap| cap.under_pressure()) {
             timeout = crate::idle::under_pressure(timeout);
@@ -136,6 +148,37 @@ impl<L: Listener> Listener for TlsListener<L> {
 
     fn idle_handle(io: &Self::Io) -> Option<cluster_net::IdleHandle> {
         io.inner().and_then(L::idle_handle)
+    }
+
+    /// The inner listener's: an idle HTTP/1.1 connection moves with its
+    /// session to another worker of this process.
+    fn migrator(&self) -> Option<cluster_net::Migrator> {
+        self.inner.migrator()
+    }
+
+    fn moves_in_process_only() -> bool {
+        true
+    }
+
+    /// The socket, with the session and `read` (plaintext) attached.
+    fn into_connection(
+        io: Self::Io,
+        read: Vec<u8>,
+    ) -> Result<(cluster_net::Connection, Vec<u8>), Self::Io> {
+        let (raw, moved) = io.into_moved(read)?;
+        match L::into_connection(raw, Vec::new()) {
+            // Bytes the inner stream read ahead (none, for ours) are
+            // still TLS records: served first from the socket.
+            Ok((mut conn, raw_read)) => {
+                conn.attach(Box::new(moved));
+                Ok((conn, raw_read))
+            }
+            Err(raw) => {
+                let mut io = TlsStream::gone();
+                io.resume(raw, moved);
+                Err(io)
+            }
+        }
     }
 
     async fn close(self) -> Vec<(Self::Io, Option<ConnectionInfo>)> {

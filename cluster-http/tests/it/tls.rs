@@ -517,3 +517,50 @@ async fn a_session_made_with_one_worker_is_resumed_by_another_and_after_a_reload
     );
     stop(&running.cluster).await;
 }
+
+/// Idle HTTP/1.1 keep-alive connections over TLS move with their rustls
+/// session when their worker drains: through rolling reloads, every one is
+/// answered on its own TLS session (a client whose connection had closed,
+/// or whose session had been replaced, would fail: TLS 1.3 has no
+/// renegotiation), by the new workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tls_connections_survive_rolling_reloads_on_their_session() {
+    const CONNS: usize = 200;
+    const RELOADS: usize = 20;
+    let pki = Pki::new("migrate");
+    pki.issue("migrate");
+    let running = start(2, |b| b, serve_tls(pki.tls())).await;
+    let connector = pki.connector_without_resumption(&[b"http/1.1"]);
+    let mut conns = Vec::new();
+    let mut first = std::collections::BTreeSet::new();
+    for _ in 0..CONNS {
+        let mut h1 = H1s::new(connect(running.addr, &connector).await.unwrap())
+            .await
+            .unwrap();
+        first.insert(h1.get("/").await.unwrap().worker);
+        conns.push(h1);
+    }
+    assert_eq!(first.len(), 2, "both workers hold connections");
+    for i in 0..RELOADS {
+        tokio::time::timeout(DEADLINE, running.cluster.reload())
+            .await
+            .expect("a reload within the deadline")
+            .unwrap();
+        if i == 0 {
+            let moved = common::migrated(&running.cluster);
+            assert!(moved >= CONNS as u64, "{moved} moved in the first reload");
+        }
+    }
+    for (i, h1) in conns.iter_mut().enumerate() {
+        let r = h1
+            .get("/")
+            .await
+            .unwrap_or_else(|e| panic!("TLS connection {i} lost: {e}"));
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (StatusCode::OK, "hello world\n")
+        );
+        assert!(!first.contains(&r.worker), "answered by {}, gone", r.worker);
+    }
+    stop(&running.cluster).await;
+}
