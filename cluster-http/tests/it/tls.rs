@@ -564,3 +564,53 @@ async fn idle_tls_connections_survive_rolling_reloads_on_their_session() {
     }
     stop(&running.cluster).await;
 }
+
+/// HTTP/2 rapid reset (CVE-2023-44487) over TLS: a client that opens
+/// streams and cancels each at once, thousands of times. hyper answers with
+/// GOAWAY (`ENHANCE_YOUR_CALM`) once too many resets wait, so the attacker's
+/// connection ends; the worker is not restarted and serves the others
+/// throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_rapid_reset_flood_over_tls_ends_that_connection_only() {
+    let pki = Pki::new("rapid-reset");
+    pki.issue("rapid");
+    let running = start(1, |b| b, serve_tls(pki.tls())).await;
+    let addr = running.addr;
+    let tls = connect(addr, &pki.connector(&[b"h2"])).await.unwrap();
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    let connection = tokio::spawn(conn);
+    let mut sent = 0;
+    let flood = async {
+        let mut client = client;
+        while sent < 10_000 {
+            client = client.ready().await?;
+            let request = http::Request::get("https://localhost/sleep/1000")
+                .body(())
+                .unwrap();
+            let (_, mut stream) = client.send_request(request, true)?;
+            stream.send_reset(h2::Reason::CANCEL);
+            sent += 1;
+        }
+        Ok::<_, h2::Error>(())
+    };
+    let flood = tokio::time::timeout(DEADLINE, flood)
+        .await
+        .expect("the flood ends before the deadline");
+    // The server ended the attacker's connection before all were sent.
+    let error = flood.expect_err("the server let 10,000 rapid resets through");
+    assert!(
+        error.is_go_away() || error.is_io() || error.is_remote(),
+        "ended by {error:?} after {sent} resets"
+    );
+    let _ = tokio::time::timeout(DEADLINE, connection).await;
+    // Everyone else is served by the same worker, never restarted.
+    let mut h1 = H1s::new(connect(addr, &pki.connector(&[b"http/1.1"])).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(h1.get("/").await.unwrap().status, StatusCode::OK);
+    let workers = running.cluster.workers();
+    assert_eq!(workers.len(), 1);
+    assert_eq!((workers[0].id(), workers[0].restarts()), (1, 0));
+    eprintln!("rapid reset over TLS: the connection ended by {error} after {sent} resets");
+    stop(&running.cluster).await;
+}
