@@ -17,7 +17,7 @@ use crate::notice::Notice;
 use crate::signals::{Order, ShutdownFuture, Signals};
 use crate::supervisor::{supervise, SlotStatus, Supervisor};
 use crate::thread::WorkerFn;
-use crate::{ClusterInfo, Error, Events, Message, Phase, TaskResult, WorkerHandle};
+use crate::{ClusterInfo, Error, Events, Message, Phase, Settings, TaskResult, WorkerHandle};
 
 /// Run on the primary as the cluster starts ([`ClusterBuilder::on_start`](crate::ClusterBuilder::on_start)).
 pub(crate) type StartHook = Box<dyn FnOnce(&Cluster) + Send>;
@@ -367,6 +367,12 @@ impl Cluster {
     /// An error if the slot has no live worker.
     pub async fn restart_slot(&self, slot: usize) -> Result<(), Error> {
         self.inner.restart_slot(slot).await
+    }
+
+    /// The settings in force (Node's `cluster.settings`): the builder's,
+    /// the macro's and the environment's, resolved at `build`.
+    pub fn settings(&self) -> Settings {
+        self.inner.config.settings(self.inner.drain_delay())
     }
 
     /// The [drain delay](ClusterBuilder::drain_delay) in force.
