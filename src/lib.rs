@@ -68,7 +68,7 @@ pub use cluster_core::{
     TaskResult, Worker, WorkerEvent, WorkerEvents, WorkerHandle, Workers, DEFAULT_SHUTDOWN_TIMEOUT,
     DRAIN_DELAY_ENV, KILL_TIMEOUT_ENV, LISTEN_TIMEOUT_ENV, MAX_RESTARTS_ENV, MIN_UPTIME_ENV,
     PIN_WORKERS_ENV, RESTART_DELAY_ENV, RESTART_ENV, SHUTDOWN_TIMEOUT_ENV, SIGNALS_ENV,
-    STACK_SIZE_ENV, WORKERS_ENV,
+    STACK_SIZE_ENV, WAIT_READY_ENV, WORKERS_ENV,
 };
 #[cfg(feature = "http")]
 pub use cluster_http as http;

@@ -49,6 +49,8 @@ pub struct Args {
     pub drain_delay: Option<Duration>,
     /// `pin_workers`.
     pub pin_workers: Option<bool>,
+    /// `wait_ready`.
+    pub wait_ready: Option<bool>,
     /// `stack_size`, in bytes.
     pub stack_size: Option<usize>,
     /// `max_connections`: `NetConfig::max_connections`.
@@ -123,6 +125,9 @@ impl Args {
         }
         if let Some(on) = self.pin_workers {
             builder = builder.pin_workers(on);
+        }
+        if let Some(wait) = self.wait_ready {
+            builder = builder.wait_ready(wait);
         }
         if let Some(bytes) = self.stack_size {
             builder = builder.stack_size(bytes);

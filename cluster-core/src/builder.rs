@@ -53,6 +53,7 @@ pub struct ClusterBuilder {
     shutdown_timeout: Duration,
     kill_timeout: Duration,
     listen_timeout: Duration,
+    wait_ready: bool,
     drain_delay: Duration,
     /// By `Signal::index`.
     signals: [SignalAction; Signal::ALL.len()],
@@ -74,6 +75,7 @@ impl Default for ClusterBuilder {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(3),
+            wait_ready: false,
             drain_delay: Duration::ZERO,
             signals: Signal::ALL.map(Signal::default_action),
             pin_workers: false,
@@ -189,6 +191,18 @@ impl ClusterBuilder {
     /// `CLUSTER_THREAD_LISTEN_TIMEOUT` overrides it at `build`.
     pub fn listen_timeout(mut self, timeout: Duration) -> Self {
         self.listen_timeout = timeout;
+        self
+    }
+
+    /// PM2's `wait_ready`: a worker is ready only once it calls
+    /// [`Worker::ready`], not as soon as it listens, so that start-up,
+    /// a reload and `scale` wait (up to [`listen_timeout`](Self::listen_timeout))
+    /// for work it does after listening: warming a cache, connecting to a
+    /// database. Its listener already takes connections meanwhile (they
+    /// wait for it); a reload keeps the old worker until the new one is
+    /// ready. Default off. `CLUSTER_THREAD_WAIT_READY` overrides it at `build`.
+    pub fn wait_ready(mut self, wait: bool) -> Self {
+        self.wait_ready = wait;
         self
     }
 
@@ -317,6 +331,7 @@ impl ClusterBuilder {
         let shutdown_timeout = env.shutdown_timeout.unwrap_or(self.shutdown_timeout);
         let kill_timeout = env.kill_timeout.unwrap_or(self.kill_timeout);
         let listen_timeout = env.listen_timeout.unwrap_or(self.listen_timeout);
+        let wait_ready = env.wait_ready.unwrap_or(self.wait_ready);
         let restart = env.restart.unwrap_or(self.restart);
         let stack_size = env.stack_size.or(self.stack_size);
         let mut backoff = self.backoff;
@@ -362,6 +377,7 @@ impl ClusterBuilder {
             shutdown_timeout,
             kill_timeout,
             listen_timeout,
+            wait_ready,
             drain_delay,
             signals: Signal::ALL.into_iter().zip(signals).collect(),
             pin_cpus: pin_workers.then(crate::affinity::allowed_cpus).flatten(),

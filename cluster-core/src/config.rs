@@ -52,6 +52,8 @@ pub struct Settings {
     pub kill_timeout: Duration,
     /// How long start-up and reload wait for a worker to listen or be ready.
     pub listen_timeout: Duration,
+    /// Whether a worker is ready only once it calls `Worker::ready` (PM2's `wait_ready`).
+    pub wait_ready: bool,
     /// The drain delay in force ([`Cluster::set_drain_delay`](crate::Cluster::set_drain_delay) changes it).
     pub drain_delay: Duration,
     /// Whether worker threads are pinned to CPUs (false where the
@@ -77,6 +79,7 @@ impl Config {
             shutdown_timeout: self.shutdown_timeout,
             kill_timeout: self.kill_timeout,
             listen_timeout: self.listen_timeout,
+            wait_ready: self.wait_ready,
             drain_delay,
             pin_workers: self.pin_cpus.is_some(),
             signals: self.signals.clone(),
@@ -131,6 +134,8 @@ pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) kill_timeout: Duration,
     pub(crate) listen_timeout: Duration,
+    /// Only `Worker::ready` makes a worker ready, not its listening.
+    pub(crate) wait_ready: bool,
     pub(crate) drain_delay: Duration,
     /// Each signal's action (`Off` included).
     pub(crate) signals: Vec<(Signal, SignalAction)>,

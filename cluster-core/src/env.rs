@@ -34,6 +34,10 @@ pub const KILL_TIMEOUT_ENV: &str = "CLUSTER_THREAD_KILL_TIMEOUT";
 /// a duration.
 pub const LISTEN_TIMEOUT_ENV: &str = "CLUSTER_THREAD_LISTEN_TIMEOUT";
 
+/// The variable that overrides [`ClusterBuilder::wait_ready`](crate::ClusterBuilder::wait_ready):
+/// `1`, `true`, `0` or `false`.
+pub const WAIT_READY_ENV: &str = "CLUSTER_THREAD_WAIT_READY";
+
 /// The variable that overrides [`ClusterBuilder::restart`](crate::ClusterBuilder::restart):
 /// `never`, `on-failure` or `always`.
 pub const RESTART_ENV: &str = "CLUSTER_THREAD_RESTART";
@@ -87,6 +91,15 @@ pub(crate) fn parse_size(text: &str) -> Option<usize> {
     n.checked_mul(1 << shift).filter(|&bytes| bytes > 0)
 }
 
+/// `1` or `true`, `0` or `false`.
+fn flag(text: &str) -> Option<bool> {
+    match text.trim() {
+        "1" | "true" => Some(true),
+        "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
 /// What the environment sets; `None` where a variable is unset.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Overrides {
@@ -96,6 +109,7 @@ pub(crate) struct Overrides {
     pub(crate) shutdown_timeout: Option<Duration>,
     pub(crate) kill_timeout: Option<Duration>,
     pub(crate) listen_timeout: Option<Duration>,
+    pub(crate) wait_ready: Option<bool>,
     pub(crate) restart: Option<RestartPolicy>,
     pub(crate) restart_delay: Option<Duration>,
     pub(crate) min_uptime: Option<Duration>,
@@ -145,13 +159,8 @@ impl Overrides {
                 "\"auto\" or an integer >= 1",
                 Workers::parse,
             )?,
-            pin_workers: read(&var, PIN_WORKERS_ENV, "1, true, 0 or false", |v| {
-                match v.trim() {
-                    "1" | "true" => Some(true),
-                    "0" | "false" => Some(false),
-                    _ => None,
-                }
-            })?,
+            pin_workers: read(&var, PIN_WORKERS_ENV, "1, true, 0 or false", flag)?,
+            wait_ready: read(&var, WAIT_READY_ENV, "1, true, 0 or false", flag)?,
             drain_delay: read(&var, DRAIN_DELAY_ENV, DURATION, parse_duration)?,
             shutdown_timeout: read(&var, SHUTDOWN_TIMEOUT_ENV, ABOVE_ZERO, above_zero)?,
             kill_timeout: read(&var, KILL_TIMEOUT_ENV, ABOVE_ZERO, above_zero)?,
@@ -222,6 +231,7 @@ mod tests {
         let more = read(&[
             (KILL_TIMEOUT_ENV, "2s"),
             (LISTEN_TIMEOUT_ENV, "0s"),
+            (WAIT_READY_ENV, "1"),
             (RESTART_ENV, "always"),
             (RESTART_DELAY_ENV, "250ms"),
             (MIN_UPTIME_ENV, "5s"),
@@ -234,6 +244,7 @@ mod tests {
             Some(Overrides {
                 kill_timeout: Some(Duration::from_secs(2)),
                 listen_timeout: Some(Duration::ZERO),
+                wait_ready: Some(true),
                 restart: Some(RestartPolicy::Always),
                 restart_delay: Some(Duration::from_millis(250)),
                 min_uptime: Some(Duration::from_secs(5)),
@@ -266,6 +277,7 @@ mod tests {
         for (name, bad, expected) in [
             (WORKERS_ENV, "many", "\"auto\""),
             (PIN_WORKERS_ENV, "yes", "1, true"),
+            (WAIT_READY_ENV, "on", "1, true"),
             (DRAIN_DELAY_ENV, "", "\"500ms\""),
             (DRAIN_DELAY_ENV, "2", "\"500ms\""),
             (DRAIN_DELAY_ENV, "soon", "\"500ms\""),

@@ -9,7 +9,6 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use cluster_core::hooks;
-use cluster_core::Worker;
 use http::Response;
 use hyper::body::Body;
 use tokio::sync::mpsc;
@@ -18,21 +17,11 @@ use crate::connection::{self, Builders, Handoff, IdleLimits, Setup};
 use crate::drain::Drain;
 use crate::endpoints::Endpoints;
 use crate::exec::LocalExec;
-use crate::handler::Handler;
+use crate::handler::{Handler, Shared};
 use crate::idle::Activity;
 use crate::slots::{Slot, Slots};
 use crate::tasks::Tasks;
 use crate::{BoxError, ConnectionInfo, Error, HttpConfig, Listener, OnPanic, Request};
-
-/// What every connection of one server shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) worker: Worker,
-    /// This worker's slot's counts, shared with the cluster.
-    pub(crate) slot: Arc<Slot>,
-    pub(crate) endpoints: Endpoints,
-    pub(crate) drain: Drain,
-}
 
 /// Keeps its server counted as its slot's until dropped: when `run`
 /// returns, or with its worker's runtime (a panic, a kill).
@@ -82,7 +71,7 @@ where
         // The recorder from now on, so that what the service records shows.
         let _ = crate::metrics::user::handle();
     }
-    let slot = hooks::extension::<Slots>(&worker).get(worker.slot());
+    let slot = Slots::of(&worker, config.status.is_some());
     slot.attach(&worker);
     let _attached = Attached {
         slot: &slot,

@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 /// The keys the attribute takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 25] = [
+pub(crate) const KEYS: [&str; 26] = [
     "workers",
     "port",
     "balance",
@@ -24,6 +24,7 @@ pub(crate) const KEYS: [&str; 25] = [
     "shutdown_timeout",
     "kill_timeout",
     "listen_timeout",
+    "wait_ready",
     "drain_delay",
     "signals",
     "pin_workers",
@@ -149,6 +150,7 @@ pub(crate) struct Args {
     pub(crate) drain_delay: Option<Given<Duration>>,
     pub(crate) signals: Option<Given<Vec<SignalEntry>>>,
     pub(crate) pin_workers: Option<Given<bool>>,
+    pub(crate) wait_ready: Option<Given<bool>>,
     /// Bytes.
     pub(crate) stack_size: Option<Given<u64>>,
     pub(crate) max_connections: Option<Given<u64>>,
@@ -229,6 +231,12 @@ impl Args {
                 "connection_cap" => integer(&name, &value, 1, usize::MAX as u64)
                     .map(|n| args.connection_cap = Some(n)),
                 "stack_size" => stack_size(&value).map(|n| args.stack_size = Some(n)),
+                "wait_ready" => flag(
+                    &name,
+                    &value,
+                    "`wait_ready = true`: a worker is ready at `worker.ready()`, not when it listens",
+                )
+                .map(|b| args.wait_ready = Some(b)),
                 "pin_workers" => flag(
                     &name,
                     &value,
@@ -1223,7 +1231,7 @@ mod tests {
         assert!(e.contains("unknown argument `threads`"), "{e}");
         assert!(
             e.contains(
-                "`workers`, `port`, `balance`, `restart`, `restart_delay`, `min_uptime`, `max_restarts`, `shutdown_timeout`, `kill_timeout`, `listen_timeout`, `drain_delay`, `signals`, `pin_workers`, `stack_size`, `max_connections`, `connection_cap`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `log`, `setup`, `primary` or `crate`"
+                "`workers`, `port`, `balance`, `restart`, `restart_delay`, `min_uptime`, `max_restarts`, `shutdown_timeout`, `kill_timeout`, `listen_timeout`, `wait_ready`, `drain_delay`, `signals`, `pin_workers`, `stack_size`, `max_connections`, `connection_cap`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `log`, `setup`, `primary` or `crate`"
             ),
             "{e}"
         );
@@ -1266,6 +1274,7 @@ mod tests {
             kill_timeout = "2s",
             listen_timeout = "10s",
             pin_workers = true,
+            wait_ready = true,
             stack_size = "8 MiB",
             max_connections = 10000,
             connection_cap = 20000,
@@ -1280,6 +1289,7 @@ mod tests {
         assert_eq!(n(&args.max_connections), Some(10_000));
         assert_eq!(n(&args.connection_cap), Some(20_000));
         assert_eq!(args.pin_workers.map(|p| p.value), Some(true));
+        assert_eq!(args.wait_ready.map(|p| p.value), Some(true));
         assert_eq!(n(&ok(quote!(stack_size = 65536)).stack_size), Some(65_536));
         for (tokens, says) in [
             (

@@ -386,6 +386,7 @@ fn args_value(krate: &TokenStream, args: &Args) -> TokenStream {
         duration("drain_delay", &args.drain_delay),
         signals,
         flag("pin_workers", &args.pin_workers),
+        flag("wait_ready", &args.wait_ready),
         integer("stack_size", &args.stack_size, false),
         integer("max_connections", &args.max_connections, false),
         integer("connection_cap", &args.connection_cap, false),

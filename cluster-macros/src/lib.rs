@@ -87,6 +87,7 @@
 //! | `listen_timeout` | a duration: how long start-up and reload wait for a worker to listen or be ready (PM2's `listen_timeout`) | `"3s"` |
 //! | `drain_delay` | a duration as above, zero allowed: on a graceful stop, how long `/healthz` answers 503 while every worker still serves, before the workers drain (`ClusterBuilder::drain_delay`) | `"0s"` |
 //! | `signals` | each signal's action, `"signal=action"` entries separated by commas, applied in order (`ClusterBuilder::on_signal`): signals `term`, `int`, `hup`, `quit`, `usr1`, `usr2` (`SIG` and case optional) or `all`; actions `stop`, `interrupt` (graceful, a second at once), `stop-now`, `reload`, `upgrade`, `ignore`, `off` (not handled). As nginx: `signals = "usr2=upgrade, hup=off, int=stop-now"`; `"all=off"` handles none. A `setup` function's `on_signal` and `on_upgrade` win over it | term `stop`, int `interrupt`, hup `reload`, quit `upgrade`, usr1 and usr2 `off` |
+//! | `wait_ready` | `true` or `false`: PM2's `wait_ready`, a worker is ready only once it calls `worker.ready()`, not when it listens; start-up, reload and `scale` wait for it up to `listen_timeout` | `false` |
 //! | `pin_workers` | `true` or `false`: slot *i*'s thread pinned to the *i*-th CPU the process may use (`ClusterBuilder::pin_workers`) | `false` |
 //! | `stack_size` | bytes (`4194304`) or a size in a string: `"512KiB"`, `"8MiB"`, `"1GiB"` | Rust's, 2 MiB |
 //! | `max_connections` | an integer ≥ 1: open connections per listener, all workers together (`NetConfig::max_connections`, Node's `server.maxConnections`) | none |
@@ -166,7 +167,7 @@ use proc_macro::TokenStream;
 /// | `kill_timeout`, `listen_timeout` | durations: a killed worker's time to reach an await (not zero), start-up's and reload's wait for listening | `"5s"`, `"3s"` |
 /// | `drain_delay` | a duration, zero allowed: `/healthz` 503 this long before a graceful stop drains | `"0s"` |
 /// | `signals` | `"signal=action"` entries, such as `"usr2=upgrade, hup=off"` | term `stop`, int `interrupt`, hup `reload`, quit `upgrade` |
-/// | `pin_workers` | `true` or `false`: pin each worker thread to a CPU | `false` |
+/// | `pin_workers`, `wait_ready` | `true` or `false`: pin each worker thread to a CPU; ready only at `worker.ready()` | `false` |
 /// | `stack_size` | bytes, or `"512KiB"`, `"8MiB"`, `"1GiB"` | 2 MiB |
 /// | `max_connections`, `connection_cap` | integers ≥ 1: per listener, and every listener together | none, the fd limit |
 /// | `on_panic` | `"ignore"` or `"restart"` | `"restart"` |

@@ -14,6 +14,8 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
 use crate::cap::{Cap, IdleHandle};
+use crate::count::{released, take_one};
+use crate::proxy::{self, ProxyError};
 use crate::Error;
 
 /// A connection in std form, on its way from an acceptor to a worker;
@@ -45,6 +47,38 @@ impl Accepted {
             proxy_pending: false,
             place,
         }
+    }
+
+    /// Reads the header of a connection still in std form (on the acceptor's
+    /// runtime): its peer becomes the client, the bytes after the header its
+    /// prefix. The error names the balancer's address.
+    pub(crate) async fn take_proxy_header(
+        mut self,
+    ) -> Result<Accepted, (Option<SocketAddr>, ProxyError)> {
+        let peer = self.peer;
+        let timeout = proxy::timeout(&self.place.totals().cap);
+        let fail = |e: std::io::Error| (peer, ProxyError::Io(e));
+        let (header, stream) = match self.stream {
+            StdStream::Tcp(s) => {
+                let mut s = tokio::net::TcpStream::from_std(s).map_err(fail)?;
+                let header = proxy::read_header(&mut s, timeout)
+                    .await
+                    .map_err(|e| (peer, e))?;
+                (header, StdStream::Tcp(s.into_std().map_err(fail)?))
+            }
+            StdStream::Unix(s) => {
+                let mut s = tokio::net::UnixStream::from_std(s).map_err(fail)?;
+                let header = proxy::read_header(&mut s, timeout)
+                    .await
+                    .map_err(|e| (peer, e))?;
+                (header, StdStream::Unix(s.into_std().map_err(fail)?))
+            }
+        };
+        self.stream = stream;
+        self.peer = header.client.or(peer);
+        self.prefix = header.rest;
+        self.proxy_pending = false;
+        Ok(self)
     }
 }
 
@@ -121,31 +155,6 @@ impl Totals {
             self.freed.notify_waiters();
         }
     }
-}
-
-/// One more in `count` if it is under `limit` (atomically: two threads
-/// never both take the last place).
-pub(crate) fn take_one(count: &AtomicUsize, limit: Option<usize>) -> bool {
-    match limit {
-        None => {
-            count.fetch_add(1, Ordering::AcqRel);
-            true
-        }
-        Some(limit) => count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .is_ok(),
-    }
-}
-
-/// One less in `count`; true when that may let a waiter in (it was at
-/// `limit` or above). Waiters re-check after they enable their
-/// notification, so only these releases need to notify, and then all
-/// waiters: whoever finds the place first takes it.
-pub(crate) fn released(count: &AtomicUsize, limit: Option<usize>) -> bool {
-    let before = count.fetch_sub(1, Ordering::AcqRel);
-    limit.is_some_and(|limit| before >= limit)
 }
 
 /// Which limit had no room for a connection.
@@ -368,8 +377,8 @@ impl Connection {
         };
         // Boxed: its buffer would otherwise be part of every connection's
         // future, PROXY protocol or not.
-        let timeout = crate::proxy::timeout(&self.place.totals().cap);
-        match Box::pin(crate::proxy::read_header(io, timeout)).await {
+        let timeout = proxy::timeout(&self.place.totals().cap);
+        match Box::pin(proxy::read_header(io, timeout)).await {
             Ok(header) => {
                 if let Some(client) = header.client {
                     self.peer = Some(client);

@@ -328,7 +328,7 @@ impl Dispatch {
         let cap = crate::cap::IdleHandle::new(&totals.cap);
         cap.fresh();
         let result = tokio::select! {
-            result = crate::proxy::take_header(conn) => Some(result),
+            result = conn.take_proxy_header() => Some(result),
             () = cap.evicted() => None,
         };
         self.proxy_reads.fetch_sub(1, Ordering::AcqRel);

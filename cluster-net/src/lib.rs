@@ -49,6 +49,7 @@ mod bind;
 mod builder;
 mod cap;
 mod conn;
+mod count;
 mod dispatch;
 mod error;
 pub mod handoff;

@@ -481,7 +481,9 @@ impl Supervisor {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
                     self.emit_worker(core, WorkerEvent::Listening { address });
-                    core.set_ready();
+                    if !self.config.wait_ready {
+                        core.set_ready();
+                    }
                     self.check_started(&st);
                 }
             }

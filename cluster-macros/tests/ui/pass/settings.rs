@@ -27,6 +27,7 @@ async fn record(cluster: Cluster) {
     drain_delay = "0s",
     signals = "all=off",
     pin_workers = false,
+    wait_ready = true,
     stack_size = "4MiB",
     max_connections = 10000,
     connection_cap = 20000,
@@ -59,6 +60,7 @@ fn main() {
     assert_eq!(s.listen_timeout, Duration::from_secs(7));
     assert_eq!(s.drain_delay, Duration::ZERO);
     assert_eq!((s.pin_workers, s.stack_size), (false, Some(4 << 20)));
+    assert!(s.wait_ready);
     assert!(s.signals.iter().all(|(_, a)| *a == SignalAction::Off), "{s:?}");
     // The variables' values, not the attribute's.
     let s = &seen[1];
