@@ -154,11 +154,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if flags.proxy_protocol && flags.tls_cert.is_some() {
-        // The PROXY header comes before TLS's: not read under TLS yet.
-        eprintln!("same_port: --proxy-protocol does not go with --tls-cert yet\n{USAGE}");
-        return ExitCode::from(2);
-    }
     if !flags.proxy_from.is_empty() && !flags.proxy_protocol {
         eprintln!("same_port: --proxy-from goes with --proxy-protocol\n{USAGE}");
         return ExitCode::from(2);
