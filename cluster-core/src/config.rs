@@ -17,7 +17,7 @@ use crate::{Error, RestartPolicy, Signal, SignalAction};
 pub(crate) type StateMap = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
 
 /// How long a disconnected worker may take to finish before it is killed,
-/// unless [`ClusterBuilder::shutdown_timeout`] says otherwise.
+/// unless [`ClusterBuilder::shutdown_timeout`](crate::ClusterBuilder::shutdown_timeout) says otherwise.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The settings a cluster runs with, from [`Cluster::settings`](crate::Cluster::settings)
