@@ -447,8 +447,9 @@ fn integer(name: &str, value: &Expr, min: u64, max: u64) -> syn::Result<Given<u6
                 s.value().trim()
             ),
         )),
-        _ => Err(syn::Error::new(
-            value.span(),
+        // Spanned over the whole expression (`-1`, not only its `-`).
+        _ => Err(syn::Error::new_spanned(
+            value,
             format!("invalid `{name}` value: {expected}"),
         )),
     }
@@ -483,8 +484,8 @@ fn stack_size(value: &Expr) -> syn::Result<Given<u64>> {
                     ),
                 )
             }),
-        _ => Err(syn::Error::new(
-            value.span(),
+        _ => Err(syn::Error::new_spanned(
+            value,
             format!("invalid `stack_size` value: {STACK_SIZE_EXPECTED}"),
         )),
     }
