@@ -564,3 +564,70 @@ async fn idle_tls_connections_survive_rolling_reloads_on_their_session() {
     }
     stop(&running.cluster).await;
 }
+
+/// A scale-down 3 → 1: the removed workers' idle TLS connections move with
+/// their sessions to the worker left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_down_moves_the_removed_workers_tls_connections() {
+    let pki = Pki::new("scale");
+    pki.issue("scale");
+    let running = start(3, |b| b, serve_tls(pki.tls())).await;
+    let connector = pki.connector_without_resumption(&[b"http/1.1"]);
+    let mut conns = Vec::new();
+    let mut workers = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let mut h1 = H1s::new(connect(running.addr, &connector).await.unwrap())
+            .await
+            .unwrap();
+        workers.insert(h1.get("/").await.unwrap().worker);
+        conns.push(h1);
+    }
+    assert_eq!(workers.len(), 3, "every worker holds connections");
+    let kept = running
+        .cluster
+        .workers()
+        .iter()
+        .find(|w| w.slot() == 0)
+        .map(|w| w.id().to_string())
+        .unwrap();
+    tokio::time::timeout(DEADLINE, running.cluster.scale(1))
+        .await
+        .expect("a scale-down within the deadline")
+        .unwrap();
+    for (i, h1) in conns.iter_mut().enumerate() {
+        let r = h1
+            .get("/")
+            .await
+            .unwrap_or_else(|e| panic!("TLS connection {i} lost: {e}"));
+        assert_eq!((r.status, r.worker.as_str()), (StatusCode::OK, kept.as_str()));
+    }
+    assert!(common::migrated(&running.cluster) >= 10);
+    stop(&running.cluster).await;
+}
+
+/// With no worker left to take it (the cluster stops), an idle TLS
+/// connection closes with `close_notify`: a clean end for the client, as
+/// before migration (and as at a hot upgrade, which cannot take a session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_worker_left_tls_connections_close_cleanly() {
+    let pki = Pki::new("last");
+    pki.issue("last");
+    let running = start(1, |b| b, serve_tls(pki.tls())).await;
+    let connector = pki.connector_without_resumption(&[b"http/1.1"]);
+    let mut tls = connect(running.addr, &connector).await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tls.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let stopping = tokio::spawn({
+        let cluster = running.cluster.clone();
+        async move { stop(&cluster).await }
+    });
+    // The rest of the answer, then a clean end: close_notify, not a reset.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, tls.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+    tokio::time::timeout(DEADLINE, stopping).await.unwrap().unwrap();
+}
