@@ -74,6 +74,28 @@ impl Pki {
         cert.der().clone()
     }
 
+    /// Writes `<stem>.cert.pem` and `<stem>.key.pem`: a certificate for
+    /// `names` signed by the CA; returns the certificate.
+    pub fn issue_named(&self, stem: &str, names: &[&str]) -> CertificateDer<'static> {
+        let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, stem);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (c, k) = self.named(stem);
+        std::fs::write(c, cert.pem()).unwrap();
+        std::fs::write(k, key.serialize_pem()).unwrap();
+        cert.der().clone()
+    }
+
+    /// The files [`issue_named`](Self::issue_named) writes.
+    pub fn named(&self, stem: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{stem}.cert.pem")),
+            self.dir.join(format!("{stem}.key.pem")),
+        )
+    }
+
     /// A half-finished renewal: a new certificate written, the old key
     /// left (they do not match).
     pub fn renew_certificate_only(&self, cn: &str) {
@@ -128,9 +150,18 @@ pub async fn connect(
     addr: SocketAddr,
     connector: &TlsConnector,
 ) -> Result<TlsStream<TcpStream>, BoxError> {
+    connect_as(addr, connector, "localhost").await
+}
+
+/// [`connect`], asking (SNI) for `name`.
+pub async fn connect_as(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+    name: &str,
+) -> Result<TlsStream<TcpStream>, BoxError> {
+    let name = ServerName::try_from(name.to_owned())?;
     tokio::time::timeout(DEADLINE, async {
         let tcp = TcpStream::connect(addr).await?;
-        let name = ServerName::try_from("localhost")?;
         Ok(connector.connect(name, tcp).await?)
     })
     .await
@@ -599,7 +630,10 @@ async fn a_scale_down_moves_the_removed_workers_tls_connections() {
             .get("/")
             .await
             .unwrap_or_else(|e| panic!("TLS connection {i} lost: {e}"));
-        assert_eq!((r.status, r.worker.as_str()), (StatusCode::OK, kept.as_str()));
+        assert_eq!(
+            (r.status, r.worker.as_str()),
+            (StatusCode::OK, kept.as_str())
+        );
     }
     assert!(common::migrated(&running.cluster) >= 10);
     stop(&running.cluster).await;
@@ -629,5 +663,59 @@ async fn with_no_worker_left_tls_connections_close_cleanly() {
     let mut rest = Vec::new();
     let read = tokio::time::timeout(DEADLINE, tls.read_to_end(&mut rest)).await;
     assert!(matches!(read, Ok(Ok(_))), "{read:?}");
-    tokio::time::timeout(DEADLINE, stopping).await.unwrap().unwrap();
+    tokio::time::timeout(DEADLINE, stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Several certificates by server name (SNI): each pair serves the names in
+/// its certificate (a wildcard one label deep), the first pair the rest;
+/// a broken renewal of one pair keeps that pair's certificate and the
+/// others reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_certificate_serves_its_names_and_the_first_the_rest() {
+    let pki = Pki::new("sni");
+    let default = pki.issue_named("default", &["localhost", "default.test"]);
+    let a = pki.issue_named("a", &["a.test"]);
+    let b = pki.issue_named("b", &["b.test", "*.w.test"]);
+    let (ac, ak) = pki.named("a");
+    let (bc, bk) = pki.named("b");
+    let (dc, dk) = pki.named("default");
+    let tls = TlsConfig::pem_files(&dc, &dk)
+        .add_pem_files(&ac, &ak)
+        .add_pem_files(&bc, &bk);
+    let running = start(1, |b| b, serve_tls(tls)).await;
+    let connector = pki.connector_without_resumption(&[b"http/1.1"]);
+    let served = |name: &'static str| {
+        let connector = connector.clone();
+        let addr = running.addr;
+        async move {
+            let tls = connect_as(addr, &connector, name).await;
+            tls.map(|t| peer_cert(&t))
+        }
+    };
+    assert_eq!(served("a.test").await.unwrap(), a);
+    assert_eq!(served("b.test").await.unwrap(), b);
+    assert_eq!(served("x.w.test").await.unwrap(), b);
+    assert_eq!(served("default.test").await.unwrap(), default);
+    assert_eq!(served("localhost").await.unwrap(), default);
+    // A name no certificate has gets the default one, which the client
+    // then refuses (it is not valid for that name): a clear handshake error.
+    let e = served("other.test").await.unwrap_err().to_string();
+    assert!(e.contains("certificate"), "{e}");
+    // An IP address sends no SNI: the default certificate, which has no IP
+    // name here, so this client refuses it.
+    assert!(served("127.0.0.1").await.is_err());
+
+    // Pair b renewed half-way (its certificate only), pair a renewed.
+    let a2 = pki.issue_named("a", &["a.test"]);
+    std::fs::write(&bc, "not a certificate\n").unwrap();
+    tokio::time::timeout(DEADLINE, running.cluster.reload())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(served("a.test").await.unwrap(), a2);
+    assert_eq!(served("b.test").await.unwrap(), b);
+    stop(&running.cluster).await;
 }
