@@ -128,6 +128,8 @@ mod endpoints;
 mod error;
 mod exec;
 mod handler;
+mod histogram;
+mod history;
 mod idle;
 mod listener;
 mod metrics;

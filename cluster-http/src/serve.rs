@@ -71,7 +71,7 @@ where
         // The recorder from now on, so that what the service records shows.
         let _ = crate::metrics::user::handle();
     }
-    let slot = hooks::extension::<Slots>(&worker).get(worker.slot());
+    let slot = Slots::of(&worker, config.status.is_some());
     slot.attach(&worker);
     let _attached = Attached {
         slot: &slot,
