@@ -145,7 +145,7 @@ mod tls;
 
 pub use config::{HttpConfig, OnPanic, MIN_HEADER_SIZE};
 pub use error::Error;
-pub use listener::{ConnectionInfo, Listener};
+pub use listener::{ClientCertificate, ConnectionInfo, Listener};
 #[cfg(feature = "metrics")]
 pub use metrics::{metrics_handle, set_metrics_handle};
 pub use server::{serve, Server};

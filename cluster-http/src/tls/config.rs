@@ -13,11 +13,13 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::crypto::ring::Ticketer;
 use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 use tokio_rustls::rustls::server::{
     ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
-    StoresServerSessions,
+    StoresServerSessions, WebPkiClientVerifier,
 };
 use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::rustls::RootCertStore;
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::Error;
@@ -56,8 +58,10 @@ enum Source {
 pub struct TlsConfig {
     source: Source,
     pub(crate) handshake_timeout: Duration,
-    /// `add_pem_files` on a `server_config`: refused at load.
+    /// `add_pem_files` or `client_ca` on a `server_config`: refused at load.
     stray: bool,
+    /// PEM file of the CAs whose client certificates are required (mTLS).
+    client_ca: Option<PathBuf>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -68,6 +72,7 @@ impl fmt::Debug for TlsConfig {
             Source::Config(_) => d.field("config", &"rustls::ServerConfig"),
         };
         d.field("handshake_timeout", &self.handshake_timeout)
+            .field("client_ca", &self.client_ca)
             .finish()
     }
 }
@@ -80,6 +85,7 @@ impl PartialEq for TlsConfig {
             _ => false,
         };
         same && self.handshake_timeout == other.handshake_timeout
+            && self.client_ca == other.client_ca
     }
 }
 
@@ -97,6 +103,7 @@ impl TlsConfig {
             }]),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             stray: false,
+            client_ca: None,
         }
     }
 
@@ -126,7 +133,22 @@ impl TlsConfig {
             source: Source::Config(config),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             stray: false,
+            client_ca: None,
         }
+    }
+
+    /// Requires a client certificate signed by one of the CAs in `path`
+    /// (PEM; mutual TLS, rustls' `WebPkiClientVerifier`): a client without
+    /// one, or with another, fails the handshake. The certificate is in
+    /// every request's extensions ([`ClientCertificate`](crate::ClientCertificate)).
+    /// Read as the PEM pairs are. On a [`server_config`](Self::server_config)
+    /// of your own, loading fails (set its verifier there).
+    pub fn client_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        if matches!(self.source, Source::Config(_)) {
+            self.stray = true;
+        }
+        self.client_ca = Some(path.into());
+        self
     }
 
     /// How long a client has to complete the TLS handshake (default 10 s);
@@ -172,7 +194,7 @@ impl TlsConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let shared = hooks::extension::<Resumption>(worker);
-        server_config(pairs, keys, Some(shared.get()))
+        server_config(pairs, keys, self.client_ca.as_deref(), Some(shared.get()))
     }
 
     /// The rustls config: the files read now, for the PEM form.
@@ -187,7 +209,7 @@ impl TlsConfig {
             }
             Source::Pem(pairs) => {
                 let keys = pairs.iter().map(load_pair).collect::<Result<Vec<_>, _>>()?;
-                server_config(pairs, keys, None)
+                server_config(pairs, keys, self.client_ca.as_deref(), None)
             }
         }
     }
@@ -195,9 +217,9 @@ impl TlsConfig {
     fn check(&self) -> Result<(), Error> {
         if self.stray {
             return Err(Error::BadSetting {
-                setting: "tls add_pem_files",
+                setting: "tls add_pem_files / client_ca",
                 value: "a rustls server_config".into(),
-                reason: "more PEM files go with pem_files, not with a config of your own",
+                reason: "they go with pem_files, not with a config of your own",
             });
         }
         if self.handshake_timeout.is_zero() {
@@ -302,6 +324,7 @@ fn load_pair(pair: &Pair) -> Result<Arc<CertifiedKey>, Error> {
 fn server_config(
     pairs: &[Pair],
     keys: Vec<Arc<CertifiedKey>>,
+    client_ca: Option<&Path>,
     shared: Option<Shared>,
 ) -> Result<Arc<ServerConfig>, Error> {
     let mut by_name = HashMap::new();
@@ -321,15 +344,18 @@ fn server_config(
         });
     };
     let resolver = ByName { by_name, default };
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls {
             cert: first.cert.clone(),
             key: first.key.clone(),
             source: e,
-        })?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        })?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => builder.with_client_cert_verifier(client_verifier(path)?),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     if let Some(shared) = shared {
         config.session_storage = shared.cache;
@@ -338,6 +364,26 @@ fn server_config(
         }
     }
     Ok(Arc::new(config))
+}
+
+/// A verifier requiring client certificates signed by a CA of `path`.
+fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+    let bad = |reason: String| Error::TlsPem {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no CA CERTIFICATE in the file".into()));
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// The DNS names (lower case) of a key's certificate: its subject

@@ -160,6 +160,11 @@ impl<L: Listener> Listener for TlsListener<L> {
         true
     }
 
+    fn client_certificate(io: &Self::Io) -> Option<crate::ClientCertificate> {
+        let leaf = io.session()?.peer_certificates()?.first()?;
+        Some(crate::ClientCertificate::new(leaf.as_ref()))
+    }
+
     /// The socket, with the session and `read` (plaintext) attached.
     fn into_connection(
         io: Self::Io,

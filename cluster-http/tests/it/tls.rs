@@ -135,6 +135,32 @@ impl Pki {
         config
     }
 
+    /// A client certificate signed by this CA, and a connector presenting
+    /// it that trusts `server`'s CA.
+    pub fn client(&self, cn: &str, server: &Pki) -> (CertificateDer<'static>, TlsConnector) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(server.ca.der().clone()).unwrap();
+        let provider = Arc::new(cluster_http::rustls::crypto::ring::default_provider());
+        let private =
+            cluster_http::rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![cert.der().clone()], private)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        (cert.der().clone(), TlsConnector::from(Arc::new(config)))
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
     pub fn tls(&self) -> TlsConfig {
         TlsConfig::pem_files(self.cert(), self.key())
     }
@@ -717,5 +743,74 @@ async fn each_certificate_serves_its_names_and_the_first_the_rest() {
         .unwrap();
     assert_eq!(served("a.test").await.unwrap(), a2);
     assert_eq!(served("b.test").await.unwrap(), b);
+    stop(&running.cluster).await;
+}
+
+/// Client certificates (mTLS): a client without one, or with one another CA
+/// signed, is refused at the handshake; one the CA signed is served, and
+/// the handler sees its certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_ca_requires_and_shows_the_clients_certificate() {
+    let pki = Pki::new("mtls");
+    pki.issue("mtls");
+    let tls = pki.tls().client_ca(pki.ca_file());
+    let running = start(
+        1,
+        |b| b,
+        move |w: Worker| {
+            let tls = tls.clone();
+            async move {
+                let listener = w.listen("127.0.0.1:0").await?;
+                Server::new(listener)
+                    .tls(tls)
+                    .serve(|req: cluster_http::Request| async move {
+                        let der = req
+                            .extensions()
+                            .get::<cluster_http::ClientCertificate>()
+                            .map(|c| Bytes::copy_from_slice(c.der()))
+                            .unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(der),
+                        ))
+                    })
+                    .await
+            }
+        },
+    )
+    .await;
+    let (cert, with_cert) = pki.client("alice", &pki);
+    let tls = connect(running.addr, &with_cert).await.unwrap();
+    let (mut sender, conn) = http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let response = sender.send_request(request("/")).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        &body[..],
+        cert.as_ref(),
+        "the handler sees the client's certificate"
+    );
+
+    // Without a certificate: refused (in TLS 1.3 the client learns it at
+    // its first read, from the server's alert).
+    let without = pki.connector_without_resumption(&[b"http/1.1"]);
+    let refused = async {
+        let tls = connect(running.addr, &without).await?;
+        H1s::new(tls).await?.get("/").await
+    };
+    assert!(
+        refused.await.is_err(),
+        "a client without a certificate was served"
+    );
+    // One another CA signed: refused too.
+    let other = Pki::new("mtls-other");
+    let (_, stranger) = other.client("mallory", &pki);
+    let refused = async {
+        let tls = connect(running.addr, &stranger).await?;
+        H1s::new(tls).await?.get("/").await
+    };
+    assert!(
+        refused.await.is_err(),
+        "a certificate of another CA was served"
+    );
     stop(&running.cluster).await;
 }
