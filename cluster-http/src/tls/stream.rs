@@ -28,6 +28,8 @@ pub(crate) struct Handshake {
     pub(crate) timeout: Duration,
     /// The listener's count of failed handshakes.
     pub(crate) failures: Arc<AtomicU64>,
+    /// The worker's slot, whose handshakes `/metrics` counts (on a worker).
+    pub(crate) slot: Option<Arc<crate::slots::Slot>>,
 }
 
 /// An established connection's TLS state on its way to another worker,

@@ -540,7 +540,12 @@ async fn resumed_and_worker(addr: SocketAddr, connector: &TlsConnector) -> (bool
 async fn a_session_made_with_one_worker_is_resumed_by_another_and_after_a_reload() {
     let pki = Pki::new("resume");
     pki.issue("resume");
-    let running = start(2, |b| b, serve_tls(pki.tls())).await;
+    let running = start(
+        2,
+        |b| b.state(cluster_http::HttpConfig::default().metrics("/metrics")),
+        serve_tls(pki.tls()),
+    )
+    .await;
     // One client config, so one client session cache, for every connection.
     let connector = pki.connector(&[b"http/1.1"]);
     let (resumed, first) = resumed_and_worker(running.addr, &connector).await;
@@ -571,6 +576,31 @@ async fn a_session_made_with_one_worker_is_resumed_by_another_and_after_a_reload
     assert!(
         !["1", "2"].contains(&worker.as_str()),
         "served by a worker of before the reload: {worker}"
+    );
+    // Counted per slot, resumed or not, in one scrape of any worker.
+    let tls = connect(running.addr, &connector).await.unwrap();
+    let metrics = H1s::new(tls)
+        .await
+        .unwrap()
+        .get("/metrics")
+        .await
+        .unwrap()
+        .body;
+    let count = |resumed: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("cluster_thread_tls_handshakes_total{")
+                    && l.contains(&format!("resumed=\"{resumed}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(count("false") >= 1, "{metrics}");
+    assert!(count("true") >= 3, "{metrics}");
+    assert!(
+        metrics.contains("cluster_thread_tls_handshake_failures_total{slot=\"0\"} 0"),
+        "{metrics}"
     );
     stop(&running.cluster).await;
 }
