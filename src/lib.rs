@@ -36,7 +36,9 @@ async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
 //! `metrics` (the `metrics` facade on the metrics endpoint), `control` (the
 //! control socket behind the `cluster-thread` command, and the default
 //! logs: [`control`]), all default;
-//! `axum` (axum's `ConnectInfo`) on demand. Any combination builds (`cargo
+//! `axum` (axum's `ConnectInfo`) and `jemalloc` (jemalloc as the global
+//! allocator of macro programs, an arena per worker: each worker's memory
+//! and `max_memory`, [`memory`]; builds jemalloc's C code) on demand. Any combination builds (`cargo
 //! xtask ci` checks each, and each sub-crate alone), and so does every
 //! example its features allow (their `required-features`).
 //!
@@ -55,6 +57,7 @@ async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
 //! | `CLUSTER_THREAD_DRAIN_DELAY` | `ClusterBuilder::drain_delay`, the macro's `drain_delay` | a duration, zero allowed | cluster-core, at `build` |
 //! | `CLUSTER_THREAD_BALANCE` | the cluster's `NetConfig::balance`, the macro's `balance` (not a listener's own `ListenSpec::balance`) | `round-robin`, `least-connections`, `os`, `reuseport`, `sticky` | cluster-net, at the cluster's first `listen` |
 //! | `CLUSTER_THREAD_UPGRADE` | — (set by the old process of a hot upgrade for the new one: the fd of its channel) | an fd number | cluster-net, `ClusterBuilderExt::hot_upgrade` |
+//! | `CLUSTER_THREAD_MAX_MEMORY` | `MemoryExt::max_memory`, the macro's `max_memory` (`cluster-thread set max_memory` changes it later) | a size (`256MiB`, `1GiB`, bytes), or `off`; refused without the `jemalloc` feature | the facade, at `MemoryExt::worker_memory` / `max_memory`, or a macro program's start |
 //! | `CLUSTER_THREAD_CONTROL` | the control socket's directory (`Control::dir`), the macro's `control` | a directory, or `off` | cluster-ctl, when the control socket opens |
 //! | `LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`, `NOTIFY_SOCKET`, `WATCHDOG_USEC` | — (systemd's socket activation and notifications) | systemd's | cluster-net, `ClusterBuilderExt::systemd` |
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
@@ -65,6 +68,7 @@ async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
 pub mod __private;
 #[cfg(feature = "control")]
 pub mod control;
+pub mod memory;
 
 pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
@@ -85,6 +89,7 @@ pub use cluster_net::{Balance, ClusterBuilderExt, Listener, NetConfig, Ports, Wo
 /// (`worker.listen(...)`, `builder.hot_upgrade()`, `builder.control(...)`)
 /// into scope.
 pub mod prelude {
+    pub use crate::memory::MemoryExt;
     #[cfg(feature = "control")]
     pub use cluster_ctl::ControlExt;
     #[cfg(feature = "net")]

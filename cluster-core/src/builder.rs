@@ -56,6 +56,7 @@ pub(crate) type WorkerFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>
 pub(crate) type WorkerFn = Arc<dyn Fn(Worker) -> WorkerFuture + Send + Sync>;
 pub(crate) type StateMap = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
 pub(crate) type StartHook = Box<dyn FnOnce(&Cluster) + Send>;
+pub(crate) type ThreadHook = Arc<dyn Fn(&Worker) + Send + Sync>;
 pub(crate) type SignalHook =
     Arc<dyn Fn(Cluster) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -111,6 +112,7 @@ pub struct ClusterBuilder {
     pin_workers: bool,
     shutdown_signal: Option<ShutdownFuture>,
     on_start: Vec<StartHook>,
+    on_worker_thread: Vec<ThreadHook>,
     on_upgrade: Option<SignalHook>,
     state: StateMap,
 }
@@ -131,6 +133,7 @@ impl Default for ClusterBuilder {
             pin_workers: false,
             shutdown_signal: None,
             on_start: Vec::new(),
+            on_worker_thread: Vec::new(),
             on_upgrade: None,
             state: StateMap::new(),
         }
@@ -314,6 +317,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// Runs `hook` in each worker's thread as that worker starts, before
+    /// its function (each `hook` in the order given). For crates that
+    /// extend the cluster: the facade's `jemalloc` feature gives each
+    /// worker thread its own allocator arena this way.
+    pub fn on_worker_thread(mut self, hook: impl Fn(&Worker) + Send + Sync + 'static) -> Self {
+        self.on_worker_thread.push(Arc::new(hook));
+        self
+    }
+
     /// What [`SignalAction::Upgrade`] runs (SIGQUIT's by default):
     /// `handler` runs as a task on the primary's runtime for each such
     /// signal. `cluster-net`'s hot upgrade sets it; a later call replaces
@@ -369,7 +381,11 @@ impl ClusterBuilder {
                 reason: "must not be below restart_delay",
             });
         }
+        let hooks = self.on_worker_thread;
         let body: WorkerFn = Arc::new(move |w: Worker| {
+            for hook in &hooks {
+                hook(&w);
+            }
             let fut = worker(w);
             Box::pin(async move { fut.await.into_result() }) as WorkerFuture
         });

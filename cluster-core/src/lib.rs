@@ -44,6 +44,7 @@ mod handle;
 #[doc(hidden)]
 pub mod hooks;
 mod hub;
+mod memory;
 mod message;
 mod restart;
 mod signals;

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use cluster_core::Worker;
+use cluster_core::{hooks, Worker};
 
 use crate::slots::{self, Snapshot};
 
@@ -40,7 +40,7 @@ pub(crate) fn html(worker: &Worker) -> String {
          answered by worker {} (slot {}); refreshes every {REFRESH_SECS} s</p>\n\
          <table id=\"slots\"><thead><tr><th>slot</th><th>worker</th><th>state</th><th>uptime</th>\
          <th>restarts</th><th>active</th><th>accepted</th><th>requests</th><th>p50</th><th>p99</th>\
-         </tr></thead><tbody>\n",
+         <th>memory</th></tr></thead><tbody>\n",
         info.phase,
         info.workers,
         info.restarts,
@@ -48,6 +48,7 @@ pub(crate) fn html(worker: &Worker) -> String {
         worker.slot(),
     );
     let dash = || "–".to_owned();
+    let memory = hooks::extension::<hooks::WorkerMemory>(worker);
     for s in &all {
         let state = state(s);
         let worker = if s.live() {
@@ -59,10 +60,16 @@ pub(crate) fn html(worker: &Worker) -> String {
             .uptime()
             .map_or_else(dash, |u| format!("{:.1} s", u.as_secs_f64()));
         let latency = |q| ms(s.quantile(q)).map_or_else(dash, |ms| format!("{ms:.2} ms"));
+        // Unknown without a per-worker arena (the facade's `jemalloc`).
+        let bytes = s.live().then(|| memory.bytes(s.current.id)).flatten();
+        let mem = bytes.map_or_else(
+            || "unknown".to_owned(),
+            |b| format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+        );
         let _ = writeln!(
             out,
             "<tr class=\"slot {state}\" data-slot=\"{}\"><td>{}</td><td>{worker}</td><td>{state}</td>\
-             <td>{uptime}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{uptime}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{mem}</td></tr>",
             s.slot,
             s.slot,
             s.current.restarts,
@@ -84,6 +91,7 @@ pub(crate) fn json(worker: &Worker) -> String {
     let all = slots::snapshots(worker);
     let info = worker.cluster_info();
     let num = |v: Option<f64>| v.map_or_else(|| "null".to_owned(), |v| format!("{v:.3}"));
+    let memory = hooks::extension::<hooks::WorkerMemory>(worker);
     let mut out = format!(
         "{{\"phase\":\"{}\",\"workers\":{},\"restarts\":{},\"slots\":[",
         info.phase, info.workers, info.restarts
@@ -101,7 +109,7 @@ pub(crate) fn json(worker: &Worker) -> String {
             out,
             "{{\"slot\":{},\"worker\":{worker},\"state\":\"{}\",\"uptime_seconds\":{},\
              \"restarts\":{},\"active\":{},\"accepted\":{},\"requests\":{},\
-             \"p50_ms\":{},\"p99_ms\":{}}}",
+             \"p50_ms\":{},\"p99_ms\":{},\"memory_bytes\":{},\"memory_recycles\":{}}}",
             s.slot,
             state(s),
             num(s.uptime().map(|u| u.as_secs_f64())),
@@ -111,6 +119,11 @@ pub(crate) fn json(worker: &Worker) -> String {
             s.requests,
             num(ms(s.quantile(0.5))),
             num(ms(s.quantile(0.99))),
+            s.live()
+                .then(|| memory.bytes(s.current.id))
+                .flatten()
+                .map_or_else(|| "null".to_owned(), |b| b.to_string()),
+            memory.recycles(s.slot),
         );
     }
     out.push_str("]}\n");

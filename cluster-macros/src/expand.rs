@@ -277,6 +277,9 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
         }
     };
     quote! {
+        // jemalloc with the facade's `jemalloc` feature (each worker's
+        // memory is read from its arena); nothing without it.
+        #krate::__global_allocator!();
         #head {
             // `worker.listen(...)` without an import in the user's code.
             #[allow(unused_imports)]
@@ -362,6 +365,9 @@ fn args_value(krate: &TokenStream, args: &Args) -> TokenStream {
         choice("restart", "RestartPolicy", &args.restart),
         duration("shutdown_timeout", &args.shutdown_timeout),
         duration("drain_delay", &args.drain_delay),
+        args.max_memory
+            .as_ref()
+            .map(|Given { value, span }| some("max_memory", *span, quote_spanned!(*span=> #value))),
         signals,
         choice("on_panic", "OnPanic", &args.on_panic),
         path("healthz", &args.healthz),

@@ -81,6 +81,7 @@
 //! | `restart` | `"never"`, `"on-failure"`, `"always"` | `"on-failure"` |
 //! | `shutdown_timeout` | a duration in `humantime`'s grammar, the one the environment's variables use, such as `"30s"`, `"500ms"`, `"2m"`, `"1m 30s"`, `"1.5s"`; not zero | `"30s"` |
 //! | `drain_delay` | a duration as above, zero allowed: on a graceful stop, how long `/healthz` answers 503 while every worker still serves, before the workers drain (`ClusterBuilder::drain_delay`) | `"0s"` |
+//! | `max_memory` | a size such as `"256MiB"` or `"1GiB"`: a worker whose memory passes it is replaced gracefully (needs the facade's `jemalloc` feature, which makes jemalloc the global allocator with an arena per worker; refused at start without it). `CLUSTER_THREAD_MAX_MEMORY` overrides it, `cluster-thread set max_memory` changes it live | none |
 //! | `signals` | each signal's action, `"signal=action"` entries separated by commas, applied in order (`ClusterBuilder::on_signal`): signals `term`, `int`, `hup`, `quit`, `usr1`, `usr2` (`SIG` and case optional) or `all`; actions `stop`, `interrupt` (graceful, a second at once), `stop-now`, `reload`, `upgrade`, `ignore`, `off` (not handled). As nginx: `signals = "usr2=upgrade, hup=off, int=stop-now"`; `"all=off"` handles none. A `setup` function's `on_signal` and `on_upgrade` win over it | term `stop`, int `interrupt`, hup `reload`, quit `upgrade`, usr1 and usr2 `off` |
 //! | `on_panic` | what a panic in a connection task does: `"ignore"` or `"restart"` | `"restart"` |
 //! | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, strings starting with `/`, each its own: `HttpConfig::healthz` (200 / 503 while draining), `metrics` (Prometheus text of every slot), `status` (the status page), in the cluster's `HttpConfig` | none |
@@ -152,6 +153,7 @@ use proc_macro::TokenStream;
 /// | `restart` | `"never"`, `"on-failure"`, `"always"` | `"on-failure"` |
 /// | `shutdown_timeout` | a duration with units `ms`, `s`, `m`, `h`, such as `"30s"` or `"1m30s"` | `"30s"` |
 /// | `drain_delay` | a duration, zero allowed: `/healthz` 503 this long before a graceful stop drains | `"0s"` |
+/// | `max_memory` | a size (`"256MiB"`): a worker over it is replaced gracefully (facade feature `jemalloc`) | none |
 /// | `on_panic` | `"ignore"` or `"restart"` | `"restart"` |
 /// | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, such as `"/healthz"` | none |
 /// | `control` | `true` or `false`: the control socket for `cluster-thread` | `true` |
