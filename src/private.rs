@@ -284,10 +284,7 @@ fn prepare(
     #[cfg(feature = "net")]
     let builder = {
         use cluster_net::ClusterBuilderExt;
-        builder
-            .systemd()
-            .and_then(ClusterBuilderExt::hot_upgrade)
-            .map_err(|e| e.to_string())?
+        builder.from_env().map_err(|e| e.to_string())?
     };
     // Before the setup, which may set its own limit.
     let builder = crate::memory::for_macro(builder, args.max_memory).map_err(|e| e.to_string())?;
@@ -296,7 +293,9 @@ fn prepare(
     #[cfg(feature = "control")]
     cluster_ctl::install_default_logs(args.log).map_err(|e| e.to_string())?;
     #[cfg(feature = "control")]
-    let builder = if args.control == Some(false) {
+    let off = cluster_core::hooks::builder_state::<crate::control::Off>(&builder).is_some();
+    #[cfg(feature = "control")]
+    let builder = if args.control == Some(false) || off {
         builder
     } else {
         use cluster_ctl::ControlExt;

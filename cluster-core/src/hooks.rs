@@ -6,7 +6,7 @@ use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::{Address, Cluster, ClusterEvent, Events, Worker, WorkerHandle};
+use crate::{Address, Cluster, ClusterBuilder, ClusterEvent, Events, Worker, WorkerHandle};
 
 pub use crate::memory::WorkerMemory;
 pub use crate::thread::panic_message;
@@ -56,4 +56,10 @@ pub fn report_memory_limit(cluster: &Cluster, worker: WorkerHandle, bytes: u64, 
         bytes,
         limit,
     });
+}
+
+/// The state of type `T` given to `builder` so far: for a facade that
+/// reads what a user's `setup` put there.
+pub fn builder_state<T: Any + Send + Sync>(builder: &ClusterBuilder) -> Option<Arc<T>> {
+    builder.state_of()
 }
