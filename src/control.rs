@@ -31,7 +31,7 @@ pub struct Off;
 /// # Ok(()) }
 /// ```
 pub fn standard() -> Control {
-    let control = Control::new();
+    let control = Control::new().setting(max_memory());
     #[cfg(feature = "net")]
     let control = control
         .stats(net_stats)
@@ -85,6 +85,25 @@ async fn upgrade(cluster: Cluster) -> Result<u32, String> {
     cluster_net::upgrade::upgrade(&cluster, None)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// `max_memory`: refused unless each worker's memory is known (`jemalloc`).
+fn max_memory() -> LiveSetting {
+    LiveSetting::new(
+        "max_memory",
+        "a worker whose memory passes it is replaced gracefully (256MiB, 1GiB, off); needs the jemalloc feature",
+        |c| {
+            if crate::memory::known(c) {
+                crate::memory::show_limit(crate::memory::limit(c))
+            } else {
+                "unknown memory per worker (no jemalloc feature): off".to_owned()
+            }
+        },
+        |c, v| {
+            let limit = crate::memory::parse_limit(v).map_err(|e| format!("{v:?}: {e} (such as 256MiB, 1GiB, or off)"))?;
+            crate::memory::set_limit(c, limit).map_err(|e| e.to_string())
+        },
+    )
 }
 
 /// The cluster's connection cap.

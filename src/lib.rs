@@ -36,7 +36,9 @@ async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
 //! `metrics` (the `metrics` facade on the metrics endpoint), `control` (the
 //! control socket behind the `cluster-thread` command, and the default
 //! logs: [`control`]), all default;
-//! `axum` (axum's `ConnectInfo`) on demand. Any combination builds (`cargo
+//! `axum` (axum's `ConnectInfo`) and `jemalloc` (jemalloc as the global
+//! allocator of macro programs, an arena per worker: each worker's memory
+//! and `max_memory`, [`memory`]; builds jemalloc's C code) on demand. Any combination builds (`cargo
 //! xtask ci` checks each, and each sub-crate alone), and so does every
 //! example its features allow (their `required-features`).
 //!
@@ -61,6 +63,7 @@ async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
 pub mod __private;
 #[cfg(feature = "control")]
 pub mod control;
+pub mod memory;
 
 pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
@@ -83,6 +86,7 @@ pub use cluster_net::{Balance, ClusterBuilderExt, NetConfig, Ports, WorkerExt};
 /// (`worker.listen(...)`, `builder.from_env()`, `builder.control(...)`)
 /// into scope.
 pub mod prelude {
+    pub use crate::memory::MemoryExt;
     #[cfg(feature = "control")]
     pub use cluster_ctl::ControlExt;
     #[cfg(feature = "net")]

@@ -80,6 +80,8 @@ pub struct Args {
     /// `log`: the default subscriber's level, or `"off"` (default: info).
     #[cfg(feature = "control")]
     pub log: Option<&'static str>,
+    /// `max_memory`, in bytes (`CLUSTER_THREAD_MAX_MEMORY` overrides it).
+    pub max_memory: Option<u64>,
     /// The program's `CARGO_PKG_VERSION`, shown by `cluster-thread ls`.
     pub program_version: Option<&'static str>,
 }
@@ -338,6 +340,8 @@ fn prepare(
         use cluster_net::ClusterBuilderExt;
         builder.from_env().map_err(|e| e.to_string())?
     };
+    // Before the setup, which may set its own limit.
+    let builder = crate::memory::for_macro(builder, args.max_memory).map_err(|e| e.to_string())?;
     let builder = setup(builder)?;
     // After the setup, which may install a subscriber of its own.
     #[cfg(feature = "control")]
@@ -357,6 +361,27 @@ fn prepare(
         builder.control(control).map_err(|e| e.to_string())?
     };
     Ok(builder)
+}
+
+/// The generated program's global allocator: jemalloc with the facade's
+/// `jemalloc` feature (each worker's memory is read from its arena), else
+/// none (the standard one).
+#[cfg(feature = "jemalloc")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __global_allocator {
+    () => {
+        #[global_allocator]
+        static __CLUSTER_THREAD_ALLOCATOR: $crate::memory::Jemalloc = $crate::memory::Jemalloc;
+    };
+}
+
+/// Without the `jemalloc` feature: the standard allocator.
+#[cfg(not(feature = "jemalloc"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __global_allocator {
+    () => {};
 }
 
 #[allow(clippy::print_stderr)] // the program's own `main`: said even without a tracing subscriber

@@ -57,6 +57,9 @@ pub(crate) fn status_lines(status: &Status, width: usize, rows: usize) -> Vec<St
         status.restarts,
         or_dash(status.memory_bytes, bytes),
     ));
+    if !status.workers.is_empty() && status.workers.iter().all(|w| w.memory_bytes.is_none()) {
+        lines.push("  memory per worker: unknown (one heap; the jemalloc feature tells it)".into());
+    }
     for l in &status.listeners {
         lines.push(format!(
             "  {}  {}  {} open",

@@ -26,6 +26,9 @@ impl Cluster {
     }
 }
 
+/// A hook run in each worker's thread as it starts (`on_worker_thread`).
+type ThreadHook = Arc<dyn Fn(&Worker) + Send + Sync>;
+
 /// Builds a [`Cluster`]: Node's `cluster.setupPrimary(settings)`.
 ///
 /// ```
@@ -60,6 +63,7 @@ pub struct ClusterBuilder {
     pin_workers: bool,
     shutdown_signal: Option<ShutdownFuture>,
     on_start: Vec<StartHook>,
+    on_worker_thread: Vec<ThreadHook>,
     on_upgrade: Option<UpgradeHook>,
     state: StateMap,
 }
@@ -81,6 +85,7 @@ impl Default for ClusterBuilder {
             pin_workers: false,
             shutdown_signal: None,
             on_start: Vec::new(),
+            on_worker_thread: Vec::new(),
             on_upgrade: None,
             state: StateMap::new(),
         }
@@ -286,6 +291,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// Runs `hook` in each worker's thread as that worker starts, before
+    /// its function (each `hook` in the order given). For crates that
+    /// extend the cluster: the facade's `jemalloc` feature gives each
+    /// worker thread its own allocator arena this way.
+    pub fn on_worker_thread(mut self, hook: impl Fn(&Worker) + Send + Sync + 'static) -> Self {
+        self.on_worker_thread.push(Arc::new(hook));
+        self
+    }
+
     /// What [`SignalAction::Upgrade`] runs (SIGQUIT's by default):
     /// `handler` runs as a task on the primary's runtime for each such
     /// signal. `cluster-net`'s hot upgrade sets it; a later call replaces
@@ -364,7 +378,11 @@ impl ClusterBuilder {
                 reason: "must not be below restart_delay",
             });
         }
+        let hooks = self.on_worker_thread;
         let body: WorkerFn = Arc::new(move |w: Worker| {
+            for hook in &hooks {
+                hook(&w);
+            }
             let fut = worker(w);
             Box::pin(async move { fut.await.into_result() }) as WorkerFuture
         });

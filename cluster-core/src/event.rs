@@ -75,6 +75,18 @@ pub enum ClusterEvent {
     /// A rolling reload ([`Cluster::reload`](crate::Cluster::reload), SIGHUP)
     /// began.
     Reloading,
+    /// A worker's memory went over the cluster's `max_memory` (reported by
+    /// the facade's `jemalloc` feature, which knows each worker's memory):
+    /// it is replaced gracefully, as by
+    /// [`Cluster::restart_slot`](crate::Cluster::restart_slot).
+    MemoryLimit {
+        /// The worker over the limit.
+        worker: WorkerHandle,
+        /// Its memory, in bytes, when it was found over.
+        bytes: u64,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The rolling reload ended: every slot has its new worker, or `error`
     /// says why the reload stopped early (the slots not reached keep their
     /// workers).

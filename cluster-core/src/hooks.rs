@@ -6,8 +6,9 @@ use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::{Address, Cluster, ClusterBuilder, Events, Worker};
+use crate::{Address, Cluster, ClusterBuilder, ClusterEvent, Events, Worker, WorkerHandle};
 
+pub use crate::memory::WorkerMemory;
 pub use crate::thread::panic_message;
 
 /// Tells the primary that `worker` listens on `address`: emits
@@ -46,6 +47,15 @@ pub fn gone(worker: &Worker) -> impl Future<Output = ()> + Send + 'static {
 /// user's first `Cluster::events`.
 pub fn later_events(cluster: &Cluster) -> Events {
     cluster.later_events()
+}
+
+/// Emits [`ClusterEvent::MemoryLimit`]: `worker` uses `bytes`, over `limit`.
+pub fn report_memory_limit(cluster: &Cluster, worker: WorkerHandle, bytes: u64, limit: u64) {
+    cluster.inner.events.emit(ClusterEvent::MemoryLimit {
+        worker,
+        bytes,
+        limit,
+    });
 }
 
 /// The state of type `T` given to `builder` so far: for a facade that

@@ -47,6 +47,7 @@ mod handle;
 pub mod hooks;
 mod hub;
 mod lifecycle;
+mod memory;
 mod message;
 mod notice;
 mod restart;

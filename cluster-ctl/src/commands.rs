@@ -111,6 +111,8 @@ impl Ctx {
                 .find_map(|s| Some((value(s)?, now.at.duration_since(s.at).as_secs_f64())))
         };
         let ticks = clock_ticks();
+        // Known only where an allocator tells it (the facade's `jemalloc`).
+        let memory = hooks::cluster_extension::<hooks::WorkerMemory>(cluster);
         let rows = workers
             .iter()
             .map(|w| {
@@ -137,7 +139,7 @@ impl Ctx {
                     requests: figures.requests,
                     requests_per_second: requests_per_second.map(round),
                     cpu_percent: cpu_percent.map(round),
-                    memory_bytes: None,
+                    memory_bytes: memory.bytes(id),
                 }
             })
             .collect();
@@ -460,6 +462,14 @@ async fn progress(conn: &mut Conn, event: &ClusterEvent) {
             format!("slot {slot}: errored, no more restarts ({last})")
         }
         ClusterEvent::Phase(phase) => format!("cluster {phase}"),
+        ClusterEvent::MemoryLimit {
+            worker,
+            bytes,
+            limit,
+        } => format!(
+            "{} over max_memory ({bytes} bytes > {limit}): replacing it",
+            at(worker)
+        ),
         _ => return,
     };
     conn.send(Body::Progress { message }).await;

@@ -314,8 +314,9 @@ pub struct WorkerRow {
     pub requests_per_second: Option<f64>,
     /// Its thread's CPU use over the last 5 s, in percent of one CPU.
     pub cpu_percent: Option<f64>,
-    /// Its memory (null: threads share one heap; unknown without a
-    /// per-thread allocator arena).
+    /// Its memory: bytes allocated from its allocator arena since it
+    /// started (null when unknown: threads share one heap, so only the
+    /// facade's `jemalloc` feature, an arena per worker, tells it).
     pub memory_bytes: Option<u64>,
 }
 

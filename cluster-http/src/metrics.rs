@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use cluster_core::{Phase, Worker};
+use cluster_core::{hooks, Phase, Worker};
 
 use crate::histogram::BUCKETS_US;
 use crate::slots::{self, Snapshot};
@@ -133,6 +133,33 @@ pub(crate) fn render(worker: &Worker) -> String {
         "gauge",
         "How long the slot's current worker has served.",
         &|s| format!("{:.3}", s.uptime().unwrap_or_default().as_secs_f64()),
+    );
+    let memory = hooks::extension::<hooks::WorkerMemory>(worker);
+    // Only where an allocator tells each worker's memory (the facade's
+    // `jemalloc`): no series is better than a made-up one.
+    if memory.known() {
+        family(
+            &mut out,
+            "worker_memory_bytes",
+            "gauge",
+            "Memory the slot's current worker holds: bytes allocated from its allocator arena since it started.",
+        );
+        for s in &live {
+            if let Some(bytes) = memory.bytes(s.current.id) {
+                let _ = writeln!(
+                    out,
+                    "cluster_thread_worker_memory_bytes{{slot=\"{}\"}} {bytes}",
+                    s.slot
+                );
+            }
+        }
+    }
+    per_slot(
+        &mut out,
+        "memory_recycles_total",
+        "counter",
+        "Workers of the slot replaced for going over max_memory.",
+        &|s| memory.recycles(s.slot).to_string(),
     );
     family(
         &mut out,

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use cluster_core::Worker;
+use cluster_core::{hooks, Worker};
 
 use crate::history::{self, Series};
 use crate::slots::{self, Snapshot};
@@ -129,7 +129,7 @@ pub(crate) fn html(worker: &Worker) -> String {
          refreshes every {REFRESH_SECS} s</p>\n\
          <table id=\"slots\"><thead><tr><th>slot</th><th>worker</th><th>state</th><th>uptime</th>\
          <th>restarts</th><th>active</th><th>requests</th><th>requests/s</th><th></th>\
-         <th>p99</th><th></th><th>CPU</th></tr></thead><tbody>\n",
+         <th>p99</th><th></th><th>CPU</th><th>memory</th></tr></thead><tbody>\n",
         info.phase,
         info.workers,
         info.restarts,
@@ -139,6 +139,8 @@ pub(crate) fn html(worker: &Worker) -> String {
         worker.slot(),
         history::KEEP / 60,
     );
+    // Known only with an arena per worker (the facade's `jemalloc`).
+    let memory = hooks::extension::<hooks::WorkerMemory>(worker);
     for (s, series) in &all {
         let state = state(s);
         let worker = if s.live() {
@@ -146,6 +148,7 @@ pub(crate) fn html(worker: &Worker) -> String {
         } else {
             dash()
         };
+        let bytes = s.live().then(|| memory.bytes(s.current.id)).flatten();
         let uptime = s
             .uptime()
             .map_or_else(dash, |u| format!("{:.1} s", u.as_secs_f64()));
@@ -154,7 +157,7 @@ pub(crate) fn html(worker: &Worker) -> String {
             out,
             "<tr class=\"slot {state}\" data-slot=\"{}\"><td>{}</td><td>{worker}</td>\
              <td><span class=\"state\">{state}</span></td><td>{uptime}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             s.slot,
             s.slot,
             s.current.restarts,
@@ -168,6 +171,7 @@ pub(crate) fn html(worker: &Worker) -> String {
                 .map_or_else(dash, |ms| format!("{ms:.2} ms")),
             sparkline("p99", &series.p99_ms),
             bar(last(&series.cpu_percent).flatten()),
+            bytes.map_or_else(|| "<span class=\"unknown\">unknown</span>".to_owned(), mib),
         );
     }
     out.push_str("</tbody></table>\n</body></html>\n");
@@ -200,6 +204,7 @@ pub(crate) fn json(worker: &Worker) -> String {
     let all = slots::with_series(worker);
     let info = worker.cluster_info();
     let num = |v: Option<f64>| v.map_or_else(|| "null".to_owned(), |v| format!("{v:.3}"));
+    let memory = hooks::extension::<hooks::WorkerMemory>(worker);
     let mut out = format!(
         "{{\"phase\":\"{}\",\"workers\":{},\"restarts\":{},\"rss_bytes\":{},\
          \"interval_seconds\":{},\"slots\":[",
@@ -222,7 +227,7 @@ pub(crate) fn json(worker: &Worker) -> String {
             out,
             "{{\"slot\":{},\"worker\":{worker},\"state\":\"{}\",\"uptime_seconds\":{},\
              \"restarts\":{},\"active\":{},\"accepted\":{},\"requests\":{},\
-             \"p50_ms\":{},\"p99_ms\":{},\"cpu_percent\":{},\"memory_bytes\":null,\
+             \"p50_ms\":{},\"p99_ms\":{},\"cpu_percent\":{},\"memory_bytes\":{},\"memory_recycles\":{},\
              \"series\":{{\"rps\":{},\"p99_ms\":{},\"cpu_percent\":{}}}}}",
             s.slot,
             state(s),
@@ -234,6 +239,11 @@ pub(crate) fn json(worker: &Worker) -> String {
             num(ms(s.quantile(0.5))),
             num(ms(s.quantile(0.99))),
             num(last(&series.cpu_percent).flatten()),
+            s.live()
+                .then(|| memory.bytes(s.current.id))
+                .flatten()
+                .map_or_else(|| "null".to_owned(), |b| b.to_string()),
+            memory.recycles(s.slot),
             array(series.rps.iter().copied().map(Some)),
             array(series.p99_ms.iter().copied()),
             array(series.cpu_percent.iter().copied()),

@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 /// The keys the attribute takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 26] = [
+pub(crate) const KEYS: [&str; 27] = [
     "workers",
     "port",
     "balance",
@@ -26,6 +26,7 @@ pub(crate) const KEYS: [&str; 26] = [
     "listen_timeout",
     "wait_ready",
     "drain_delay",
+    "max_memory",
     "signals",
     "pin_workers",
     "stack_size",
@@ -148,6 +149,8 @@ pub(crate) struct Args {
     pub(crate) kill_timeout: Option<Given<Duration>>,
     pub(crate) listen_timeout: Option<Given<Duration>>,
     pub(crate) drain_delay: Option<Given<Duration>>,
+    /// `max_memory`, in bytes.
+    pub(crate) max_memory: Option<Given<u64>>,
     pub(crate) signals: Option<Given<Vec<SignalEntry>>>,
     pub(crate) pin_workers: Option<Given<bool>>,
     pub(crate) wait_ready: Option<Given<bool>>,
@@ -223,6 +226,7 @@ impl Args {
                 }
                 "min_uptime" => duration(&name, &value, false).map(|d| args.min_uptime = Some(d)),
                 "drain_delay" => drain_delay(&value).map(|ms| args.drain_delay = Some(ms)),
+                "max_memory" => max_memory(&value).map(|b| args.max_memory = Some(b)),
                 "signals" => signals(&value).map(|v| args.signals = Some(v)),
                 "max_restarts" => integer(&name, &value, 0, u64::from(u32::MAX))
                     .map(|n| args.max_restarts = Some(n)),
@@ -621,6 +625,37 @@ fn drain_delay(value: &Expr) -> syn::Result<Given<Duration>> {
             value.span(),
             format!("invalid `drain_delay` value: {DURATION_EXPECTED}"),
         )),
+    }
+}
+
+const MAX_MEMORY_EXPECTED: &str =
+    "expected a size as a string, such as `max_memory = \"256MiB\"` (or \"1GiB\", \"512MB\")";
+
+/// `"256MiB"`: a size above zero, in `bytesize`'s grammar (as
+/// `CLUSTER_THREAD_MAX_MEMORY` and `cluster-thread set max_memory`).
+fn max_memory(value: &Expr) -> syn::Result<Given<u64>> {
+    let Some(Lit::Str(s)) = lit(value) else {
+        return Err(syn::Error::new(
+            value.span(),
+            format!("invalid `max_memory` value: {MAX_MEMORY_EXPECTED}"),
+        ));
+    };
+    let text = s.value();
+    let fail = |reason: String| {
+        syn::Error::new(
+            s.span(),
+            format!("invalid `max_memory` value \"{text}\": {reason}; {MAX_MEMORY_EXPECTED}"),
+        )
+    };
+    let size: bytesize::ByteSize = text
+        .trim()
+        .parse()
+        .map_err(|_: String| fail("not a size".into()))?;
+    match size.as_u64() {
+        0 => Err(fail(
+            "a limit must be above zero (leave `max_memory` out for none)".into(),
+        )),
+        n => Ok(Given::at(n, s.span())),
     }
 }
 
@@ -1081,6 +1116,21 @@ mod tests {
     }
 
     #[test]
+    fn max_memory() {
+        let bytes = |args: &Args| args.max_memory.as_ref().map(|g| g.value);
+        assert_eq!(bytes(&ok(quote!(max_memory = "64MiB"))), Some(64 << 20));
+        assert_eq!(bytes(&ok(quote!(max_memory = "1 GiB"))), Some(1 << 30));
+        for bad in [
+            quote!(max_memory = 64),
+            quote!(max_memory = "lots"),
+            quote!(max_memory = "0"),
+        ] {
+            let e = error(bad);
+            assert!(e.contains("invalid `max_memory` value"), "{e}");
+        }
+    }
+
+    #[test]
     fn durations_are_humantimes_grammar() {
         for (text, ms) in [
             ("1ms", 1),
@@ -1232,7 +1282,7 @@ mod tests {
         assert!(e.contains("unknown argument `threads`"), "{e}");
         assert!(
             e.contains(
-                "`workers`, `port`, `balance`, `restart`, `restart_delay`, `min_uptime`, `max_restarts`, `shutdown_timeout`, `kill_timeout`, `listen_timeout`, `wait_ready`, `drain_delay`, `signals`, `pin_workers`, `stack_size`, `max_connections`, `connection_cap`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `log`, `setup`, `primary` or `crate`"
+                "`workers`, `port`, `balance`, `restart`, `restart_delay`, `min_uptime`, `max_restarts`, `shutdown_timeout`, `kill_timeout`, `listen_timeout`, `wait_ready`, `drain_delay`, `max_memory`, `signals`, `pin_workers`, `stack_size`, `max_connections`, `connection_cap`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `log`, `setup`, `primary` or `crate`"
             ),
             "{e}"
         );

@@ -277,6 +277,9 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
         }
     };
     quote! {
+        // jemalloc with the facade's `jemalloc` feature (each worker's
+        // memory is read from its arena); nothing without it.
+        #krate::__global_allocator!();
         #head {
             // `worker.listen(...)` without an import in the user's code.
             #[allow(unused_imports)]
@@ -384,6 +387,9 @@ fn args_value(krate: &TokenStream, args: &Args) -> TokenStream {
         duration("kill_timeout", &args.kill_timeout),
         duration("listen_timeout", &args.listen_timeout),
         duration("drain_delay", &args.drain_delay),
+        args.max_memory
+            .as_ref()
+            .map(|Given { value, span }| some("max_memory", *span, quote_spanned!(*span=> #value))),
         signals,
         flag("pin_workers", &args.pin_workers),
         flag("wait_ready", &args.wait_ready),

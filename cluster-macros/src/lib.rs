@@ -86,6 +86,7 @@
 //! | `kill_timeout` | a duration, not zero: how long a killed worker may take to reach an await before it is declared unresponsive | `"5s"` |
 //! | `listen_timeout` | a duration: how long start-up and reload wait for a worker to listen or be ready (PM2's `listen_timeout`) | `"3s"` |
 //! | `drain_delay` | a duration as above, zero allowed: on a graceful stop, how long `/healthz` answers 503 while every worker still serves, before the workers drain (`ClusterBuilder::drain_delay`) | `"0s"` |
+//! | `max_memory` | a size such as `"256MiB"` or `"1GiB"`: a worker whose memory passes it is replaced gracefully (needs the facade's `jemalloc` feature, which makes jemalloc the global allocator with an arena per worker; refused at start without it). `CLUSTER_THREAD_MAX_MEMORY` overrides it, `cluster-thread set max_memory` changes it live | none |
 //! | `signals` | each signal's action, `"signal=action"` entries separated by commas, applied in order (`ClusterBuilder::on_signal`): signals `term`, `int`, `hup`, `quit`, `usr1`, `usr2` (`SIG` and case optional) or `all`; actions `stop`, `interrupt` (graceful, a second at once), `stop-now`, `reload`, `upgrade`, `ignore`, `off` (not handled). As nginx: `signals = "usr2=upgrade, hup=off, int=stop-now"`; `"all=off"` handles none. A `setup` function's `on_signal` and `on_upgrade` win over it | term `stop`, int `interrupt`, hup `reload`, quit `upgrade`, usr1 and usr2 `off` |
 //! | `wait_ready` | `true` or `false`: PM2's `wait_ready`, a worker is ready only once it calls `worker.ready()`, not when it listens; start-up, reload and `scale` wait for it up to `listen_timeout` | `false` |
 //! | `pin_workers` | `true` or `false`: slot *i*'s thread pinned to the *i*-th CPU the process may use (`ClusterBuilder::pin_workers`) | `false` |
@@ -170,6 +171,7 @@ use proc_macro::TokenStream;
 /// | `pin_workers`, `wait_ready` | `true` or `false`: pin each worker thread to a CPU; ready only at `worker.ready()` | `false` |
 /// | `stack_size` | bytes, or `"512KiB"`, `"8MiB"`, `"1GiB"` | 2 MiB |
 /// | `max_connections`, `connection_cap` | integers ≥ 1: per listener, and every listener together | none, the fd limit |
+/// | `max_memory` | a size (`"256MiB"`): a worker over it is replaced gracefully (facade feature `jemalloc`) | none |
 /// | `on_panic` | `"ignore"` or `"restart"` | `"restart"` |
 /// | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, such as `"/healthz"` | none |
 /// | `control` | `true` or `false`: the control socket for `cluster-thread` | `true` |

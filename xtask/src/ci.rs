@@ -27,6 +27,21 @@ const STEPS: &[(&str, &[&str])] = &[
             "warnings",
         ],
     ),
+    (
+        "cargo clippy of the facade with `jemalloc` (not a default feature; its code is its own)",
+        &[
+            "clippy",
+            "-p",
+            "cluster-thread",
+            "--all-targets",
+            "--features",
+            "jemalloc",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
     ("cargo test", &["test", "--workspace", "--locked"]),
     (
         "cargo package (every published crate, in dependency order, each built from its package)",
@@ -106,6 +121,27 @@ fn composition_checks() -> Vec<Vec<String>> {
             args
         })
         .collect();
+    // `jemalloc` builds C, so it joins two sets only rather than doubling
+    // the powerset: alone, and with the defaults.
+    checks.push(owned(&[
+        "check",
+        "--locked",
+        "-p",
+        "cluster-thread",
+        "--all-targets",
+        "--no-default-features",
+        "--features",
+        "jemalloc",
+    ]));
+    checks.push(owned(&[
+        "check",
+        "--locked",
+        "-p",
+        "cluster-thread",
+        "--all-targets",
+        "--features",
+        "jemalloc",
+    ]));
     for krate in [
         "cluster-core",
         "cluster-macros",

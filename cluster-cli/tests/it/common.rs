@@ -6,24 +6,36 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use test_support::{local, Run, DEADLINE};
+use test_support::{local, Load, Run, DEADLINE};
 
 /// `same_port`, built (if it is not fresh) with this test's profile.
 pub(crate) fn same_port() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut build = Command::new(cargo);
-            build.args(["build", "-p", "cluster-thread", "--example", "same_port"]);
-            if !cfg!(debug_assertions) {
-                build.arg("--release");
-            }
-            let status = build.status().expect("cargo runs");
-            assert!(status.success(), "cargo build --example same_port");
-            test_support::example("same_port")
-        })
+        .get_or_init(|| build_example("same_port", &[]))
         .clone()
+}
+
+/// `memory_limit`, built with the facade's `jemalloc` feature (which it needs).
+pub(crate) fn memory_limit() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_example("memory_limit", &["--features", "jemalloc"]))
+        .clone()
+}
+
+fn build_example(name: &str, args: &[&str]) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "-p", "cluster-thread", "--example", name])
+        .args(args);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "cargo build --example {name} {args:?}");
+    test_support::example(name)
 }
 
 /// A fresh control directory for one test (not yet made: the program makes it).
@@ -50,12 +62,19 @@ impl App {
         let mut command = Command::new(same_port());
         command
             .args(["--port", "0", "--host", "127.0.0.1"])
-            .args(args)
+            .args(args);
+        App::start_command("same_port", dir, command)
+    }
+
+    /// `command` (a program printing `listening on <address>`), with its
+    /// control socket in `dir`; returns once every worker listens.
+    pub(crate) fn start_command(name: &str, dir: PathBuf, mut command: Command) -> App {
+        command
             .env("CLUSTER_THREAD_CONTROL", &dir)
             .env_remove("CLUSTER_THREAD_WORKERS")
             .env_remove("CLUSTER_THREAD_BALANCE")
             .env_remove("RUST_LOG");
-        let mut run = Run::command("same_port", command);
+        let mut run = Run::command(name, command);
         let addr = local(&run.line(|l| l.starts_with("listening on ")));
         let app = App { run, dir, addr };
         // The first worker's listen prints the line; the others may not
@@ -156,5 +175,26 @@ pub(crate) fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         }
         assert!(Instant::now() < end, "deadline passed waiting for {what}");
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Fresh connections and keep-alive ones, two clients each.
+pub(crate) fn loads(app: &App) -> [Load; 2] {
+    let loads = [
+        Load::start(app.addr, 2, false),
+        Load::start(app.addr, 2, true),
+    ];
+    for load in &loads {
+        load.wait_for_more(100);
+    }
+    loads
+}
+
+pub(crate) fn finish(loads: [Load; 2]) {
+    for (load, kind) in loads.into_iter().zip(["fresh", "keep-alive"]) {
+        let (ok, failed, closed) = load.finish();
+        eprintln!("{kind}: {ok} ok, {failed} failed, {closed} closed");
+        assert!(ok > 0);
+        assert_eq!((failed, closed), (0, 0), "{kind} connections");
     }
 }

@@ -5,6 +5,7 @@
 
 mod common;
 mod logs;
+mod memory;
 mod monit;
 mod operate;
 mod security;

@@ -2,9 +2,7 @@
 //! a worker, upgrade it, stop it; under load, nothing fails and no client
 //! sees its connection closed.
 
-use test_support::Load;
-
-use crate::common::{scratch, workers, App};
+use crate::common::{finish, loads, scratch, workers, App};
 
 #[test]
 fn ls_lists_every_slot_and_bad_usage_exits_2() {
@@ -64,27 +62,6 @@ fn ls_lists_every_slot_and_bad_usage_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("slot 9 has no live worker"), "{err}");
     assert_eq!(app.slots(), [0, 1, 2], "nothing changed");
-}
-
-/// Fresh connections and keep-alive ones, two clients each.
-fn loads(app: &App) -> [Load; 2] {
-    let loads = [
-        Load::start(app.addr, 2, false),
-        Load::start(app.addr, 2, true),
-    ];
-    for load in &loads {
-        load.wait_for_more(100);
-    }
-    loads
-}
-
-fn finish(loads: [Load; 2]) {
-    for (load, kind) in loads.into_iter().zip(["fresh", "keep-alive"]) {
-        let (ok, failed, closed) = load.finish();
-        eprintln!("{kind}: {ok} ok, {failed} failed, {closed} closed");
-        assert!(ok > 0);
-        assert_eq!((failed, closed), (0, 0), "{kind} connections");
-    }
 }
 
 #[test]

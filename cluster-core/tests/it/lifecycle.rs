@@ -325,3 +325,48 @@ async fn fork_after_disconnect_starts_a_new_cycle() {
     assert_eq!(cluster.phase(), Phase::Stopped);
     assert!(cluster.workers().is_empty());
 }
+
+#[tokio::test]
+async fn on_worker_thread_runs_in_each_workers_thread_before_its_function() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    // Each worker's id, with the thread the hook ran on.
+    let hooked: Arc<Mutex<HashMap<u64, std::thread::ThreadId>>> = Arc::default();
+    let seen = Arc::clone(&hooked);
+    let cluster = Cluster::builder()
+        .workers(2)
+        .signals(false)
+        .on_worker_thread(move |w| {
+            seen.lock()
+                .unwrap()
+                .insert(w.id(), std::thread::current().id());
+        })
+        .build(move |w| {
+            // Already run, on this very thread.
+            let ran = hooked.lock().unwrap().get(&w.id()).copied();
+            assert_eq!(ran, Some(std::thread::current().id()), "worker {}", w.id());
+            async move {
+                w.ready();
+                w.disconnected().await
+            }
+        })
+        .unwrap();
+    let mut events = cluster.events();
+    cluster.start().unwrap();
+    online(&mut events, 2).await;
+    cluster.disconnect().await;
+    let all = drain(&mut events).await;
+    let reasons: Vec<_> = all
+        .iter()
+        .filter_map(|e| match e {
+            ClusterEvent::Exit { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![ExitReason::Returned; 2],
+        "no hook check failed"
+    );
+}

@@ -245,9 +245,24 @@ async fn one_scrape_shows_every_slot_and_counters_survive_a_restart() {
         "cluster_thread_slot_restarts_total",
         "cluster_thread_slot_draining",
         "cluster_thread_request_duration_seconds_count",
+        "cluster_thread_memory_recycles_total",
     ] {
         assert_eq!(by_slot(&before, name).len(), 2, "{name}");
     }
+    // Nothing tells each worker's memory here (no jemalloc arenas): no
+    // series rather than a made-up one.
+    assert!(
+        !before
+            .iter()
+            .any(|s| s.name == "cluster_thread_worker_memory_bytes"),
+        "memory per worker is unknown"
+    );
+    assert_eq!(
+        by_slot(&before, "cluster_thread_memory_recycles_total")
+            .values()
+            .sum::<f64>(),
+        0.0
+    );
     assert_eq!(value(&before, "cluster_thread_workers"), 2.0);
     assert_eq!(value(&before, "cluster_thread_restarts_total"), 0.0);
     let phases: BTreeMap<_, _> = before
