@@ -54,6 +54,7 @@ async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
 //! | `CLUSTER_THREAD_SHUTDOWN_TIMEOUT` | `ClusterBuilder::shutdown_timeout`, the macro's `shutdown_timeout` | a duration above zero | cluster-core, at `build` |
 //! | `CLUSTER_THREAD_DRAIN_DELAY` | `ClusterBuilder::drain_delay`, the macro's `drain_delay` | a duration, zero allowed | cluster-core, at `build` |
 //! | `CLUSTER_THREAD_BALANCE` | the cluster's `NetConfig::balance`, the macro's `balance` (not a listener's own `ListenSpec::balance`) | `round-robin`, `least-connections`, `os`, `reuseport`, `sticky` | cluster-net, at the cluster's first `listen` |
+//! | `CLUSTER_THREAD_KERNEL_STEERING` | the cluster's `NetConfig::kernel_steering` | `auto`, `off`, `required` | cluster-net, at the cluster's first `listen` |
 //! | `CLUSTER_THREAD_UPGRADE` | — (set by the old process of a hot upgrade for the new one: the fd of its channel) | an fd number | cluster-net, `ClusterBuilderExt::hot_upgrade` |
 //! | `CLUSTER_THREAD_CONTROL` | the control socket's directory (`Control::dir`), the macro's `control` | a directory, or `off` | cluster-ctl, when the control socket opens |
 //! | `LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`, `NOTIFY_SOCKET`, `WATCHDOG_USEC` | — (systemd's socket activation and notifications) | systemd's | cluster-net, `ClusterBuilderExt::systemd` |
@@ -79,7 +80,9 @@ pub use cluster_macros::main;
 #[cfg(feature = "net")]
 pub use cluster_net as net;
 #[cfg(feature = "net")]
-pub use cluster_net::{Balance, ClusterBuilderExt, Listener, NetConfig, Ports, WorkerExt};
+pub use cluster_net::{
+    Balance, ClusterBuilderExt, KernelSteering, Listener, NetConfig, Ports, WorkerExt,
+};
 
 /// `use cluster_thread::prelude::*;` brings the extension traits
 /// (`worker.listen(...)`, `builder.hot_upgrade()`, `builder.control(...)`)

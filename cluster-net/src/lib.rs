@@ -61,7 +61,6 @@ mod proxy;
 mod registry;
 mod spec;
 mod stats;
-#[cfg(target_os = "linux")]
 mod steer;
 mod systemd;
 pub mod upgrade;
@@ -74,7 +73,8 @@ pub use listen::WorkerExt;
 pub use listener::{Listener, Migrator};
 pub use proxy::Cidr;
 pub use spec::{
-    Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
+    Balance, KernelSteering, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance,
+    BALANCE_ENV, KERNEL_STEERING_ENV,
 };
 pub use stats::{cap_stats, set_connection_cap, stats, CapStats, ListenerStats};
 pub use systemd::{notify_systemd, SystemdSockets};

@@ -69,6 +69,15 @@ impl Seat {
         });
     }
 
+    /// Its listener's first `accept`: with kernel steering, the program may
+    /// choose its slot from now on (until then connections wait elsewhere,
+    /// not behind a server still being built).
+    fn accepting(&self) {
+        if let (Some(reuse), false) = (&self.reuse, self.left.load(Ordering::Acquire)) {
+            reuse.set_live(true);
+        }
+    }
+
     /// The next connection of its inbox (or one nobody took). Cancel-safe:
     /// the inbox keeps it.
     async fn take(&self) -> Accepted {
@@ -218,7 +227,11 @@ impl Listener {
     /// loop goes on, so a shared port never goes silent while its socket is
     /// open. [`ListenerStats::accept_errors`](crate::ListenerStats) counts them.
     pub async fn accept(&self) -> Connection {
-        self.first_accept.accepting();
+        if self.first_accept.accepting() {
+            if let Some(seat) = self.seat() {
+                seat.accepting();
+            }
+        }
         let (totals, counters) = (&self.totals, Some(&self.counters));
         let mut backoff = Backoff::new(totals);
         loop {
