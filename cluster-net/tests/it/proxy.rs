@@ -22,11 +22,16 @@ async fn start_with(workers: usize, net: NetConfig) -> (Cluster, SocketAddr) {
         .workers(workers)
         .signals(false)
         .state(net.proxy_protocol(true))
+        .state(crate::common::Accepting::default())
         .build(|w| async move {
             let listener = w.listen(Listen::parse("127.0.0.1:0")?).await?;
+            let mut early = crate::common::first_accept(&w, &listener).await;
             loop {
                 tokio::select! {
-                    mut conn = listener.accept() => {
+                    mut conn = async { match early.take() {
+                        Some(conn) => conn,
+                        None => listener.accept().await,
+                    } } => {
                         let id = w.id();
                         tokio::task::spawn_local(async move {
                             if conn.read_proxy_header().await.is_err() {
@@ -57,6 +62,8 @@ async fn start_with(workers: usize, net: NetConfig) -> (Cluster, SocketAddr) {
         })
         .await;
     }
+    // Sticky maps a client among the workers that accept: all of them.
+    crate::common::all_accepting(&cluster, workers).await;
     (cluster, addr.unwrap())
 }
 
