@@ -106,6 +106,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         key: key.clone(),
     });
     let mut not_steered = None;
+    let slots = worker.cluster_info().slots;
     let unix_path = match &key {
         Key::Unix(path) => Some(path.clone()),
         _ => None,
@@ -190,6 +191,10 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         let mut socket =
             SharedSocket::new(label.clone(), address, balance, listener, max_total, cap);
         socket.proxy = proxy;
+        // One slot: its worker accepts itself (the acceptor's hop is for
+        // choosing among workers).
+        let solo = balance.uses_acceptor() && steering.is_none() && slots == 1;
+        socket.solo.send_replace(solo);
         socket.steering = steering;
         // A socket file this cluster created goes away when it stops.
         socket.file = unix_path
@@ -216,7 +221,16 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             let inbox = dispatch.attach(slot, Arc::clone(&counters));
             let seat = Seat::new(worker, &socket.label, dispatch, inbox, None);
             seat.watch(&registry.acceptor(&socket.address)?);
-            if b.uses_acceptor() {
+            if b.uses_acceptor() && *socket.solo.borrow() && (slot, slots) == (0, 1) {
+                let own =
+                    AcceptSocket::register(&socket.listener, socket.proxy.clone()).map_err(fail)?;
+                Mode::Solo {
+                    own,
+                    seat,
+                    solo: socket.solo.subscribe(),
+                }
+            } else if b.uses_acceptor() {
+                registry.end_solo(&socket)?;
                 Mode::Dispatched(seat)
             } else {
                 let own =

@@ -155,6 +155,15 @@ pub(crate) enum Mode {
     /// Gets every connection through its seat: from the acceptor
     /// (round-robin, least-connections, sticky), or migrated.
     Dispatched(Arc<Seat>),
+    /// The acceptor modes in a cluster of one slot: its worker accepts on
+    /// the socket itself (no hop through the acceptor thread), until
+    /// `solo` turns false (another slot listens; the acceptor takes over),
+    /// and takes through its seat what is handed to it.
+    Solo {
+        own: AcceptSocket,
+        seat: Arc<Seat>,
+        solo: tokio::sync::watch::Receiver<bool>,
+    },
 }
 
 /// A worker's listener, from `worker.listen(...)`. Dropping it stops this
@@ -245,6 +254,16 @@ impl Listener {
                     accepted = seat.take() => accepted,
                 },
                 Mode::Dispatched(seat) => seat.take().await,
+                Mode::Solo { own, seat, solo } if *solo.borrow() => {
+                    let mut solo = solo.clone();
+                    tokio::select! {
+                        accepted = own.accept(totals, counters) => accepted,
+                        accepted = seat.take() => accepted,
+                        // Another slot listens: the acceptor's from now on.
+                        _ = solo.wait_for(|solo| !solo) => continue,
+                    }
+                }
+                Mode::Solo { seat, .. } => seat.take().await,
             };
             match Connection::register(accepted, &self.counters) {
                 Ok(conn) => return conn,
@@ -258,7 +277,7 @@ impl Listener {
     fn seat(&self) -> Option<&Arc<Seat>> {
         match &self.mode {
             Mode::Own { seat, .. } => seat.as_ref(),
-            Mode::Dispatched(seat) => Some(seat),
+            Mode::Dispatched(seat) | Mode::Solo { seat, .. } => Some(seat),
         }
     }
 

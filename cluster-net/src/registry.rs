@@ -74,6 +74,10 @@ pub(crate) struct SharedSocket {
     /// Kernel steering (round-robin, least-connections, sticky without the
     /// acceptor): the program of its reuseport group, `group`.
     pub(crate) steering: Option<Arc<Steering>>,
+    /// The acceptor modes without kernel steering: true while the cluster
+    /// has one slot, whose worker then accepts itself; the acceptor's
+    /// loop starts when it turns false.
+    pub(crate) solo: tokio::sync::watch::Sender<bool>,
 }
 
 impl SharedSocket {
@@ -98,6 +102,7 @@ impl SharedSocket {
             file: None,
             proxy: crate::proxy::Proxy::Off,
             steering: None,
+            solo: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -370,10 +375,19 @@ impl Registry {
         let socket = Arc::new(bind()?);
         st.sockets.insert(key, Arc::clone(&socket));
         drop(st);
-        if socket.balance.uses_acceptor() && socket.steering.is_none() {
+        if socket.balance.uses_acceptor() && socket.steering.is_none() && !*socket.solo.borrow() {
             self.spawn_acceptor(&socket, Arc::clone(&socket.dispatch))?;
         }
         Ok(socket)
+    }
+
+    /// A worker of another slot than a solo socket's listens on it: the
+    /// acceptor takes over (the solo worker turns to its seat).
+    pub(crate) fn end_solo(&self, socket: &Arc<SharedSocket>) -> Result<(), Error> {
+        if socket.solo.send_replace(false) {
+            self.spawn_acceptor(socket, Arc::clone(&socket.dispatch))?;
+        }
+        Ok(())
     }
 
     /// The shared socket a hot upgrade names `label`.

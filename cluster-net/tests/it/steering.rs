@@ -341,6 +341,48 @@ async fn scale_down_loses_none_of_200_queued_connections() {
     server.cluster.disconnect().await;
 }
 
+/// Issue 24.3: without kernel steering, the one worker of a one-slot
+/// cluster accepts itself; once another slot listens, the acceptor takes
+/// over (and round-robin is exact again: a worker still accepting itself
+/// would take more than its share).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_worker_accepts_itself_until_another_slot_listens() {
+    for balance in [Balance::RoundRobin, Balance::Sticky] {
+        let net = NetConfig::default()
+            .balance(balance)
+            .kernel_steering(KernelSteering::Off);
+        let server = serve(1, net, &[]).await;
+        for _ in 0..20 {
+            assert_eq!(once(server.addr, None).await, 0, "{balance}");
+        }
+        let sticky = slots_of_clients(server.addr).await;
+        assert!(sticky.iter().all(|&s| s == 0), "{balance}: {sticky:?}");
+        server.cluster.scale(3).await.unwrap();
+        let setup = server.cluster.state::<Setup>().unwrap();
+        eventually(
+            || setup.accepting.load(Ordering::Acquire) >= 3,
+            "the new workers accepting",
+        )
+        .await;
+        if balance == Balance::RoundRobin {
+            let mut counts = [0usize; 3];
+            for _ in 0..300 {
+                counts[once(server.addr, None).await] += 1;
+            }
+            assert!(
+                counts.iter().all(|&n| (99..=101).contains(&n)),
+                "{balance}: {counts:?}"
+            );
+        } else {
+            let first = slots_of_clients(server.addr).await;
+            assert_eq!(slots_of_clients(server.addr).await, first, "{balance}");
+            let used: std::collections::HashSet<_> = first.iter().collect();
+            assert!(used.len() >= 2, "{balance}: {first:?}");
+        }
+        server.cluster.disconnect().await;
+    }
+}
+
 /// `Required` where eBPF is refused: `listen` fails naming the address
 /// and why. Run as `nobody` by the test below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
