@@ -1,81 +1,29 @@
+//! [`ClusterBuilder`]: the settings of a cluster as the program gives
+//! them, checked and resolved (with the environment's overrides) into a
+//! [`Config`] at `build`. The top of the crate: it names every layer below.
+
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::{Start, StartHook, UpgradeHook};
+use crate::config::{Config, StateMap};
 use crate::env::Overrides;
 use crate::restart::Backoff;
-use crate::{Cluster, Error, RestartPolicy, Signal, SignalAction, Worker};
+use crate::signals::ShutdownFuture;
+use crate::thread::{WorkerFn, WorkerFuture};
+use crate::{
+    Cluster, Error, RestartPolicy, Signal, SignalAction, TaskResult, Worker, Workers,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+};
 
-/// How long a disconnected worker may take to finish before it is killed,
-/// unless [`ClusterBuilder::shutdown_timeout`] says otherwise.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How many workers a cluster runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Workers {
-    /// One per available CPU (`std::thread::available_parallelism`).
-    #[default]
-    Auto,
-    /// Exactly this many (0 is refused when the cluster is built).
-    Count(usize),
-}
-
-impl From<usize> for Workers {
-    fn from(n: usize) -> Self {
-        Workers::Count(n)
+impl Cluster {
+    /// Settings for a new cluster.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
     }
-}
-
-impl Workers {
-    /// Parses `auto` or an integer, as accepted by `CLUSTER_THREAD_WORKERS`.
-    pub fn parse(s: &str) -> Option<Workers> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("auto") {
-            Some(Workers::Auto)
-        } else {
-            s.parse().ok().map(Workers::Count)
-        }
-    }
-
-    pub(crate) fn resolve(self) -> Result<usize, Error> {
-        match self {
-            Workers::Auto => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-            Workers::Count(0) => Err(Error::ZeroWorkers),
-            Workers::Count(n) => Ok(n),
-        }
-    }
-}
-
-pub(crate) type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-pub(crate) type WorkerFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
-pub(crate) type WorkerFn = Arc<dyn Fn(Worker) -> WorkerFuture + Send + Sync>;
-pub(crate) type StateMap = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
-pub(crate) type StartHook = Box<dyn FnOnce(&Cluster) + Send>;
-pub(crate) type SignalHook =
-    Arc<dyn Fn(Cluster) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-/// The settings of a cluster, resolved.
-pub(crate) struct Config {
-    pub(crate) workers: usize,
-    pub(crate) thread_name: String,
-    pub(crate) stack_size: Option<usize>,
-    pub(crate) restart: RestartPolicy,
-    pub(crate) backoff: Backoff,
-    pub(crate) shutdown_timeout: Duration,
-    pub(crate) kill_timeout: Duration,
-    pub(crate) listen_timeout: Duration,
-    pub(crate) drain_delay: Duration,
-    /// Each signal's action (`Off` included).
-    pub(crate) signals: Vec<(Signal, SignalAction)>,
-    pub(crate) on_upgrade: Option<SignalHook>,
-    /// With `pin_workers`: the CPUs this process may run on, slot `i`'s
-    /// worker pinned to the `i % len`-th.
-    pub(crate) pin_cpus: Option<Vec<usize>>,
 }
 
 /// Builds a [`Cluster`]: Node's `cluster.setupPrimary(settings)`.
@@ -105,13 +53,14 @@ pub struct ClusterBuilder {
     shutdown_timeout: Duration,
     kill_timeout: Duration,
     listen_timeout: Duration,
+    wait_ready: bool,
     drain_delay: Duration,
     /// By `Signal::index`.
     signals: [SignalAction; Signal::ALL.len()],
     pin_workers: bool,
     shutdown_signal: Option<ShutdownFuture>,
     on_start: Vec<StartHook>,
-    on_upgrade: Option<SignalHook>,
+    on_upgrade: Option<UpgradeHook>,
     state: StateMap,
 }
 
@@ -126,6 +75,7 @@ impl Default for ClusterBuilder {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(3),
+            wait_ready: false,
             drain_delay: Duration::ZERO,
             signals: Signal::ALL.map(Signal::default_action),
             pin_workers: false,
@@ -166,12 +116,14 @@ impl ClusterBuilder {
     }
 
     /// Stack size of each worker thread, in bytes (default: Rust's, 2 MiB).
+    /// `CLUSTER_THREAD_STACK_SIZE` overrides it at `build`.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
     }
 
     /// When exited workers are replaced (default `OnFailure`).
+    /// `CLUSTER_THREAD_RESTART` overrides it at `build`.
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
         self.restart = policy;
         self
@@ -179,6 +131,7 @@ impl ClusterBuilder {
 
     /// Delay before the second restart of a slot in a row (default 100 ms); the
     /// first restart is immediate, and each further one waits ×1.5 longer.
+    /// `CLUSTER_THREAD_RESTART_DELAY` overrides it at `build`.
     pub fn restart_delay(mut self, delay: Duration) -> Self {
         self.backoff.delay = delay;
         self
@@ -202,6 +155,7 @@ impl ClusterBuilder {
     /// and it is replaced at once (after at most 10 ms if it keeps dying
     /// within `min_uptime`). A worker that never did counts from its start,
     /// and crashes on start in a row error the slot past `max_restarts`.
+    /// `CLUSTER_THREAD_MIN_UPTIME` overrides it at `build`.
     pub fn min_uptime(mut self, uptime: Duration) -> Self {
         self.backoff.min_uptime = uptime;
         self
@@ -210,6 +164,7 @@ impl ClusterBuilder {
     /// After this many crashes on start (exits within `min_uptime`, before
     /// listening or ready) in a row a slot is errored instead of
     /// crash-looping (default 16).
+    /// `CLUSTER_THREAD_MAX_RESTARTS` overrides it at `build`.
     pub fn max_restarts(mut self, restarts: u32) -> Self {
         self.backoff.max_restarts = restarts;
         self
@@ -225,6 +180,7 @@ impl ClusterBuilder {
 
     /// How long a killed worker may take to reach an await before it is declared
     /// unresponsive and its thread abandoned (default 5 s).
+    /// `CLUSTER_THREAD_KILL_TIMEOUT` overrides it at `build`.
     pub fn kill_timeout(mut self, timeout: Duration) -> Self {
         self.kill_timeout = timeout;
         self
@@ -232,8 +188,21 @@ impl ClusterBuilder {
 
     /// How long start-up and reload wait for a worker to listen or say it is
     /// ready, as PM2's `listen_timeout` (default 3 s).
+    /// `CLUSTER_THREAD_LISTEN_TIMEOUT` overrides it at `build`.
     pub fn listen_timeout(mut self, timeout: Duration) -> Self {
         self.listen_timeout = timeout;
+        self
+    }
+
+    /// PM2's `wait_ready`: a worker is ready only once it calls
+    /// [`Worker::ready`], not as soon as it listens, so that start-up,
+    /// a reload and `scale` wait (up to [`listen_timeout`](Self::listen_timeout))
+    /// for work it does after listening: warming a cache, connecting to a
+    /// database. Its listener already takes connections meanwhile (they
+    /// wait for it); a reload keeps the old worker until the new one is
+    /// ready. Default off. `CLUSTER_THREAD_WAIT_READY` overrides it at `build`.
+    pub fn wait_ready(mut self, wait: bool) -> Self {
+        self.wait_ready = wait;
         self
     }
 
@@ -281,6 +250,9 @@ impl ClusterBuilder {
     ///     .on_signal(Signal::Int, SignalAction::StopNow);
     /// # drop(builder);
     /// ```
+    ///
+    /// `CLUSTER_THREAD_SIGNALS` (such as `"usr2=upgrade, hup=off"`) changes
+    /// them again at `build`, after every call.
     pub fn on_signal(mut self, signal: Signal, action: SignalAction) -> Self {
         self.signals[signal.index()] = action;
         self
@@ -335,6 +307,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// The state of type `T` given so far, if any.
+    pub(crate) fn state_of<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        Arc::clone(self.state.get(&TypeId::of::<T>())?)
+            .downcast::<T>()
+            .ok()
+    }
+
     /// Checks the settings and creates the cluster, without starting it.
     ///
     /// `worker` is called once in each worker thread, inside that thread, so
@@ -350,9 +329,25 @@ impl ClusterBuilder {
         let pin_workers = env.pin_workers.unwrap_or(self.pin_workers);
         let drain_delay = env.drain_delay.unwrap_or(self.drain_delay);
         let shutdown_timeout = env.shutdown_timeout.unwrap_or(self.shutdown_timeout);
+        let kill_timeout = env.kill_timeout.unwrap_or(self.kill_timeout);
+        let listen_timeout = env.listen_timeout.unwrap_or(self.listen_timeout);
+        let wait_ready = env.wait_ready.unwrap_or(self.wait_ready);
+        let restart = env.restart.unwrap_or(self.restart);
+        let stack_size = env.stack_size.or(self.stack_size);
+        let mut backoff = self.backoff;
+        backoff.delay = env.restart_delay.unwrap_or(backoff.delay);
+        backoff.min_uptime = env.min_uptime.unwrap_or(backoff.min_uptime);
+        backoff.max_restarts = env.max_restarts.unwrap_or(backoff.max_restarts);
+        let mut signals = self.signals;
+        for (signal, action) in env.signals.into_iter().flatten() {
+            match signal {
+                Some(one) => signals[one.index()] = action,
+                None => signals = [action; Signal::ALL.len()],
+            }
+        }
         for (setting, value) in [
             ("shutdown_timeout", shutdown_timeout),
-            ("kill_timeout", self.kill_timeout),
+            ("kill_timeout", kill_timeout),
         ] {
             if value.is_zero() {
                 return Err(Error::BadDuration {
@@ -362,10 +357,10 @@ impl ClusterBuilder {
                 });
             }
         }
-        if self.backoff.max_delay < self.backoff.delay {
+        if backoff.max_delay < backoff.delay {
             return Err(Error::BadDuration {
                 setting: "restart_delay_max",
-                value: self.backoff.max_delay,
+                value: backoff.max_delay,
                 reason: "must not be below restart_delay",
             });
         }
@@ -376,23 +371,26 @@ impl ClusterBuilder {
         let config = Config {
             workers,
             thread_name: self.thread_name,
-            stack_size: self.stack_size,
-            restart: self.restart,
-            backoff: self.backoff,
+            stack_size,
+            restart,
+            backoff,
             shutdown_timeout,
-            kill_timeout: self.kill_timeout,
-            listen_timeout: self.listen_timeout,
+            kill_timeout,
+            listen_timeout,
+            wait_ready,
             drain_delay,
-            signals: Signal::ALL.into_iter().zip(self.signals).collect(),
-            on_upgrade: self.on_upgrade,
-            pin_cpus: pin_workers.then(crate::thread::allowed_cpus).flatten(),
+            signals: Signal::ALL.into_iter().zip(signals).collect(),
+            pin_cpus: pin_workers.then(crate::affinity::allowed_cpus).flatten(),
         };
         Ok(Cluster::new(
             config,
             body,
-            self.shutdown_signal,
-            self.on_start,
             Arc::new(self.state),
+            Start {
+                shutdown_signal: self.shutdown_signal,
+                on_start: self.on_start,
+                on_upgrade: self.on_upgrade,
+            },
         ))
     }
 
@@ -424,24 +422,5 @@ impl ClusterBuilder {
         PFut::Output: TaskResult,
     {
         self.build(worker)?.run(primary)
-    }
-}
-
-/// What a worker or primary function may return: `()` or `Result<(), E>` with
-/// `E: Display` (an error ends the worker with its text).
-pub trait TaskResult {
-    /// `Ok` or the error's text.
-    fn into_result(self) -> Result<(), String>;
-}
-
-impl TaskResult for () {
-    fn into_result(self) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-impl<E: fmt::Display> TaskResult for Result<(), E> {
-    fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| format!("{e:#}"))
     }
 }

@@ -7,7 +7,6 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -16,13 +15,13 @@ use http::Response;
 use hyper::body::Body;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use crate::drain::DrainFlag;
+use crate::drain::{self, DrainFlag, Ended, Handoff};
 use crate::exec::LocalExec;
 use crate::handler::Handler;
 use crate::idle::{Activity, IdleFor};
-use crate::rewind::{Rewind, Unflushed};
+use crate::rewind::{Rewind, StreamRef};
 use crate::{BoxError, HttpConfig, Request};
 
 /// hyper's connection settings of both protocols, from `config` (validated).
@@ -49,20 +48,6 @@ impl Builders {
         Builders { http1, http2 }
     }
 }
-
-/// How a connection of a draining server moves to a live worker: the
-/// listener's migrator, and how to get a `cluster_net` connection back
-/// from the listener's stream (TLS streams cannot).
-pub(crate) struct Handoff<I> {
-    pub(crate) migrator: cluster_net::Migrator,
-    /// Counts what moves.
-    pub(crate) slot: std::sync::Arc<crate::slots::Slot>,
-    pub(crate) into_connection: fn(I) -> Result<cluster_net::Connection, I>,
-}
-
-/// How long a connection accepted just before a drain may take to send its
-/// first request (at most the header read timeout), when it cannot move.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// The HTTP/2 client preface; anything else is HTTP/1.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -127,13 +112,13 @@ pub(crate) async fn serve<I, S, B>(
             Err(e) => return log(peer, Err(e)),
         },
         () = cx.drain.started() => {
-            if cx.handoff.as_ref().is_some_and(|h| h.migrator.possible()) {
+            if drain::movable(cx.handoff.as_ref()) {
                 let handoff = cx.handoff.as_deref();
-                return hand_over(handoff, io, first.freeze(), Bytes::new()).await;
+                return drain::hand_over(handoff, io, first.freeze(), Bytes::new()).await;
             }
             // It cannot move: a moment for its first bytes, as for its
             // first request below, rather than hold the drain.
-            let grace = first_limit.min(FIRST_REQUEST_GRACE);
+            let grace = first_limit.min(drain::FIRST_REQUEST_GRACE);
             match tokio::time::timeout(grace, is_h2(&mut io, &mut first)).await {
                 Ok(Ok(h2)) => h2,
                 Ok(Err(e)) => return log(peer, Err(e)),
@@ -143,16 +128,12 @@ pub(crate) async fn serve<I, S, B>(
         () = &mut idle => return,
         () = activity.evicted() => return,
     };
-    let unflushed = Unflushed::default();
-    let io = TokioIo::new(Rewind::new(
-        first.freeze(),
-        io,
-        Unflushed::clone(&unflushed),
-    ));
+    let stream = StreamRef::default();
+    let io = TokioIo::new(Rewind::new(first.freeze(), io, StreamRef::clone(&stream)));
     if h2 {
         let mut http = cx.builders.http2.serve_connection(io, handler);
         idle.as_mut().set_after(cx.idle.http2);
-        // Never `Settled` without `unflushed`.
+        // Never `Settled` without `stream`.
         if let Ended::Done(result) = drive(
             &mut http,
             |h| h.graceful_shutdown(),
@@ -167,38 +148,47 @@ pub(crate) async fn serve<I, S, B>(
         }
         return;
     }
-    let mut http = cx
-        .builders
-        .http1
-        .serve_connection(io, handler)
-        .with_upgrades();
-    idle.as_mut().set_after(cx.idle.http1);
-    let result = match drive(
-        &mut http,
-        |h| h.graceful_shutdown(),
-        &activity,
-        &cx,
-        idle,
-        Some(&unflushed),
-    )
-    .await
-    {
-        Ended::Done(result) => result,
-        // Where none can take it after all, it closes as always.
-        Ended::Settled if !cx.handoff.as_ref().is_some_and(|h| h.migrator.possible()) => {
-            Pin::new(&mut http).graceful_shutdown();
-            http.await
-        }
-        Ended::Settled => {
-            // `None`: upgraded, so no longer ours.
-            if let Some(parts) = http.into_parts() {
-                let (io, rest) = parts.io.into_inner().into_parts();
-                hand_over(cx.handoff.as_deref(), io, parts.read_buf, rest).await;
+    // In a block: hyper's connection (and the stream, unless upgraded)
+    // is dropped at its end.
+    let result = {
+        let mut http = cx
+            .builders
+            .http1
+            .serve_connection(io, handler)
+            .with_upgrades();
+        idle.as_mut().set_after(cx.idle.http1);
+        match drive(
+            &mut http,
+            |h| h.graceful_shutdown(),
+            &activity,
+            &cx,
+            idle,
+            Some(&stream),
+        )
+        .await
+        {
+            Ended::Done(result) => result,
+            // Where none can take it after all, it closes as always.
+            Ended::Settled if !drain::movable(cx.handoff.as_ref()) => {
+                Pin::new(&mut http).graceful_shutdown();
+                http.await
             }
-            return;
+            Ended::Settled => {
+                // `None`: upgraded, so no longer ours.
+                if let Some(parts) = http.into_parts() {
+                    let (io, rest) = parts.io.into_inner().into_parts();
+                    drain::hand_over(cx.handoff.as_deref(), io, parts.read_buf, rest).await;
+                }
+                return;
+            }
         }
     };
     log(peer, result);
+    // Upgraded (a WebSocket, `101 Switching Protocols`): the stream lives
+    // on with the handler that took it. The connection counts, and a
+    // drain waits for it (up to its deadline, which aborts this task, and
+    // then the worker's end drops the handler's), until it is let go.
+    stream.dropped().await;
 }
 
 /// Whether the client speaks HTTP/2: reads until its first bytes either
@@ -219,50 +209,10 @@ async fn is_h2<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut) -> std::io:
     }
 }
 
-/// Moves `io` to a live worker with the bytes read from it and not served
-/// yet (`read`, then `rest`, in that order); closes it where it cannot move.
-async fn hand_over<I: AsyncWrite + Unpin>(
-    handoff: Option<&Handoff<I>>,
-    io: I,
-    read: Bytes,
-    rest: Bytes,
-) {
-    let Some(handoff) = handoff else { return };
-    let mut bytes = Vec::with_capacity(read.len() + rest.len());
-    bytes.extend_from_slice(&read);
-    bytes.extend_from_slice(&rest);
-    let conn = match (handoff.into_connection)(io) {
-        Ok(conn) => conn,
-        Err(mut io) => {
-            let _ = io.shutdown().await;
-            return;
-        }
-    };
-    match handoff.migrator.hand_over(conn, &bytes) {
-        Ok(()) => {
-            handoff.slot.migrated.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("connection moved to a live worker");
-        }
-        // The last worker went away in the meantime.
-        Err(mut conn) => {
-            let _ = conn.shutdown().await;
-        }
-    }
-}
-
-/// How [`drive`] returned.
-enum Ended {
-    /// The connection ended.
-    Done(Result<(), hyper::Error>),
-    /// The server drains, the connection can move, and it is between two
-    /// requests with its responses flushed: ready to be taken from hyper.
-    Settled,
-}
-
 /// Runs `http` to its end, shutting it down gracefully when the drain
 /// starts (after a moment for the first request of one accepted just
 /// before), it stays idle too long (`idle` fires), or the connection cap
-/// needs its place. With `unflushed` (HTTP/1), a drain
+/// needs its place. With `stream` (HTTP/1), a drain
 /// that can move the connection instead waits for its request in flight
 /// and its response, then returns [`Ended::Settled`].
 async fn drive<I, F>(
@@ -271,7 +221,7 @@ async fn drive<I, F>(
     activity: &Activity,
     cx: &Setup<I>,
     mut idle: Pin<&mut IdleFor<'_>>,
-    unflushed: Option<&Unflushed>,
+    stream: Option<&StreamRef>,
 ) -> Ended
 where
     F: Future<Output = Result<(), hyper::Error>> + Unpin,
@@ -307,36 +257,17 @@ where
     match woke {
         Woke::Ended(result) => return Ended::Done(result),
         Woke::Drain => {
-            let movable = cx.handoff.as_ref().is_some_and(|h| h.migrator.possible());
-            if let Some(unflushed) = unflushed.filter(|_| movable) {
-                // Every change of the two happens inside hyper's poll, on
-                // this task: checking after each poll misses none.
-                return poll_fn(|task| match Pin::new(&mut *http).poll(task) {
-                    Poll::Ready(result) => Poll::Ready(Ended::Done(result)),
-                    Poll::Pending
-                        if activity.in_flight() == 0 && !unflushed.load(Ordering::Relaxed) =>
-                    {
-                        Poll::Ready(Ended::Settled)
-                    }
-                    Poll::Pending => Poll::Pending,
-                })
-                .await;
-            }
-            if activity.requests() == 0 {
-                // Accepted just before the drain: its first request may be on
-                // its way; give it a moment rather than refuse it.
-                tokio::select! {
-                    biased;
-                    result = &mut *http => return Ended::Done(result),
-                    () = activity.first_request() => {}
-                    () = tokio::time::sleep(cx.idle.first.min(FIRST_REQUEST_GRACE)) => {}
-                }
+            let movable = drain::movable(cx.handoff.as_ref());
+            if let Some(ended) =
+                drain::on_drain(http, activity, movable, stream, cx.idle.first).await
+            {
+                return ended;
             }
         }
         // HTTP/1: no request in flight, perhaps a head arriving too slowly
         // (hyper would finish reading it): closed now, as hyper's own
         // header read timeout does.
-        Woke::Idle if unflushed.is_some() => {
+        Woke::Idle if stream.is_some() => {
             tracing::trace!("no request for too long; closing the connection");
             return Ended::Done(Ok(()));
         }

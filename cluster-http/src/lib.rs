@@ -128,6 +128,8 @@ mod endpoints;
 mod error;
 mod exec;
 mod handler;
+mod histogram;
+mod history;
 mod idle;
 mod listener;
 mod metrics;
@@ -150,6 +152,10 @@ pub use server::{serve, Server};
 pub use service::{service_fn, BoxError, FnService, IntoHttpService, Request};
 pub use slots::{slot_stats, SlotStats};
 #[cfg(feature = "tls")]
-pub use tls::{TlsConfig, TlsListener, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use tls::config::{TlsConfig, DEFAULT_HANDSHAKE_TIMEOUT};
+#[cfg(feature = "tls")]
+pub use tls::listener::TlsListener;
+#[cfg(feature = "tls")]
+pub use tls::stream::TlsStream;
 #[cfg(feature = "tls")]
 pub use tokio_rustls::rustls;

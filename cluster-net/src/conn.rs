@@ -36,7 +36,14 @@ pub(crate) struct Accepted {
     pub(crate) proxy_pending: bool,
     /// Its place under the limits, from before its `accept(2)` on.
     pub(crate) place: Place,
+    /// The state of the protocol above the socket (a TLS session), moved
+    /// with it between workers (never to another process).
+    pub(crate) state: Option<State>,
 }
+
+/// What a protocol above a connection leaves with it to move it between
+/// workers (see [`Connection::attach`]).
+pub(crate) type State = Box<dyn std::any::Any + Send>;
 
 impl Accepted {
     pub(crate) fn new(stream: StdStream, peer: Option<SocketAddr>, place: Place) -> Accepted {
@@ -46,6 +53,7 @@ impl Accepted {
             prefix: Vec::new(),
             proxy_pending: false,
             place,
+            state: None,
         }
     }
 
@@ -327,6 +335,7 @@ pub struct Connection {
     place: Place,
     /// Its handle for the cap, made on first use.
     idle: std::sync::OnceLock<IdleHandle>,
+    state: Option<State>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -349,6 +358,7 @@ impl Connection {
             prefix,
             proxy_pending,
             mut place,
+            state,
         } = accepted;
         let io = Io::from_std(stream)?;
         place.force_assign(counters);
@@ -361,6 +371,7 @@ impl Connection {
             proxy_pending,
             place,
             idle: std::sync::OnceLock::new(),
+            state,
         })
     }
 
@@ -432,6 +443,27 @@ impl Connection {
         self.place.totals()
     }
 
+    /// Leaves the state of the protocol served on this connection (a TLS
+    /// session, with the plaintext already decrypted) with it, for a
+    /// [`Migrator`](crate::Migrator) to move to another worker of this
+    /// process, whose listener gives it back with
+    /// [`take_attached`](Self::take_attached). Such a connection never goes
+    /// to a hot upgrade's new process (the state cannot be serialised).
+    pub fn attach(&mut self, state: Box<dyn std::any::Any + Send>) {
+        self.state = Some(state);
+    }
+
+    /// The state [`attach`](Self::attach)ed to this connection by the
+    /// worker it moved from, if any.
+    pub fn take_attached(&mut self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.state.take()
+    }
+
+    /// Whether a state is attached.
+    pub(crate) fn has_state(&self) -> bool {
+        self.state.is_some()
+    }
+
     /// Back to std form, to move to another worker: `read` (bytes read and
     /// not used yet) goes before what is left of its own prefix. Its place
     /// under this worker's limit is freed (it keeps its place in the
@@ -446,6 +478,7 @@ impl Connection {
             proxy_pending,
             mut place,
             idle: _,
+            state,
         } = self;
         let mut prefix = read.to_vec();
         prefix.extend_from_slice(&own[consumed..]);
@@ -462,6 +495,7 @@ impl Connection {
                     prefix,
                     proxy_pending,
                     place,
+                    state,
                 })
             }
             Err(e) => {

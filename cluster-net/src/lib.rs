@@ -63,7 +63,7 @@ mod error;
 pub mod handoff;
 mod listen;
 mod listener;
-mod passing;
+mod migrate;
 mod plan;
 mod proxy;
 mod registry;
@@ -78,7 +78,8 @@ pub use cap::IdleHandle;
 pub use conn::Connection;
 pub use error::Error;
 pub use listen::WorkerExt;
-pub use listener::{Listener, Migrator};
+pub use listener::Listener;
+pub use migrate::Migrator;
 pub use proxy::Cidr;
 pub use spec::{
     Balance, KernelSteering, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance,

@@ -2,10 +2,11 @@
 //! workers whose slot is in `hold` keep their connections open until the
 //! client closes them, the others close at once.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use cluster_core::{Address, Cluster, ClusterEvent, Events, Worker};
@@ -58,10 +59,26 @@ pub async fn all_accepting(cluster: &Cluster, workers: usize) {
     .await;
 }
 
+/// The clients whose connection a worker holds (accepted, greeting not
+/// yet written), by their address: what a killed worker takes with it.
+#[derive(Default)]
+struct InHand(Mutex<HashSet<SocketAddr>>);
+
 pub struct Server {
     pub cluster: Cluster,
     pub events: Events,
     pub addr: SocketAddr,
+}
+
+impl Server {
+    /// The clients a worker accepted and has not answered: after a kill,
+    /// the ones the killed worker held.
+    pub fn in_hand(&self) -> HashSet<SocketAddr> {
+        self.cluster
+            .state::<InHand>()
+            .map(|h| h.0.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
 }
 
 pub async fn serve(workers: usize, net: NetConfig, spec: SpecFn, hold: &'static [usize]) -> Server {
@@ -70,6 +87,7 @@ pub async fn serve(workers: usize, net: NetConfig, spec: SpecFn, hold: &'static 
         .signals(false)
         .state(net)
         .state(Accepting::default())
+        .state(InHand::default())
         .build(move |w| {
             let spec = spec.clone();
             async move { serve_worker(w, spec, hold).await }
@@ -114,6 +132,7 @@ pub async fn serve_worker(
     let id = w.id();
     let keep = hold.contains(&w.slot());
     let mut early = first_accept(&w, &listener).await;
+    let in_hand = w.state::<InHand>();
     loop {
         tokio::select! {
             mut conn = async { match early.take() {
@@ -129,7 +148,16 @@ pub async fn serve_worker(
                 } else {
                     // Answered inline: a worker holds at most one connection
                     // at a time (what a kill may cost).
+                    let peer = conn.peer_addr();
+                    let hand = |held: bool| {
+                        if let (Some(h), Some(p)) = (&in_hand, peer) {
+                            let mut set = h.0.lock().unwrap();
+                            if held { set.insert(p); } else { set.remove(&p); }
+                        }
+                    };
+                    hand(true);
                     let _ = conn.write_all(format!("{id}\n").as_bytes()).await;
+                    hand(false);
                 }
             }
             m = w.recv() => {
