@@ -32,6 +32,10 @@ pub struct ListenerStats {
     /// Open connections handed over from draining workers to live ones
     /// (see [`Migrator`](crate::Migrator)) on the listener's socket so far.
     pub migrated: u64,
+    /// Whether the kernel chooses the worker of each new connection
+    /// ([`NetConfig::kernel_steering`](crate::NetConfig::kernel_steering)),
+    /// rather than the acceptor thread; false for the modes without either.
+    pub kernel_steering: bool,
 }
 
 /// The connection counts of every live worker's listeners, read by the primary.
@@ -49,6 +53,7 @@ pub fn stats(cluster: &Cluster) -> Vec<ListenerStats> {
             accept_errors: totals.accept_errors.load(Ordering::Relaxed),
             proxy_rejected: totals.proxy_rejected.load(Ordering::Relaxed),
             migrated: totals.migrated.load(Ordering::Relaxed),
+            kernel_steering: c.publisher.is_some(),
         })
         .collect();
     all.sort_by_key(|s| (s.address.to_string(), s.slot, s.worker));
