@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use crate::body::ResponseBody;
 use crate::endpoints::{self, Endpoint};
 use crate::idle::{Activity, InFlight};
-use crate::serve::Shared;
+use crate::shared::Shared;
 use crate::{metrics, ConnectionInfo, Request};
 
 /// The user's service, wrapped for one connection.
@@ -24,7 +24,33 @@ pub(crate) struct Handler<S> {
     shared: Rc<Shared>,
     activity: Rc<Activity>,
     /// Put in every request's extensions.
-    info: Option<ConnectionInfo>,
+    info: Info,
+    /// `Alt-Svc` for every response (HTTP/3 on, on a TCP connection).
+    alt_svc: Option<http::HeaderValue>,
+}
+
+/// Where a request's [`ConnectionInfo`] comes from.
+pub(crate) enum Info {
+    /// A TCP connection's, fixed.
+    Fixed(Option<ConnectionInfo>),
+    /// A QUIC connection's: the client's address as it is now (it moves).
+    #[cfg(feature = "http3")]
+    Quic(quinn::Connection, std::net::SocketAddr),
+}
+
+impl Info {
+    fn get(&self) -> Option<ConnectionInfo> {
+        match self {
+            Info::Fixed(info) => *info,
+            #[cfg(feature = "http3")]
+            Info::Quic(conn, local) => {
+                let local = conn
+                    .local_ip()
+                    .map_or(*local, |ip| std::net::SocketAddr::new(ip, local.port()));
+                Some(ConnectionInfo::new(conn.remote_address(), local))
+            }
+        }
+    }
 }
 
 impl<S> Handler<S> {
@@ -32,13 +58,19 @@ impl<S> Handler<S> {
         service: Rc<S>,
         shared: Rc<Shared>,
         activity: Rc<Activity>,
-        info: Option<ConnectionInfo>,
+        info: Info,
     ) -> Self {
+        let alt_svc = match info {
+            Info::Fixed(_) => shared.alt_svc.clone(),
+            #[cfg(feature = "http3")]
+            Info::Quic(..) => None,
+        };
         Handler {
             service,
             shared,
             activity,
             info,
+            alt_svc,
         }
     }
 }
@@ -52,7 +84,7 @@ where
     type Future = HandlerFuture<S::Future>;
 
     fn call(&self, mut req: Request) -> Self::Future {
-        if let Some(info) = self.info {
+        if let Some(info) = self.info.get() {
             let extensions = req.extensions_mut();
             extensions.insert(info);
             #[cfg(feature = "axum")]
@@ -70,6 +102,7 @@ where
                 return HandlerFuture::Service {
                     future: self.service.call(req),
                     in_flight,
+                    alt_svc: self.alt_svc.clone(),
                 }
             }
             Some(Endpoint::Healthz) => endpoints::healthz(shared.drain.is_draining(&shared.worker)),
@@ -79,6 +112,7 @@ where
         HandlerFuture::Ready {
             response: Some(response),
             in_flight,
+            alt_svc: self.alt_svc.clone(),
         }
     }
 }
@@ -96,8 +130,8 @@ pin_project! {
     /// The response future of [`Handler`].
     #[project = HandlerFutureProj]
     pub(crate) enum HandlerFuture<F> {
-        Service { #[pin] future: F, in_flight: Option<InFlight> },
-        Ready { response: Option<Response<Full<Bytes>>>, in_flight: Option<InFlight> },
+        Service { #[pin] future: F, in_flight: Option<InFlight>, alt_svc: Option<http::HeaderValue> },
+        Ready { response: Option<Response<Full<Bytes>>>, in_flight: Option<InFlight>, alt_svc: Option<http::HeaderValue> },
     }
 }
 
@@ -109,20 +143,39 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            HandlerFutureProj::Service { future, in_flight } => future
-                .poll(cx)
-                .map_ok(|r| r.map(|body| ResponseBody::service(body, in_flight.take()))),
+            HandlerFutureProj::Service {
+                future,
+                in_flight,
+                alt_svc,
+            } => future.poll(cx).map_ok(|r| {
+                let mut r = r.map(|body| ResponseBody::service(body, in_flight.take()));
+                advertise(&mut r, alt_svc.take());
+                r
+            }),
             HandlerFutureProj::Ready {
                 response,
                 in_flight,
+                alt_svc,
             } => match response.take() {
-                Some(r) => Poll::Ready(Ok(
-                    r.map(|body| ResponseBody::endpoint(body, in_flight.take()))
-                )),
+                Some(r) => {
+                    let mut r = r.map(|body| ResponseBody::endpoint(body, in_flight.take()));
+                    advertise(&mut r, alt_svc.take());
+                    Poll::Ready(Ok(r))
+                }
                 // Polled after completion: never again ready.
                 None => Poll::Pending,
             },
         }
+    }
+}
+
+/// Adds `Alt-Svc`, unless the service set its own.
+fn advertise<B>(response: &mut Response<B>, alt_svc: Option<http::HeaderValue>) {
+    if let Some(value) = alt_svc {
+        response
+            .headers_mut()
+            .entry(http::header::ALT_SVC)
+            .or_insert(value);
     }
 }
 

@@ -128,6 +128,8 @@ mod endpoints;
 mod error;
 mod exec;
 mod handler;
+#[cfg(feature = "http3")]
+mod http3;
 mod idle;
 mod listener;
 mod metrics;
@@ -135,6 +137,7 @@ mod rewind;
 mod serve;
 mod server;
 mod service;
+mod shared;
 mod slots;
 mod status;
 mod tasks;

@@ -57,6 +57,7 @@ mod listener;
 mod passing;
 mod plan;
 mod proxy;
+pub mod quic;
 mod registry;
 mod spec;
 mod stats;
@@ -72,6 +73,7 @@ pub use error::Error;
 pub use listen::WorkerExt;
 pub use listener::{Listener, Migrator};
 pub use proxy::Cidr;
+pub use quic::{QuicRouter, QuicSocket, QuicSteering};
 pub use spec::{
     Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
 };

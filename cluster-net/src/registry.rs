@@ -32,6 +32,8 @@ pub(crate) enum Key {
     Unix(PathBuf),
     Fd(RawFd),
     Udp(SocketAddr, usize),
+    /// A QUIC port's reuseport group: the address asked for, the n-th.
+    Quic(SocketAddr, usize),
 }
 
 impl Key {
@@ -44,6 +46,7 @@ impl Key {
             Key::Unix(p) => format!("unix {}", p.display()),
             Key::Fd(fd) => format!("fd {fd}"),
             Key::Udp(a, n) => format!("udp {a} #{n}"),
+            Key::Quic(a, n) => format!("quic {a} #{n}"),
         }
     }
 }
@@ -266,6 +269,7 @@ pub(crate) struct Registry {
 struct RegistryState {
     sockets: HashMap<Key, Arc<SharedSocket>>,
     udp: HashMap<Key, Arc<std::net::UdpSocket>>,
+    quic: HashMap<Key, Arc<crate::quic::group::QuicGroup>>,
     /// Per worker id: how many port-0 listens it made.
     zero_counts: HashMap<u64, usize>,
 }
@@ -355,6 +359,21 @@ impl Registry {
         let socket = Arc::new(bind()?);
         st.udp.insert(key, Arc::clone(&socket));
         Ok(socket)
+    }
+
+    /// The QUIC group for `key`, bound by `bind` the first time.
+    pub(crate) fn quic(
+        &self,
+        key: Key,
+        bind: impl FnOnce() -> Result<Arc<crate::quic::group::QuicGroup>, Error>,
+    ) -> Result<Arc<crate::quic::group::QuicGroup>, Error> {
+        let mut st = lock(&self.state);
+        if let Some(g) = st.quic.get(&key) {
+            return Ok(Arc::clone(g));
+        }
+        let group = bind()?;
+        st.quic.insert(key, Arc::clone(&group));
+        Ok(group)
     }
 
     /// A dup of every socket with its label and address, for a hot upgrade.

@@ -359,6 +359,7 @@ pub struct NetConfig {
     pub(crate) options: ListenOptions,
     pub(crate) backlog: i32,
     pub(crate) connection_cap: Option<usize>,
+    pub(crate) quic_steering: crate::QuicSteering,
 }
 
 impl Default for NetConfig {
@@ -367,6 +368,7 @@ impl Default for NetConfig {
             options: ListenOptions::default(),
             backlog: 1024,
             connection_cap: None,
+            quic_steering: crate::QuicSteering::default(),
         }
     }
 }
@@ -393,6 +395,13 @@ impl NetConfig {
     /// gives a cap of 896.
     pub fn connection_cap(mut self, n: usize) -> Self {
         self.connection_cap = Some(n);
+        self
+    }
+
+    /// How datagrams of QUIC ports (`listen_quic`) find their worker
+    /// (default [`QuicSteering::Cid`](crate::QuicSteering::Cid)).
+    pub fn quic_steering(mut self, steering: crate::QuicSteering) -> Self {
+        self.quic_steering = steering;
         self
     }
 }

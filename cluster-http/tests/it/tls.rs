@@ -89,6 +89,11 @@ impl Pki {
     }
 
     pub fn connector(&self, alpn: &[&[u8]]) -> TlsConnector {
+        TlsConnector::from(Arc::new(self.client_config(alpn)))
+    }
+
+    /// A rustls client config trusting this CA, offering `alpn`.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> ClientConfig {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.der().clone()).unwrap();
         let provider = Arc::new(cluster_http::rustls::crypto::ring::default_provider());
@@ -98,7 +103,7 @@ impl Pki {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        TlsConnector::from(Arc::new(config))
+        config
     }
 
     pub fn tls(&self) -> TlsConfig {
