@@ -105,6 +105,8 @@ where
     });
     let service = Rc::new(service);
     #[cfg(feature = "http3")]
+    let quic_endpoint = http3.as_ref().map(crate::http3::Http3::endpoint);
+    #[cfg(feature = "http3")]
     if let Some(h) = http3 {
         h.start(
             Rc::clone(&shared),
@@ -243,6 +245,10 @@ where
                 break;
             }
         }
+    }
+    #[cfg(feature = "http3")]
+    if let Some(endpoint) = quic_endpoint {
+        crate::http3::closed(endpoint).await;
     }
     // A stream that panicked just before its connection ended.
     while let Ok(message) = panics.try_recv() {

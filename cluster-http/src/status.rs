@@ -101,7 +101,8 @@ pub(crate) fn json(worker: &Worker) -> String {
             out,
             "{{\"slot\":{},\"worker\":{worker},\"state\":\"{}\",\"uptime_seconds\":{},\
              \"restarts\":{},\"active\":{},\"accepted\":{},\"requests\":{},\
-             \"p50_ms\":{},\"p99_ms\":{}}}",
+             \"p50_ms\":{},\"p99_ms\":{},\"quic\":{{\"accepted\":{},\"active\":{},\
+             \"streams\":{},\"forwarded\":{},\"retries\":{}}}}}",
             s.slot,
             state(s),
             num(s.uptime().map(|u| u.as_secs_f64())),
@@ -111,6 +112,11 @@ pub(crate) fn json(worker: &Worker) -> String {
             s.requests,
             num(ms(s.quantile(0.5))),
             num(ms(s.quantile(0.99))),
+            s.quic.accepted,
+            s.quic.active,
+            s.quic.streams,
+            s.quic.forwarded,
+            s.quic.retries,
         );
     }
     out.push_str("]}\n");

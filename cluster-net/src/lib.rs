@@ -77,5 +77,7 @@ pub use quic::{QuicRouter, QuicSocket, QuicSteering};
 pub use spec::{
     Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
 };
-pub use stats::{cap_stats, set_connection_cap, stats, CapStats, ListenerStats};
+pub use stats::{
+    cap_stats, quic_stats, set_connection_cap, stats, CapStats, ListenerStats, QuicStats,
+};
 pub use systemd::{notify_systemd, SystemdSockets};

@@ -376,6 +376,11 @@ impl Registry {
         Ok(group)
     }
 
+    /// Every QUIC group, for the stats.
+    pub(crate) fn quic_groups(&self) -> Vec<Arc<crate::quic::group::QuicGroup>> {
+        lock(&self.state).quic.values().cloned().collect()
+    }
+
     /// A dup of every socket with its label and address, for a hot upgrade.
     pub(crate) fn export(&self) -> Vec<(String, String, std::os::fd::OwnedFd)> {
         use std::os::fd::AsFd;

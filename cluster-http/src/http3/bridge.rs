@@ -26,6 +26,10 @@ use crate::{BoxError, Request};
 
 /// The in-memory connection's buffer each way.
 const BRIDGE_BUFFER: usize = 256 * 1024;
+/// Beyond three round trips, what a client may take to acknowledge the
+/// last response before the connection closes (QUIC's default maximum ACK
+/// delay is 25 ms).
+const ACK_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 /// `H3_NO_ERROR`.
 const H3_NO_ERROR: u32 = 0x100;
 
@@ -40,6 +44,7 @@ pub(crate) async fn serve<S, B>(
     builders: Rc<Builders>,
     exec: LocalExec,
     drain: DrainFlag,
+    slot: std::sync::Arc<crate::slots::Slot>,
 ) where
     Handler<S>: hyper::service::Service<
             Request,
@@ -88,9 +93,15 @@ pub(crate) async fn serve<S, B>(
     let mut requests = JoinSet::new();
     let mut goaway_sent = false;
     loop {
+        // After our GOAWAY no new stream is accepted: done once the last
+        // request is (h3's `accept` ends by itself on the peer's GOAWAY only).
+        if goaway_sent && requests.is_empty() {
+            break;
+        }
         tokio::select! {
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
+                    slot.quic.streams.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     requests.spawn_local(request(resolver, sender.clone()));
                 }
                 // GOAWAY either way and every request done, or closed.
@@ -111,6 +122,11 @@ pub(crate) async fn serve<S, B>(
         }
     }
     while requests.join_next().await.is_some() {}
+    // A close discards stream data not yet acknowledged: the client first
+    // gets a few round trips to acknowledge the last responses (or to
+    // close by itself, as a client told GOAWAY may).
+    let grace = conn.rtt() * 3 + ACK_GRACE;
+    let _ = tokio::time::timeout(grace, conn.closed()).await;
     conn.close(quinn::VarInt::from_u32(H3_NO_ERROR), b"");
     drop(sender);
     while tasks.join_next().await.is_some() {}

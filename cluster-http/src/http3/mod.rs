@@ -11,6 +11,7 @@ mod socket;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use cluster_core::Worker;
@@ -29,6 +30,23 @@ use crate::{BoxError, Error, HttpConfig, Request};
 /// prove its address first (a Retry): an Initial flood from spoofed
 /// addresses then costs a stateless packet each, not a connection.
 const RETRY_ABOVE: usize = 64;
+
+/// Counts a QUIC connection open while it lives.
+struct QuicOpen(Arc<crate::slots::Slot>);
+
+impl QuicOpen {
+    fn new(slot: Arc<crate::slots::Slot>) -> QuicOpen {
+        slot.quic.accepted.fetch_add(1, Ordering::Relaxed);
+        slot.quic.active.fetch_add(1, Ordering::Relaxed);
+        QuicOpen(slot)
+    }
+}
+
+impl Drop for QuicOpen {
+    fn drop(&mut self) {
+        self.0.quic.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A worker's HTTP/3 endpoint, bound, not yet serving.
 pub(crate) struct Http3 {
@@ -65,9 +83,11 @@ impl Http3 {
         let inner = runtime
             .wrap_udp_socket(socket)
             .map_err(|e| fail(e.to_string()))?;
+        let slot = cluster_core::hooks::extension::<crate::slots::Slots>(worker).get(worker.slot());
         let steered = Arc::new(socket::SteeredSocket {
             inner,
             router: router.clone(),
+            slot,
         });
         let mut endpoint_config = quinn::EndpointConfig::default();
         let ids = router.clone();
@@ -92,6 +112,11 @@ impl Http3 {
     pub(crate) fn alt_svc(&self) -> http::HeaderValue {
         let value = format!("h3=\":{}\"", self.addr.port());
         http::HeaderValue::from_str(&value).unwrap_or(http::HeaderValue::from_static("clear"))
+    }
+
+    /// A handle on the endpoint, to wait for its last packets at the end.
+    pub(crate) fn endpoint(&self) -> quinn::Endpoint {
+        self.endpoint.clone()
     }
 
     /// Accepts QUIC connections in a task of `conns` until the drain, each
@@ -128,7 +153,8 @@ impl Http3 {
                     incoming = endpoint.accept() => incoming,
                 };
                 let Some(incoming) = incoming else { break };
-                if handshaking.get() >= RETRY_ABOVE && !incoming.remote_address_validated() {
+                if handshaking.get() >= RETRY_ABOVE && incoming.may_retry() {
+                    shared.slot.quic.retries.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = incoming.retry() {
                         e.into_incoming().ignore();
                     }
@@ -140,9 +166,14 @@ impl Http3 {
                     Rc::clone(&builders),
                     exec.clone(),
                 );
+                // Counted here: the tasks spawned may not have run yet
+                // when the next Initial is accepted.
+                handshaking.set(handshaking.get() + 1);
                 let handshaking = Rc::clone(&handshaking);
                 spawner.spawn(async move {
-                    handshaking.set(handshaking.get() + 1);
+                    // A handshake under way when the drain starts goes on
+                    // (bounded by the idle timeout): its client is served,
+                    // then told GOAWAY.
                     let connected = incoming.await;
                     handshaking.set(handshaking.get() - 1);
                     let conn = match connected {
@@ -153,10 +184,13 @@ impl Http3 {
                         }
                     };
                     let activity = Activity::new(Arc::clone(&shared.slot), None);
+                    let _open = QuicOpen::new(Arc::clone(&shared.slot));
                     let drain = shared.drain.flag();
+                    let shared_slot = Arc::clone(&shared.slot);
                     let handler =
                         Handler::new(service, shared, activity, Info::Quic(conn.clone(), addr));
-                    bridge::serve(conn, handler, builders, exec, drain).await;
+                    let slot = Arc::clone(&shared_slot);
+                    bridge::serve(conn, handler, builders, exec, drain, slot).await;
                 });
             }
             // From now on, clients' first packets go to an endpoint that
@@ -166,4 +200,13 @@ impl Http3 {
             tracing::debug!(%addr, "HTTP/3: no new connections");
         });
     }
+}
+
+/// How long a drained endpoint waits at most for its connections' last
+/// packets (their CONNECTION_CLOSE) to go out before the worker ends.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After the drain: lets `endpoint` send its connections' closes.
+pub(crate) async fn closed(endpoint: quinn::Endpoint) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, endpoint.wait_idle()).await;
 }

@@ -17,9 +17,13 @@ use cluster_net::QuicRouter;
 use quinn::udp::{EcnCodepoint, RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 
+use crate::slots::Slot;
+
 pub(crate) struct SteeredSocket {
     pub(crate) inner: Arc<dyn AsyncUdpSocket>,
     pub(crate) router: QuicRouter,
+    /// Counts what it forwards.
+    pub(crate) slot: Arc<Slot>,
 }
 
 impl fmt::Debug for SteeredSocket {
@@ -76,7 +80,7 @@ impl AsyncUdpSocket for SteeredSocket {
             };
             let mut kept = 0;
             for i in 0..count {
-                if keep_local(&self.router, &mut bufs[i], &mut meta[i]) == 0 {
+                if keep_local(&self.router, &self.slot, &mut bufs[i], &mut meta[i]) == 0 {
                     continue;
                 }
                 if kept != i {
@@ -113,7 +117,7 @@ impl AsyncUdpSocket for SteeredSocket {
 
 /// Routes each datagram of one read (several, `stride` apart, after GRO),
 /// keeps this endpoint's at the front of `buf`, and returns their length.
-fn keep_local(router: &QuicRouter, buf: &mut [u8], meta: &mut RecvMeta) -> usize {
+fn keep_local(router: &QuicRouter, slot: &Slot, buf: &mut [u8], meta: &mut RecvMeta) -> usize {
     let stride = if meta.stride == 0 {
         meta.len
     } else {
@@ -123,9 +127,17 @@ fn keep_local(router: &QuicRouter, buf: &mut [u8], meta: &mut RecvMeta) -> usize
     let (mut read, mut write) = (0, 0);
     while read < meta.len {
         let end = (read + stride).min(meta.len);
-        if router.dispatch(&buf[read..end], meta.addr, meta.dst_ip, ecn) == Dispatched::Local {
-            buf.copy_within(read..end, write);
-            write += end - read;
+        match router.dispatch(&buf[read..end], meta.addr, meta.dst_ip, ecn) {
+            Dispatched::Local => {
+                buf.copy_within(read..end, write);
+                write += end - read;
+            }
+            Dispatched::Forwarded => {
+                slot.quic
+                    .forwarded
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => {}
         }
         read = end;
     }

@@ -47,12 +47,21 @@ pub fn serve_h3(
 /// Starts `workers` workers serving HTTP/3 with `steering`, and waits until
 /// each one listens on TCP and on its QUIC endpoint.
 pub async fn start_h3(pki: &Pki, workers: usize, steering: QuicSteering) -> Running {
-    let cluster = cluster_core::Cluster::builder()
+    start_h3_with(pki, workers, steering, |b| b).await
+}
+
+/// As [`start_h3`], with more of the cluster's settings.
+pub async fn start_h3_with(
+    pki: &Pki,
+    workers: usize,
+    steering: QuicSteering,
+    configure: impl FnOnce(cluster_core::ClusterBuilder) -> cluster_core::ClusterBuilder,
+) -> Running {
+    let builder = cluster_core::Cluster::builder()
         .workers(workers)
         .signals(false)
-        .state(NetConfig::default().quic_steering(steering))
-        .build(serve_h3(pki, true))
-        .unwrap();
+        .state(NetConfig::default().quic_steering(steering));
+    let cluster = configure(builder).build(serve_h3(pki, true)).unwrap();
     let mut events = cluster.events();
     cluster.start().unwrap();
     let (mut tcp, mut udp) = (Vec::new(), 0);
@@ -117,33 +126,12 @@ impl H3 {
     }
 
     pub async fn get(&mut self, path: &str) -> Result<H3Reply, BoxError> {
-        tokio::time::timeout(DEADLINE, async {
-            let req = http::Request::get(format!("https://localhost{path}")).body(())?;
-            let mut stream = self.send.send_request(req).await?;
-            stream.finish().await?;
-            let response = stream.recv_response().await?;
-            let mut body = Vec::new();
-            while let Some(mut chunk) = stream.recv_data().await? {
-                while chunk.has_remaining() {
-                    let part = chunk.chunk();
-                    body.extend_from_slice(part);
-                    let n = part.len();
-                    chunk.advance(n);
-                }
-            }
-            Ok(H3Reply {
-                status: response.status(),
-                worker: response
-                    .headers()
-                    .get("x-worker-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned(),
-                body: String::from_utf8_lossy(&body).into_owned(),
-            })
-        })
-        .await
-        .map_err(|_| "no HTTP/3 answer before the deadline")?
+        h3_get(&mut self.send, path).await
+    }
+
+    /// Another handle for requests on the same connection.
+    pub fn sender(&self) -> h3::client::SendRequest<h3_quinn::OpenStreams, Bytes> {
+        self.send.clone()
     }
 
     /// Moves to a new local port, as a NAT rebinding would.
@@ -151,6 +139,40 @@ impl H3 {
         self.endpoint
             .rebind(std::net::UdpSocket::bind("127.0.0.1:0")?)
     }
+}
+
+/// A GET on `send`'s connection, read whole.
+pub async fn h3_get(
+    send: &mut h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    path: &str,
+) -> Result<H3Reply, BoxError> {
+    tokio::time::timeout(DEADLINE, async {
+        let req = http::Request::get(format!("https://localhost{path}")).body(())?;
+        let mut stream = send.send_request(req).await?;
+        stream.finish().await?;
+        let response = stream.recv_response().await?;
+        let mut body = Vec::new();
+        while let Some(mut chunk) = stream.recv_data().await? {
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                body.extend_from_slice(part);
+                let n = part.len();
+                chunk.advance(n);
+            }
+        }
+        Ok(H3Reply {
+            status: response.status(),
+            worker: response
+                .headers()
+                .get("x-worker-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    })
+    .await
+    .map_err(|_| "no HTTP/3 answer before the deadline")?
 }
 
 impl Drop for H3 {
@@ -230,7 +252,14 @@ async fn clients_that_move_keep_their_connection_with_kernel_steering() {
     let running = start_h3(&pki, 4, QuicSteering::Cid).await;
     let (clients, moves) = (100, 5);
     let seen = migrate(running.addr, &pki, clients, moves, Duration::from_secs(10)).await;
-    println!("CID steering, 4 workers, {clients} clients x {moves} moves: {seen:?}");
+    let forwarded: u64 = cluster_net::quic_stats(&running.cluster)
+        .iter()
+        .map(|s| s.forwarded)
+        .sum();
+    assert!(cluster_net::quic_stats(&running.cluster)
+        .iter()
+        .all(|s| s.kernel_steers));
+    println!("CID steering, 4 workers, {clients} clients x {moves} moves: {seen:?}, {forwarded} datagrams forwarded");
     assert_eq!(seen.broken, 0, "{seen:?}");
     assert_eq!(seen.answered, clients * (moves + 1), "{seen:?}");
     assert_eq!(seen.switched, 0, "{seen:?}");
@@ -246,7 +275,17 @@ async fn clients_that_move_keep_their_connection_with_forwarding_alone() {
     let running = start_h3(&pki, 4, QuicSteering::Forward).await;
     let (clients, moves) = (100, 5);
     let seen = migrate(running.addr, &pki, clients, moves, Duration::from_secs(10)).await;
-    println!("forwarding alone, 4 workers, {clients} clients x {moves} moves: {seen:?}");
+    let stats = cluster_net::quic_stats(&running.cluster);
+    let forwarded: u64 = stats.iter().map(|s| s.forwarded).sum();
+    println!("forwarding alone, 4 workers, {clients} clients x {moves} moves: {seen:?}, {forwarded} datagrams forwarded");
+    assert!(stats.iter().all(|s| !s.kernel_steers));
+    // Three moves in four land on another worker's socket.
+    assert!(forwarded > 0, "{stats:?}");
+    let per_slot: u64 = cluster_http::slot_stats(&running.cluster)
+        .iter()
+        .map(|s| s.quic_forwarded)
+        .sum();
+    assert!(per_slot > 0 && per_slot <= forwarded);
     assert_eq!(seen.broken, 0, "{seen:?}");
     assert_eq!(seen.answered, clients * (moves + 1), "{seen:?}");
     assert_eq!(seen.switched, 0, "{seen:?}");
@@ -312,5 +351,342 @@ async fn alt_svc_is_advertised_on_tcp_when_http3_is_on_and_only_then() {
 
     let running = start(2, |b| b, serve_h3(&pki, false)).await;
     assert_eq!(alt_svc(running.addr, &pki).await, None);
+    stop(&running.cluster).await;
+}
+
+/// What the load saw.
+#[derive(Debug, Default, Clone, Copy)]
+struct LoadSeen {
+    answered: u64,
+    failed: u64,
+    /// Connections ended by a stateless reset.
+    resets: u64,
+    /// New connections after the server closed one (GOAWAY, drain).
+    reconnects: u64,
+}
+
+/// `clients` HTTP/3 clients making requests one after another until
+/// `stop`; a request whose connection the server closed (GOAWAY) is made
+/// again on a new connection, once; failing again, it failed.
+fn h3_load(
+    addr: SocketAddr,
+    pki: &Arc<Pki>,
+    clients: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinSet<LoadSeen> {
+    use std::sync::atomic::Ordering;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (pki, stop) = (Arc::clone(pki), Arc::clone(&stop));
+        set.spawn(async move {
+            let mut seen = LoadSeen::default();
+            let idle = Duration::from_secs(10);
+            let mut client = H3::connect(addr, &pki, idle).await.expect("connect");
+            while !stop.load(Ordering::Relaxed) {
+                if client.get("/").await.is_ok() {
+                    seen.answered += 1;
+                    continue;
+                }
+                if matches!(
+                    client.conn.close_reason(),
+                    Some(quinn::ConnectionError::Reset)
+                ) {
+                    seen.resets += 1;
+                }
+                seen.reconnects += 1;
+                client = match H3::connect(addr, &pki, idle).await {
+                    Ok(c) => c,
+                    Err(_) => {
+                        seen.failed += 1;
+                        continue;
+                    }
+                };
+                match client.get("/").await {
+                    Ok(_) => seen.answered += 1,
+                    Err(_) => seen.failed += 1,
+                }
+            }
+            seen
+        });
+    }
+    set
+}
+
+async fn load_total(mut set: tokio::task::JoinSet<LoadSeen>) -> LoadSeen {
+    let mut total = LoadSeen::default();
+    while let Some(seen) = tokio::time::timeout(DEADLINE, set.join_next())
+        .await
+        .expect("the load stops before the deadline")
+    {
+        let seen = seen.expect("a load task");
+        total.answered += seen.answered;
+        total.failed += seen.failed;
+        total.resets += seen.resets;
+        total.reconnects += seen.reconnects;
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_reloads_and_scaling_under_http3_load_fail_no_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let pki = Arc::new(Pki::new("h3-reload"));
+    pki.issue("h3");
+    let running = start_h3(&pki, 4, QuicSteering::Cid).await;
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let load = h3_load(running.addr, &pki, 8, Arc::clone(&stop_load));
+    let cluster = &running.cluster;
+    let step = |what: &'static str, r: Result<(), cluster_core::Error>| {
+        r.unwrap_or_else(|e| panic!("{what}: {e}"));
+    };
+    step(
+        "reload",
+        tokio::time::timeout(DEADLINE, cluster.reload())
+            .await
+            .expect("reload in time"),
+    );
+    step(
+        "scale 2",
+        tokio::time::timeout(DEADLINE, cluster.scale(2))
+            .await
+            .expect("scale in time"),
+    );
+    step(
+        "scale 4",
+        tokio::time::timeout(DEADLINE, cluster.scale(4))
+            .await
+            .expect("scale in time"),
+    );
+    step(
+        "reload",
+        tokio::time::timeout(DEADLINE, cluster.reload())
+            .await
+            .expect("reload in time"),
+    );
+    stop_load.store(true, Ordering::Relaxed);
+    let seen = load_total(load).await;
+    println!("HTTP/3 load through reload, 4 -> 2 -> 4, reload: {seen:?}");
+    assert_eq!((seen.failed, seen.resets), (0, 0), "{seen:?}");
+    assert!(seen.answered > 0 && seen.reconnects > 0, "{seen:?}");
+    stop(cluster).await;
+}
+
+/// A tiny deterministic generator for the junk (xorshift64).
+struct Junk(u64);
+
+impl Junk {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// An Initial-looking long header with a random DCID and junk inside.
+fn fake_initial(junk: &mut Junk) -> Vec<u8> {
+    let mut d = vec![0xc0 | (junk.next() as u8 & 0x03), 0, 0, 0, 1, 8];
+    d.extend(junk.bytes(8));
+    d.extend([0, 0, 0x44, 0xd0]);
+    d.extend(junk.bytes(1200 - d.len()));
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_on_the_quic_port_leaves_every_worker_serving() {
+    let pki = Arc::new(Pki::new("h3-junk"));
+    pki.issue("h3");
+    let running = start_h3(&pki, 2, QuicSteering::Cid).await;
+    let addr = running.addr;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut junk = Junk(0x9e37_79b9_7f4a_7c15);
+    let mut sent = 0;
+    let mut send = |d: &[u8]| {
+        sock.send_to(d, addr).expect("a datagram sent");
+        sent += 1;
+    };
+    send(&[]);
+    send(&vec![0xc3; 65_507]);
+    send(&vec![0x43; 65_507]);
+    for n in 0..300 {
+        let len = 1 + (junk.next() % 1500) as usize;
+        let mut d = junk.bytes(len);
+        if n % 2 == 0 {
+            d[0] &= 0x7f; // short headers too
+        }
+        send(&d);
+    }
+    for cut in [1, 2, 5, 6, 7, 12, 20, 40] {
+        send(&fake_initial(&mut junk)[..cut]);
+    }
+    for _ in 0..500 {
+        send(&fake_initial(&mut junk));
+    }
+    // A version this server does not speak: it answers Version Negotiation.
+    let mut probe = vec![0xc0, 0x1a, 0x2a, 0x3a, 0x4a, 8];
+    probe.extend(junk.bytes(8));
+    probe.push(8);
+    probe.extend(junk.bytes(8));
+    probe.resize(1200, 0);
+    println!("{sent} junk datagrams sent");
+    // Sent until answered: the junk may have filled the socket's buffer.
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let vn = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 1500];
+        let end = std::time::Instant::now() + DEADLINE;
+        while std::time::Instant::now() < end {
+            sock.send_to(&probe, addr).unwrap();
+            while let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if n >= 5 && buf[0] & 0x80 != 0 && buf[1..5] == [0, 0, 0, 0] {
+                    return buf[..n].to_vec();
+                }
+            }
+        }
+        panic!("no Version Negotiation before the deadline");
+    })
+    .await
+    .unwrap();
+    assert!(vn.len() > 7);
+
+    let mut workers = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let mut client = H3::connect(addr, &pki, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let r = client.get("/").await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        workers.insert(r.worker);
+    }
+    assert_eq!(workers.len(), 2, "both workers answer: {workers:?}");
+    stop(&running.cluster).await;
+}
+
+/// Sends the first Initial of a real handshake from a new port, and never
+/// answers: a half-open connection for the server.
+fn half_open(addr: SocketAddr, pki: &Pki) {
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(pki.client_config(&[b"h3"])).unwrap();
+    let config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut endpoint =
+        quinn_proto::Endpoint::new(Arc::new(quinn::EndpointConfig::default()), None, true, None);
+    let now = std::time::Instant::now();
+    let (_, mut conn) = endpoint.connect(now, config, addr, "localhost").unwrap();
+    let mut buf = Vec::new();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    while let Some(t) = conn.poll_transmit(now, 1, &mut buf) {
+        sock.send_to(&buf[..t.size], addr).unwrap();
+        buf.clear();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_handshakes_gets_retries_and_real_clients_are_served() {
+    let pki = Arc::new(Pki::new("h3-flood"));
+    pki.issue("h3");
+    // The half-open handshakes die at the idle timeout.
+    let running = start_h3_with(&pki, 1, QuicSteering::Cid, |b| {
+        b.state(cluster_http::HttpConfig::default().keep_alive_timeout(Duration::from_secs(2)))
+    })
+    .await;
+    for _ in 0..100 {
+        half_open(running.addr, &pki);
+    }
+    let retries = || cluster_http::slot_stats(&running.cluster)[0].quic_retries;
+    crate::common::eventually(|| retries() > 0, "a Retry under the flood").await;
+    // A real client answers the Retry and is served.
+    let mut client = H3::connect(running.addr, &pki, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(client.get("/").await.unwrap().status, StatusCode::OK);
+    println!("{} retries", retries());
+    stop(&running.cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_worker_sends_goaway_and_lets_its_streams_finish() {
+    let pki = Arc::new(Pki::new("h3-drain"));
+    pki.issue("h3");
+    let running = start_h3(&pki, 1, QuicSteering::Cid).await;
+    let client = H3::connect(running.addr, &pki, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut send = client.sender();
+    let in_flight = tokio::spawn(async move { h3_get(&mut send, "/sleep/500").await });
+    // The request reaches the worker before the reload starts.
+    let streams = || cluster_http::slot_stats(&running.cluster)[0].quic_streams;
+    crate::common::eventually(|| streams() == 1, "the request in flight").await;
+    tokio::time::timeout(DEADLINE, running.cluster.reload())
+        .await
+        .unwrap()
+        .unwrap();
+    let r = in_flight.await.unwrap().unwrap();
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "slept 500\n"));
+    // Then the connection is closed, with no error: H3_NO_ERROR.
+    let closed = tokio::time::timeout(DEADLINE, client.conn.closed())
+        .await
+        .unwrap();
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(0x100));
+        }
+        other => panic!("closed with {other}"),
+    }
+    // A new connection goes to the new worker.
+    let mut client = H3::connect(running.addr, &pki, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let r = client.get("/").await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_ne!(r.worker, "1");
+    stop(&running.cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_counts_per_slot_show_in_metrics_and_status() {
+    let pki = Arc::new(Pki::new("h3-metrics"));
+    pki.issue("h3");
+    let running = start_h3_with(&pki, 1, QuicSteering::Cid, |b| {
+        b.state(
+            cluster_http::HttpConfig::default()
+                .metrics("/metrics")
+                .status("/status"),
+        )
+    })
+    .await;
+    let mut client = H3::connect(running.addr, &pki, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(client.get("/").await.unwrap().status, StatusCode::OK);
+    let metrics = client.get("/metrics").await.unwrap().body;
+    for line in [
+        "cluster_thread_quic_connections_accepted_total{slot=\"0\"} 1",
+        "cluster_thread_quic_connections_active{slot=\"0\"} 1",
+        // This scrape is the second stream.
+        "cluster_thread_quic_streams_total{slot=\"0\"} 2",
+        "cluster_thread_quic_datagrams_forwarded_total{slot=\"0\"} 0",
+        "cluster_thread_quic_retries_total{slot=\"0\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
+    let status = client.get("/status?format=json").await.unwrap().body;
+    assert!(
+        status.contains("\"quic\":{\"accepted\":1,\"active\":1,\"streams\":3,"),
+        "{status}"
+    );
+    let stats = cluster_net::quic_stats(&running.cluster);
+    assert_eq!(stats.len(), 1, "{stats:?}");
+    assert_eq!(
+        (stats[0].slot, stats[0].endpoints.len()),
+        (0, 1),
+        "{stats:?}"
+    );
     stop(&running.cluster).await;
 }

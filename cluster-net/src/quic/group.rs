@@ -210,6 +210,23 @@ impl QuicGroup {
         Ok(member)
     }
 
+    /// Per member, in slot order: its datagrams forwarded so far, and the
+    /// generations of its live endpoints.
+    pub(crate) fn stats(&self) -> Vec<(u64, Vec<u32>)> {
+        let owners = self.owners.read().unwrap_or_else(PoisonError::into_inner);
+        lock(&self.members)
+            .iter()
+            .map(|m| {
+                let generations = owners
+                    .iter()
+                    .filter(|e| e.owner.slot == m.slot)
+                    .map(|e| e.owner.generation)
+                    .collect();
+                (m.forwarded.load(Ordering::Relaxed), generations)
+            })
+            .collect()
+    }
+
     /// A new endpoint of `slot`: its owner (with a new generation) and inbox.
     pub(crate) fn register(&self, slot: usize) -> (Owner, Arc<Inbox>) {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) % cid::GEN_MODULUS;
