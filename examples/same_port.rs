@@ -4,7 +4,7 @@
 //! Run:  cargo run --release --example same_port -- [--workers N] [--host ADDR] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
 //!           [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION]
-//!           [--tls-cert PEM --tls-key PEM] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]
+//!           [--tls-cert PEM --tls-key PEM [--http3]] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
 //!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
 //!       with --chaos:
@@ -17,6 +17,9 @@
 //!       refreshing itself), or curl 'localhost:8000/status?format=json'
 //!       with --tls-cert cert.pem --tls-key key.pem: HTTPS, h2 and http/1.1 on the same port:
 //!       curl --cacert ca.pem https://localhost:8000/   # the files are read again on SIGHUP
+//!       and --http3 (feature `http3`): HTTP/3 too, on UDP port 8000, every worker on it;
+//!       responses over TCP carry `alt-svc: h3=":8000"`, and x-worker-id over HTTP/3 too:
+//!       curl --http3-only --cacert ca.pem https://localhost:8000/   (a curl built with HTTP/3)
 //!       with --proxy-protocol (behind HAProxy's `send-proxy` / `send-proxy-v2`):
 //!       every connection starts with a PROXY v1/v2 header; /peer answers the
 //!       client it names (and sticky balance keys on it); with --proxy-from
@@ -54,6 +57,7 @@ struct Flags {
     status: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    http3: bool,
     proxy_protocol: bool,
     proxy_from: Vec<cluster_thread::net::Cidr>,
     migrate: bool,
@@ -66,7 +70,7 @@ const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id
 const USAGE: &str = "usage: same_port [--workers N] [--host ADDR] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
     [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION] \
-    [--tls-cert PEM --tls-key PEM] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]";
+    [--tls-cert PEM --tls-key PEM [--http3]] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]";
 
 fn main() -> ExitCode {
     let mut flags = Flags {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         status: None,
         tls_cert: None,
         tls_key: None,
+        http3: false,
         proxy_protocol: false,
         proxy_from: Vec::new(),
         migrate: true,
@@ -113,6 +118,10 @@ fn main() -> ExitCode {
             "--status" => value("--status").map(|v| flags.status = Some(v)),
             "--tls-cert" => value("--tls-cert").map(|v| flags.tls_cert = Some(v)),
             "--tls-key" => value("--tls-key").map(|v| flags.tls_key = Some(v)),
+            "--http3" => {
+                flags.http3 = true;
+                Ok(())
+            }
             "--proxy-protocol" => {
                 flags.proxy_protocol = true;
                 Ok(())
@@ -161,6 +170,16 @@ fn main() -> ExitCode {
         eprintln!("same_port: built without cluster_thread's `tls` feature\n{USAGE}");
         return ExitCode::from(2);
     }
+    if flags.http3 && flags.tls_cert.is_none() {
+        eprintln!(
+            "same_port: --http3 needs --tls-cert and --tls-key (HTTP/3 is always TLS)\n{USAGE}"
+        );
+        return ExitCode::from(2);
+    }
+    if cfg!(not(feature = "http3")) && flags.http3 {
+        eprintln!("same_port: built without cluster_thread's `http3` feature\n{USAGE}");
+        return ExitCode::from(2);
+    }
     let _ = FLAGS.set(flags);
     println!("Primary {} is running", std::process::id());
     cluster()
@@ -200,6 +219,11 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
     if let (Some(cert), Some(key)) = (&flags.tls_cert, &flags.tls_key) {
         // Read by each worker as it starts: SIGHUP serves renewed files.
         server = server.tls(cluster_thread::http::TlsConfig::pem_files(cert, key));
+    }
+    #[cfg(feature = "http3")]
+    if flags.http3 {
+        // The same service on UDP, the port of the same number.
+        server = server.http3(true);
     }
     server
         .serve(move |req: Request| {

@@ -9,7 +9,6 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use cluster_core::hooks;
-use cluster_core::Worker;
 use http::Response;
 use hyper::body::Body;
 use tokio::sync::mpsc;
@@ -262,7 +261,7 @@ where
 /// when the config asks for it.
 #[cfg(feature = "http3")]
 fn http3<L: Listener>(
-    worker: &Worker,
+    worker: &cluster_core::Worker,
     listener: &L,
     config: &HttpConfig,
 ) -> Result<Option<crate::http3::Http3>, Error> {

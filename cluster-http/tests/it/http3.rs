@@ -690,3 +690,40 @@ async fn quic_counts_per_slot_show_in_metrics_and_status() {
     );
     stop(&running.cluster).await;
 }
+
+/// The table of docs/http3.md: clients that move, by steering mode.
+/// `cargo test -p cluster-http --test it http3::migration_table -- --ignored --nocapture`
+/// (not part of the suite: about a minute, the hash rows waiting out their
+/// broken connections' idle timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand for docs/http3.md"]
+async fn migration_table() {
+    let pki = Arc::new(Pki::new("h3-table"));
+    pki.issue("h3");
+    println!("| steering | workers | clients × moves | requests answered | connections broken | datagrams forwarded |");
+    println!("|---|---:|---|---:|---:|---:|");
+    for (workers, clients, moves) in [(2, 40, 3), (4, 100, 5)] {
+        for (steering, name) in [
+            (QuicSteering::Hash, "kernel 4-tuple hash"),
+            (QuicSteering::Forward, "forwarding alone (no program)"),
+            (
+                QuicSteering::Cid,
+                "CBPF on the connection ID (+ forwarding)",
+            ),
+        ] {
+            let running = start_h3(&pki, workers, steering).await;
+            let seen = migrate(running.addr, &pki, clients, moves, Duration::from_secs(2)).await;
+            let forwarded: u64 = cluster_net::quic_stats(&running.cluster)
+                .iter()
+                .map(|s| s.forwarded)
+                .sum();
+            println!(
+                "| {name} | {workers} | {clients} × {moves} | {} / {} | {} / {clients} | {forwarded} |",
+                seen.answered,
+                clients * (moves + 1),
+                seen.broken
+            );
+            stop(&running.cluster).await;
+        }
+    }
+}
