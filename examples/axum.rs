@@ -46,9 +46,9 @@ fn main() -> anyhow::Result<()> {
     Cluster::builder()
         .workers(workers)
         .state(Hits::default())
-        // What the `main` macro gives by itself: SIGQUIT upgrades the binary.
-        .systemd()?
-        .hot_upgrade()?
+        // What the `main` macro takes from the environment by itself:
+        // systemd's sockets, and SIGQUIT upgrades the binary.
+        .from_env()?
         .run_with_primary(
             move |worker| async move {
                 let hits = worker.state::<Hits>().expect("given to the builder");

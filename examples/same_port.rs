@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_thread::http::{ConnectionInfo, Request, Server};
-use cluster_thread::{Cluster, ClusterEvent, Worker};
+use cluster_thread::{Balance, Cluster, ClusterBuilder, ClusterEvent, NetConfig, Worker, Workers};
 use http_body_util::Full;
 
 struct Flags {
@@ -61,6 +61,12 @@ struct Flags {
     proxy_protocol: bool,
     proxy_from: Vec<cluster_thread::net::Cidr>,
     migrate: bool,
+    /// The cluster's settings, applied by `setup`.
+    workers: Option<Workers>,
+    balance: Option<Balance>,
+    drain_delay: Option<Duration>,
+    #[cfg_attr(not(feature = "control"), allow(dead_code))]
+    control: bool,
 }
 
 static FLAGS: OnceLock<Flags> = OnceLock::new();
@@ -86,19 +92,25 @@ fn main() -> ExitCode {
         proxy_protocol: false,
         proxy_from: Vec::new(),
         migrate: true,
+        workers: None,
+        balance: None,
+        drain_delay: None,
+        control: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         let parsed = match arg.as_str() {
-            // Workers and balance go through the variables the cluster reads
-            // at start (as Node reads NODE_CLUSTER_SCHED_POLICY).
-            "--workers" => {
-                value("--workers").map(|v| std::env::set_var("CLUSTER_THREAD_WORKERS", v))
-            }
-            "--balance" => {
-                value("--balance").map(|v| std::env::set_var("CLUSTER_THREAD_BALANCE", v))
-            }
+            "--workers" => value("--workers").and_then(|v| {
+                Workers::parse(&v)
+                    .map(|w| flags.workers = Some(w))
+                    .ok_or(format!("--workers {v}: `auto` or a number"))
+            }),
+            "--balance" => value("--balance").and_then(|v| {
+                v.parse()
+                    .map(|b| flags.balance = Some(b))
+                    .map_err(|e| format!("--balance {v}: {e}"))
+            }),
             "--host" => value("--host").and_then(|v| {
                 v.parse()
                     .map(|ip| flags.host = ip)
@@ -136,13 +148,12 @@ fn main() -> ExitCode {
                 Ok(())
             }
             "--no-control" => {
-                std::env::set_var("CLUSTER_THREAD_CONTROL", "off");
+                flags.control = false;
                 Ok(())
             }
-            // Checked here, applied by the cluster at start.
             "--drain-delay" => value("--drain-delay").and_then(|v| {
                 humantime::parse_duration(&v)
-                    .map(|_| std::env::set_var("CLUSTER_THREAD_DRAIN_DELAY", &v))
+                    .map(|d| flags.drain_delay = Some(d))
                     .map_err(|e| format!("--drain-delay {v}: {e} (such as 2s or 500ms)"))
             }),
             other => Err(format!("unknown argument {other}")),
@@ -151,11 +162,6 @@ fn main() -> ExitCode {
             eprintln!("same_port: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
-    }
-    if flags.proxy_protocol && flags.tls_cert.is_some() {
-        // The PROXY header comes before TLS's: not read under TLS yet.
-        eprintln!("same_port: --proxy-protocol does not go with --tls-cert yet\n{USAGE}");
-        return ExitCode::from(2);
     }
     if !flags.proxy_from.is_empty() && !flags.proxy_protocol {
         eprintln!("same_port: --proxy-from goes with --proxy-protocol\n{USAGE}");
@@ -185,8 +191,30 @@ fn main() -> ExitCode {
     cluster()
 }
 
+/// Runs once on the primary before any worker: the flags' cluster
+/// settings (the `CLUSTER_THREAD_*` variables still win over them).
+fn setup(builder: ClusterBuilder) -> ClusterBuilder {
+    let flags = FLAGS.get().expect("set in main");
+    let mut builder = builder;
+    if let Some(workers) = flags.workers {
+        builder = builder.workers(workers);
+    }
+    if let Some(delay) = flags.drain_delay {
+        builder = builder.drain_delay(delay);
+    }
+    if let Some(balance) = flags.balance {
+        // Replaces the macro's (`port = "shared"` is NetConfig's default).
+        builder = builder.state(NetConfig::default().balance(balance));
+    }
+    #[cfg(feature = "control")]
+    if !flags.control {
+        builder = builder.state(cluster_thread::control::Off);
+    }
+    builder
+}
+
 /// Runs once in each worker thread.
-#[cluster_thread::main(workers = "auto", port = "shared", primary = primary)]
+#[cluster_thread::main(workers = "auto", port = "shared", setup = setup, primary = primary)]
 async fn cluster(worker: Worker) -> anyhow::Result<()> {
     let flags = FLAGS.get().expect("set in main");
     let (port, chaos) = (flags.port, flags.chaos);

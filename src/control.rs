@@ -5,6 +5,14 @@ pub use cluster_ctl::*;
 
 use cluster_core::Cluster;
 
+/// Given as state by the `setup` of a `#[cluster_thread::main]` program
+/// (`builder.state(cluster_thread::control::Off)`), keeps the control
+/// socket closed, as the macro's `control = false` at compile time or
+/// `CLUSTER_THREAD_CONTROL=off` from outside. (A builder program has no
+/// control socket unless it calls `control`.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Off;
+
 /// A [`Control`] that knows this build's crates: each worker's open
 /// connections and the listeners (`net`), each slot's requests (`http`),
 /// the hot upgrade and the `max_connections` setting (`net`). What
@@ -15,7 +23,7 @@ use cluster_core::Cluster;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// cluster_thread::Cluster::builder()
-///     .hot_upgrade()?
+///     .from_env()?
 ///     .control(cluster_thread::control::standard().version(env!("CARGO_PKG_VERSION")))?
 ///     .run(|worker| async move { worker.disconnected().await })?;
 /// # Ok(()) }
@@ -66,7 +74,7 @@ fn http_stats(cluster: &Cluster, stats: &mut Stats) {
     }
 }
 
-/// The hot upgrade, if the program has one (`hot_upgrade()` was called).
+/// The hot upgrade, if the program has one (`hot_upgrade()` or `from_env()` was called).
 #[cfg(feature = "net")]
 async fn upgrade(cluster: Cluster) -> Result<u32, String> {
     if cluster.state::<cluster_net::upgrade::Inherited>().is_none() {

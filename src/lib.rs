@@ -69,8 +69,8 @@ pub mod control;
 pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
     Error, Events, ExitReason, Message, Phase, RestartPolicy, Signal, SignalAction, TaskResult,
-    Worker, WorkerHandle, Workers, DEFAULT_SHUTDOWN_TIMEOUT, DRAIN_DELAY_ENV, PIN_WORKERS_ENV,
-    SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV,
+    Worker, WorkerEvent, WorkerEvents, WorkerHandle, Workers, DEFAULT_SHUTDOWN_TIMEOUT,
+    DRAIN_DELAY_ENV, PIN_WORKERS_ENV, SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV,
 };
 #[cfg(feature = "http")]
 pub use cluster_http as http;
@@ -79,10 +79,10 @@ pub use cluster_macros::main;
 #[cfg(feature = "net")]
 pub use cluster_net as net;
 #[cfg(feature = "net")]
-pub use cluster_net::{Balance, ClusterBuilderExt, Listener, NetConfig, Ports, WorkerExt};
+pub use cluster_net::{Balance, ClusterBuilderExt, NetConfig, Ports, WorkerExt};
 
 /// `use cluster_thread::prelude::*;` brings the extension traits
-/// (`worker.listen(...)`, `builder.hot_upgrade()`, `builder.control(...)`)
+/// (`worker.listen(...)`, `builder.from_env()`, `builder.control(...)`)
 /// into scope.
 pub mod prelude {
     #[cfg(feature = "control")]

@@ -282,17 +282,16 @@ fn prepare(
     #[cfg(feature = "net")]
     let builder = {
         use cluster_net::ClusterBuilderExt;
-        builder
-            .systemd()
-            .and_then(ClusterBuilderExt::hot_upgrade)
-            .map_err(|e| e.to_string())?
+        builder.from_env().map_err(|e| e.to_string())?
     };
     let builder = setup(builder)?;
     // After the setup, which may install a subscriber of its own.
     #[cfg(feature = "control")]
     cluster_ctl::install_default_logs(args.log).map_err(|e| e.to_string())?;
     #[cfg(feature = "control")]
-    let builder = if args.control == Some(false) {
+    let off = cluster_core::hooks::builder_state::<crate::control::Off>(&builder).is_some();
+    #[cfg(feature = "control")]
+    let builder = if args.control == Some(false) || off {
         builder
     } else {
         use cluster_ctl::ControlExt;

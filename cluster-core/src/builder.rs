@@ -1,81 +1,29 @@
+//! [`ClusterBuilder`]: the settings of a cluster as the program gives
+//! them, checked and resolved (with the environment's overrides) into a
+//! [`Config`] at `build`. The top of the crate: it names every layer below.
+
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::{Start, StartHook, UpgradeHook};
+use crate::config::{Config, StateMap};
 use crate::env::Overrides;
 use crate::restart::Backoff;
-use crate::{Cluster, Error, RestartPolicy, Signal, SignalAction, Worker};
+use crate::signals::ShutdownFuture;
+use crate::thread::{WorkerFn, WorkerFuture};
+use crate::{
+    Cluster, Error, RestartPolicy, Signal, SignalAction, TaskResult, Worker, Workers,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+};
 
-/// How long a disconnected worker may take to finish before it is killed,
-/// unless [`ClusterBuilder::shutdown_timeout`] says otherwise.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How many workers a cluster runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Workers {
-    /// One per available CPU (`std::thread::available_parallelism`).
-    #[default]
-    Auto,
-    /// Exactly this many (0 is refused when the cluster is built).
-    Count(usize),
-}
-
-impl From<usize> for Workers {
-    fn from(n: usize) -> Self {
-        Workers::Count(n)
+impl Cluster {
+    /// Settings for a new cluster.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
     }
-}
-
-impl Workers {
-    /// Parses `auto` or an integer, as accepted by `CLUSTER_THREAD_WORKERS`.
-    pub fn parse(s: &str) -> Option<Workers> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("auto") {
-            Some(Workers::Auto)
-        } else {
-            s.parse().ok().map(Workers::Count)
-        }
-    }
-
-    pub(crate) fn resolve(self) -> Result<usize, Error> {
-        match self {
-            Workers::Auto => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-            Workers::Count(0) => Err(Error::ZeroWorkers),
-            Workers::Count(n) => Ok(n),
-        }
-    }
-}
-
-pub(crate) type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-pub(crate) type WorkerFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
-pub(crate) type WorkerFn = Arc<dyn Fn(Worker) -> WorkerFuture + Send + Sync>;
-pub(crate) type StateMap = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
-pub(crate) type StartHook = Box<dyn FnOnce(&Cluster) + Send>;
-pub(crate) type SignalHook =
-    Arc<dyn Fn(Cluster) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-/// The settings of a cluster, resolved.
-pub(crate) struct Config {
-    pub(crate) workers: usize,
-    pub(crate) thread_name: String,
-    pub(crate) stack_size: Option<usize>,
-    pub(crate) restart: RestartPolicy,
-    pub(crate) backoff: Backoff,
-    pub(crate) shutdown_timeout: Duration,
-    pub(crate) kill_timeout: Duration,
-    pub(crate) listen_timeout: Duration,
-    pub(crate) drain_delay: Duration,
-    /// Each signal's action (`Off` included).
-    pub(crate) signals: Vec<(Signal, SignalAction)>,
-    pub(crate) on_upgrade: Option<SignalHook>,
-    /// With `pin_workers`: the CPUs this process may run on, slot `i`'s
-    /// worker pinned to the `i % len`-th.
-    pub(crate) pin_cpus: Option<Vec<usize>>,
 }
 
 /// Builds a [`Cluster`]: Node's `cluster.setupPrimary(settings)`.
@@ -105,13 +53,14 @@ pub struct ClusterBuilder {
     shutdown_timeout: Duration,
     kill_timeout: Duration,
     listen_timeout: Duration,
+    wait_ready: bool,
     drain_delay: Duration,
     /// By `Signal::index`.
     signals: [SignalAction; Signal::ALL.len()],
     pin_workers: bool,
     shutdown_signal: Option<ShutdownFuture>,
     on_start: Vec<StartHook>,
-    on_upgrade: Option<SignalHook>,
+    on_upgrade: Option<UpgradeHook>,
     state: StateMap,
 }
 
@@ -126,6 +75,7 @@ impl Default for ClusterBuilder {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             kill_timeout: Duration::from_secs(5),
             listen_timeout: Duration::from_secs(3),
+            wait_ready: false,
             drain_delay: Duration::ZERO,
             signals: Signal::ALL.map(Signal::default_action),
             pin_workers: false,
@@ -237,6 +187,18 @@ impl ClusterBuilder {
         self
     }
 
+    /// PM2's `wait_ready`: a worker is ready only once it calls
+    /// [`Worker::ready`], not as soon as it listens, so that start-up,
+    /// a reload and `scale` wait (up to [`listen_timeout`](Self::listen_timeout))
+    /// for work it does after listening: warming a cache, connecting to a
+    /// database. Its listener already takes connections meanwhile (they
+    /// wait for it); a reload keeps the old worker until the new one is
+    /// ready. Default off.
+    pub fn wait_ready(mut self, wait: bool) -> Self {
+        self.wait_ready = wait;
+        self
+    }
+
     /// How long a graceful stop of the whole cluster (SIGTERM, the first
     /// SIGINT, the shutdown signal, [`Cluster::disconnect`]) waits before it
     /// disconnects the workers (default zero). The phase is
@@ -335,6 +297,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// The state of type `T` given so far, if any.
+    pub(crate) fn state_of<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        Arc::clone(self.state.get(&TypeId::of::<T>())?)
+            .downcast::<T>()
+            .ok()
+    }
+
     /// Checks the settings and creates the cluster, without starting it.
     ///
     /// `worker` is called once in each worker thread, inside that thread, so
@@ -382,17 +351,20 @@ impl ClusterBuilder {
             shutdown_timeout,
             kill_timeout: self.kill_timeout,
             listen_timeout: self.listen_timeout,
+            wait_ready: self.wait_ready,
             drain_delay,
             signals: Signal::ALL.into_iter().zip(self.signals).collect(),
-            on_upgrade: self.on_upgrade,
-            pin_cpus: pin_workers.then(crate::thread::allowed_cpus).flatten(),
+            pin_cpus: pin_workers.then(crate::affinity::allowed_cpus).flatten(),
         };
         Ok(Cluster::new(
             config,
             body,
-            self.shutdown_signal,
-            self.on_start,
             Arc::new(self.state),
+            Start {
+                shutdown_signal: self.shutdown_signal,
+                on_start: self.on_start,
+                on_upgrade: self.on_upgrade,
+            },
         ))
     }
 
@@ -424,24 +396,5 @@ impl ClusterBuilder {
         PFut::Output: TaskResult,
     {
         self.build(worker)?.run(primary)
-    }
-}
-
-/// What a worker or primary function may return: `()` or `Result<(), E>` with
-/// `E: Display` (an error ends the worker with its text).
-pub trait TaskResult {
-    /// `Ok` or the error's text.
-    fn into_result(self) -> Result<(), String>;
-}
-
-impl TaskResult for () {
-    fn into_result(self) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-impl<E: fmt::Display> TaskResult for Result<(), E> {
-    fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| format!("{e:#}"))
     }
 }

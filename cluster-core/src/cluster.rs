@@ -1,16 +1,30 @@
+//! [`Cluster`]: the primary's handle, over the supervisor; it starts the
+//! cluster (signals, the supervisor's task, the start hooks) and obeys
+//! what the signals ask.
+
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::LocalSet;
 
-use crate::builder::{Config, ShutdownFuture, StartHook, StateMap, WorkerFn};
-use crate::supervisor::Notice;
+use crate::config::{Config, StateMap};
+use crate::notice::Notice;
+use crate::signals::{Order, ShutdownFuture, Signals};
 use crate::supervisor::{supervise, SlotStatus, Supervisor};
-use crate::{ClusterBuilder, ClusterInfo, Error, Events, Message, Phase, TaskResult, WorkerHandle};
+use crate::thread::WorkerFn;
+use crate::{ClusterInfo, Error, Events, Message, Phase, TaskResult, WorkerHandle};
+
+/// Run on the primary as the cluster starts ([`ClusterBuilder::on_start`](crate::ClusterBuilder::on_start)).
+pub(crate) type StartHook = Box<dyn FnOnce(&Cluster) + Send>;
+/// What [`SignalAction::Upgrade`](crate::SignalAction::Upgrade) runs
+/// ([`ClusterBuilder::on_upgrade`](crate::ClusterBuilder::on_upgrade)).
+pub(crate) type UpgradeHook =
+    Arc<dyn Fn(Cluster) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// The primary's handle on a cluster of worker threads: Node's `cluster` in the primary.
 ///
@@ -50,14 +64,20 @@ use crate::{ClusterBuilder, ClusterInfo, Error, Events, Message, Phase, TaskResu
 #[derive(Clone)]
 pub struct Cluster {
     pub(crate) inner: Arc<Supervisor>,
-    start: Arc<Mutex<Option<Start>>>,
+    pending: Arc<Mutex<Option<Pending>>>,
+}
+
+/// What the builder gives the start, beside the config.
+pub(crate) struct Start {
+    pub(crate) shutdown_signal: Option<ShutdownFuture>,
+    pub(crate) on_start: Vec<StartHook>,
+    pub(crate) on_upgrade: Option<UpgradeHook>,
 }
 
 /// What `start` consumes.
-struct Start {
+struct Pending {
     notices: mpsc::UnboundedReceiver<Notice>,
-    shutdown_signal: Option<ShutdownFuture>,
-    on_start: Vec<StartHook>,
+    start: Start,
 }
 
 impl fmt::Debug for Cluster {
@@ -70,26 +90,16 @@ impl fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Settings for a new cluster.
-    pub fn builder() -> ClusterBuilder {
-        ClusterBuilder::default()
-    }
-
     pub(crate) fn new(
         config: Config,
         body: WorkerFn,
-        shutdown_signal: Option<ShutdownFuture>,
-        on_start: Vec<StartHook>,
         state: Arc<StateMap>,
+        start: Start,
     ) -> Cluster {
         let (tx, rx) = mpsc::unbounded_channel();
         Cluster {
             inner: Arc::new(Supervisor::new(config, body, tx, state)),
-            start: Arc::new(Mutex::new(Some(Start {
-                notices: rx,
-                shutdown_signal,
-                on_start,
-            }))),
+            pending: Arc::new(Mutex::new(Some(Pending { notices: rx, start }))),
         }
     }
 
@@ -97,8 +107,8 @@ impl Cluster {
     /// forks its workers. Returns at once; see [`wait`](Self::wait).
     pub fn start(&self) -> Result<(), Error> {
         let rt = Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let start = self
-            .start
+        let Pending { notices, start } = self
+            .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
@@ -108,34 +118,49 @@ impl Cluster {
         }
         let inner = &self.inner;
         let _ = inner.runtime.set(rt.clone());
-        let signals = crate::signals::Signals::install(&inner.config.signals)?;
+        let signals = Signals::install(&inner.config.signals)?;
         if signals.any() || start.shutdown_signal.is_some() {
-            rt.spawn(signals.watch(self.clone(), start.shutdown_signal));
+            let mut phases = self.phases();
+            let stopped = async move {
+                phases.wait_for(|p| *p == Phase::Stopped).await;
+            };
+            let (cluster, on_upgrade) = (self.clone(), start.on_upgrade);
+            let obey = move |order| cluster.obey(order, on_upgrade.as_ref());
+            rt.spawn(signals.watch(stopped, start.shutdown_signal, obey));
         }
-        rt.spawn(supervise(Arc::downgrade(inner), start.notices));
+        rt.spawn(supervise(Arc::downgrade(inner), notices));
         for hook in start.on_start {
             hook(self);
         }
-        {
-            let mut st = inner.lock();
-            for slot in 0..inner.config.workers {
-                let new_slot = inner.new_slot();
-                st.slots.push(new_slot);
-                inner.publish_slots(&st);
-                if let Err(e) = inner.fork_slot(&mut st, slot, None) {
-                    drop(st);
-                    inner.begin_stop(false);
-                    return Err(e);
-                }
+        inner.start_workers()
+    }
+
+    /// Does what a signal asks, in a task of its own.
+    fn obey(&self, order: Order, on_upgrade: Option<&UpgradeHook>) {
+        let cluster = self.clone();
+        match order {
+            Order::Stop { graceful } => {
+                tokio::spawn(async move { cluster.stop(graceful).await });
             }
+            Order::Reload => {
+                tokio::spawn(async move {
+                    if let Err(e) = cluster.reload().await {
+                        tracing::error!(error = %e, "reload failed");
+                    }
+                });
+            }
+            Order::Upgrade(sig) => match on_upgrade {
+                Some(handler) => {
+                    tracing::info!("{sig}: upgrading");
+                    tokio::spawn(handler(cluster));
+                }
+                None => tracing::warn!("{sig} ignored: this program has no hot upgrade (see cluster_net::ClusterBuilderExt::hot_upgrade)"),
+            },
         }
-        let cycle = inner.lock().cycle;
-        inner.spawn_timer(inner.config.listen_timeout, Notice::StartTimeout(cycle));
-        Ok(())
     }
 
     /// Runs the cluster on a new current-thread runtime on this thread until it
-    /// stops, with `primary` beside it. [`ClusterBuilder::run`] is the usual way in.
+    /// stops, with `primary` beside it. [`ClusterBuilder::run`](crate::ClusterBuilder::run) is the usual way in.
     pub fn run<P, PFut>(self, primary: P) -> Result<(), Error>
     where
         P: FnOnce(Cluster) -> PFut,

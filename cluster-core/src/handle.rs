@@ -1,11 +1,22 @@
+//! [`WorkerHandle`]: the primary's handle on one worker.
+
 use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, Weak};
 use std::thread::ThreadId;
 
-use crate::supervisor::Supervisor;
 use crate::worker::{Life, WorkerCore};
-use crate::{Error, ExitReason, Message};
+use crate::{Error, ExitReason, Message, WorkerEvents};
+
+/// What a handle asks of the cluster that forked its worker (the
+/// supervisor implements it): the handle holds no path to the
+/// supervisor's type, which holds handles itself.
+pub(crate) trait Control: Send + Sync {
+    /// Disconnects the worker, as [`WorkerHandle::disconnect`].
+    fn disconnect(self: Arc<Self>, core: &Arc<WorkerCore>);
+    /// Kills the worker, as [`WorkerHandle::kill`].
+    fn kill(self: Arc<Self>, core: &WorkerCore);
+}
 
 /// The primary's handle on one worker: Node's `Worker` object in the primary.
 ///
@@ -13,7 +24,7 @@ use crate::{Error, ExitReason, Message};
 #[derive(Clone)]
 pub struct WorkerHandle {
     pub(crate) core: Arc<WorkerCore>,
-    pub(crate) cluster: Weak<Supervisor>,
+    pub(crate) cluster: Weak<dyn Control>,
 }
 
 impl fmt::Debug for WorkerHandle {
@@ -112,8 +123,8 @@ impl WorkerHandle {
     /// [`Worker::disconnected`](crate::Worker::disconnected) resolves; if it has not
     /// exited after the shutdown timeout it is killed. The slot is not refilled.
     pub fn disconnect(&self) {
-        if let Some(inner) = self.cluster.upgrade() {
-            inner.disconnect_worker(&self.core);
+        if let Some(cluster) = self.cluster.upgrade() {
+            cluster.disconnect(&self.core);
         }
     }
 
@@ -121,8 +132,8 @@ impl WorkerHandle {
     /// reaches none within the kill timeout it is reported unresponsive and its
     /// thread abandoned. The restart policy applies as to any failure.
     pub fn kill(&self) {
-        if let Some(inner) = self.cluster.upgrade() {
-            inner.kill_worker(&self.core);
+        if let Some(cluster) = self.cluster.upgrade() {
+            cluster.kill(&self.core);
         }
     }
 
@@ -145,6 +156,16 @@ impl WorkerHandle {
     /// How the worker ended, once it has.
     pub fn exit_reason(&self) -> Option<&ExitReason> {
         self.core.exit.get()
+    }
+
+    /// A subscription to this worker's own events, in order (Node's
+    /// `worker.on(...)`): each reaches it before the cluster's
+    /// [`Events`](crate::Events) sees it. Made after `fork()` (or at any
+    /// time), it still starts with the worker's Fork, Online and every
+    /// later event but the messages sent before it; it ends after the
+    /// worker's Exit.
+    pub fn events(&self) -> WorkerEvents {
+        self.core.events.subscribe()
     }
 
     /// Waits until the worker is online; `Err` with how it ended if it died first.

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::{Address, Cluster, Events, Worker};
+use crate::{Address, Cluster, ClusterBuilder, Events, Worker};
 
 pub use crate::thread::panic_message;
 
@@ -46,4 +46,10 @@ pub fn gone(worker: &Worker) -> impl Future<Output = ()> + Send + 'static {
 /// user's first `Cluster::events`.
 pub fn later_events(cluster: &Cluster) -> Events {
     cluster.later_events()
+}
+
+/// The state of type `T` given to `builder` so far: for a facade that
+/// reads what a user's `setup` put there.
+pub fn builder_state<T: Any + Send + Sync>(builder: &ClusterBuilder) -> Option<Arc<T>> {
+    builder.state_of()
 }

@@ -35,8 +35,10 @@
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![forbid(unsafe_code)]
 
+mod affinity;
 mod builder;
 mod cluster;
+mod config;
 mod env;
 mod error;
 mod event;
@@ -44,21 +46,27 @@ mod handle;
 #[doc(hidden)]
 pub mod hooks;
 mod hub;
+mod lifecycle;
 mod message;
+mod notice;
 mod restart;
 mod signals;
 mod supervisor;
 mod thread;
 mod worker;
+mod worker_events;
 
-pub use builder::{ClusterBuilder, TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT};
+pub use builder::ClusterBuilder;
 pub use cluster::{Cluster, Phases};
+pub use config::{TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use env::{DRAIN_DELAY_ENV, PIN_WORKERS_ENV, SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV};
 pub use error::Error;
-pub use event::{Address, ClusterEvent, ExitReason, Phase};
+pub use event::ClusterEvent;
 pub use handle::WorkerHandle;
 pub use hub::Events;
+pub use lifecycle::{Address, ExitReason, Phase};
 pub use message::Message;
 pub use restart::RestartPolicy;
 pub use signals::{Signal, SignalAction};
 pub use worker::{is_primary, is_worker, worker, ClusterInfo, Worker};
+pub use worker_events::{WorkerEvent, WorkerEvents};

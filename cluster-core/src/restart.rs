@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::ExitReason;
 
 /// When an exited worker is replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
 pub enum RestartPolicy {
     /// Never: an exited worker leaves its slot empty.
@@ -15,7 +15,40 @@ pub enum RestartPolicy {
     OnFailure,
     /// Whenever it ended without being asked to (even by returning `Ok`).
     Always,
+    /// As `OnFailure`, except for the exits the function says are final
+    /// (PM2's `stop_exit_codes`): a worker that ended so leaves its slot
+    /// empty, as a worker that returned `Ok`. An error is seen as its text
+    /// ([`ExitReason::Error`]), so a chosen error type is told by what its
+    /// `Display` writes:
+    ///
+    /// ```
+    /// use cluster_core::{ExitReason, RestartPolicy};
+    ///
+    /// // A worker that returns `Err(BadConfig(..))`, whose `Display`
+    /// // starts with "bad config:", is not restarted: every one would fail.
+    /// let policy = RestartPolicy::OnFailureExcept(|reason| {
+    ///     matches!(reason, ExitReason::Error(e) if e.starts_with("bad config:"))
+    /// });
+    /// # drop(policy);
+    /// ```
+    OnFailureExcept(fn(&ExitReason) -> bool),
 }
+
+impl PartialEq for RestartPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (RestartPolicy::Never, RestartPolicy::Never)
+            | (RestartPolicy::OnFailure, RestartPolicy::OnFailure)
+            | (RestartPolicy::Always, RestartPolicy::Always) => true,
+            (RestartPolicy::OnFailureExcept(a), RestartPolicy::OnFailureExcept(b)) => {
+                std::ptr::fn_addr_eq(*a, *b)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for RestartPolicy {}
 
 impl RestartPolicy {
     /// Whether a worker that ended this way, without being asked to, is replaced.
@@ -24,6 +57,7 @@ impl RestartPolicy {
             RestartPolicy::Never => false,
             RestartPolicy::OnFailure => !reason.is_success(),
             RestartPolicy::Always => true,
+            RestartPolicy::OnFailureExcept(is_final) => !reason.is_success() && !is_final(reason),
         }
     }
 }
@@ -282,5 +316,13 @@ mod tests {
         assert!(RestartPolicy::OnFailure.restarts(&ExitReason::Killed));
         assert!(!RestartPolicy::OnFailure.restarts(&ExitReason::Returned));
         assert!(RestartPolicy::Always.restarts(&ExitReason::Returned));
+        let except =
+            RestartPolicy::OnFailureExcept(|r| matches!(r, ExitReason::Error(e) if e == "final"));
+        assert!(!except.restarts(&ExitReason::Error("final".into())));
+        assert!(except.restarts(&ExitReason::Error("transient".into())));
+        assert!(except.restarts(&failed));
+        assert!(!except.restarts(&ExitReason::Returned));
+        assert_eq!(except, except);
+        assert_ne!(except, RestartPolicy::OnFailure);
     }
 }

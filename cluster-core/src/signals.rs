@@ -2,15 +2,20 @@
 //! signal on the builder. By default SIGTERM stops gracefully, SIGINT too
 //! (a second one at once), SIGHUP reloads, SIGQUIT runs the hot upgrade
 //! (or is ignored with a warning); SIGUSR1 and SIGUSR2 are left alone.
+//! Below the cluster: what a signal asks is an [`Order`] the cluster obeys.
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::task::Poll;
 
 use tokio::signal::unix::{signal, Signal as UnixSignal, SignalKind};
 
-use crate::builder::ShutdownFuture;
-use crate::{Cluster, Error, Phase};
+use crate::Error;
+
+/// A future whose completion stops the cluster gracefully
+/// ([`ClusterBuilder::shutdown_signal`](crate::ClusterBuilder::shutdown_signal)).
+pub(crate) type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A signal the primary can handle ([`ClusterBuilder::on_signal`](crate::ClusterBuilder::on_signal)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,15 +106,15 @@ impl fmt::Display for Signal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SignalAction {
-    /// Stops gracefully, as [`Cluster::disconnect`] (after the drain delay).
+    /// Stops gracefully, as [`Cluster::disconnect`](crate::Cluster::disconnect) (after the drain delay).
     Stop,
     /// As Ctrl-C: the first stops gracefully, a second one (of any signal
     /// with this action) stops at once, skipping the drain delay.
     Interrupt,
-    /// Stops at once, as [`Cluster::stop(false)`](Cluster::stop): every
+    /// Stops at once, as [`Cluster::stop(false)`](crate::Cluster::stop): every
     /// worker is killed.
     StopNow,
-    /// Replaces every worker, one at a time ([`Cluster::reload`]).
+    /// Replaces every worker, one at a time ([`Cluster::reload`](crate::Cluster::reload)).
     Reload,
     /// Runs the upgrade handler ([`ClusterBuilder::on_upgrade`](crate::ClusterBuilder::on_upgrade);
     /// `cluster-net`'s hot upgrade sets it); without one, ignored with a warning.
@@ -196,51 +201,48 @@ impl Signals {
         .await
     }
 
-    pub(crate) async fn watch(mut self, cluster: Cluster, mut custom: Option<ShutdownFuture>) {
-        let mut phases = cluster.phases();
+    /// Turns the signals handled, and the custom shutdown future, into
+    /// [`Order`]s for `obey`, until `stopped` completes. The second signal
+    /// with [`SignalAction::Interrupt`] stops at once.
+    pub(crate) async fn watch(
+        mut self,
+        stopped: impl Future<Output = ()>,
+        mut custom: Option<ShutdownFuture>,
+        mut obey: impl FnMut(Order),
+    ) {
+        tokio::pin!(stopped);
         let mut interrupted = false;
         loop {
             tokio::select! {
-                _ = phases.wait_for(|p| *p == Phase::Stopped) => return,
+                () = &mut stopped => return,
                 () = wait(&mut custom) => {
                     tracing::info!("shutdown signal: stopping gracefully");
                     custom = None;
-                    stop(&cluster, true);
+                    obey(Order::Stop { graceful: true });
                 }
                 (sig, action) = self.next() => match action {
                     SignalAction::Stop => {
                         tracing::info!("{sig}: stopping gracefully");
-                        stop(&cluster, true);
+                        obey(Order::Stop { graceful: true });
                     }
                     SignalAction::Interrupt if interrupted => {
                         tracing::warn!("second {sig}: stopping now");
-                        stop(&cluster, false);
+                        obey(Order::Stop { graceful: false });
                     }
                     SignalAction::Interrupt => {
                         tracing::info!("{sig}: stopping gracefully (again to stop now)");
                         interrupted = true;
-                        stop(&cluster, true);
+                        obey(Order::Stop { graceful: true });
                     }
                     SignalAction::StopNow => {
                         tracing::warn!("{sig}: stopping now");
-                        stop(&cluster, false);
+                        obey(Order::Stop { graceful: false });
                     }
                     SignalAction::Reload => {
                         tracing::info!("{sig}: reloading every worker");
-                        let cluster = cluster.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = cluster.reload().await {
-                                tracing::error!(error = %e, "reload failed");
-                            }
-                        });
+                        obey(Order::Reload);
                     }
-                    SignalAction::Upgrade => match &cluster.inner.config.on_upgrade {
-                        Some(handler) => {
-                            tracing::info!("{sig}: upgrading");
-                            tokio::spawn(handler(cluster.clone()));
-                        }
-                        None => tracing::warn!("{sig} ignored: this program has no hot upgrade (see cluster_net::ClusterBuilderExt::hot_upgrade)"),
-                    },
+                    SignalAction::Upgrade => obey(Order::Upgrade(sig)),
                     // Off is not installed.
                     SignalAction::Ignore | SignalAction::Off => tracing::info!("{sig} ignored"),
                 },
@@ -249,15 +251,21 @@ impl Signals {
     }
 }
 
+/// What a signal (or the shutdown future) asks of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Stop, gracefully (after the drain delay) or at once.
+    Stop { graceful: bool },
+    /// Replace every worker, one at a time.
+    Reload,
+    /// Run the upgrade handler; the signal that asked.
+    Upgrade(Signal),
+}
+
 /// The custom shutdown future, once; never again after it fired.
 async fn wait(custom: &mut Option<ShutdownFuture>) {
     match custom {
         Some(fut) => fut.await,
         None => std::future::pending().await,
     }
-}
-
-fn stop(cluster: &Cluster, graceful: bool) {
-    let cluster = cluster.clone();
-    tokio::spawn(async move { cluster.stop(graceful).await });
 }

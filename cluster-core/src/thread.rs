@@ -1,16 +1,24 @@
 //! The body of a worker thread: its own current-thread runtime and `LocalSet`.
 
 use std::any::Any;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::task::LocalSet;
 
-use crate::builder::WorkerFn;
-use crate::supervisor::Notice;
+use crate::affinity::pin_to;
+use crate::notice::Notice;
 use crate::worker::{self, WorkerCore};
 use crate::{ExitReason, Worker};
+
+/// What the worker function returns, boxed: built inside the worker's
+/// thread, so not `Send`.
+pub(crate) type WorkerFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+/// The worker function, called once in each worker thread.
+pub(crate) type WorkerFn = Arc<dyn Fn(Worker) -> WorkerFuture + Send + Sync>;
 
 pub(crate) fn spawn(
     core: Arc<WorkerCore>,
@@ -83,32 +91,6 @@ fn run(worker: Worker, body: WorkerFn, kill: oneshot::Receiver<()>) -> ExitReaso
     outcome.unwrap_or_else(|payload| ExitReason::Panicked(panic_message(payload.as_ref())))
 }
 
-/// The CPUs this process may run on (its affinity), in order; `None` (with
-/// a warning) where that cannot be known.
-pub(crate) fn allowed_cpus() -> Option<Vec<usize>> {
-    #[cfg(target_os = "linux")]
-    {
-        use nix::sched::{sched_getaffinity, CpuSet};
-        match sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
-            Ok(set) => {
-                let cpus: Vec<usize> = (0..CpuSet::count())
-                    .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
-                    .collect();
-                (!cpus.is_empty()).then_some(cpus)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "pin_workers: cannot read this process's CPU affinity; workers are not pinned");
-                None
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        tracing::warn!("pin_workers: CPU affinity is set on Linux only; workers are not pinned");
-        None
-    }
-}
-
 /// Notes the kernel's id of the calling thread (Linux only), so that the
 /// primary can read this worker's CPU time in `/proc/self/task/<tid>`.
 fn record_os_tid(core: &WorkerCore) {
@@ -116,23 +98,6 @@ fn record_os_tid(core: &WorkerCore) {
     let _ = core.os_tid.set(nix::unistd::gettid().as_raw());
     #[cfg(not(target_os = "linux"))]
     let _ = core;
-}
-
-/// Pins the calling thread to `cpu` (a warning if the kernel refuses).
-fn pin_to(cpu: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        use nix::sched::{sched_setaffinity, CpuSet};
-        let mut set = CpuSet::new();
-        let pinned = set
-            .set(cpu)
-            .and_then(|()| sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
-        if let Err(e) = pinned {
-            tracing::warn!(cpu, error = %e, "pin_workers: cannot pin the worker thread");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cpu;
 }
 
 /// The text of a panic payload (what `panic!` was given), as

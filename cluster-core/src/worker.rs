@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::builder::StateMap;
+use crate::config::StateMap;
+use crate::notice::Notice;
 use crate::restart::Lifetime;
-use crate::supervisor::Notice;
+use crate::worker_events::WorkerHub;
 use crate::{Address, Error, ExitReason, Message, Phase};
 
 thread_local! {
@@ -155,6 +156,8 @@ pub(crate) struct WorkerCore {
     pub(crate) kill: Mutex<Option<oneshot::Sender<()>>>,
     pub(crate) inbox: mpsc::UnboundedSender<Message>,
     pub(crate) inbox_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
+    /// Its own events' subscribers (`WorkerHandle::events`).
+    pub(crate) events: WorkerHub,
     pub(crate) exit: OnceLock<ExitReason>,
     /// The last start-up error it reported (`hooks::fail_start`): the
     /// cluster stops with it if the worker then fails with it.

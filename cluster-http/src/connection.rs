@@ -7,7 +7,6 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -16,9 +15,9 @@ use http::Response;
 use hyper::body::Body;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use crate::drain::DrainFlag;
+use crate::drain::{self, DrainFlag, Ended, Handoff};
 use crate::exec::LocalExec;
 use crate::handler::Handler;
 use crate::idle::{Activity, IdleFor};
@@ -55,20 +54,6 @@ impl Builders {
         &self.http2
     }
 }
-
-/// How a connection of a draining server moves to a live worker: the
-/// listener's migrator, and how to get a `cluster_net` connection back
-/// from the listener's stream (TLS streams cannot).
-pub(crate) struct Handoff<I> {
-    pub(crate) migrator: cluster_net::Migrator,
-    /// Counts what moves.
-    pub(crate) slot: std::sync::Arc<crate::slots::Slot>,
-    pub(crate) into_connection: fn(I) -> Result<cluster_net::Connection, I>,
-}
-
-/// How long a connection accepted just before a drain may take to send its
-/// first request (at most the header read timeout), when it cannot move.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// The HTTP/2 client preface; anything else is HTTP/1.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -133,13 +118,13 @@ pub(crate) async fn serve<I, S, B>(
             Err(e) => return log(peer, Err(e)),
         },
         () = cx.drain.started() => {
-            if cx.handoff.as_ref().is_some_and(|h| h.migrator.possible()) {
+            if drain::movable(cx.handoff.as_ref()) {
                 let handoff = cx.handoff.as_deref();
-                return hand_over(handoff, io, first.freeze(), Bytes::new()).await;
+                return drain::hand_over(handoff, io, first.freeze(), Bytes::new()).await;
             }
             // It cannot move: a moment for its first bytes, as for its
             // first request below, rather than hold the drain.
-            let grace = first_limit.min(FIRST_REQUEST_GRACE);
+            let grace = first_limit.min(drain::FIRST_REQUEST_GRACE);
             match tokio::time::timeout(grace, is_h2(&mut io, &mut first)).await {
                 Ok(Ok(h2)) => h2,
                 Ok(Err(e)) => return log(peer, Err(e)),
@@ -191,7 +176,7 @@ pub(crate) async fn serve<I, S, B>(
     {
         Ended::Done(result) => result,
         // Where none can take it after all, it closes as always.
-        Ended::Settled if !cx.handoff.as_ref().is_some_and(|h| h.migrator.possible()) => {
+        Ended::Settled if !drain::movable(cx.handoff.as_ref()) => {
             Pin::new(&mut http).graceful_shutdown();
             http.await
         }
@@ -199,7 +184,7 @@ pub(crate) async fn serve<I, S, B>(
             // `None`: upgraded, so no longer ours.
             if let Some(parts) = http.into_parts() {
                 let (io, rest) = parts.io.into_inner().into_parts();
-                hand_over(cx.handoff.as_deref(), io, parts.read_buf, rest).await;
+                drain::hand_over(cx.handoff.as_deref(), io, parts.read_buf, rest).await;
             }
             return;
         }
@@ -223,46 +208,6 @@ async fn is_h2<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut) -> std::io:
             return Ok(false);
         }
     }
-}
-
-/// Moves `io` to a live worker with the bytes read from it and not served
-/// yet (`read`, then `rest`, in that order); closes it where it cannot move.
-async fn hand_over<I: AsyncWrite + Unpin>(
-    handoff: Option<&Handoff<I>>,
-    io: I,
-    read: Bytes,
-    rest: Bytes,
-) {
-    let Some(handoff) = handoff else { return };
-    let mut bytes = Vec::with_capacity(read.len() + rest.len());
-    bytes.extend_from_slice(&read);
-    bytes.extend_from_slice(&rest);
-    let conn = match (handoff.into_connection)(io) {
-        Ok(conn) => conn,
-        Err(mut io) => {
-            let _ = io.shutdown().await;
-            return;
-        }
-    };
-    match handoff.migrator.hand_over(conn, &bytes) {
-        Ok(()) => {
-            handoff.slot.migrated.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("connection moved to a live worker");
-        }
-        // The last worker went away in the meantime.
-        Err(mut conn) => {
-            let _ = conn.shutdown().await;
-        }
-    }
-}
-
-/// How [`drive`] returned.
-enum Ended {
-    /// The connection ended.
-    Done(Result<(), hyper::Error>),
-    /// The server drains, the connection can move, and it is between two
-    /// requests with its responses flushed: ready to be taken from hyper.
-    Settled,
 }
 
 /// Runs `http` to its end, shutting it down gracefully when the drain
@@ -313,30 +258,11 @@ where
     match woke {
         Woke::Ended(result) => return Ended::Done(result),
         Woke::Drain => {
-            let movable = cx.handoff.as_ref().is_some_and(|h| h.migrator.possible());
-            if let Some(unflushed) = unflushed.filter(|_| movable) {
-                // Every change of the two happens inside hyper's poll, on
-                // this task: checking after each poll misses none.
-                return poll_fn(|task| match Pin::new(&mut *http).poll(task) {
-                    Poll::Ready(result) => Poll::Ready(Ended::Done(result)),
-                    Poll::Pending
-                        if activity.in_flight() == 0 && !unflushed.load(Ordering::Relaxed) =>
-                    {
-                        Poll::Ready(Ended::Settled)
-                    }
-                    Poll::Pending => Poll::Pending,
-                })
-                .await;
-            }
-            if activity.requests() == 0 {
-                // Accepted just before the drain: its first request may be on
-                // its way; give it a moment rather than refuse it.
-                tokio::select! {
-                    biased;
-                    result = &mut *http => return Ended::Done(result),
-                    () = activity.first_request() => {}
-                    () = tokio::time::sleep(cx.idle.first.min(FIRST_REQUEST_GRACE)) => {}
-                }
+            let movable = drain::movable(cx.handoff.as_ref());
+            if let Some(ended) =
+                drain::on_drain(http, activity, movable, unflushed, cx.idle.first).await
+            {
+                return ended;
             }
         }
         // HTTP/1: no request in flight, perhaps a head arriving too slowly

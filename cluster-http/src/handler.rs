@@ -5,18 +5,33 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use cluster_core::Worker;
 use http::Response;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 use crate::body::ResponseBody;
-use crate::endpoints::{self, Endpoint};
+use crate::drain::Drain;
+use crate::endpoints::{self, Endpoint, Endpoints};
 use crate::idle::{Activity, InFlight};
-use crate::shared::Shared;
+use crate::slots::Slot;
 use crate::{metrics, ConnectionInfo, Request};
+
+/// What every connection of one server shares (TCP and HTTP/3).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) worker: Worker,
+    /// This worker's slot's counts, shared with the cluster.
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) endpoints: Endpoints,
+    pub(crate) drain: Drain,
+    /// `Alt-Svc` for TCP responses, while HTTP/3 is served.
+    pub(crate) alt_svc: Option<http::HeaderValue>,
+}
 
 /// The user's service, wrapped for one connection.
 pub(crate) struct Handler<S> {

@@ -133,6 +133,8 @@ mod endpoints;
 mod error;
 mod exec;
 mod handler;
+mod histogram;
+mod history;
 #[cfg(feature = "http3")]
 mod http3;
 mod idle;
@@ -142,7 +144,6 @@ mod rewind;
 mod serve;
 mod server;
 mod service;
-mod shared;
 mod slots;
 mod status;
 mod tasks;
@@ -158,6 +159,10 @@ pub use server::{serve, Server};
 pub use service::{service_fn, BoxError, FnService, IntoHttpService, Request};
 pub use slots::{slot_stats, SlotStats};
 #[cfg(feature = "tls")]
-pub use tls::{TlsConfig, TlsListener, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use tls::config::{TlsConfig, DEFAULT_HANDSHAKE_TIMEOUT};
+#[cfg(feature = "tls")]
+pub use tls::listener::TlsListener;
+#[cfg(feature = "tls")]
+pub use tls::stream::TlsStream;
 #[cfg(feature = "tls")]
 pub use tokio_rustls::rustls;

@@ -95,10 +95,32 @@ pub trait Listener: Sized + 'static {
     }
 
     /// The `cluster_net` connection under a stream, to move it to another
-    /// worker; `Err` gives back one that cannot move (the default; TLS).
+    /// worker, with `read` (bytes read from the stream and not served yet):
+    /// gives the connection and the bytes to serve first from its socket
+    /// (`TlsListener` attaches its session and `read` to the connection,
+    /// and gives none). `Err` gives back one that cannot move (the default).
     #[allow(clippy::result_large_err)] // the stream itself comes back
-    fn into_connection(io: Self::Io) -> Result<cluster_net::Connection, Self::Io> {
+    fn into_connection(
+        io: Self::Io,
+        read: Vec<u8>,
+    ) -> Result<(cluster_net::Connection, Vec<u8>), Self::Io> {
+        let _ = read;
         Err(io)
+    }
+
+    /// Whether this listener's connections, once moved, can be served only
+    /// by a worker of this process (they carry a state that cannot be
+    /// serialised, such as a TLS session), not by a hot upgrade's new one.
+    fn moves_in_process_only() -> bool {
+        false
+    }
+
+    /// The state a connection that moved here from another worker carries
+    /// (see [`into_connection`](Self::into_connection)); `cluster_net`'s
+    /// connections can carry one.
+    fn take_attached(io: &mut Self::Io) -> Option<Box<dyn std::any::Any + Send>> {
+        let _ = io;
+        None
     }
 }
 
@@ -160,8 +182,15 @@ impl Listener for cluster_net::Listener {
         cluster_net::Listener::migrator(self)
     }
 
-    fn into_connection(io: Self::Io) -> Result<cluster_net::Connection, Self::Io> {
-        Ok(io)
+    fn into_connection(
+        io: Self::Io,
+        read: Vec<u8>,
+    ) -> Result<(cluster_net::Connection, Vec<u8>), Self::Io> {
+        Ok((io, read))
+    }
+
+    fn take_attached(io: &mut Self::Io) -> Option<Box<dyn std::any::Any + Send>> {
+        io.take_attached()
     }
 
     async fn close(self) -> Vec<(Self::Io, Option<ConnectionInfo>)> {

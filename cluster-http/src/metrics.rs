@@ -6,7 +6,8 @@ use std::fmt::Write;
 
 use cluster_core::{Phase, Worker};
 
-use crate::slots::{self, Snapshot, BUCKETS_US};
+use crate::histogram::BUCKETS_US;
+use crate::slots::{self, Snapshot};
 
 /// Every phase, to show each as a gauge (1 for the current one).
 const PHASES: [Phase; 5] = [

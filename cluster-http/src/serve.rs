@@ -1,6 +1,6 @@
-//! The accept loop and the drain: accept and spawn connections until the
-//! worker is disconnected (or a connection panics), then stop accepting, let
-//! the connections finish, and force the rest closed at the deadline.
+//! The accept loop: accept and spawn connections until the worker is
+//! disconnected (or a connection panics), then hand over to the drain
+//! (`drain::run`).
 
 use std::future::{poll_fn, Future};
 use std::rc::Rc;
@@ -13,13 +13,12 @@ use http::Response;
 use hyper::body::Body;
 use tokio::sync::mpsc;
 
-use crate::connection::{self, Builders, Handoff, IdleLimits, Setup};
-use crate::drain::Drain;
+use crate::connection::{self, Builders, IdleLimits, Setup};
+use crate::drain::{self, Drain, Draining, Handoff};
 use crate::endpoints::Endpoints;
 use crate::exec::LocalExec;
-use crate::handler::{Handler, Info};
+use crate::handler::{Handler, Info, Shared};
 use crate::idle::Activity;
-use crate::shared::Shared;
 use crate::slots::{Slot, Slots};
 use crate::tasks::Tasks;
 use crate::{BoxError, ConnectionInfo, Error, HttpConfig, Listener, OnPanic, Request};
@@ -85,7 +84,7 @@ where
         // The recorder from now on, so that what the service records shows.
         let _ = crate::metrics::user::handle();
     }
-    let slot = hooks::extension::<Slots>(&worker).get(worker.slot());
+    let slot = Slots::of(&worker, config.status.is_some());
     slot.attach(&worker);
     let _attached = Attached {
         slot: &slot,
@@ -146,6 +145,7 @@ where
                 migrator,
                 slot: Arc::clone(&slot),
                 into_connection: L::into_connection,
+                in_process_only: L::moves_in_process_only(),
             })
         });
     let mut failure = None;
@@ -219,41 +219,22 @@ where
         }
     }
 
-    // The primary hands new connections to the other workers from now on.
-    // The last worker of the socket gets those already accepted for nobody.
-    let leftover = listener.close().await;
-    for conn in leftover {
-        start(conn);
-    }
-    shared.drain.start();
-    conns.wake_all();
-    slot.draining(worker.id());
-    tracing::debug!(%addr, open = conns.len(), "stopped accepting; draining the open connections");
-    let drain_timeout = config.drain_deadline(worker.shutdown_timeout());
-    let deadline = tokio::time::sleep(drain_timeout);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            biased;
-            () = conns.all_ended() => break,
-            Some(message) = panics.recv() => on_panic(message, &mut failure),
-            () = &mut deadline => {
-                tracing::warn!(%addr, open = conns.len(), ?drain_timeout, "drain deadline passed; closing the connections left");
-                conns.abort_all();
-                conns.all_ended().await;
-                break;
-            }
-        }
-    }
+    let drain = Draining {
+        addr: &addr,
+        worker: &worker,
+        slot: &slot,
+        drain: &shared.drain,
+        conns: &conns,
+        timeout: config.drain_deadline(worker.shutdown_timeout()),
+    };
+    drain::run(listener, drain, start, &mut panics, |message| {
+        on_panic(message, &mut failure);
+    })
+    .await;
     #[cfg(feature = "http3")]
     if let Some(endpoint) = quic_endpoint {
         crate::http3::closed(endpoint).await;
     }
-    // A stream that panicked just before its connection ended.
-    while let Ok(message) = panics.try_recv() {
-        on_panic(message, &mut failure);
-    }
-    tracing::debug!(%addr, "drained");
     failure.map_or(Ok(()), Err)
 }
 

@@ -7,24 +7,42 @@
 //! the lock is taken when a server starts, drains or ends, and by a scrape.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use cluster_core::hooks;
 use cluster_core::{Cluster, Worker};
 
-/// The upper bounds of the latency histogram's buckets, in microseconds
-/// (0.5 ms to 10 s, as Prometheus clients' defaults with a finer start).
-pub(crate) const BUCKETS_US: [u64; 14] = [
-    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 5_000_000, 10_000_000,
-];
+use crate::histogram::{self, Counts, Histogram};
+use crate::history::{self, History, Sample, Series};
 
 /// Every slot's counts, indexed by slot.
 #[derive(Debug, Default)]
-pub(crate) struct Slots(Mutex<Vec<Arc<Slot>>>);
+pub(crate) struct Slots {
+    slots: Mutex<Vec<Arc<Slot>>>,
+    /// The sampling thread, once started.
+    sampler: OnceLock<()>,
+}
 
 impl Slots {
+    /// `worker`'s slot, in its cluster's; with `sampled` (a server with a
+    /// status page), the cluster's sampling thread runs from now on.
+    pub(crate) fn of(worker: &Worker, sampled: bool) -> Arc<Slot> {
+        let slots = hooks::extension::<Slots>(worker);
+        if sampled {
+            slots.sampler.get_or_init(|| {
+                let weak = Arc::downgrade(&slots);
+                let spawned = std::thread::Builder::new()
+                    .name("cluster-http-sampler".into())
+                    .spawn(move || sample(weak));
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "no sampling thread: the status page has no history");
+                }
+            });
+        }
+        slots.get(worker.slot())
+    }
+
     /// The counts of `slot`, created on first use.
     pub(crate) fn get(&self, slot: usize) -> Arc<Slot> {
         let mut slots = self.lock();
@@ -40,7 +58,18 @@ impl Slots {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Arc<Slot>>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A sample of every slot each second, while the cluster's slots exist.
+fn sample(slots: Weak<Slots>) {
+    loop {
+        std::thread::sleep(history::EVERY);
+        let Some(slots) = slots.upgrade() else { return };
+        for slot in slots.all() {
+            slot.sample();
+        }
     }
 }
 
@@ -55,6 +84,7 @@ pub(crate) struct Slot {
     /// HTTP/3's counts (also in `accepted` and `active`).
     pub(crate) quic: QuicCounts,
     pub(crate) latency: Histogram,
+    history: History,
     current: Mutex<Current>,
 }
 
@@ -105,6 +135,8 @@ pub(crate) struct Current {
     /// Its servers still running (a worker may serve several listeners).
     pub(crate) servers: u32,
     pub(crate) draining: bool,
+    /// Its thread's id in the kernel, for its CPU time.
+    pub(crate) tid: Option<i32>,
 }
 
 /// What a slot looks like now, for a scrape.
@@ -118,7 +150,7 @@ pub(crate) struct Snapshot {
     pub(crate) migrated: u64,
     pub(crate) quic: QuicSnapshot,
     /// Per bucket (not cumulative), the last one past the largest bound.
-    pub(crate) buckets: [u64; BUCKETS_US.len() + 1],
+    pub(crate) buckets: Counts,
     pub(crate) sum_us: u64,
 }
 
@@ -135,29 +167,11 @@ impl Snapshot {
             .map(|s| s.elapsed())
     }
 
-    /// The `q` quantile of the latency, interpolated within its bucket as
-    /// Prometheus's `histogram_quantile` does; `None` before any request.
+    /// The `q` quantile of the latency since the start, interpolated
+    /// within its bucket as Prometheus's `histogram_quantile` does; `None`
+    /// before any request.
     pub(crate) fn quantile(&self, q: f64) -> Option<Duration> {
-        let count: u64 = self.buckets.iter().sum();
-        if count == 0 {
-            return None;
-        }
-        let rank = q * count as f64;
-        let mut below = 0u64;
-        for (i, &n) in self.buckets.iter().enumerate() {
-            if n > 0 && (below + n) as f64 >= rank {
-                let lower = if i == 0 { 0 } else { BUCKETS_US[i - 1] };
-                // Past the last bound: the largest bound, as Prometheus does.
-                let Some(&upper) = BUCKETS_US.get(i) else {
-                    return Some(Duration::from_micros(lower));
-                };
-                let within = ((rank - below as f64) / n as f64).clamp(0.0, 1.0);
-                let us = lower as f64 + (upper - lower) as f64 * within;
-                return Some(Duration::from_micros(us as u64));
-            }
-            below += n;
-        }
-        None
+        histogram::quantile(&self.buckets, q)
     }
 }
 
@@ -172,6 +186,7 @@ impl Slot {
                 since: Some(Instant::now()),
                 servers: 0,
                 draining: false,
+                tid: history::current_tid(),
             };
         }
         current.servers += 1;
@@ -197,11 +212,28 @@ impl Slot {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Adds a sample to the slot's history.
+    fn sample(&self) {
+        let current = *self.lock();
+        let cpu = current
+            .tid
+            .filter(|_| current.servers > 0)
+            .and_then(|tid| Some((tid, history::cpu_ticks(tid)?)));
+        self.history.push(Sample {
+            at: Instant::now(),
+            requests: self.requests.load(Ordering::Relaxed),
+            latency: self.latency.read().0,
+            cpu,
+        });
+    }
+
+    /// The rates of the last minutes.
+    pub(crate) fn series(&self) -> Series {
+        self.history.series()
+    }
+
     pub(crate) fn snapshot(&self, slot: usize) -> Snapshot {
-        let mut buckets = [0; BUCKETS_US.len() + 1];
-        for (out, b) in buckets.iter_mut().zip(&self.latency.buckets) {
-            *out = b.load(Ordering::Relaxed);
-        }
+        let (buckets, sum_us) = self.latency.read();
         Snapshot {
             slot,
             current: *self.lock(),
@@ -211,25 +243,19 @@ impl Slot {
             quic: self.quic.snapshot(),
             active: self.active.load(Ordering::Relaxed),
             buckets,
-            sum_us: self.latency.sum_us.load(Ordering::Relaxed),
+            sum_us,
         }
     }
 }
 
-/// A latency histogram: a count per bucket and the sum.
-#[derive(Debug, Default)]
-pub(crate) struct Histogram {
-    buckets: [AtomicU64; BUCKETS_US.len() + 1],
-    sum_us: AtomicU64,
-}
-
-impl Histogram {
-    pub(crate) fn record(&self, elapsed: Duration) {
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let i = BUCKETS_US.partition_point(|&bound| bound < us);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
+/// Every slot's snapshot and its last minutes, in slot order.
+pub(crate) fn with_series(worker: &Worker) -> Vec<(Snapshot, Series)> {
+    hooks::extension::<Slots>(worker)
+        .all()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.snapshot(i), s.series()))
+        .collect()
 }
 
 /// Every slot's snapshot, in slot order.
@@ -294,39 +320,4 @@ pub fn slot_stats(cluster: &Cluster) -> Vec<SlotStats> {
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_are_upper_bounds_inclusive() {
-        let h = Histogram::default();
-        for us in [0, 500, 501, 10_000_000, 10_000_001] {
-            h.record(Duration::from_micros(us));
-        }
-        let n: Vec<u64> = h
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        assert_eq!(n[0], 2);
-        assert_eq!(n[1], 1);
-        assert_eq!(n[BUCKETS_US.len() - 1], 1);
-        assert_eq!(n[BUCKETS_US.len()], 1);
-    }
-
-    #[test]
-    fn quantiles_interpolate_within_a_bucket() {
-        let slot = Slot::default();
-        assert_eq!(slot.snapshot(0).quantile(0.5), None);
-        // 100 requests between 1 and 2.5 ms.
-        for _ in 0..100 {
-            slot.latency.record(Duration::from_micros(2_000));
-        }
-        let s = slot.snapshot(0);
-        assert_eq!(s.quantile(0.5), Some(Duration::from_micros(1_750)));
-        assert_eq!(s.quantile(0.99), Some(Duration::from_micros(2_485)));
-    }
 }

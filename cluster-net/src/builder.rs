@@ -18,8 +18,7 @@ use crate::{notify_systemd, Error, SystemdSockets};
 ///     // First thing in `main`: both read the environment before any thread starts.
 ///     Cluster::builder()
 ///         .workers(4)
-///         .systemd()?
-///         .hot_upgrade()?
+///         .from_env()? // systemd's sockets, the hot upgrade's
 ///         .run(|worker| async move {
 ///             let _listener = worker.listen("127.0.0.1:8000").await?;
 ///             worker.disconnected().await;
@@ -45,6 +44,18 @@ pub trait ClusterBuilderExt: Sized {
     /// ([`SystemdSockets::from_env`], before any thread starts) and sends
     /// systemd its notifications ([`notify_systemd`]).
     fn systemd(self) -> Result<Self, Error>;
+
+    /// Everything a process is given by the environment it starts in,
+    /// as `#[cluster_thread::main]` takes it: [`systemd`](Self::systemd)
+    /// then [`hot_upgrade`](Self::hot_upgrade). First thing in `main`,
+    /// before any thread starts. (The `CLUSTER_THREAD_*` variables of the
+    /// core's settings are read by `ClusterBuilder::build`, and
+    /// `CLUSTER_THREAD_BALANCE` at the first `listen`, with or without it.)
+    // A step of the builder chain, not a constructor: `Cluster::builder().from_env()?`.
+    #[allow(clippy::wrong_self_convention)]
+    fn from_env(self) -> Result<Self, Error> {
+        self.systemd()?.hot_upgrade()
+    }
 }
 
 impl ClusterBuilderExt for ClusterBuilder {

@@ -85,7 +85,7 @@ impl Cap {
 
     /// One more open connection, if the cap has room (atomically).
     pub(crate) fn try_open(&self) -> bool {
-        crate::conn::take_one(&self.open, Some(self.limit()))
+        crate::count::take_one(&self.open, Some(self.limit()))
     }
 
     /// One more open connection even at the cap (one open already, that
@@ -95,7 +95,7 @@ impl Cap {
     }
 
     pub(crate) fn closed(&self) {
-        if crate::conn::released(&self.open, Some(self.limit())) {
+        if crate::count::released(&self.open, Some(self.limit())) {
             self.freed.notify_waiters();
         }
     }

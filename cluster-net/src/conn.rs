@@ -14,6 +14,8 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
 use crate::cap::{Cap, IdleHandle};
+use crate::count::{released, take_one};
+use crate::proxy::{self, ProxyError};
 use crate::Error;
 
 /// A connection in std form, on its way from an acceptor to a worker;
@@ -34,7 +36,14 @@ pub(crate) struct Accepted {
     pub(crate) proxy_pending: bool,
     /// Its place under the limits, from before its `accept(2)` on.
     pub(crate) place: Place,
+    /// The state of the protocol above the socket (a TLS session), moved
+    /// with it between workers (never to another process).
+    pub(crate) state: Option<State>,
 }
+
+/// What a protocol above a connection leaves with it to move it between
+/// workers (see [`Connection::attach`]).
+pub(crate) type State = Box<dyn std::any::Any + Send>;
 
 impl Accepted {
     pub(crate) fn new(stream: StdStream, peer: Option<SocketAddr>, place: Place) -> Accepted {
@@ -44,7 +53,40 @@ impl Accepted {
             prefix: Vec::new(),
             proxy_pending: false,
             place,
+            state: None,
         }
+    }
+
+    /// Reads the header of a connection still in std form (on the acceptor's
+    /// runtime): its peer becomes the client, the bytes after the header its
+    /// prefix. The error names the balancer's address.
+    pub(crate) async fn take_proxy_header(
+        mut self,
+    ) -> Result<Accepted, (Option<SocketAddr>, ProxyError)> {
+        let peer = self.peer;
+        let timeout = proxy::timeout(&self.place.totals().cap);
+        let fail = |e: std::io::Error| (peer, ProxyError::Io(e));
+        let (header, stream) = match self.stream {
+            StdStream::Tcp(s) => {
+                let mut s = tokio::net::TcpStream::from_std(s).map_err(fail)?;
+                let header = proxy::read_header(&mut s, timeout)
+                    .await
+                    .map_err(|e| (peer, e))?;
+                (header, StdStream::Tcp(s.into_std().map_err(fail)?))
+            }
+            StdStream::Unix(s) => {
+                let mut s = tokio::net::UnixStream::from_std(s).map_err(fail)?;
+                let header = proxy::read_header(&mut s, timeout)
+                    .await
+                    .map_err(|e| (peer, e))?;
+                (header, StdStream::Unix(s.into_std().map_err(fail)?))
+            }
+        };
+        self.stream = stream;
+        self.peer = header.client.or(peer);
+        self.prefix = header.rest;
+        self.proxy_pending = false;
+        Ok(self)
     }
 }
 
@@ -121,31 +163,6 @@ impl Totals {
             self.freed.notify_waiters();
         }
     }
-}
-
-/// One more in `count` if it is under `limit` (atomically: two threads
-/// never both take the last place).
-pub(crate) fn take_one(count: &AtomicUsize, limit: Option<usize>) -> bool {
-    match limit {
-        None => {
-            count.fetch_add(1, Ordering::AcqRel);
-            true
-        }
-        Some(limit) => count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .is_ok(),
-    }
-}
-
-/// One less in `count`; true when that may let a waiter in (it was at
-/// `limit` or above). Waiters re-check after they enable their
-/// notification, so only these releases need to notify, and then all
-/// waiters: whoever finds the place first takes it.
-pub(crate) fn released(count: &AtomicUsize, limit: Option<usize>) -> bool {
-    let before = count.fetch_sub(1, Ordering::AcqRel);
-    limit.is_some_and(|limit| before >= limit)
 }
 
 /// Which limit had no room for a connection.
@@ -292,6 +309,7 @@ pub struct Connection {
     place: Place,
     /// Its handle for the cap, made on first use.
     idle: std::sync::OnceLock<IdleHandle>,
+    state: Option<State>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -314,6 +332,7 @@ impl Connection {
             prefix,
             proxy_pending,
             mut place,
+            state,
         } = accepted;
         let io = Io::from_std(stream)?;
         place.force_assign(counters);
@@ -326,6 +345,7 @@ impl Connection {
             proxy_pending,
             place,
             idle: std::sync::OnceLock::new(),
+            state,
         })
     }
 
@@ -368,8 +388,8 @@ impl Connection {
         };
         // Boxed: its buffer would otherwise be part of every connection's
         // future, PROXY protocol or not.
-        let timeout = crate::proxy::timeout(&self.place.totals().cap);
-        match Box::pin(crate::proxy::read_header(io, timeout)).await {
+        let timeout = proxy::timeout(&self.place.totals().cap);
+        match Box::pin(proxy::read_header(io, timeout)).await {
             Ok(header) => {
                 if let Some(client) = header.client {
                     self.peer = Some(client);
@@ -397,6 +417,27 @@ impl Connection {
         self.place.totals()
     }
 
+    /// Leaves the state of the protocol served on this connection (a TLS
+    /// session, with the plaintext already decrypted) with it, for a
+    /// [`Migrator`](crate::Migrator) to move to another worker of this
+    /// process, whose listener gives it back with
+    /// [`take_attached`](Self::take_attached). Such a connection never goes
+    /// to a hot upgrade's new process (the state cannot be serialised).
+    pub fn attach(&mut self, state: Box<dyn std::any::Any + Send>) {
+        self.state = Some(state);
+    }
+
+    /// The state [`attach`](Self::attach)ed to this connection by the
+    /// worker it moved from, if any.
+    pub fn take_attached(&mut self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.state.take()
+    }
+
+    /// Whether a state is attached.
+    pub(crate) fn has_state(&self) -> bool {
+        self.state.is_some()
+    }
+
     /// Back to std form, to move to another worker: `read` (bytes read and
     /// not used yet) goes before what is left of its own prefix. Its place
     /// under this worker's limit is freed (it keeps its place in the
@@ -411,6 +452,7 @@ impl Connection {
             proxy_pending,
             mut place,
             idle: _,
+            state,
         } = self;
         let mut prefix = read.to_vec();
         prefix.extend_from_slice(&own[consumed..]);
@@ -427,6 +469,7 @@ impl Connection {
                     prefix,
                     proxy_pending,
                     place,
+                    state,
                 })
             }
             Err(e) => {

@@ -328,7 +328,7 @@ impl Dispatch {
         let cap = crate::cap::IdleHandle::new(&totals.cap);
         cap.fresh();
         let result = tokio::select! {
-            result = crate::proxy::take_header(conn) => Some(result),
+            result = conn.take_proxy_header() => Some(result),
             () = cap.evicted() => None,
         };
         self.proxy_reads.fetch_sub(1, Ordering::AcqRel);
@@ -355,12 +355,16 @@ impl Dispatch {
         self.deliver_to(conn, Some(except));
     }
 
-    /// Whether an inbox other than `key` is attached: a worker to migrate to.
+    /// Whether an inbox other than `key` is attached: a worker to migrate
+    /// to. It need not accept yet (a new worker between its `listen` and
+    /// its first `accept`, loading its TLS certificate): what no accepting
+    /// inbox can take waits with the connections nobody took, for the first
+    /// `accept` (or the last listener's `close`). During a rolling reload
+    /// the other old worker is often closing at the same moment, and the
+    /// new one not accepting yet: counting only accepting inboxes closed
+    /// those connections.
     pub(crate) fn has_other(&self, key: u64) -> bool {
-        self.lock()
-            .inboxes
-            .iter()
-            .any(|b| b.key != key && b.accepting)
+        self.lock().inboxes.iter().any(|b| b.key != key)
     }
 
     fn deliver_to(&self, conn: Accepted, except: Option<u64>) {

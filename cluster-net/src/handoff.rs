@@ -437,7 +437,7 @@ fn encode(entries: &[(&str, &str)]) -> Result<Vec<u8>, Error> {
 }
 
 /// The first characters of a long label, for error messages.
-fn truncate(label: &str) -> &str {
+pub(crate) fn truncate(label: &str) -> &str {
     let mut end = label.len().min(40);
     while !label.is_char_boundary(end) {
         end -= 1;
@@ -528,15 +528,15 @@ fn parse_ack(ack: &[u8; ACK_LEN], expected: usize) -> Result<(), String> {
 }
 
 /// A big-endian u32 from exactly 4 bytes (0 otherwise), widened.
-fn be_u32(bytes: &[u8]) -> u64 {
+pub(crate) fn be_u32(bytes: &[u8]) -> u64 {
     <[u8; 4]>::try_from(bytes).map_or(0, |b| u64::from(u32::from_be_bytes(b)))
 }
 
 /// Reads length-prefixed labels off the front of a slice.
-struct Cursor<'a>(&'a [u8]);
+pub(crate) struct Cursor<'a>(pub(crate) &'a [u8]);
 
 impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&[u8]> {
         if n > self.0.len() {
             return None;
         }
@@ -545,7 +545,7 @@ impl Cursor<'_> {
         Some(head)
     }
 
-    fn label(&mut self) -> Result<String, String> {
+    pub(crate) fn label(&mut self) -> Result<String, String> {
         let len = self
             .take(2)
             .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
@@ -561,7 +561,7 @@ impl Cursor<'_> {
 }
 
 /// Bytes shown as text where printable, escaped otherwise.
-struct Shown<'a>(&'a [u8]);
+pub(crate) struct Shown<'a>(pub(crate) &'a [u8]);
 
 impl fmt::Debug for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -572,14 +572,14 @@ impl fmt::Debug for Shown<'_> {
 // ---------------------------------------------------------------------------
 // I/O, bounded by a deadline.
 
-struct Deadline {
+pub(crate) struct Deadline {
     /// `None`: a timeout too large to represent, i.e. none.
     at: Option<Instant>,
     timeout: Duration,
 }
 
 impl Deadline {
-    fn after(timeout: Duration) -> Deadline {
+    pub(crate) fn after(timeout: Duration) -> Deadline {
         Deadline {
             at: Instant::now().checked_add(timeout),
             timeout,
@@ -634,7 +634,7 @@ fn ready(
 }
 
 /// Writes all of `bytes`, with `fds` attached to the first byte.
-fn send_all(
+pub(crate) fn send_all(
     stream: &UnixStream,
     bytes: &[u8],
     fds: &[RawFd],
@@ -675,14 +675,14 @@ fn send_all(
 }
 
 /// The fds that came with a read.
-struct Fds {
-    fds: Vec<OwnedFd>,
+pub(crate) struct Fds {
+    pub(crate) fds: Vec<OwnedFd>,
     /// Some arrived after the first byte.
-    late: bool,
+    pub(crate) late: bool,
 }
 
 /// Fills `buf`, keeping every fd that comes along (so none leaks).
-fn recv_exact(
+pub(crate) fn recv_exact(
     stream: &UnixStream,
     buf: &mut [u8],
     deadline: &Deadline,
@@ -698,7 +698,7 @@ fn recv_exact(
 
 /// [`recv_exact`], or `None` if `eof_ok` and the stream ends before the
 /// first byte.
-fn recv_message(
+pub(crate) fn recv_message(
     stream: &UnixStream,
     buf: &mut [u8],
     deadline: &Deadline,
@@ -770,7 +770,7 @@ fn recv_message(
     Ok(Some(out))
 }
 
-fn protocol(peer: &str, reason: impl Into<String>) -> Error {
+pub(crate) fn protocol(peer: &str, reason: impl Into<String>) -> Error {
     Error::HandoffProtocol {
         peer: peer.to_string(),
         reason: reason.into(),
@@ -782,7 +782,7 @@ const SOCKETS: (&str, &str) = ("the sockets", "receiving the sockets");
 
 /// Close-on-exec (where `MSG_CMSG_CLOEXEC` did not already set it) and
 /// non-blocking.
-fn prepare(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn prepare(fd: BorrowedFd<'_>) -> io::Result<()> {
     let fd_flags = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD)?);
     if !fd_flags.contains(FdFlag::FD_CLOEXEC) {
         fcntl(fd, FcntlArg::F_SETFD(fd_flags | FdFlag::FD_CLOEXEC))?;
@@ -795,7 +795,7 @@ fn prepare(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// The other end of `stream` as errors name it: a path and a pid where known.
-fn describe_peer(stream: &UnixStream) -> String {
+pub(crate) fn describe_peer(stream: &UnixStream) -> String {
     let path = |addr: io::Result<std::os::unix::net::SocketAddr>| {
         addr.ok()
             .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
@@ -810,166 +810,6 @@ fn describe_peer(stream: &UnixStream) -> String {
         shown.push_str(&format!(" (pid {})", cred.pid()));
     }
     shown
-}
-
-// ---------------------------------------------------------------------------
-// Open connections, passed after the acknowledgement (see `crate::passing`).
-//
-// Each is one message: magic `CTHC`, u32 `body_len`, then the body: u16
-// length + the id of the listening socket it was accepted on, u16 length +
-// its peer address as text (empty: none), one flags byte (bit 0: a PROXY
-// header is still to be read), u32 length + the bytes already read from
-// it. Its fd travels as `SCM_RIGHTS` on the first byte, alone.
-
-const CONN_MAGIC: [u8; 4] = *b"CTHC";
-const CONN_HEADER_LEN: usize = 8;
-/// The most bytes read ahead that a connection carries: far more than a
-/// request head (hyper's read buffer is bounded by the header size limit).
-pub(crate) const MAX_READ_AHEAD: usize = 1 << 20;
-const MAX_CONN_BODY: usize = 2 + MAX_LABEL + 2 + MAX_LABEL + 1 + 4 + MAX_READ_AHEAD;
-const PROXY_PENDING: u8 = 1;
-
-/// An open connection on its way to the new process.
-#[derive(Debug)]
-pub(crate) struct PassedConnection {
-    /// The id of the listening socket it came from.
-    pub(crate) socket: String,
-    pub(crate) peer: Option<std::net::SocketAddr>,
-    pub(crate) proxy_pending: bool,
-    /// Bytes read from it and not used yet.
-    pub(crate) read: Vec<u8>,
-    pub(crate) fd: OwnedFd,
-}
-
-/// Sends one connection (the fd is closed here once sent, or not).
-pub(crate) fn send_connection(
-    stream: &UnixStream,
-    conn: PassedConnection,
-    timeout: Duration,
-) -> Result<(), Error> {
-    let peer = describe_peer(stream);
-    let shown_peer = conn.peer.map(|p| p.to_string()).unwrap_or_default();
-    if conn.socket.len() > MAX_LABEL || conn.read.len() > MAX_READ_AHEAD {
-        return Err(Error::HandoffInvalid {
-            reason: format!(
-                "a connection of {:?} with {} bytes read ahead cannot be passed",
-                truncate(&conn.socket),
-                conn.read.len()
-            ),
-        });
-    }
-    let mut body = Vec::with_capacity(9 + conn.socket.len() + shown_peer.len() + conn.read.len());
-    for label in [conn.socket.as_str(), shown_peer.as_str()] {
-        // At most MAX_LABEL (a socket address is short): fits in a u16.
-        let len = u16::try_from(label.len()).unwrap_or(u16::MAX);
-        body.extend_from_slice(&len.to_be_bytes());
-        body.extend_from_slice(label.as_bytes());
-    }
-    body.push(if conn.proxy_pending { PROXY_PENDING } else { 0 });
-    // At most MAX_READ_AHEAD, checked above.
-    let read_len = u32::try_from(conn.read.len()).unwrap_or(u32::MAX);
-    body.extend_from_slice(&read_len.to_be_bytes());
-    body.extend_from_slice(&conn.read);
-    let body_len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-    let mut message = Vec::with_capacity(CONN_HEADER_LEN + body.len());
-    message.extend_from_slice(&CONN_MAGIC);
-    message.extend_from_slice(&body_len.to_be_bytes());
-    message.extend_from_slice(&body);
-    send_all(
-        stream,
-        &message,
-        &[conn.fd.as_raw_fd()],
-        &Deadline::after(timeout),
-        &peer,
-        "passing a connection",
-    )
-}
-
-/// The next connection the old process passes; `None` once it has closed
-/// the channel between two messages. Waits as long as it takes.
-pub(crate) fn receive_connection(stream: &UnixStream) -> Result<Option<PassedConnection>, Error> {
-    const WHAT: (&str, &str) = ("a connection", "receiving a connection");
-    let peer = describe_peer(stream);
-    let deadline = Deadline::after(Duration::MAX);
-    let mut header = [0u8; CONN_HEADER_LEN];
-    let Some(mut got) = recv_message(stream, &mut header, &deadline, &peer, WHAT, true)? else {
-        return Ok(None);
-    };
-    if header[..4] != CONN_MAGIC {
-        return Err(protocol(
-            &peer,
-            format!(
-                "bad magic {:?}, expected {:?}",
-                Shown(&header[..4]),
-                Shown(&CONN_MAGIC)
-            ),
-        ));
-    }
-    let body_len = be_u32(&header[4..]);
-    if body_len > MAX_CONN_BODY as u64 {
-        return Err(protocol(
-            &peer,
-            format!("a connection of {body_len} bytes announced, at most {MAX_CONN_BODY}"),
-        ));
-    }
-    // Bounded above.
-    let mut body = vec![0u8; body_len as usize];
-    let rest = recv_exact(stream, &mut body, &deadline, &peer, WHAT)?;
-    if got.late || !rest.fds.is_empty() || got.fds.len() != 1 {
-        return Err(protocol(
-            &peer,
-            format!(
-                "a connection came with {} file descriptors on its first byte and {} later, expected 1",
-                got.fds.len(),
-                rest.fds.len()
-            ),
-        ));
-    }
-    let mut cursor = Cursor(&body);
-    let socket = cursor
-        .label()
-        .map_err(|e| protocol(&peer, format!("socket id {e}")))?;
-    let shown_peer = cursor
-        .label()
-        .map_err(|e| protocol(&peer, format!("peer {e}")))?;
-    let peer_addr = match shown_peer.as_str() {
-        "" => None,
-        p => Some(
-            p.parse()
-                .map_err(|_| protocol(&peer, format!("bad peer address {p:?}")))?,
-        ),
-    };
-    let flags = cursor
-        .take(1)
-        .map(|b| b[0])
-        .ok_or_else(|| protocol(&peer, "flags truncated"))?;
-    let read_len = cursor
-        .take(4)
-        .map(be_u32)
-        .ok_or_else(|| protocol(&peer, "read-ahead length truncated"))?;
-    let read = cursor
-        .take(usize::try_from(read_len).unwrap_or(usize::MAX))
-        .ok_or_else(|| protocol(&peer, format!("{read_len} bytes of read-ahead truncated")))?
-        .to_vec();
-    if !cursor.0.is_empty() {
-        return Err(protocol(
-            &peer,
-            format!("{} bytes after a connection", cursor.0.len()),
-        ));
-    }
-    let fd = got.fds.remove(0);
-    prepare(fd.as_fd()).map_err(|source| Error::Handoff {
-        peer: peer.clone(),
-        what: "setting close-on-exec and non-blocking on a passed connection",
-        source,
-    })?;
-    Ok(Some(PassedConnection {
-        socket,
-        peer: peer_addr,
-        proxy_pending: flags & PROXY_PENDING != 0,
-        read,
-        fd,
-    }))
 }
 
 #[cfg(test)]
@@ -1206,56 +1046,5 @@ mod tests {
                     && a.len() <= MAX_LABEL));
             }
         }
-    }
-
-    #[test]
-    fn a_connection_passes_with_its_peer_and_bytes() {
-        let (old, new) = UnixStream::pair().unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (served, peer) = listener.accept().unwrap();
-        let conn = PassedConnection {
-            socket: "tcp 127.0.0.1:0 #0".into(),
-            peer: Some(peer),
-            proxy_pending: true,
-            read: b"GET / HT".to_vec(),
-            fd: served.into(),
-        };
-        send_connection(&old, conn, Duration::from_secs(5)).unwrap();
-        drop(old);
-        let got = receive_connection(&new).unwrap().expect("a connection");
-        assert_eq!(got.socket, "tcp 127.0.0.1:0 #0");
-        assert_eq!(got.peer, Some(peer));
-        assert!(got.proxy_pending);
-        assert_eq!(got.read, b"GET / HT");
-        // The same TCP connection: what the client sends arrives on it.
-        use std::io::{Read, Write};
-        client.write_all(b"TP/1.1").unwrap();
-        let mut stream = std::net::TcpStream::from(got.fd);
-        stream.set_nonblocking(false).unwrap();
-        let mut buf = [0u8; 6];
-        stream.read_exact(&mut buf).unwrap();
-        assert_eq!(&buf, b"TP/1.1");
-        // Closed between messages: the end, not an error.
-        assert!(receive_connection(&new).unwrap().is_none());
-    }
-
-    #[test]
-    fn a_malformed_connection_message_is_refused() {
-        use std::io::Write;
-        let (mut old, new) = UnixStream::pair().unwrap();
-        old.write_all(b"CTHX\0\0\0\0").unwrap();
-        let e = receive_connection(&new).unwrap_err();
-        assert!(e.to_string().contains("bad magic"), "{e}");
-        // A message without its fd.
-        let (mut old, new) = UnixStream::pair().unwrap();
-        old.write_all(b"CTHC\0\0\0\x09\0\x01a\0\0\0\0\0\0").unwrap();
-        let e = receive_connection(&new).unwrap_err();
-        assert!(e.to_string().contains("expected 1"), "{e}");
-        // A length past the limit is refused before anything is allocated.
-        let (mut old, new) = UnixStream::pair().unwrap();
-        old.write_all(b"CTHC\xff\xff\xff\xff").unwrap();
-        let e = receive_connection(&new).unwrap_err();
-        assert!(e.to_string().contains("at most"), "{e}");
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::accept::{AcceptSocket, Backoff};
 use crate::conn::{Accepted, Connection, Counters, Totals};
 use crate::dispatch::Dispatch;
+use crate::migrate::Migrator;
 use crate::registry::{Key, Registry, ReuseSocket};
 use crate::Balance;
 
@@ -24,9 +25,9 @@ use crate::Balance;
 /// worker's thread may never drop it). Its queued connections then go to
 /// the live workers.
 pub(crate) struct Seat {
-    worker: Worker,
+    pub(crate) worker: Worker,
     /// The socket's label, by which a hot upgrade's new process finds it.
-    label: String,
+    pub(crate) label: String,
     pub(crate) dispatch: Arc<Dispatch>,
     pub(crate) inbox: u64,
     /// Reuseport: the slot's socket, taken over by a stand-in once left.
@@ -253,8 +254,13 @@ impl Listener {
     /// its socket (see [`Migrator`]); `None` for a `Listen::Handle`.
     /// It outlives `close`, for the drain.
     pub fn migrator(&self) -> Option<Migrator> {
-        self.seat().map(|seat| Migrator {
-            seat: Arc::clone(seat),
+        self.seat().map(|seat| {
+            Migrator::new(
+                &seat.worker,
+                &seat.label,
+                Arc::clone(&seat.dispatch),
+                seat.inbox,
+            )
         })
     }
 
@@ -299,69 +305,4 @@ impl Drop for Listener {
             drop(slot_socket.retire(own, &self.totals));
         }
     }
-}
-
-/// Hands connections of a draining worker to the other live workers of the
-/// same listener, from [`Listener::migrator`]: threads share the process, so
-/// an open connection (its socket, and the bytes already read from it) can
-/// move to another worker's runtime instead of being closed. The worker
-/// that gets it takes it from its `accept`, with those bytes first.
-#[derive(Clone)]
-pub struct Migrator {
-    seat: Arc<Seat>,
-}
-
-impl std::fmt::Debug for Migrator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Migrator").finish_non_exhaustive()
-    }
-}
-
-impl Migrator {
-    /// Moves `conn` to another live worker, with `read` (bytes read from it
-    /// and not used yet) to be served first; while the cluster drains after
-    /// a hot upgrade, to the new process. Gives it back when neither can
-    /// take it (no other worker listens on the socket, or the cluster
-    /// drains otherwise): then close it, as always. (In the rare case that
-    /// its socket cannot leave this worker's reactor, it is closed.)
-    #[allow(clippy::result_large_err)] // the connection itself comes back, as with `try_send`
-    pub fn hand_over(&self, conn: Connection, read: &[u8]) -> Result<(), Connection> {
-        let Some(route) = self.route() else {
-            return Err(conn);
-        };
-        let totals = Arc::clone(conn.totals());
-        if let Some(accepted) = conn.into_accepted(read) {
-            match route {
-                Route::Worker => self.seat.dispatch.deliver_except(accepted, self.seat.inbox),
-                Route::NewProcess(outbox) => outbox.pass(&self.seat.label, accepted),
-            }
-            totals.migrated.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Whether [`hand_over`](Self::hand_over) would take a connection now.
-    pub fn possible(&self) -> bool {
-        self.route().is_some()
-    }
-
-    fn route(&self) -> Option<Route> {
-        if self.seat.worker.cluster_info().phase < cluster_core::Phase::Draining {
-            return self
-                .seat
-                .dispatch
-                .has_other(self.seat.inbox)
-                .then_some(Route::Worker);
-        }
-        let outbox = crate::passing::outbox(&self.seat.worker);
-        outbox.is_open().then_some(Route::NewProcess(outbox))
-    }
-}
-
-/// Where a migrating connection goes.
-enum Route {
-    /// Another worker of this process.
-    Worker,
-    /// The new process of a hot upgrade.
-    NewProcess(Arc<crate::passing::Outbox>),
 }

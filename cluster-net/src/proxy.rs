@@ -14,14 +14,14 @@ use std::time::Duration;
 use ppp::{v1, v2, HeaderResult, PartialResult};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::conn::{Accepted, StdStream};
+use crate::cap::Cap;
 
 /// How long a client (the balancer) has to send the header.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// [`TIMEOUT`], or a quarter of it while the connection cap is under
 /// pressure (silent connections may be filling it).
-pub(crate) fn timeout(cap: &crate::cap::Cap) -> Duration {
+pub(crate) fn timeout(cap: &Cap) -> Duration {
     if cap.under_pressure() {
         TIMEOUT / 4
     } else {
@@ -197,34 +197,6 @@ async fn read<S: AsyncRead + Unpin + ?Sized>(io: &mut S) -> Result<Header, Proxy
             )));
         }
     }
-}
-
-/// Reads the header of a connection still in std form (on the acceptor's
-/// runtime): its peer becomes the client, the bytes after the header its
-/// prefix. The error names the balancer's address.
-pub(crate) async fn take_header(
-    mut conn: Accepted,
-) -> Result<Accepted, (Option<SocketAddr>, ProxyError)> {
-    let peer = conn.peer;
-    let timeout = timeout(&conn.place.totals().cap);
-    let fail = |e: std::io::Error| (peer, ProxyError::Io(e));
-    let (header, stream) = match conn.stream {
-        StdStream::Tcp(s) => {
-            let mut s = tokio::net::TcpStream::from_std(s).map_err(fail)?;
-            let header = read_header(&mut s, timeout).await.map_err(|e| (peer, e))?;
-            (header, StdStream::Tcp(s.into_std().map_err(fail)?))
-        }
-        StdStream::Unix(s) => {
-            let mut s = tokio::net::UnixStream::from_std(s).map_err(fail)?;
-            let header = read_header(&mut s, timeout).await.map_err(|e| (peer, e))?;
-            (header, StdStream::Unix(s.into_std().map_err(fail)?))
-        }
-    };
-    conn.stream = stream;
-    conn.peer = header.client.or(peer);
-    conn.prefix = header.rest;
-    conn.proxy_pending = false;
-    Ok(conn)
 }
 
 /// The header at the start of `buf`, `None` if it needs more bytes.

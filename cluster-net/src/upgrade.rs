@@ -25,7 +25,7 @@ use cluster_core::hooks;
 use cluster_core::{Cluster, Phase};
 
 use crate::handoff::{self, Incoming, Outgoing, Received};
-use crate::passing::{self, Outbox};
+use crate::migrate::{self, Outbox};
 use crate::registry::Registry;
 use crate::Error;
 
@@ -109,7 +109,7 @@ impl Inherited {
             let (_unused, channel) = incoming.into_parts();
             if ready {
                 let registry = hooks::cluster_extension::<Registry>(cluster);
-                passing::serve_inbox(channel, std::sync::Arc::downgrade(&registry));
+                migrate::serve_inbox(channel, std::sync::Arc::downgrade(&registry));
             }
         }
         if !ready && cluster.phase() < Phase::Draining {

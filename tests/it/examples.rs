@@ -419,6 +419,17 @@ fn https_get(
     alpn: &[&[u8]],
     path: &str,
 ) -> (Option<Vec<u8>>, String, std::net::SocketAddr) {
+    https_get_after(addr, b"", ca, alpn, path)
+}
+
+/// [`https_get`] with `head` (a PROXY header) sent before the handshake.
+fn https_get_after(
+    addr: std::net::SocketAddr,
+    head: &[u8],
+    ca: &cluster_thread::http::rustls::pki_types::CertificateDer<'static>,
+    alpn: &[&[u8]],
+    path: &str,
+) -> (Option<Vec<u8>>, String, std::net::SocketAddr) {
     use cluster_thread::http::rustls;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
@@ -434,6 +445,7 @@ fn https_get(
     let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(DEADLINE)).unwrap();
     let me = tcp.local_addr().unwrap();
+    tcp.write_all(head).unwrap();
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp).unwrap();
     }
@@ -485,6 +497,145 @@ fn same_port_serves_https_with_h2_and_http1_on_one_port() {
     );
     let (_, text, _) = https_get(addr, &ca, &[b"http/1.1"], "/");
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A PROXY protocol v2 header (TCP over IPv4) naming `client`.
+fn proxy_v2(client: std::net::SocketAddrV4, server: std::net::SocketAddrV4) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\0\x0c".to_vec();
+    h.extend_from_slice(&client.ip().octets());
+    h.extend_from_slice(&server.ip().octets());
+    h.extend_from_slice(&client.port().to_be_bytes());
+    h.extend_from_slice(&server.port().to_be_bytes());
+    h
+}
+
+/// `--proxy-protocol` with `--tls-cert`: the header comes before the TLS
+/// handshake (v1 and v2, written raw, then a rustls client), and `/peer`
+/// over HTTPS answers the client it names, in sticky balance too (its key);
+/// a TLS client without a header is closed, and the workers serve on.
+#[test]
+fn same_port_proxy_protocol_before_tls() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("same-port-proxy-tls-{}", std::process::id()));
+    let (cert, key, ca) = test_certificate(&dir);
+    for balance in ["round-robin", "sticky"] {
+        let mut run = Run::start(
+            "same_port",
+            &[
+                "--workers",
+                "2",
+                "--port",
+                "0",
+                "--balance",
+                balance,
+                "--proxy-protocol",
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+        );
+        let addr = local(&run.line(|l| l.starts_with("listening on ")));
+        let v1 = b"PROXY TCP4 198.51.100.4 192.0.2.1 41000 443\r\n";
+        let (alpn, text, _) = https_get_after(addr, v1, &ca, &[b"http/1.1"], "/peer");
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]), "{balance}");
+        assert!(
+            text.ends_with("\r\n\r\n198.51.100.4:41000\n"),
+            "{balance}: {text}"
+        );
+        let client = "203.0.113.9:52000".parse().unwrap();
+        let v2 = proxy_v2(client, "192.0.2.1:443".parse().unwrap());
+        let (_, text, _) = https_get_after(addr, &v2, &ca, &[b"http/1.1"], "/peer");
+        assert!(
+            text.ends_with("\r\n\r\n203.0.113.9:52000\n"),
+            "{balance}: {text}"
+        );
+        // HTTP/2 after a header too.
+        let (alpn, ..) = https_get_after(addr, &v2, &ca, &[b"h2"], "/");
+        assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "{balance}");
+        // A TLS client that sends no header: its ClientHello is no PROXY
+        // header, so the connection is closed before any handshake.
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+        tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = tcp.read_to_end(&mut sink);
+        assert!(sink.is_empty(), "{balance}: answered {sink:?}");
+        // A header then garbage: closed; the next one is served.
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+        tcp.write_all(v1).unwrap();
+        tcp.write_all(&[0xde; 300]).unwrap();
+        let _ = tcp.read_to_end(&mut sink);
+        let (_, text, _) = https_get_after(addr, v1, &ca, &[b"http/1.1"], "/peer");
+        assert!(text.ends_with("198.51.100.4:41000\n"), "{balance}: {text}");
+        run.signal(libc::SIGTERM);
+        assert!(run.exit_status().success());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// PROXY protocol before TLS through a real HAProxy in `mode tcp` with
+/// `send-proxy-v2` (TLS passthrough): `/peer` over HTTPS answers the
+/// client's own address, as HAProxy saw it.
+#[test]
+fn same_port_tls_behind_haproxy_send_proxy_v2() {
+    let Some(haproxy) = test_support::tool(&["haproxy"], "haproxy") else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("same-port-haproxy-tls-{}", std::process::id()));
+    let (cert, key, ca) = test_certificate(&dir);
+    let mut run = Run::start(
+        "same_port",
+        &[
+            "--workers",
+            "2",
+            "--port",
+            "0",
+            "--proxy-protocol",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let app = local(&run.line(|l| l.starts_with("listening on ")));
+    let front = test_support::free_port_run(1);
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "global\n  maxconn 64\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+             timeout client 30s\n  timeout server 30s\nfrontend tls\n  bind 127.0.0.1:{front}\n  \
+             default_backend app\nbackend app\n  server s1 127.0.0.1:{} send-proxy-v2\n",
+            app.port()
+        ),
+    )
+    .unwrap();
+    let mut proxy = std::process::Command::new(haproxy)
+        .arg("-db")
+        .arg("-f")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let front: std::net::SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
+    test_support::eventually_blocking(|| TcpStream::connect(front).is_ok(), "haproxy listening");
+    for _ in 0..4 {
+        let (alpn, text, me) = https_get(front, &ca, &[b"http/1.1"], "/peer");
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+        assert!(text.ends_with(&format!("\r\n\r\n{me}\n")), "{text}");
+    }
+    let (alpn, ..) = https_get(front, &ca, &[b"h2"], "/");
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let _ = proxy.kill();
+    let _ = proxy.wait();
     run.signal(libc::SIGTERM);
     assert!(run.exit_status().success());
     let _ = std::fs::remove_dir_all(&dir);

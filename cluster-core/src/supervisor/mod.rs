@@ -1,15 +1,12 @@
 //! The supervisor: the primary's state machine over the worker table. Its
-//! inputs are the [`Notice`]s (notice.rs) that one task (`supervise`) reads
+//! inputs are the [`Notice`]s (`notice.rs`) that one task (`supervise`) reads
 //! in order, from the workers and the timers, and the calls of the handles
 //! (fork, disconnect, kill, stop), made under the state lock. Here: forks,
 //! phases, stops and the handling of each notice; what follows an exit is
 //! decided in exit.rs, reload and scale are in rolling.rs.
 
 mod exit;
-mod notice;
 mod rolling;
-
-pub(crate) use notice::Notice;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +16,14 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::builder::{Config, StateMap, WorkerFn};
+use crate::config::{Config, StateMap};
+use crate::handle::Control;
 use crate::hub::EventHub;
+use crate::notice::Notice;
 use crate::restart::SlotHistory;
+use crate::thread::WorkerFn;
 use crate::worker::{Life, Link, WorkerCore};
+use crate::worker_events::WorkerEvent;
 use crate::{ClusterEvent, Error, ExitReason, Message, Phase, WorkerHandle};
 use exit::{after_exit, failed_with, AfterExit, Exit};
 
@@ -121,9 +122,10 @@ impl Supervisor {
     }
 
     pub(crate) fn handle(self: &Arc<Self>, core: &Arc<WorkerCore>) -> WorkerHandle {
+        let cluster: Weak<dyn Control> = Arc::downgrade(self) as Weak<Supervisor>;
         WorkerHandle {
             core: Arc::clone(core),
-            cluster: Arc::downgrade(self),
+            cluster,
         }
     }
 
@@ -196,6 +198,27 @@ impl Supervisor {
         self.spawn_timer(self.config.listen_timeout, Notice::StartTimeout(st.cycle));
     }
 
+    /// Forks the first workers, one per slot (`Cluster::start`), and arms
+    /// the start timer: after `listen_timeout`, workers online count as
+    /// started. A fork that fails stops the cluster at once.
+    pub(crate) fn start_workers(self: &Arc<Self>) -> Result<(), Error> {
+        let mut st = self.lock();
+        for slot in 0..self.config.workers {
+            let new_slot = self.new_slot();
+            st.slots.push(new_slot);
+            self.publish_slots(&st);
+            if let Err(e) = self.fork_slot(&mut st, slot, None) {
+                drop(st);
+                self.begin_stop(false);
+                return Err(e);
+            }
+        }
+        let cycle = st.cycle;
+        drop(st);
+        self.spawn_timer(self.config.listen_timeout, Notice::StartTimeout(cycle));
+        Ok(())
+    }
+
     /// Forks a worker into `slot`, which must exist.
     pub(crate) fn fork_slot(
         self: &Arc<Self>,
@@ -231,6 +254,7 @@ impl Supervisor {
             kill: Mutex::new(Some(kill_tx)),
             inbox,
             inbox_rx: tokio::sync::Mutex::new(inbox_rx),
+            events: Default::default(),
             exit: Default::default(),
             start_error: Default::default(),
             link: Arc::clone(&self.link),
@@ -239,9 +263,7 @@ impl Supervisor {
         st.workers.insert(id, Arc::clone(&core));
         let previous = st.slots[slot].current.replace(id);
         st.slots[slot].status = SlotStatus::Active;
-        self.events.emit(ClusterEvent::Fork {
-            worker: handle.clone(),
-        });
+        self.emit_worker(&core, WorkerEvent::Fork);
         tracing::debug!(id, slot, "fork");
         let cpu = self
             .config
@@ -258,6 +280,7 @@ impl Supervisor {
             st.slots[slot].current = previous;
             let _ = core.exit.set(ExitReason::Error(source.to_string()));
             core.life.send_replace(Life::Dead);
+            core.events.close();
             return Err(Error::Spawn {
                 name: core.name.clone(),
                 source,
@@ -298,11 +321,16 @@ impl Supervisor {
         result
     }
 
+    /// Emits one of `core`'s events: to the worker's own streams first,
+    /// then (as Node's `worker.on` before `cluster.on`) to the cluster's.
+    fn emit_worker(self: &Arc<Self>, core: &Arc<WorkerCore>, event: WorkerEvent) {
+        core.events.emit(&event);
+        self.events.emit(ClusterEvent::of(self.handle(core), event));
+    }
+
     pub(crate) fn emit_disconnect(self: &Arc<Self>, core: &Arc<WorkerCore>) {
         if !core.disconnect_emitted.swap(true, Ordering::SeqCst) {
-            self.events.emit(ClusterEvent::Disconnect {
-                worker: self.handle(core),
-            });
+            self.emit_worker(core, WorkerEvent::Disconnect);
         }
     }
 
@@ -434,9 +462,7 @@ impl Supervisor {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
                     core.life.send_replace(Life::Online);
-                    self.events.emit(ClusterEvent::Online {
-                        worker: self.handle(core),
-                    });
+                    self.emit_worker(core, WorkerEvent::Online);
                     self.check_started(&st);
                 }
             }
@@ -446,9 +472,7 @@ impl Supervisor {
                     // The event first: a reload waiting for this readiness
                     // disconnects the old worker, and its Disconnect must
                     // come after.
-                    self.events.emit(ClusterEvent::Ready {
-                        worker: self.handle(core),
-                    });
+                    self.emit_worker(core, WorkerEvent::Ready);
                     core.set_ready();
                     self.check_started(&st);
                 }
@@ -456,21 +480,17 @@ impl Supervisor {
             Notice::Listening(id, address) => {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
-                    self.events.emit(ClusterEvent::Listening {
-                        worker: self.handle(core),
-                        address,
-                    });
-                    core.set_ready();
+                    self.emit_worker(core, WorkerEvent::Listening { address });
+                    if !self.config.wait_ready {
+                        core.set_ready();
+                    }
                     self.check_started(&st);
                 }
             }
             Notice::Message(id, message) => {
                 let st = self.lock();
                 if let Some(core) = st.workers.get(&id) {
-                    self.events.emit(ClusterEvent::Message {
-                        worker: self.handle(core),
-                        message,
-                    });
+                    self.emit_worker(core, WorkerEvent::Message { message });
                 }
             }
             Notice::Exited(id, reason) => self.on_exit(id, reason),
@@ -549,10 +569,13 @@ impl Supervisor {
             }
             _ => tracing::warn!(%reason, "worker exit"),
         }
-        self.events.emit(ClusterEvent::Exit {
-            worker: self.handle(&core),
-            reason: reason.clone(),
-        });
+        self.emit_worker(
+            &core,
+            WorkerEvent::Exit {
+                reason: reason.clone(),
+            },
+        );
+        core.events.close();
         let slot_no = core.slot;
         let starting = core.first || *self.phase.borrow() == Phase::Starting;
         let start_error = core
@@ -644,6 +667,17 @@ impl Supervisor {
         }
         self.check_started(&st);
         self.check_done(&st);
+    }
+}
+
+/// What a [`WorkerHandle`] asks of its cluster.
+impl Control for Supervisor {
+    fn disconnect(self: Arc<Self>, core: &Arc<WorkerCore>) {
+        self.disconnect_worker(core);
+    }
+
+    fn kill(self: Arc<Self>, core: &WorkerCore) {
+        self.kill_worker(core);
     }
 }
 

@@ -12,3 +12,4 @@ mod reload;
 mod restart;
 mod scale;
 mod signals;
+mod worker_events;

@@ -1,5 +1,6 @@
 //! Restarts: a panicking worker comes back in its slot with a new id; a slot
-//! whose workers crash on start is errored, not crash-looping.
+//! whose workers crash on start is errored, not crash-looping; exits the
+//! policy calls final are not restarted.
 
 use std::time::Duration;
 
@@ -168,4 +169,73 @@ async fn workers_that_die_after_ready_are_replaced_and_never_error_the_slot() {
     assert_eq!(exits, 11);
     cluster.disconnect().await;
     cluster.wait().await.unwrap();
+}
+
+/// A worker's error that every restart would hit again: its `Display`
+/// says so, and the restart policy below knows it by that text.
+#[derive(Debug)]
+struct BadConfig(&'static str);
+
+impl std::fmt::Display for BadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bad config: {}", self.0)
+    }
+}
+
+#[tokio::test]
+async fn an_exit_the_policy_calls_final_is_not_restarted_other_failures_are() {
+    let cluster = Cluster::builder()
+        .workers(2)
+        .restart(RestartPolicy::OnFailureExcept(
+            |reason| matches!(reason, ExitReason::Error(e) if e.starts_with("bad config:")),
+        ))
+        .signals(false)
+        .build(|w| async move {
+            match w.id() {
+                // Slot 0: a final error. Slot 1: a transient one, then serves.
+                1 => Err(BadConfig("no port")),
+                2 => panic!("transient"),
+                _ => {
+                    w.disconnected().await;
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    let mut events = cluster.events();
+    cluster.start().unwrap();
+    let (mut final_exit, mut replacement) = (None, None);
+    until(&mut events, |e| {
+        match e {
+            ClusterEvent::Exit { worker, reason } if worker.slot() == 0 => {
+                final_exit = Some(reason.clone());
+            }
+            ClusterEvent::Fork { worker } if worker.slot() == 0 && worker.id() > 2 => {
+                panic!("slot 0 was refilled after a final exit");
+            }
+            ClusterEvent::Online { worker } if worker.id() > 2 => {
+                replacement = Some((worker.id(), worker.slot()));
+            }
+            _ => {}
+        }
+        (final_exit.is_some() && replacement.is_some()).then_some(())
+    })
+    .await;
+    assert_eq!(replacement, Some((3, 1)), "the panicked slot 1 is refilled");
+    assert_eq!(
+        final_exit,
+        Some(ExitReason::Error("bad config: no port".into()))
+    );
+    // The exit of slot 0 came before its own restart could: none follows.
+    let slots: Vec<_> = cluster.workers().iter().map(|w| w.slot()).collect();
+    assert_eq!(slots, [1], "slot 0 is left empty");
+    assert_eq!(cluster.size(), 2, "an empty slot, not a removed one");
+    cluster.disconnect().await;
+    let after = drain(&mut events).await;
+    assert!(
+        !after
+            .iter()
+            .any(|e| matches!(e, ClusterEvent::Fork { worker } if worker.slot() == 0)),
+        "slot 0 was refilled: {after:?}"
+    );
 }

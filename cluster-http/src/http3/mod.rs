@@ -20,9 +20,8 @@ use quinn::crypto::rustls::QuicServerConfig;
 
 use crate::connection::Builders;
 use crate::exec::LocalExec;
-use crate::handler::{Handler, Info};
+use crate::handler::{Handler, Info, Shared};
 use crate::idle::Activity;
-use crate::shared::Shared;
 use crate::tasks::Tasks;
 use crate::{BoxError, Error, HttpConfig, Request};
 

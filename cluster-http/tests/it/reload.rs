@@ -87,3 +87,67 @@ async fn past_the_listen_timeout_the_reload_moves_on_and_loses_nothing() {
     let order = reload_with_slow_starts(Duration::from_secs(2), Duration::from_millis(100)).await;
     assert_eq!(order, [false, false]);
 }
+
+/// PM2's `wait_ready`: the new workers listen at once but are ready only
+/// when they say so, 5 s later (a cache to warm). The reload keeps each old
+/// worker until its replacement's `ready()`, not its listening; no request
+/// fails meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_wait_ready_a_reload_waits_for_ready_not_listening() {
+    const WARM_UP: Duration = Duration::from_secs(5);
+    let app = serve_app(None);
+    let mut running = start(
+        2,
+        |b| b.wait_ready(true).listen_timeout(DEADLINE),
+        move |w| {
+            if w.id() > 2 {
+                let w = w.clone();
+                // The replacement's warm-up, after it listens.
+                tokio::spawn(async move {
+                    tokio::time::sleep(WARM_UP).await;
+                    w.ready();
+                });
+            } else {
+                w.ready();
+            }
+            app(w)
+        },
+    )
+    .await;
+    let load = Load::start(running.addr, 4, false);
+    block_in_place(|| load.wait_for_more(100));
+    tokio::time::timeout(DEADLINE * 2, running.cluster.reload())
+        .await
+        .expect("the reload before the deadline")
+        .expect("the reload succeeds");
+    // Per slot: (new worker listened, new worker ready) when the old one
+    // was disconnected.
+    let mut seen = [(false, false); 2];
+    let mut order = [None; 2];
+    while order.iter().any(Option::is_none) {
+        let event = tokio::time::timeout(DEADLINE, running.events.recv())
+            .await
+            .expect("the reload's events before the deadline")
+            .expect("the cluster runs");
+        match event {
+            ClusterEvent::Listening { worker, .. } if worker.id() > 2 => {
+                seen[worker.slot()].0 = true;
+            }
+            ClusterEvent::Ready { worker } if worker.id() > 2 => seen[worker.slot()].1 = true,
+            ClusterEvent::Disconnect { worker } if worker.id() <= 2 => {
+                order[worker.slot()] = Some(seen[worker.slot()]);
+            }
+            _ => {}
+        }
+    }
+    block_in_place(|| load.wait_for_more(100));
+    let (ok, failed, _) = block_in_place(|| load.finish());
+    eprintln!("reload with wait_ready and a {WARM_UP:?} warm-up: {ok} served, {failed} failed");
+    assert_eq!(
+        order,
+        [Some((true, true)); 2],
+        "old workers left before their replacement was ready"
+    );
+    assert_eq!(failed, 0, "requests failed during the reload");
+    stop(&running.cluster).await;
+}

@@ -1,5 +1,6 @@
 //! The status page: JSON with `?format=json`, and HTML checked in a real
-//! browser (headless Chromium, when installed): one row per slot.
+//! browser (headless Chromium, when installed): one row per slot, each
+//! with its sparklines; a screenshot is saved under `target/`.
 
 use std::process::{Command, Stdio};
 
@@ -42,6 +43,48 @@ async fn the_status_page_has_a_row_per_slot_in_json_and_in_a_browser() {
         "{status}"
     );
 
+    // A second of samples builds each slot's series: wait (under load) for
+    // a few points, then every series is as long as the slot's others.
+    let load = test_support::Load::start(addr, 2, false);
+    let end = tokio::time::Instant::now() + common::DEADLINE;
+    let status = loop {
+        let reply = common::get(addr, "/status?format=json").await.unwrap();
+        let status: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        let sampled = status["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["series"]["rps"].as_array().is_some_and(|r| r.len() >= 3));
+        if sampled {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no three samples of every slot: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        status["rss_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{status}"
+    );
+    let mut busy = 0.0;
+    for slot in status["slots"].as_array().unwrap() {
+        let series = &slot["series"];
+        let n = series["rps"].as_array().unwrap().len();
+        assert_eq!(series["p99_ms"].as_array().unwrap().len(), n, "{slot}");
+        assert_eq!(series["cpu_percent"].as_array().unwrap().len(), n, "{slot}");
+        busy += series["rps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum::<f64>();
+        // Each worker thread's CPU is read from /proc.
+        assert!(slot["cpu_percent"].as_f64().is_some(), "{slot}");
+    }
+    assert!(busy > 0.0, "requests served and no rate shown: {status}");
+
     let html = common::get(addr, "/status").await.unwrap();
     assert_eq!(html.headers["content-type"], "text/html; charset=utf-8");
     assert!(
@@ -53,7 +96,8 @@ async fn the_status_page_has_a_row_per_slot_in_json_and_in_a_browser() {
     match test_support::tool(&["chromium", "chromium-browser"], "chromium") {
         None => {}
         Some(chromium) => {
-            let dom = tokio::task::spawn_blocking(move || dump_dom(&chromium, addr.port()))
+            let browser = chromium.clone();
+            let dom = tokio::task::spawn_blocking(move || dump_dom(&browser, addr.port()))
                 .await
                 .unwrap();
             let rows: Vec<&str> = dom
@@ -70,10 +114,65 @@ async fn the_status_page_has_a_row_per_slot_in_json_and_in_a_browser() {
                 );
             }
             assert!(dom.contains("<b id=\"phase\">listening</b>"), "{dom}");
+            for row in rows {
+                let row = &row[..row.find("</tr>").unwrap()];
+                let sparks: Vec<&str> = row.split("<svg ").skip(1).collect();
+                assert_eq!(sparks.len(), 2, "two sparklines in {row}");
+                for svg in sparks {
+                    let attr = |name: &str| {
+                        let key = format!(" {name}=\"");
+                        let start = svg.find(&key).unwrap() + key.len();
+                        &svg[start..start + svg[start..].find('"').unwrap()]
+                    };
+                    let n: usize = attr("data-points").parse().unwrap();
+                    assert!(n >= 3, "{svg}");
+                    assert_eq!(attr("points").split(' ').count(), n, "{svg}");
+                }
+            }
+            let png = tokio::task::spawn_blocking(move || screenshot(&chromium, addr.port()))
+                .await
+                .unwrap();
+            assert!(png.starts_with(b"\x89PNG"), "not a PNG");
         }
     }
+    // The load ran through the browser's visits (the picture shows it).
+    let (_, failed, _) = tokio::task::block_in_place(|| load.finish());
+    assert_eq!(failed, 0);
     stop(&running.cluster).await;
 }
+
+/// Chromium's picture of the page, saved as `target/tmp/status.png`.
+fn screenshot(chromium: &std::path::Path, port: u16) -> Vec<u8> {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let profile = dir.join(format!("chromium-shot-{}", std::process::id()));
+    let out = dir.join("status.png");
+    let _ = std::fs::remove_file(&out);
+    let mut child = Command::new(chromium)
+        .args(CHROMIUM_FLAGS)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--window-size=1280,300")
+        .arg(format!("--screenshot={}", out.display()))
+        .arg(format!("http://127.0.0.1:{port}/status"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = test_support::wait_exit(&mut child, "chromium");
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(status.success(), "chromium: {status}");
+    eprintln!("status page screenshot: {}", out.display());
+    std::fs::read(&out).unwrap_or_default()
+}
+
+const CHROMIUM_FLAGS: [&str; 7] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+];
 
 /// The DOM Chromium builds from the page, with a fresh profile.
 fn dump_dom(chromium: &std::path::Path, port: u16) -> String {
@@ -82,15 +181,7 @@ fn dump_dom(chromium: &std::path::Path, port: u16) -> String {
     let _ = std::fs::remove_dir_all(&profile);
     let out = std::env::temp_dir().join(format!("status-dom-{}.html", std::process::id()));
     let mut child = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ])
+        .args(CHROMIUM_FLAGS)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--dump-dom")
         .arg(format!("http://127.0.0.1:{port}/status"))

@@ -92,6 +92,14 @@ impl Pki {
         TlsConnector::from(Arc::new(self.client_config(alpn)))
     }
 
+    /// A connector that never resumes a session: each handshake shows the
+    /// server's certificate of now (a resumed one keeps its session's).
+    pub fn connector_without_resumption(&self, alpn: &[&[u8]]) -> TlsConnector {
+        let mut config = self.client_config(alpn);
+        config.resumption = cluster_http::rustls::client::Resumption::disabled();
+        TlsConnector::from(Arc::new(config))
+    }
+
     /// A rustls client config trusting this CA, offering `alpn`.
     pub fn client_config(&self, alpn: &[&[u8]]) -> ClientConfig {
         let mut roots = RootCertStore::empty();
@@ -351,7 +359,7 @@ async fn a_rolling_reload_serves_the_renewed_certificate_and_drops_no_connection
     let gate = Arc::new(Gate::default());
     let mut running = start(1, |b| b.state(Arc::clone(&gate)), serve_tls(pki.tls())).await;
     let addr = running.addr;
-    let connector = pki.connector(&[b"http/1.1"]);
+    let connector = pki.connector_without_resumption(&[b"http/1.1"]);
 
     // An old keep-alive connection, with a request in flight during the reload.
     let tls = connect(addr, &connector).await.unwrap();
@@ -440,7 +448,7 @@ async fn a_broken_renewal_keeps_the_certificate_loaded_before() {
     let pki = Pki::new("broken");
     let first = pki.issue("first");
     let running = start(1, |b| b, serve_tls(pki.tls())).await;
-    let connector = pki.connector(&[b"http/1.1"]);
+    let connector = pki.connector_without_resumption(&[b"http/1.1"]);
     // Served: the first worker has read the files (listening comes before).
     let tls = connect(running.addr, &connector).await.unwrap();
     assert_eq!(peer_cert(&tls), first);
@@ -453,5 +461,107 @@ async fn a_broken_renewal_keeps_the_certificate_loaded_before() {
     assert_eq!(peer_cert(&tls), first);
     let r = H1s::new(tls).await.unwrap().get("/").await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
+    stop(&running.cluster).await;
+}
+
+/// Connects, sends one request (which reads the server's session tickets)
+/// and says whether the handshake resumed a session, and which worker
+/// answered.
+async fn resumed_and_worker(addr: SocketAddr, connector: &TlsConnector) -> (bool, String) {
+    use cluster_http::rustls::HandshakeKind;
+    let tls = connect(addr, connector).await.unwrap();
+    let resumed = tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+    let r = H1s::new(tls).await.unwrap().get("/").await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    (resumed, r.worker)
+}
+
+/// One session cache and one ticketer for the whole cluster: a session made
+/// with one worker is resumed by another (each worker had its own before,
+/// so with round-robin most reconnections paid a full handshake), and by
+/// the new workers after a rolling reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_made_with_one_worker_is_resumed_by_another_and_after_a_reload() {
+    let pki = Pki::new("resume");
+    pki.issue("resume");
+    let running = start(2, |b| b, serve_tls(pki.tls())).await;
+    // One client config, so one client session cache, for every connection.
+    let connector = pki.connector(&[b"http/1.1"]);
+    let (resumed, first) = resumed_and_worker(running.addr, &connector).await;
+    assert!(!resumed, "the first connection has no session to resume");
+    // Until a connection lands on the other worker: every one resumed.
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (resumed, worker) = resumed_and_worker(running.addr, &connector).await;
+        assert!(resumed, "a full handshake with worker {worker}");
+        if worker != first {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "never reached another worker"
+        );
+    }
+    // After a rolling reload: new workers, the same sessions.
+    tokio::time::timeout(DEADLINE, running.cluster.reload())
+        .await
+        .unwrap()
+        .unwrap();
+    let (resumed, worker) = resumed_and_worker(running.addr, &connector).await;
+    assert!(
+        resumed,
+        "a full handshake with worker {worker} after the reload"
+    );
+    assert!(
+        !["1", "2"].contains(&worker.as_str()),
+        "served by a worker of before the reload: {worker}"
+    );
+    stop(&running.cluster).await;
+}
+
+/// Idle HTTP/1.1 keep-alive connections over TLS move with their rustls
+/// session when their worker drains: through rolling reloads, every one is
+/// answered on its own TLS session (a client whose connection had closed,
+/// or whose session had been replaced, would fail: TLS 1.3 has no
+/// renegotiation), by the new workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tls_connections_survive_rolling_reloads_on_their_session() {
+    const CONNS: usize = 200;
+    const RELOADS: usize = 20;
+    let pki = Pki::new("migrate");
+    pki.issue("migrate");
+    let running = start(2, |b| b, serve_tls(pki.tls())).await;
+    let connector = pki.connector_without_resumption(&[b"http/1.1"]);
+    let mut conns = Vec::new();
+    let mut first = std::collections::BTreeSet::new();
+    for _ in 0..CONNS {
+        let mut h1 = H1s::new(connect(running.addr, &connector).await.unwrap())
+            .await
+            .unwrap();
+        first.insert(h1.get("/").await.unwrap().worker);
+        conns.push(h1);
+    }
+    assert_eq!(first.len(), 2, "both workers hold connections");
+    for i in 0..RELOADS {
+        tokio::time::timeout(DEADLINE, running.cluster.reload())
+            .await
+            .expect("a reload within the deadline")
+            .unwrap();
+        if i == 0 {
+            let moved = common::migrated(&running.cluster);
+            assert!(moved >= CONNS as u64, "{moved} moved in the first reload");
+        }
+    }
+    for (i, h1) in conns.iter_mut().enumerate() {
+        let r = h1
+            .get("/")
+            .await
+            .unwrap_or_else(|e| panic!("TLS connection {i} lost: {e}"));
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (StatusCode::OK, "hello world\n")
+        );
+        assert!(!first.contains(&r.worker), "answered by {}, gone", r.worker);
+    }
     stop(&running.cluster).await;
 }

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 use super::asm::Insn;
-use super::SteerError;
+use super::error::SteerError;
 
 // Commands (`enum bpf_cmd`).
 const MAP_CREATE: libc::c_long = 0;

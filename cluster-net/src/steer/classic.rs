@@ -13,9 +13,9 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::bpf;
+use super::error::SteerError;
 use super::hash::{FMIX_M1, FMIX_M2, GOLDEN, SEED6};
 use super::table::MAX_SLOTS;
-use super::SteerError;
 
 // Opcodes (uapi/linux/bpf_common.h, filter.h).
 const LD: u16 = 0x00;

@@ -26,54 +26,22 @@
 mod asm;
 mod bpf;
 pub(crate) mod classic;
+mod error;
 pub(crate) mod hash;
 mod programs;
 mod table;
 #[cfg(test)]
 mod tests;
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 
+pub(crate) use error::SteerError;
 pub(crate) use hash::sticky_slot;
 pub(crate) use table::{SlotCell, MAX_SLOTS};
 
 use programs::Maps;
 use table::Table;
-
-/// What went wrong setting kernel steering up; each names the object or fd.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SteerError {
-    #[error("bpf(2): {what} {object}: {source}")]
-    Bpf {
-        what: &'static str,
-        object: &'static str,
-        source: io::Error,
-    },
-    #[error(
-        "the kernel's verifier refused the {program} program ({source}); its log ends:\n{log}"
-    )]
-    Verifier {
-        program: &'static str,
-        source: io::Error,
-        log: String,
-    },
-    #[error("attaching the {program} program to the reuseport group of fd {fd}: {source}")]
-    Attach {
-        program: &'static str,
-        fd: RawFd,
-        source: io::Error,
-    },
-    #[error("putting fd {fd} in slot {slot} of the group's socket map: {source}")]
-    Insert {
-        slot: usize,
-        fd: RawFd,
-        source: io::Error,
-    },
-    #[error("slot {slot} is past the {max} slots kernel steering can address")]
-    Slot { slot: usize, max: usize },
-}
 
 /// Which program chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::bpf::{self, Mapping};
-use super::SteerError;
+use super::error::SteerError;
 
 /// How many slots a group can steer among; the programs' loops are bounded
 /// by it. A power of two: the least-connections program masks with it.

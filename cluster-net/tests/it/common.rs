@@ -2,8 +2,12 @@
 //! workers whose slot is in `hold` keep their connections open until the
 //! client closes them, the others close at once.
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use cluster_core::{Address, Cluster, ClusterEvent, Events, Worker};
 use cluster_net::{stats, Listen, ListenSpec, NetConfig, WorkerExt};
@@ -18,10 +22,30 @@ pub fn spec(s: &'static str) -> SpecFn {
     Arc::new(move |_| Listen::parse(s).unwrap().with())
 }
 
+/// How many workers have started accepting (a cluster state of `serve`).
+#[derive(Default)]
+struct Accepting(AtomicUsize);
+
+/// The clients whose connection a worker holds (accepted, greeting not
+/// yet written), by their address: what a killed worker takes with it.
+#[derive(Default)]
+struct InHand(Mutex<HashSet<SocketAddr>>);
+
 pub struct Server {
     pub cluster: Cluster,
     pub events: Events,
     pub addr: SocketAddr,
+}
+
+impl Server {
+    /// The clients a worker accepted and has not answered: after a kill,
+    /// the ones the killed worker held.
+    pub fn in_hand(&self) -> HashSet<SocketAddr> {
+        self.cluster
+            .state::<InHand>()
+            .map(|h| h.0.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
 }
 
 pub async fn serve(workers: usize, net: NetConfig, spec: SpecFn, hold: &'static [usize]) -> Server {
@@ -29,6 +53,8 @@ pub async fn serve(workers: usize, net: NetConfig, spec: SpecFn, hold: &'static 
         .workers(workers)
         .signals(false)
         .state(net)
+        .state(Accepting::default())
+        .state(InHand::default())
         .build(move |w| {
             let spec = spec.clone();
             async move { serve_worker(w, spec, hold).await }
@@ -45,6 +71,16 @@ pub async fn serve(workers: usize, net: NetConfig, spec: SpecFn, hold: &'static 
         .await;
         addr.get_or_insert(a);
     }
+    // A worker that listens is not yet given connections: the acceptor
+    // fills its inbox from its first accept on. Until every worker has
+    // called it, a burst would all go to the others (and sticky would map
+    // a client to another slot than later).
+    let accepting = cluster.state::<Accepting>().unwrap();
+    eventually(
+        || accepting.0.load(Ordering::Acquire) >= workers,
+        "every worker accepting",
+    )
+    .await;
     let addr = match addr {
         Some(Address::Tcp(a)) => a,
         // Not TCP: the test knows its address.
@@ -67,9 +103,25 @@ pub async fn serve_worker(
     let listener = w.listen((spec)(&w)).await?;
     let id = w.id();
     let keep = hold.contains(&w.slot());
+    // One poll of `accept` makes the worker one the acceptor gives to.
+    let mut early = {
+        let mut first = std::pin::pin!(listener.accept());
+        std::future::poll_fn(|cx| match first.as_mut().poll(cx) {
+            Poll::Ready(conn) => Poll::Ready(Some(conn)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
+    };
+    if let Some(accepting) = w.state::<Accepting>() {
+        accepting.0.fetch_add(1, Ordering::AcqRel);
+    }
+    let in_hand = w.state::<InHand>();
     loop {
         tokio::select! {
-            mut conn = listener.accept() => {
+            mut conn = async { match early.take() {
+                Some(conn) => conn,
+                None => listener.accept().await,
+            } } => {
                 if keep {
                     tokio::task::spawn_local(async move {
                         let _ = conn.write_all(format!("{id}\n").as_bytes()).await;
@@ -79,7 +131,16 @@ pub async fn serve_worker(
                 } else {
                     // Answered inline: a worker holds at most one connection
                     // at a time (what a kill may cost).
+                    let peer = conn.peer_addr();
+                    let hand = |held: bool| {
+                        if let (Some(h), Some(p)) = (&in_hand, peer) {
+                            let mut set = h.0.lock().unwrap();
+                            if held { set.insert(p); } else { set.remove(&p); }
+                        }
+                    };
+                    hand(true);
                     let _ = conn.write_all(format!("{id}\n").as_bytes()).await;
+                    hand(false);
                 }
             }
             m = w.recv() => {
