@@ -101,8 +101,20 @@ fn listen_quic(worker: &Worker, addr: SocketAddr) -> Result<crate::QuicSocket, E
         0
     };
     let acceptor = registry.acceptor(&Address::Udp(addr))?;
-    let group = registry.quic(Key::Quic(addr, nth), || {
-        crate::quic::group::QuicGroup::bind(addr, steering, acceptor)
+    let key = Key::Quic(addr, nth);
+    let label = key.label();
+    let inherited = worker.state::<Inherited>();
+    let group = registry.quic(key, || {
+        // Taken over from the process this one replaces: every slot's
+        // socket, in slot order (the kernel's indices stay as they were).
+        let taken: Vec<std::net::UdpSocket> = (0..)
+            .map_while(|slot| {
+                let label = crate::registry::quic_label(&label, slot);
+                inherited.as_ref().and_then(|i| i.take(&label))
+            })
+            .map(|received| std::net::UdpSocket::from(received.fd))
+            .collect();
+        crate::quic::group::QuicGroup::bind(addr, steering, acceptor, taken)
     })?;
     let socket = crate::QuicSocket::new(group, worker.slot())?;
     hooks::report_listening(worker, Address::Udp(socket.local_addr()));

@@ -274,6 +274,11 @@ struct RegistryState {
     zero_counts: HashMap<u64, usize>,
 }
 
+/// The label of a slot's socket of a QUIC port, in a hot upgrade.
+pub(crate) fn quic_label(label: &str, slot: usize) -> String {
+    format!("{label} slot {slot}")
+}
+
 /// The label of a slot's socket in a reuseport group.
 pub(crate) fn reuse_label(label: &str, slot: usize) -> String {
     format!("{label} reuseport {slot}")
@@ -409,6 +414,15 @@ impl Registry {
         for (key, socket) in &st.udp {
             if let Ok(a) = socket.local_addr() {
                 push(key.label(), &Address::Udp(a), socket.as_fd());
+            }
+        }
+        for (key, group) in &st.quic {
+            for (slot, fd) in group.dup_members().into_iter().enumerate() {
+                let label = quic_label(&key.label(), slot);
+                match fd {
+                    Ok(fd) => out.push((label, Address::Udp(group.addr).to_string(), fd)),
+                    Err(e) => tracing::error!(%label, error = %e, "cannot hand this socket over"),
+                }
             }
         }
         out

@@ -154,13 +154,23 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 impl QuicGroup {
     /// Binds the group's first member (slot 0's, resolving port 0) and, for
     /// [`QuicSteering::Cid`], attaches the classic program to the group.
+    /// `inherited`: the members a hot upgrade handed over, in slot order,
+    /// taken as they are (the same sockets, so the same indices).
     pub(crate) fn bind(
         addr: SocketAddr,
         steering: QuicSteering,
         acceptor: Handle,
+        inherited: Vec<std::net::UdpSocket>,
     ) -> Result<Arc<QuicGroup>, Error> {
         let fail = |e| Error::from_bind(format!("udp://{addr}"), e);
-        let first = bind(addr).map_err(fail)?;
+        let mut sockets = inherited.into_iter();
+        let first = match sockets.next() {
+            Some(s) => {
+                s.set_nonblocking(true).map_err(fail)?;
+                s
+            }
+            None => bind(addr).map_err(fail)?,
+        };
         let bound = first.local_addr().map_err(fail)?;
         let steered = steering == QuicSteering::Cid && attach(&first);
         let group = Arc::new(QuicGroup {
@@ -173,10 +183,22 @@ impl QuicGroup {
             acceptor,
             steered,
         });
-        let member = Member::new(0, first);
-        lock(&group.members).push(Arc::clone(&member));
-        group.cover(&member);
+        for (slot, socket) in std::iter::once(first).chain(sockets).enumerate() {
+            socket.set_nonblocking(true).map_err(fail)?;
+            let member = Member::new(slot, socket);
+            lock(&group.members).push(Arc::clone(&member));
+            group.cover(&member);
+        }
         Ok(group)
+    }
+
+    /// A copy of every member's socket, in slot order, for a hot upgrade.
+    pub(crate) fn dup_members(&self) -> Vec<io::Result<std::os::fd::OwnedFd>> {
+        use std::os::fd::AsFd;
+        lock(&self.members)
+            .iter()
+            .map(|m| m.socket.as_fd().try_clone_to_owned())
+            .collect()
     }
 
     /// Slot `slot`'s member, binding every missing one up to it in slot
