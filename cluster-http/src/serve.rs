@@ -72,7 +72,7 @@ where
         }
     };
     #[cfg(feature = "http3")]
-    let alt_svc = http3.as_ref().map(crate::http3::Http3::alt_svc);
+    let alt_svc = http3.as_ref().and_then(crate::http3::Http3::alt_svc);
     #[cfg(not(feature = "http3"))]
     let alt_svc = None;
     let (panic_tx, mut panics) = mpsc::unbounded_channel();

@@ -108,9 +108,8 @@ impl Http3 {
     }
 
     /// `Alt-Svc` for the TCP responses.
-    pub(crate) fn alt_svc(&self) -> http::HeaderValue {
-        let value = format!("h3=\":{}\"", self.addr.port());
-        http::HeaderValue::from_str(&value).unwrap_or(http::HeaderValue::from_static("clear"))
+    pub(crate) fn alt_svc(&self) -> Option<http::HeaderValue> {
+        http::HeaderValue::try_from(format!("h3=\":{}\"", self.addr.port())).ok()
     }
 
     /// A handle on the endpoint, to wait for its last packets at the end.

@@ -727,3 +727,83 @@ async fn migration_table() {
         }
     }
 }
+
+/// A UDP relay between clients and `server` that loses every `drop_every`-th
+/// datagram each way and swaps the order of each other pair; one relay
+/// socket towards the server per client address.
+async fn lossy_relay(server: SocketAddr, drop_every: u64) -> SocketAddr {
+    use std::collections::HashMap;
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut backs: HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> = HashMap::new();
+        let mut buf = vec![0u8; 65_535];
+        let mut n = 0u64;
+        let mut held: Option<(Vec<u8>, Arc<tokio::net::UdpSocket>)> = None;
+        while let Ok((len, client)) = front.recv_from(&mut buf).await {
+            let back = match backs.get(&client) {
+                Some(b) => Arc::clone(b),
+                None => {
+                    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                    back.connect(server).await.unwrap();
+                    // The way back, with its own losses.
+                    let (front, back2) = (Arc::clone(&front), Arc::clone(&back));
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65_535];
+                        let mut n = 0u64;
+                        while let Ok(len) = back2.recv(&mut buf).await {
+                            n += 1;
+                            if n % drop_every != 0 {
+                                let _ = front.send_to(&buf[..len], client).await;
+                            }
+                        }
+                    });
+                    backs.insert(client, Arc::clone(&back));
+                    back
+                }
+            };
+            n += 1;
+            if n % drop_every == 0 {
+                continue;
+            }
+            // Reordered: every other datagram waits for the next one.
+            match held.take() {
+                None => held = Some((buf[..len].to_vec(), back)),
+                Some((first, first_back)) => {
+                    let _ = back.send(&buf[..len]).await;
+                    let _ = first_back.send(&first).await;
+                }
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_complete_through_loss_and_reordering() {
+    let pki = Arc::new(Pki::new("h3-loss"));
+    pki.issue("h3");
+    let running = start_h3(&pki, 2, QuicSteering::Cid).await;
+    // One datagram in 7 lost each way, pairs swapped.
+    let relay = lossy_relay(running.addr, 7).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let pki = Arc::clone(&pki);
+        tasks.spawn(async move {
+            let mut client = H3::connect(relay, &pki, Duration::from_secs(10))
+                .await
+                .unwrap();
+            for _ in 0..10 {
+                let r = client.get("/").await.unwrap();
+                assert_eq!(
+                    (r.status, r.body.as_str()),
+                    (StatusCode::OK, "hello world\n")
+                );
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    stop(&running.cluster).await;
+}
