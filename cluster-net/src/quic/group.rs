@@ -20,9 +20,11 @@ use super::cid::{self, Layout, Owner};
 use super::kinds::QuicSteering;
 use crate::Error;
 
-/// The most datagrams waiting in one inbox; past it they are dropped (as
-/// a full socket buffer drops them).
+/// The most datagrams, and bytes, waiting in one inbox; past either they
+/// are dropped, as a full socket buffer drops them (a client knows its own
+/// connection IDs, and may send large datagrams with them to every socket).
 const INBOX_CAP: usize = 4096;
+const INBOX_BYTES: usize = 4 << 20;
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -44,28 +46,43 @@ pub struct Datagram {
 /// Where forwarded datagrams wait for their endpoint.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
-    queue: Mutex<VecDeque<Datagram>>,
+    queue: Mutex<Queue>,
     waker: AtomicWaker,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    datagrams: VecDeque<Datagram>,
+    bytes: usize,
+}
+
+impl Queue {
+    fn pop(&mut self) -> Option<Datagram> {
+        let d = self.datagrams.pop_front()?;
+        self.bytes -= d.data.len();
+        Some(d)
+    }
 }
 
 impl Inbox {
     fn push(&self, datagram: Datagram) -> bool {
         let mut q = lock(&self.queue);
-        if q.len() >= INBOX_CAP {
+        if q.datagrams.len() >= INBOX_CAP || q.bytes + datagram.data.len() > INBOX_BYTES {
             return false;
         }
-        q.push_back(datagram);
+        q.bytes += datagram.data.len();
+        q.datagrams.push_back(datagram);
         drop(q);
         self.waker.wake();
         true
     }
 
     pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Datagram> {
-        if let Some(d) = lock(&self.queue).pop_front() {
+        if let Some(d) = lock(&self.queue).pop() {
             return Poll::Ready(d);
         }
         self.waker.register(cx.waker());
-        match lock(&self.queue).pop_front() {
+        match lock(&self.queue).pop() {
             Some(d) => Poll::Ready(d),
             None => Poll::Pending,
         }
@@ -427,6 +444,23 @@ fn no_gro(socket: &std::net::UdpSocket) {
 mod tests {
     use super::*;
     use crate::quic::cid::Random;
+
+    #[test]
+    fn an_inbox_holds_at_most_its_bytes() {
+        let inbox = Inbox::default();
+        let big = || Datagram {
+            data: vec![0u8; 65_507].into(),
+            src: "127.0.0.1:1".parse().unwrap(),
+            dst_ip: None,
+            ecn: 0,
+        };
+        let taken = (0..1000).filter(|_| inbox.push(big())).count();
+        assert_eq!(taken, INBOX_BYTES / 65_507);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(inbox.poll_pop(&mut cx).is_ready());
+        assert!(inbox.push(big()), "room again once one is taken");
+    }
 
     /// The classic program on a group of four: every short- and long-header
     /// datagram whose ID names slot s reaches socket s, from any source port.
