@@ -19,7 +19,7 @@ use crate::drain::Drain;
 use crate::endpoints::{self, Endpoint, Endpoints};
 use crate::idle::{Activity, InFlight};
 use crate::slots::Slot;
-use crate::{metrics, ConnectionInfo, Request};
+use crate::{metrics, ClientCertificate, ConnectionInfo, Request};
 
 /// What every connection of one server shares (TCP and HTTP/3).
 #[derive(Debug)]
@@ -40,6 +40,7 @@ pub(crate) struct Handler<S> {
     activity: Rc<Activity>,
     /// Put in every request's extensions.
     info: Info,
+    client: Option<ClientCertificate>,
     /// `Alt-Svc` for every response (HTTP/3 on, on a TCP connection).
     alt_svc: Option<http::HeaderValue>,
 }
@@ -74,6 +75,7 @@ impl<S> Handler<S> {
         shared: Rc<Shared>,
         activity: Rc<Activity>,
         info: Info,
+        client: Option<ClientCertificate>,
     ) -> Self {
         let alt_svc = match info {
             Info::Fixed(_) => shared.alt_svc.clone(),
@@ -86,6 +88,7 @@ impl<S> Handler<S> {
             activity,
             info,
             alt_svc,
+            client,
         }
     }
 }
@@ -104,6 +107,9 @@ where
             extensions.insert(info);
             #[cfg(feature = "axum")]
             extensions.insert(axum::extract::ConnectInfo(info.peer));
+        }
+        if let Some(client) = &self.client {
+            req.extensions_mut().insert(client.clone());
         }
         let shared = &self.shared;
         // Checked on the first request only: that is when a connection

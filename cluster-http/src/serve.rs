@@ -174,8 +174,14 @@ where
                         return;
                     }
                 };
-                let handler =
-                    Handler::new(service, shared, Rc::clone(&activity), Info::Fixed(info));
+                let client = L::client_certificate(&io);
+                let handler = Handler::new(
+                    service,
+                    shared,
+                    Rc::clone(&activity),
+                    Info::Fixed(info),
+                    client,
+                );
                 // Boxed: the connection's state is kilobytes, and a task's
                 // future is moved and rewritten whole as it is spawned and
                 // as it ends.

@@ -83,6 +83,8 @@ pub(crate) struct Slot {
     pub(crate) migrated: AtomicU64,
     /// HTTP/3's counts (also in `accepted` and `active`).
     pub(crate) quic: QuicCounts,
+    /// TLS handshakes: full, resumed (a session of any worker), failed.
+    pub(crate) tls: TlsCounts,
     pub(crate) latency: Histogram,
     history: History,
     current: Mutex<Current>,
@@ -126,6 +128,14 @@ impl QuicCounts {
     }
 }
 
+/// A slot's TLS handshakes.
+#[derive(Debug, Default)]
+pub(crate) struct TlsCounts {
+    pub(crate) full: AtomicU64,
+    pub(crate) resumed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
 /// The worker serving a slot now.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Current {
@@ -149,6 +159,8 @@ pub(crate) struct Snapshot {
     pub(crate) active: u64,
     pub(crate) migrated: u64,
     pub(crate) quic: QuicSnapshot,
+    /// TLS handshakes: full, resumed, failed.
+    pub(crate) tls: [u64; 3],
     /// Per bucket (not cumulative), the last one past the largest bound.
     pub(crate) buckets: Counts,
     pub(crate) sum_us: u64,
@@ -241,6 +253,8 @@ impl Slot {
             accepted: self.accepted.load(Ordering::Relaxed),
             migrated: self.migrated.load(Ordering::Relaxed),
             quic: self.quic.snapshot(),
+            tls: [&self.tls.full, &self.tls.resumed, &self.tls.failed]
+                .map(|c| c.load(Ordering::Relaxed)),
             active: self.active.load(Ordering::Relaxed),
             buckets,
             sum_us,

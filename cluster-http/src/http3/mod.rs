@@ -185,8 +185,14 @@ impl Http3 {
                     let _open = QuicOpen::new(Arc::clone(&shared.slot));
                     let drain = shared.drain.flag();
                     let shared_slot = Arc::clone(&shared.slot);
-                    let handler =
-                        Handler::new(service, shared, activity, Info::Quic(conn.clone(), addr));
+                    let handler = Handler::new(
+                        service,
+                        shared,
+                        activity,
+                        Info::Quic(conn.clone(), addr),
+                        // Client certificates over QUIC: not yet.
+                        None,
+                    );
                     let slot = Arc::clone(&shared_slot);
                     bridge::serve(conn, handler, builders, exec, drain, slot).await;
                 });
