@@ -228,7 +228,8 @@ pub(crate) fn json(worker: &Worker) -> String {
             "{{\"slot\":{},\"worker\":{worker},\"state\":\"{}\",\"uptime_seconds\":{},\
              \"restarts\":{},\"active\":{},\"accepted\":{},\"requests\":{},\
              \"p50_ms\":{},\"p99_ms\":{},\"cpu_percent\":{},\"memory_bytes\":{},\"memory_recycles\":{},\
-             \"series\":{{\"rps\":{},\"p99_ms\":{},\"cpu_percent\":{}}}}}",
+             \"series\":{{\"rps\":{},\"p99_ms\":{},\"cpu_percent\":{}}},\
+             \"quic\":{{\"accepted\":{},\"active\":{},\"streams\":{},\"forwarded\":{},\"retries\":{}}}}}",
             s.slot,
             state(s),
             num(s.uptime().map(|u| u.as_secs_f64())),
@@ -247,6 +248,11 @@ pub(crate) fn json(worker: &Worker) -> String {
             array(series.rps.iter().copied().map(Some)),
             array(series.p99_ms.iter().copied()),
             array(series.cpu_percent.iter().copied()),
+            s.quic.accepted,
+            s.quic.active,
+            s.quic.streams,
+            s.quic.forwarded,
+            s.quic.retries,
         );
     }
     out.push_str("]}\n");

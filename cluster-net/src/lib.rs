@@ -66,6 +66,7 @@ mod listener;
 mod migrate;
 mod plan;
 mod proxy;
+pub mod quic;
 mod registry;
 mod spec;
 mod stats;
@@ -81,9 +82,12 @@ pub use listen::WorkerExt;
 pub use listener::Listener;
 pub use migrate::Migrator;
 pub use proxy::Cidr;
+pub use quic::{QuicRouter, QuicSocket, QuicSteering};
 pub use spec::{
     Balance, KernelSteering, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance,
     BALANCE_ENV, KERNEL_STEERING_ENV,
 };
-pub use stats::{cap_stats, set_connection_cap, stats, CapStats, ListenerStats};
+pub use stats::{
+    cap_stats, quic_stats, set_connection_cap, stats, CapStats, ListenerStats, QuicStats,
+};
 pub use systemd::{notify_systemd, SystemdSockets};

@@ -36,6 +36,15 @@ pub trait WorkerExt {
     /// A UDP socket bound once by the primary and shared by every worker
     /// (each receives some of the datagrams).
     fn listen_udp(&self, addr: SocketAddr) -> Result<tokio::net::UdpSocket, Error>;
+
+    /// This worker's socket of a QUIC port: the primary binds one
+    /// `SO_REUSEPORT` socket per slot on `addr` (the n-th `listen_quic` of
+    /// port 0 of every worker gets the same port), keeps each open for the
+    /// cluster's life, and steers datagrams to the slot their connection
+    /// ID names (see [`QuicSteering`](crate::QuicSteering), set on the
+    /// [`NetConfig`]). Build the QUIC endpoint on the socket and the router
+    /// of [`QuicSocket::into_parts`](crate::QuicSocket::into_parts).
+    fn listen_quic(&self, addr: SocketAddr) -> Result<crate::QuicSocket, Error>;
 }
 
 impl WorkerExt for Worker {
@@ -76,6 +85,42 @@ impl WorkerExt for Worker {
         }
         Ok(result)
     }
+
+    fn listen_quic(&self, addr: SocketAddr) -> Result<crate::QuicSocket, Error> {
+        listen_quic(self, addr)
+    }
+}
+
+fn listen_quic(worker: &Worker, addr: SocketAddr) -> Result<crate::QuicSocket, Error> {
+    let registry = hooks::extension::<Registry>(worker);
+    let steering = worker
+        .state::<NetConfig>()
+        .map(|c| c.quic_steering)
+        .unwrap_or_default();
+    let nth = if addr.port() == 0 {
+        registry.next_zero(worker.id())
+    } else {
+        0
+    };
+    let acceptor = registry.acceptor(&Address::Udp(addr))?;
+    let key = Key::Quic(addr, nth);
+    let label = key.label();
+    let inherited = worker.state::<Inherited>();
+    let group = registry.quic(key, || {
+        // Taken over from the process this one replaces: every slot's
+        // socket, in slot order (the kernel's indices stay as they were).
+        let taken: Vec<std::net::UdpSocket> = (0..)
+            .map_while(|slot| {
+                let label = crate::registry::quic_label(&label, slot);
+                inherited.as_ref().and_then(|i| i.take(&label))
+            })
+            .map(|received| std::net::UdpSocket::from(received.fd))
+            .collect();
+        crate::quic::group::QuicGroup::bind(addr, steering, acceptor, taken)
+    })?;
+    let socket = crate::QuicSocket::new(group, worker.slot())?;
+    hooks::report_listening(worker, Address::Udp(socket.local_addr()));
+    Ok(socket)
 }
 
 fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {

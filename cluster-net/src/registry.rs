@@ -33,6 +33,8 @@ pub(crate) enum Key {
     Unix(PathBuf),
     Fd(RawFd),
     Udp(SocketAddr, usize),
+    /// A QUIC port's reuseport group: the address asked for, the n-th.
+    Quic(SocketAddr, usize),
 }
 
 impl Key {
@@ -45,6 +47,7 @@ impl Key {
             Key::Unix(p) => format!("unix {}", p.display()),
             Key::Fd(fd) => format!("fd {fd}"),
             Key::Udp(a, n) => format!("udp {a} #{n}"),
+            Key::Quic(a, n) => format!("quic {a} #{n}"),
         }
     }
 }
@@ -295,8 +298,14 @@ pub(crate) struct Registry {
 struct RegistryState {
     sockets: HashMap<Key, Arc<SharedSocket>>,
     udp: HashMap<Key, Arc<std::net::UdpSocket>>,
+    quic: HashMap<Key, Arc<crate::quic::group::QuicGroup>>,
     /// Per worker id: how many port-0 listens it made.
     zero_counts: HashMap<u64, usize>,
+}
+
+/// The label of a slot's socket of a QUIC port, in a hot upgrade.
+pub(crate) fn quic_label(label: &str, slot: usize) -> String {
+    format!("{label} slot {slot}")
 }
 
 /// The label of a slot's socket in a reuseport group.
@@ -410,6 +419,26 @@ impl Registry {
         Ok(socket)
     }
 
+    /// The QUIC group for `key`, bound by `bind` the first time.
+    pub(crate) fn quic(
+        &self,
+        key: Key,
+        bind: impl FnOnce() -> Result<Arc<crate::quic::group::QuicGroup>, Error>,
+    ) -> Result<Arc<crate::quic::group::QuicGroup>, Error> {
+        let mut st = lock(&self.state);
+        if let Some(g) = st.quic.get(&key) {
+            return Ok(Arc::clone(g));
+        }
+        let group = bind()?;
+        st.quic.insert(key, Arc::clone(&group));
+        Ok(group)
+    }
+
+    /// Every QUIC group, for the stats.
+    pub(crate) fn quic_groups(&self) -> Vec<Arc<crate::quic::group::QuicGroup>> {
+        lock(&self.state).quic.values().cloned().collect()
+    }
+
     /// A dup of every socket with its label and address, for a hot upgrade.
     pub(crate) fn export(&self) -> Vec<(String, String, std::os::fd::OwnedFd)> {
         use std::os::fd::AsFd;
@@ -438,6 +467,15 @@ impl Registry {
         for (key, socket) in &st.udp {
             if let Ok(a) = socket.local_addr() {
                 push(key.label(), &Address::Udp(a), socket.as_fd());
+            }
+        }
+        for (key, group) in &st.quic {
+            for (slot, fd) in group.dup_members().into_iter().enumerate() {
+                let label = quic_label(&key.label(), slot);
+                match fd {
+                    Ok(fd) => out.push((label, Address::Udp(group.addr).to_string(), fd)),
+                    Err(e) => tracing::error!(%label, error = %e, "cannot hand this socket over"),
+                }
             }
         }
         out

@@ -432,6 +432,7 @@ pub struct NetConfig {
     pub(crate) backlog: i32,
     pub(crate) connection_cap: Option<usize>,
     pub(crate) kernel_steering: KernelSteering,
+    pub(crate) quic_steering: crate::QuicSteering,
 }
 
 impl Default for NetConfig {
@@ -441,6 +442,7 @@ impl Default for NetConfig {
             backlog: 1024,
             connection_cap: None,
             kernel_steering: KernelSteering::Auto,
+            quic_steering: crate::QuicSteering::default(),
         }
     }
 }
@@ -475,6 +477,13 @@ impl NetConfig {
     /// where it can). `CLUSTER_THREAD_KERNEL_STEERING` overrides it.
     pub fn kernel_steering(mut self, steering: KernelSteering) -> Self {
         self.kernel_steering = steering;
+        self
+    }
+
+    /// How datagrams of QUIC ports (`listen_quic`) find their worker
+    /// (default [`QuicSteering::Cid`](crate::QuicSteering::Cid)).
+    pub fn quic_steering(mut self, steering: crate::QuicSteering) -> Self {
+        self.quic_steering = steering;
         self
     }
 }

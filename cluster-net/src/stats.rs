@@ -60,6 +60,43 @@ pub fn stats(cluster: &Cluster) -> Vec<ListenerStats> {
     all
 }
 
+/// One slot's socket of a QUIC port (`listen_quic`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuicStats {
+    /// The port's address.
+    pub address: Address,
+    /// The slot.
+    pub slot: usize,
+    /// Generations of the slot's endpoints reading the socket now (two
+    /// during a rolling reload's hand-over, none while the slot has no
+    /// worker).
+    pub endpoints: Vec<u32>,
+    /// Datagrams that reached this socket and were forwarded to the
+    /// endpoint their connection ID names, so far.
+    pub forwarded: u64,
+    /// Whether the kernel steers the port's datagrams by connection ID.
+    pub kernel_steers: bool,
+}
+
+/// Every QUIC port's sockets, by slot, read by the primary.
+pub fn quic_stats(cluster: &Cluster) -> Vec<QuicStats> {
+    let mut all = Vec::new();
+    for group in hooks::cluster_extension::<Registry>(cluster).quic_groups() {
+        for (slot, (forwarded, endpoints)) in group.stats().into_iter().enumerate() {
+            all.push(QuicStats {
+                address: Address::Udp(group.addr),
+                slot,
+                endpoints,
+                forwarded,
+                kernel_steers: group.steered,
+            });
+        }
+    }
+    all.sort_by_key(|s| (s.address.to_string(), s.slot));
+    all
+}
+
 /// The cluster's connection cap as it stands (see
 /// [`NetConfig::connection_cap`](crate::NetConfig::connection_cap)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
