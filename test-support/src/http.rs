@@ -86,7 +86,11 @@ pub fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head<'_>>> {
 }
 
 /// Writes one request on `s` and reads one response.
-pub fn exchange(s: &mut TcpStream, path: &str, keep_alive: bool) -> std::io::Result<Response> {
+pub fn exchange(
+    s: &mut (impl Read + Write),
+    path: &str,
+    keep_alive: bool,
+) -> std::io::Result<Response> {
     let connection = if keep_alive { "keep-alive" } else { "close" };
     write!(
         s,
@@ -111,7 +115,14 @@ pub fn read_response(s: &mut impl Read) -> std::io::Result<Response> {
             let worker = head.worker.map(str::to_owned);
             break (head.status, worker, head.close, head.len, framing);
         }
-        if fill(s, &mut buf)? == 0 {
+        // The end of the stream, clean or not: a TLS stream whose peer
+        // closed without `close_notify` says so with an error.
+        let end = match fill(s, &mut buf) {
+            Ok(n) => n == 0,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => true,
+            Err(e) => return Err(e),
+        };
+        if end {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!("closed after {} bytes of response", buf.len()),

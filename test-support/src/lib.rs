@@ -1,6 +1,6 @@
 //! What the workspace's tests share (not published): bounded waits, real
-//! child processes, a small HTTP/1.1 client, steady load, free ports, the
-//! fd limit. Every wait is bounded by [`DEADLINE`].
+//! child processes, a small HTTP/1.1 client (over TLS too), steady load,
+//! free ports, the fd limit. Every wait is bounded by [`DEADLINE`].
 #![allow(missing_docs, clippy::missing_panics_doc)]
 // Signals and limits go through nix's safe calls.
 #![forbid(unsafe_code)]
@@ -10,6 +10,7 @@ mod http;
 mod limits;
 mod load;
 mod ports;
+mod tls;
 mod wait;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use http::{
 pub use limits::{lower_fd_limit, raise_fd_limit};
 pub use load::{seconds, Counts, Load};
 pub use ports::{accept_backlog, free_port_run};
+pub use tls::{tls_client_config, tls_connect, tls_get, TlsConn, SERVER_NAME};
 pub use wait::{drain, eventually, eventually_blocking, until};
 
 /// Every wait in the tests is bounded by this: long enough for a loaded

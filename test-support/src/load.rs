@@ -1,12 +1,16 @@
-//! Steady `GET /` load from client threads, counting what succeeded, what
-//! failed, and the idle keep-alive connections the server closed.
+//! Steady `GET /` load from client threads, over TCP or TLS, counting what
+//! succeeded, what failed, and the idle keep-alive connections the server
+//! closed.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_rustls::rustls::ClientConfig;
+
 use crate::http::{closed_before_response, exchange};
+use crate::tls::{tls_connect, Conn};
 use crate::DEADLINE;
 
 /// Counts of a load run.
@@ -22,7 +26,7 @@ pub struct Counts {
     pub closed: AtomicU64,
 }
 
-/// Steady `GET /` load from `clients` threads until stopped.
+/// Steady `GET /` load from client threads until stopped.
 pub struct Load {
     stop: Arc<AtomicBool>,
     pub counts: Arc<Counts>,
@@ -30,13 +34,35 @@ pub struct Load {
 }
 
 impl Load {
+    /// `clients` threads of plain HTTP/1.1.
     pub fn start(addr: SocketAddr, clients: usize, keep_alive: bool) -> Load {
+        Load::spawn(addr, clients, keep_alive, None)
+    }
+
+    /// `clients` threads of HTTPS (HTTP/1.1 over rustls, one session cache
+    /// for all, so a new connection resumes a session where it can); a
+    /// failed handshake counts as a failed request.
+    pub fn start_tls(
+        addr: SocketAddr,
+        clients: usize,
+        keep_alive: bool,
+        config: Arc<ClientConfig>,
+    ) -> Load {
+        Load::spawn(addr, clients, keep_alive, Some(config))
+    }
+
+    fn spawn(
+        addr: SocketAddr,
+        clients: usize,
+        keep_alive: bool,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Counts::default());
         let threads = (0..clients)
             .map(|_| {
-                let (stop, counts) = (stop.clone(), counts.clone());
-                std::thread::spawn(move || client(addr, keep_alive, &stop, &counts))
+                let (stop, counts, tls) = (stop.clone(), counts.clone(), tls.clone());
+                std::thread::spawn(move || client(addr, keep_alive, tls.as_ref(), &stop, &counts))
             })
             .collect();
         Load {
@@ -79,14 +105,23 @@ impl Load {
     }
 }
 
-fn client(addr: SocketAddr, keep_alive: bool, stop: &AtomicBool, counts: &Counts) {
+fn client(
+    addr: SocketAddr,
+    keep_alive: bool,
+    tls: Option<&Arc<ClientConfig>>,
+    stop: &AtomicBool,
+    counts: &Counts,
+) {
     let connect = || {
+        if let Some(config) = tls {
+            return Ok(Conn::Tls(Box::new(tls_connect(addr, config)?)));
+        }
         let s = TcpStream::connect(addr)?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(s)
+        Ok::<_, std::io::Error>(Conn::Plain(s))
     };
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<Conn> = None;
     while !stop.load(Ordering::Relaxed) {
         let reused = conn.is_some();
         let mut s = match conn.take() {

@@ -379,7 +379,7 @@ fn served_by(addr: std::net::SocketAddr) -> u32 {
 /// A test CA and a server certificate for 127.0.0.1 and localhost in
 /// `dir`: (`cert.pem`, `key.pem`), and the CA's certificate for the client
 /// (also in `ca.pem`).
-fn test_certificate(
+pub(crate) fn test_certificate(
     dir: &std::path::Path,
 ) -> (
     std::path::PathBuf,

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use test_support::{alive, get, local, seconds, signal, Load, Run, DEADLINE};
+use test_support::{alive, get, local, seconds, signal, tls_get, Load, Run, DEADLINE};
 
 fn start(args: &[&str]) -> (Run, std::net::SocketAddr) {
     let args: Vec<&str> = args
@@ -22,11 +22,21 @@ fn start(args: &[&str]) -> (Run, std::net::SocketAddr) {
 /// Open connections the cluster's draining workers moved to live ones, from
 /// one scrape of `/metrics`.
 fn migrated(addr: std::net::SocketAddr) -> u64 {
-    let body = get(addr, "/metrics").expect("a scrape").body;
-    body.lines()
-        .find_map(|l| l.strip_prefix("cluster_thread_cluster_connections_migrated_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no migration count in {body}"))
+    count(
+        &get(addr, "/metrics").expect("a scrape").body,
+        "cluster_thread_cluster_connections_migrated_total ",
+    )
+}
+
+/// The sum of the samples of the lines starting with `prefix`.
+fn count(metrics: &str, prefix: &str) -> u64 {
+    let samples: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse().ok())
+        .collect();
+    assert!(!samples.is_empty(), "no {prefix:?} in {metrics}");
+    samples.iter().sum()
 }
 
 /// A worker panics every 200 ms under steady load: no request fails but the
@@ -165,6 +175,57 @@ fn reload_under_load(keep_alive: bool) {
     }
     run.signal(libc::SIGTERM);
     assert!(run.exit_status().success());
+}
+
+/// SIGHUP in a loop under HTTPS keep-alive load (`same_port --tls-cert`):
+/// each draining worker's idle TLS connections move with their rustls
+/// sessions to live workers, so no request fails and no client sees its
+/// connection close (before in-process TLS migration: one close per idle
+/// connection per reload).
+#[test]
+fn rolling_reload_tls_keep_alive() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("reload-tls-{}", std::process::id()));
+    let (cert, key, ca) = crate::examples::test_certificate(&dir);
+    let (mut run, addr) = start(&[
+        "--workers",
+        "2",
+        "--port",
+        "0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let config = test_support::tls_client_config(&ca);
+    let load = Load::start_tls(addr, 4, true, config.clone());
+    load.wait_for_more(100);
+    let end = Instant::now() + Duration::from_secs_f64(seconds());
+    let mut reloads = 0;
+    while Instant::now() < end || reloads == 0 {
+        run.signal(libc::SIGHUP);
+        run.line(|l| l.starts_with("Worker ") && l.ends_with(" started"));
+        run.line(|l| l.starts_with("Worker ") && l.ends_with(" started"));
+        reloads += 1;
+        load.wait_for_more(50);
+    }
+    let (ok, failed, closed) = load.finish();
+    let metrics = tls_get(addr, &config, "/metrics").expect("a scrape").body;
+    let migrated = count(
+        &metrics,
+        "cluster_thread_cluster_connections_migrated_total ",
+    );
+    let failures = count(&metrics, "cluster_thread_tls_handshake_failures_total{");
+    eprintln!(
+        "reload under TLS keep-alive load: {ok} served, {failed} failed, {closed} idle keep-alive closes seen by clients, {migrated} TLS connections migrated, {reloads} reloads, {failures} handshake failures"
+    );
+    assert_eq!(failed, 0, "requests failed during reloads");
+    assert_eq!(closed, 0, "clients saw idle TLS connections close");
+    assert_eq!(failures, 0, "TLS handshakes failed");
+    assert!(migrated > 0);
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
