@@ -294,6 +294,17 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Established<Io> {
             let _ = self.write_io(cx);
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
         }
+        // What rustls answers by itself while reading (a TLS 1.2
+        // renegotiation's `no_renegotiation` alert, a TLS 1.3 KeyUpdate)
+        // goes out now: an idle connection writes nothing else, and the
+        // client would wait for the answer until the idle timeout.
+        while self.session.wants_write() {
+            match self.write_io(cx) {
+                Poll::Ready(Ok(n)) if n > 0 => {}
+                // Errors and a full socket: the next write meets them.
+                _ => break,
+            }
+        }
         Poll::Ready(Ok(n))
     }
 

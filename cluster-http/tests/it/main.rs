@@ -18,5 +18,6 @@ mod on_panic;
 mod reload;
 mod status;
 mod tls;
+mod tls_bad_input;
 mod tower_services;
 mod upgrade;
