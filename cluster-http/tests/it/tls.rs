@@ -895,3 +895,114 @@ async fn an_h2_rapid_reset_flood_over_tls_ends_that_connection_only() {
     eprintln!("rapid reset over TLS: the connection ended by {error} after {sent} resets");
     stop(&running.cluster).await;
 }
+
+/// One `openssl s_client` connection (a client not ours) at `version`
+/// (`-tls1_3`, `-tls1_2`) sending one request: the session it made or
+/// resumed is written to `session`, the one there is offered. Whether the
+/// handshake resumed it, and which worker answered.
+fn s_client(openssl: &Path, addr: SocketAddr, session: &Path, version: &str) -> (bool, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(openssl);
+    command
+        .args(["s_client", version, "-servername", "localhost", "-ign_eof"])
+        .arg("-connect")
+        .arg(addr.to_string())
+        .arg("-sess_out")
+        .arg(session);
+    if session.exists() {
+        command.arg("-sess_in").arg(session);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its answer comes after the session tickets, so they are read; the
+    // server's close then ends the client.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let status = test_support::wait_timeout(&mut child, DEADLINE).unwrap();
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(status.is_some(), "openssl s_client still running: {text}");
+    let worker = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-worker-id: "))
+        .unwrap_or_else(|| panic!("no answer: {text}"))
+        .trim()
+        .to_owned();
+    let reused = text.lines().any(|l| l.starts_with("Reused, "));
+    let new = text.lines().any(|l| l.starts_with("New, "));
+    assert!(reused != new, "neither new nor reused: {text}");
+    (reused, worker)
+}
+
+/// Resumption with a client not ours (`openssl s_client -sess_out` then
+/// `-sess_in`), TLS 1.3 and 1.2: the session made with one worker is
+/// reused when the next connection lands on the other, and by the new
+/// workers after a rolling reload (SIGHUP's `cluster.reload()`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_resumes_its_session_on_another_worker_and_after_a_reload() {
+    let Some(openssl) = test_support::tool(&["openssl"], "openssl") else {
+        return;
+    };
+    let pki = Pki::new("openssl-resume");
+    pki.issue("openssl-resume");
+    let running = start(2, |b| b, serve_tls(pki.tls())).await;
+    let addr = running.addr;
+    for version in ["-tls1_3", "-tls1_2"] {
+        let session = pki.dir.join(format!("session{version}.pem"));
+        let run = {
+            let (openssl, session) = (openssl.clone(), session.clone());
+            move || {
+                let (openssl, session) = (openssl.clone(), session.clone());
+                tokio::task::spawn_blocking(move || s_client(&openssl, addr, &session, version))
+            }
+        };
+        let (resumed, first) = run().await.unwrap();
+        assert!(
+            !resumed,
+            "{version}: nothing to resume on the first connection"
+        );
+        // Until a connection lands on the other worker: every one reused.
+        let end = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let (resumed, worker) = run().await.unwrap();
+            assert!(resumed, "{version}: a new session with worker {worker}");
+            if worker != first {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "{version}: never reached another worker"
+            );
+        }
+        tokio::time::timeout(DEADLINE, running.cluster.reload())
+            .await
+            .unwrap()
+            .unwrap();
+        let before: Vec<String> = (1..=2 + 2 * u64::from(version == "-tls1_2"))
+            .map(|id| id.to_string())
+            .collect();
+        let (resumed, worker) = run().await.unwrap();
+        assert!(
+            !before.contains(&worker),
+            "{version}: served by a worker of before the reload: {worker}"
+        );
+        assert!(
+            resumed,
+            "{version}: a new session after the reload (worker {worker})"
+        );
+        eprintln!("openssl {version}: the session made with worker {first} reused by the other worker and by worker {worker} after a reload");
+    }
+    stop(&running.cluster).await;
+}
