@@ -155,13 +155,19 @@ async fn the_status_page_has_a_row_per_slot_in_json_and_in_a_browser() {
         if let Some(slot) = failed {
             break slot;
         }
-        assert!(tokio::time::Instant::now() < end, "no failure shown: {status}");
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no failure shown: {status}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     let reason = failed_slot["last_failure"].as_str().unwrap();
     assert!(reason.contains("panicked"), "{failed_slot}");
     let html = common::get(addr, "/status").await.unwrap().body;
-    assert!(html.contains("<td class=\"failure\">returned an error: a connection"), "{html}");
+    assert!(
+        html.contains("<td class=\"failure\">returned an error: a connection"),
+        "{html}"
+    );
     stop(&running.cluster).await;
 }
 
