@@ -4,7 +4,7 @@
 //! Run:  cargo run --release --example same_port -- [--workers N] [--host ADDR] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
 //!           [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION]
-//!           [--tls-cert PEM --tls-key PEM] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]
+//!           [--tls-cert PEM --tls-key PEM]... [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
 //!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
 //!       with --chaos:
@@ -15,7 +15,8 @@
 //!       curl localhost:8000/metrics      # Prometheus text: every slot in one scrape
 //!       with --status /status: open http://localhost:8000/status (one row per slot,
 //!       refreshing itself), or curl 'localhost:8000/status?format=json'
-//!       with --tls-cert cert.pem --tls-key key.pem: HTTPS, h2 and http/1.1 on the same port:
+//!       with --tls-cert cert.pem --tls-key key.pem: HTTPS, h2 and http/1.1 on the same port
+//!       (more pairs: each serves the names of its certificate, by SNI; the first is the default):
 //!       curl --cacert ca.pem https://localhost:8000/   # the files are read again on SIGHUP
 //!       with --proxy-protocol (behind HAProxy's `send-proxy` / `send-proxy-v2`):
 //!       every connection starts with a PROXY v1/v2 header; /peer answers the
@@ -52,8 +53,8 @@ struct Flags {
     healthz: Option<String>,
     metrics: Option<String>,
     status: Option<String>,
-    tls_cert: Option<String>,
-    tls_key: Option<String>,
+    tls_cert: Vec<String>,
+    tls_key: Vec<String>,
     proxy_protocol: bool,
     proxy_from: Vec<cluster_thread::net::Cidr>,
     migrate: bool,
@@ -72,7 +73,7 @@ const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id
 const USAGE: &str = "usage: same_port [--workers N] [--host ADDR] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
     [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION] \
-    [--tls-cert PEM --tls-key PEM] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]";
+    [--tls-cert PEM --tls-key PEM]... [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]";
 
 fn main() -> ExitCode {
     let mut flags = Flags {
@@ -82,8 +83,8 @@ fn main() -> ExitCode {
         healthz: None,
         metrics: None,
         status: None,
-        tls_cert: None,
-        tls_key: None,
+        tls_cert: Vec::new(),
+        tls_key: Vec::new(),
         proxy_protocol: false,
         proxy_from: Vec::new(),
         migrate: true,
@@ -123,8 +124,8 @@ fn main() -> ExitCode {
             "--healthz" => value("--healthz").map(|v| flags.healthz = Some(v)),
             "--metrics" => value("--metrics").map(|v| flags.metrics = Some(v)),
             "--status" => value("--status").map(|v| flags.status = Some(v)),
-            "--tls-cert" => value("--tls-cert").map(|v| flags.tls_cert = Some(v)),
-            "--tls-key" => value("--tls-key").map(|v| flags.tls_key = Some(v)),
+            "--tls-cert" => value("--tls-cert").map(|v| flags.tls_cert.push(v)),
+            "--tls-key" => value("--tls-key").map(|v| flags.tls_key.push(v)),
             "--proxy-protocol" => {
                 flags.proxy_protocol = true;
                 Ok(())
@@ -158,11 +159,11 @@ fn main() -> ExitCode {
         eprintln!("same_port: --proxy-from goes with --proxy-protocol\n{USAGE}");
         return ExitCode::from(2);
     }
-    if flags.tls_cert.is_some() != flags.tls_key.is_some() {
+    if flags.tls_cert.len() != flags.tls_key.len() {
         eprintln!("same_port: --tls-cert and --tls-key go together\n{USAGE}");
         return ExitCode::from(2);
     }
-    if cfg!(not(feature = "tls")) && flags.tls_cert.is_some() {
+    if cfg!(not(feature = "tls")) && !flags.tls_cert.is_empty() {
         // The benchmark builds it with only the features it uses.
         eprintln!("same_port: built without cluster_thread's `tls` feature\n{USAGE}");
         return ExitCode::from(2);
@@ -225,9 +226,16 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
         server = server.status(path);
     }
     #[cfg(feature = "tls")]
-    if let (Some(cert), Some(key)) = (&flags.tls_cert, &flags.tls_key) {
+    let mut pairs = flags.tls_cert.iter().zip(&flags.tls_key);
+    if let Some((cert, key)) = pairs.next() {
         // Read by each worker as it starts: SIGHUP serves renewed files.
-        server = server.tls(cluster_thread::http::TlsConfig::pem_files(cert, key));
+        // The first pair is the default; each other one serves the names
+        // of its certificate (SNI).
+        let tls = pairs.fold(
+            cluster_thread::http::TlsConfig::pem_files(cert, key),
+            |tls, (cert, key)| tls.add_pem_files(cert, key),
+        );
+        server = server.tls(tls);
     }
     server
         .serve(move |req: Request| {

@@ -3,6 +3,8 @@
 
 pub use cluster_ctl::*;
 
+// Named by the providers only (`http` turns on `net`).
+#[cfg(feature = "net")]
 use cluster_core::Cluster;
 
 /// Given as state by the `setup` of a `#[cluster_thread::main]` program

@@ -42,24 +42,19 @@ async fn main(worker: cluster_thread::Worker) -> anyhow::Result<()> {
 //! xtask ci` checks each, and each sub-crate alone), and so does every
 //! example its features allow (their `required-features`).
 //!
-//! # Environment variables
+//! # Settings and environment variables
 //!
-//! Each is read once, by the crate that owns its setting, the same for a
-//! macro program and a builder program; an unusable value is an error that
-//! names the variable. Durations are written as the macro's arguments are
+//! Every setting has a builder method, most a macro argument, and the core's
+//! and the balance mode a `CLUSTER_THREAD_*` variable, which wins when set
+//! (`CLUSTER_THREAD_WORKERS=8`, `CLUSTER_THREAD_KILL_TIMEOUT=10s`,
+//! `CLUSTER_THREAD_SIGNALS="usr2=upgrade, hup=off"`). Each variable is read
+//! once, by the crate that owns its setting, the same for a macro program
+//! and a builder program; an unusable value is an error that names the
+//! variable. Durations are written as the macro's arguments are
 //! (`humantime`'s grammar: `"2s"`, `"500ms"`, `"1m 30s"`, `"1.5s"`).
-//!
-//! | variable | overrides | values | read by, when |
-//! |---|---|---|---|
-//! | `CLUSTER_THREAD_WORKERS` | `ClusterBuilder::workers`, the macro's `workers` | `auto` or an integer ≥ 1 | cluster-core, at `ClusterBuilder::build` |
-//! | `CLUSTER_THREAD_PIN_WORKERS` | `ClusterBuilder::pin_workers` | `1`, `true`, `0`, `false` | cluster-core, at `build` |
-//! | `CLUSTER_THREAD_SHUTDOWN_TIMEOUT` | `ClusterBuilder::shutdown_timeout`, the macro's `shutdown_timeout` | a duration above zero | cluster-core, at `build` |
-//! | `CLUSTER_THREAD_DRAIN_DELAY` | `ClusterBuilder::drain_delay`, the macro's `drain_delay` | a duration, zero allowed | cluster-core, at `build` |
-//! | `CLUSTER_THREAD_BALANCE` | the cluster's `NetConfig::balance`, the macro's `balance` (not a listener's own `ListenSpec::balance`) | `round-robin`, `least-connections`, `os`, `reuseport`, `sticky` | cluster-net, at the cluster's first `listen` |
-//! | `CLUSTER_THREAD_UPGRADE` | — (set by the old process of a hot upgrade for the new one: the fd of its channel) | an fd number | cluster-net, `ClusterBuilderExt::hot_upgrade` |
-//! | `CLUSTER_THREAD_MAX_MEMORY` | `MemoryExt::max_memory`, the macro's `max_memory` (`cluster-thread set max_memory` changes it later) | a size (`256MiB`, `1GiB`, bytes), or `off`; refused without the `jemalloc` feature | the facade, at `MemoryExt::worker_memory` / `max_memory`, or a macro program's start |
-//! | `CLUSTER_THREAD_CONTROL` | the control socket's directory (`Control::dir`), the macro's `control` | a directory, or `off` | cluster-ctl, when the control socket opens |
-//! | `LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`, `NOTIFY_SOCKET`, `WATCHDOG_USEC` | — (systemd's socket activation and notifications) | systemd's | cluster-net, `ClusterBuilderExt::systemd` |
+//! [`Cluster::settings`] returns the settings in force. The table of every
+//! setting, its argument, variable and default is `docs/settings.md` in the
+//! repository.
 #![warn(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![forbid(unsafe_code)]
 
@@ -72,9 +67,11 @@ pub mod memory;
 
 pub use cluster_core::{
     is_primary, is_worker, worker, Address, Cluster, ClusterBuilder, ClusterEvent, ClusterInfo,
-    Error, Events, ExitReason, Message, Phase, RestartPolicy, Signal, SignalAction, TaskResult,
-    Worker, WorkerEvent, WorkerEvents, WorkerHandle, Workers, DEFAULT_SHUTDOWN_TIMEOUT,
-    DRAIN_DELAY_ENV, PIN_WORKERS_ENV, SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV,
+    Error, Events, ExitReason, Message, Phase, RestartPolicy, Settings, Signal, SignalAction,
+    TaskResult, Worker, WorkerEvent, WorkerEvents, WorkerHandle, Workers, DEFAULT_SHUTDOWN_TIMEOUT,
+    DRAIN_DELAY_ENV, KILL_TIMEOUT_ENV, LISTEN_TIMEOUT_ENV, MAX_RESTARTS_ENV, MIN_UPTIME_ENV,
+    PIN_WORKERS_ENV, RESTART_DELAY_ENV, RESTART_ENV, SHUTDOWN_TIMEOUT_ENV, SIGNALS_ENV,
+    STACK_SIZE_ENV, WAIT_READY_ENV, WORKERS_ENV,
 };
 #[cfg(feature = "http")]
 pub use cluster_http as http;

@@ -18,7 +18,9 @@ pub use cluster_net::{Balance, Ports};
 
 /// The macro's arguments, typed and checked at compile time by the macro.
 /// `None` is an argument the attribute did not give: the builder's,
-/// `NetConfig`'s or `HttpConfig`'s own default applies.
+/// `NetConfig`'s or `HttpConfig`'s own default applies. The environment's
+/// variables override them where the builder and cluster-net read them,
+/// as for any program.
 #[derive(Debug, Clone, Default)]
 pub struct Args {
     /// `workers`.
@@ -31,10 +33,32 @@ pub struct Args {
     pub balance: Option<Balance>,
     /// `restart`.
     pub restart: Option<RestartPolicy>,
+    /// `restart_delay`.
+    pub restart_delay: Option<Duration>,
+    /// `min_uptime`.
+    pub min_uptime: Option<Duration>,
+    /// `max_restarts`.
+    pub max_restarts: Option<u32>,
     /// `shutdown_timeout`.
     pub shutdown_timeout: Option<Duration>,
-    /// `drain_delay` (`CLUSTER_THREAD_DRAIN_DELAY` overrides it, read by the builder).
+    /// `kill_timeout`.
+    pub kill_timeout: Option<Duration>,
+    /// `listen_timeout`.
+    pub listen_timeout: Option<Duration>,
+    /// `drain_delay`.
     pub drain_delay: Option<Duration>,
+    /// `pin_workers`.
+    pub pin_workers: Option<bool>,
+    /// `wait_ready`.
+    pub wait_ready: Option<bool>,
+    /// `stack_size`, in bytes.
+    pub stack_size: Option<usize>,
+    /// `max_connections`: `NetConfig::max_connections`.
+    #[cfg(feature = "net")]
+    pub max_connections: Option<usize>,
+    /// `connection_cap`: `NetConfig::connection_cap`.
+    #[cfg(feature = "net")]
+    pub connection_cap: Option<usize>,
     /// `signals`: each entry in order, a signal (`None`: every signal) and
     /// its action.
     pub signals: &'static [(Option<Signal>, SignalAction)],
@@ -80,11 +104,35 @@ impl Args {
         if let Some(restart) = self.restart {
             builder = builder.restart(restart);
         }
+        if let Some(delay) = self.restart_delay {
+            builder = builder.restart_delay(delay);
+        }
+        if let Some(uptime) = self.min_uptime {
+            builder = builder.min_uptime(uptime);
+        }
+        if let Some(restarts) = self.max_restarts {
+            builder = builder.max_restarts(restarts);
+        }
         if let Some(timeout) = self.shutdown_timeout {
             builder = builder.shutdown_timeout(timeout);
         }
+        if let Some(timeout) = self.kill_timeout {
+            builder = builder.kill_timeout(timeout);
+        }
+        if let Some(timeout) = self.listen_timeout {
+            builder = builder.listen_timeout(timeout);
+        }
         if let Some(delay) = self.drain_delay {
             builder = builder.drain_delay(delay);
+        }
+        if let Some(on) = self.pin_workers {
+            builder = builder.pin_workers(on);
+        }
+        if let Some(wait) = self.wait_ready {
+            builder = builder.wait_ready(wait);
+        }
+        if let Some(bytes) = self.stack_size {
+            builder = builder.stack_size(bytes);
         }
         for &(signal, action) in self.signals {
             let signals = match &signal {
@@ -131,6 +179,12 @@ impl Args {
         }
         if let Some(ports) = self.port {
             config = config.ports(ports);
+        }
+        if let Some(n) = self.max_connections {
+            config = config.max_connections(n);
+        }
+        if let Some(n) = self.connection_cap {
+            config = config.connection_cap(n);
         }
         config
     }

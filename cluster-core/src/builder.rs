@@ -121,12 +121,14 @@ impl ClusterBuilder {
     }
 
     /// Stack size of each worker thread, in bytes (default: Rust's, 2 MiB).
+    /// `CLUSTER_THREAD_STACK_SIZE` overrides it at `build`.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
     }
 
     /// When exited workers are replaced (default `OnFailure`).
+    /// `CLUSTER_THREAD_RESTART` overrides it at `build`.
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
         self.restart = policy;
         self
@@ -134,6 +136,7 @@ impl ClusterBuilder {
 
     /// Delay before the second restart of a slot in a row (default 100 ms); the
     /// first restart is immediate, and each further one waits ×1.5 longer.
+    /// `CLUSTER_THREAD_RESTART_DELAY` overrides it at `build`.
     pub fn restart_delay(mut self, delay: Duration) -> Self {
         self.backoff.delay = delay;
         self
@@ -157,6 +160,7 @@ impl ClusterBuilder {
     /// and it is replaced at once (after at most 10 ms if it keeps dying
     /// within `min_uptime`). A worker that never did counts from its start,
     /// and crashes on start in a row error the slot past `max_restarts`.
+    /// `CLUSTER_THREAD_MIN_UPTIME` overrides it at `build`.
     pub fn min_uptime(mut self, uptime: Duration) -> Self {
         self.backoff.min_uptime = uptime;
         self
@@ -165,6 +169,7 @@ impl ClusterBuilder {
     /// After this many crashes on start (exits within `min_uptime`, before
     /// listening or ready) in a row a slot is errored instead of
     /// crash-looping (default 16).
+    /// `CLUSTER_THREAD_MAX_RESTARTS` overrides it at `build`.
     pub fn max_restarts(mut self, restarts: u32) -> Self {
         self.backoff.max_restarts = restarts;
         self
@@ -180,6 +185,7 @@ impl ClusterBuilder {
 
     /// How long a killed worker may take to reach an await before it is declared
     /// unresponsive and its thread abandoned (default 5 s).
+    /// `CLUSTER_THREAD_KILL_TIMEOUT` overrides it at `build`.
     pub fn kill_timeout(mut self, timeout: Duration) -> Self {
         self.kill_timeout = timeout;
         self
@@ -187,6 +193,7 @@ impl ClusterBuilder {
 
     /// How long start-up and reload wait for a worker to listen or say it is
     /// ready, as PM2's `listen_timeout` (default 3 s).
+    /// `CLUSTER_THREAD_LISTEN_TIMEOUT` overrides it at `build`.
     pub fn listen_timeout(mut self, timeout: Duration) -> Self {
         self.listen_timeout = timeout;
         self
@@ -198,7 +205,7 @@ impl ClusterBuilder {
     /// for work it does after listening: warming a cache, connecting to a
     /// database. Its listener already takes connections meanwhile (they
     /// wait for it); a reload keeps the old worker until the new one is
-    /// ready. Default off.
+    /// ready. Default off. `CLUSTER_THREAD_WAIT_READY` overrides it at `build`.
     pub fn wait_ready(mut self, wait: bool) -> Self {
         self.wait_ready = wait;
         self
@@ -248,6 +255,9 @@ impl ClusterBuilder {
     ///     .on_signal(Signal::Int, SignalAction::StopNow);
     /// # drop(builder);
     /// ```
+    ///
+    /// `CLUSTER_THREAD_SIGNALS` (such as `"usr2=upgrade, hup=off"`) changes
+    /// them again at `build`, after every call.
     pub fn on_signal(mut self, signal: Signal, action: SignalAction) -> Self {
         self.signals[signal.index()] = action;
         self
@@ -333,9 +343,25 @@ impl ClusterBuilder {
         let pin_workers = env.pin_workers.unwrap_or(self.pin_workers);
         let drain_delay = env.drain_delay.unwrap_or(self.drain_delay);
         let shutdown_timeout = env.shutdown_timeout.unwrap_or(self.shutdown_timeout);
+        let kill_timeout = env.kill_timeout.unwrap_or(self.kill_timeout);
+        let listen_timeout = env.listen_timeout.unwrap_or(self.listen_timeout);
+        let wait_ready = env.wait_ready.unwrap_or(self.wait_ready);
+        let restart = env.restart.unwrap_or(self.restart);
+        let stack_size = env.stack_size.or(self.stack_size);
+        let mut backoff = self.backoff;
+        backoff.delay = env.restart_delay.unwrap_or(backoff.delay);
+        backoff.min_uptime = env.min_uptime.unwrap_or(backoff.min_uptime);
+        backoff.max_restarts = env.max_restarts.unwrap_or(backoff.max_restarts);
+        let mut signals = self.signals;
+        for (signal, action) in env.signals.into_iter().flatten() {
+            match signal {
+                Some(one) => signals[one.index()] = action,
+                None => signals = [action; Signal::ALL.len()],
+            }
+        }
         for (setting, value) in [
             ("shutdown_timeout", shutdown_timeout),
-            ("kill_timeout", self.kill_timeout),
+            ("kill_timeout", kill_timeout),
         ] {
             if value.is_zero() {
                 return Err(Error::BadDuration {
@@ -345,10 +371,10 @@ impl ClusterBuilder {
                 });
             }
         }
-        if self.backoff.max_delay < self.backoff.delay {
+        if backoff.max_delay < backoff.delay {
             return Err(Error::BadDuration {
                 setting: "restart_delay_max",
-                value: self.backoff.max_delay,
+                value: backoff.max_delay,
                 reason: "must not be below restart_delay",
             });
         }
@@ -363,15 +389,15 @@ impl ClusterBuilder {
         let config = Config {
             workers,
             thread_name: self.thread_name,
-            stack_size: self.stack_size,
-            restart: self.restart,
-            backoff: self.backoff,
+            stack_size,
+            restart,
+            backoff,
             shutdown_timeout,
-            kill_timeout: self.kill_timeout,
-            listen_timeout: self.listen_timeout,
-            wait_ready: self.wait_ready,
+            kill_timeout,
+            listen_timeout,
+            wait_ready,
             drain_delay,
-            signals: Signal::ALL.into_iter().zip(self.signals).collect(),
+            signals: Signal::ALL.into_iter().zip(signals).collect(),
             pin_cpus: pin_workers.then(crate::affinity::allowed_cpus).flatten(),
         };
         Ok(Cluster::new(

@@ -17,7 +17,7 @@ use crate::notice::Notice;
 use crate::signals::{Order, ShutdownFuture, Signals};
 use crate::supervisor::{supervise, SlotStatus, Supervisor};
 use crate::thread::WorkerFn;
-use crate::{ClusterInfo, Error, Events, Message, Phase, TaskResult, WorkerHandle};
+use crate::{ClusterInfo, Error, Events, Message, Phase, Settings, TaskResult, WorkerHandle};
 
 /// Run on the primary as the cluster starts ([`ClusterBuilder::on_start`](crate::ClusterBuilder::on_start)).
 pub(crate) type StartHook = Box<dyn FnOnce(&Cluster) + Send>;
@@ -305,7 +305,7 @@ impl Cluster {
         Phases(self.inner.phase.subscribe())
     }
 
-    /// The shared state of type `T` (see [`ClusterBuilder::state`]).
+    /// The shared state of type `T` (see [`ClusterBuilder::state`](crate::ClusterBuilder::state)).
     pub fn state<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
         self.inner.link.state()
     }
@@ -318,7 +318,7 @@ impl Cluster {
 
     /// Stops the cluster gracefully and waits until it has (Node's
     /// `cluster.disconnect()`): the phase is draining at once; after the
-    /// [drain delay](ClusterBuilder::drain_delay), if any, every worker is
+    /// [drain delay](crate::ClusterBuilder::drain_delay), if any, every worker is
     /// disconnected, and killed if it has not finished within the shutdown
     /// timeout.
     pub async fn disconnect(&self) {
@@ -326,7 +326,7 @@ impl Cluster {
     }
 
     /// As [`disconnect`](Self::disconnect), without the
-    /// [drain delay](ClusterBuilder::drain_delay): for when another process
+    /// [drain delay](crate::ClusterBuilder::drain_delay): for when another process
     /// goes on serving the same sockets, as after a hot upgrade.
     pub async fn disconnect_without_delay(&self) {
         self.inner.begin_stop_after(true, std::time::Duration::ZERO);
@@ -369,12 +369,18 @@ impl Cluster {
         self.inner.restart_slot(slot).await
     }
 
-    /// The [drain delay](ClusterBuilder::drain_delay) in force.
+    /// The settings in force (Node's `cluster.settings`): the builder's,
+    /// the macro's and the environment's, resolved at `build`.
+    pub fn settings(&self) -> Settings {
+        self.inner.config.settings(self.inner.drain_delay())
+    }
+
+    /// The [drain delay](crate::ClusterBuilder::drain_delay) in force.
     pub fn drain_delay(&self) -> std::time::Duration {
         self.inner.drain_delay()
     }
 
-    /// Changes the [drain delay](ClusterBuilder::drain_delay) of the
+    /// Changes the [drain delay](crate::ClusterBuilder::drain_delay) of the
     /// graceful stops to come (not of one already waiting).
     pub fn set_drain_delay(&self, delay: std::time::Duration) {
         self.inner.set_drain_delay(delay);

@@ -2,11 +2,13 @@
 //! `CLUSTER_THREAD_*` variable of a core setting is read here, once, when
 //! [`ClusterBuilder::build`](crate::ClusterBuilder::build) runs, for builder
 //! and macro programs alike. (`cluster-net` reads its own,
-//! `CLUSTER_THREAD_BALANCE`.)
+//! `CLUSTER_THREAD_BALANCE`.) `docs/settings.md` lists every setting with
+//! its variable.
 
 use std::time::Duration;
 
-use crate::{Error, Workers};
+use crate::signals::{parse_entries, SignalEntry};
+use crate::{Error, RestartPolicy, Workers};
 
 /// The environment variable that overrides the worker count (`auto` or an integer ≥ 1).
 pub const WORKERS_ENV: &str = "CLUSTER_THREAD_WORKERS";
@@ -24,11 +26,78 @@ pub const DRAIN_DELAY_ENV: &str = "CLUSTER_THREAD_DRAIN_DELAY";
 /// a duration above zero, such as `30s` or `2m`.
 pub const SHUTDOWN_TIMEOUT_ENV: &str = "CLUSTER_THREAD_SHUTDOWN_TIMEOUT";
 
+/// The variable that overrides [`ClusterBuilder::kill_timeout`](crate::ClusterBuilder::kill_timeout):
+/// a duration above zero.
+pub const KILL_TIMEOUT_ENV: &str = "CLUSTER_THREAD_KILL_TIMEOUT";
+
+/// The variable that overrides [`ClusterBuilder::listen_timeout`](crate::ClusterBuilder::listen_timeout):
+/// a duration.
+pub const LISTEN_TIMEOUT_ENV: &str = "CLUSTER_THREAD_LISTEN_TIMEOUT";
+
+/// The variable that overrides [`ClusterBuilder::wait_ready`](crate::ClusterBuilder::wait_ready):
+/// `1`, `true`, `0` or `false`.
+pub const WAIT_READY_ENV: &str = "CLUSTER_THREAD_WAIT_READY";
+
+/// The variable that overrides [`ClusterBuilder::restart`](crate::ClusterBuilder::restart):
+/// `never`, `on-failure` or `always`.
+pub const RESTART_ENV: &str = "CLUSTER_THREAD_RESTART";
+
+/// The variable that overrides [`ClusterBuilder::restart_delay`](crate::ClusterBuilder::restart_delay):
+/// a duration.
+pub const RESTART_DELAY_ENV: &str = "CLUSTER_THREAD_RESTART_DELAY";
+
+/// The variable that overrides [`ClusterBuilder::min_uptime`](crate::ClusterBuilder::min_uptime):
+/// a duration.
+pub const MIN_UPTIME_ENV: &str = "CLUSTER_THREAD_MIN_UPTIME";
+
+/// The variable that overrides [`ClusterBuilder::max_restarts`](crate::ClusterBuilder::max_restarts):
+/// an integer.
+pub const MAX_RESTARTS_ENV: &str = "CLUSTER_THREAD_MAX_RESTARTS";
+
+/// The variable that overrides [`ClusterBuilder::stack_size`](crate::ClusterBuilder::stack_size):
+/// bytes, or a size such as `512KiB`, `8MiB`, `1GiB`.
+pub const STACK_SIZE_ENV: &str = "CLUSTER_THREAD_STACK_SIZE";
+
+/// The variable that changes signals' actions after the program's own
+/// ([`ClusterBuilder::on_signal`](crate::ClusterBuilder::on_signal)):
+/// `signal=action` entries, applied in order, as the macro's `signals`
+/// (`"usr2=upgrade, hup=off"`, `"all=off"`).
+pub const SIGNALS_ENV: &str = "CLUSTER_THREAD_SIGNALS";
+
 /// Parses a duration as every setting of the cluster spells it (the
 /// macro's arguments too): `humantime`'s grammar (`"30s"`, `"500ms"`,
 /// `"1m 30s"`, `"1.5s"`, `"2 hours"`).
 fn parse_duration(text: &str) -> Option<Duration> {
     humantime::parse_duration(text.trim()).ok()
+}
+
+/// Parses a size in bytes as the macro's `stack_size` spells it: an
+/// integer, alone (bytes) or with `KiB`, `MiB` or `GiB` (case and a space
+/// before the unit optional); above zero.
+pub(crate) fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kib" => 10,
+        "mib" => 20,
+        "gib" => 30,
+        _ => return None,
+    };
+    let n: usize = number.parse().ok()?;
+    n.checked_mul(1 << shift).filter(|&bytes| bytes > 0)
+}
+
+/// `1` or `true`, `0` or `false`.
+fn flag(text: &str) -> Option<bool> {
+    match text.trim() {
+        "1" | "true" => Some(true),
+        "0" | "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// What the environment sets; `None` where a variable is unset.
@@ -38,6 +107,15 @@ pub(crate) struct Overrides {
     pub(crate) pin_workers: Option<bool>,
     pub(crate) drain_delay: Option<Duration>,
     pub(crate) shutdown_timeout: Option<Duration>,
+    pub(crate) kill_timeout: Option<Duration>,
+    pub(crate) listen_timeout: Option<Duration>,
+    pub(crate) wait_ready: Option<bool>,
+    pub(crate) restart: Option<RestartPolicy>,
+    pub(crate) restart_delay: Option<Duration>,
+    pub(crate) min_uptime: Option<Duration>,
+    pub(crate) max_restarts: Option<u32>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) signals: Option<Vec<SignalEntry>>,
 }
 
 impl Overrides {
@@ -71,6 +149,9 @@ impl Overrides {
                 })
                 .transpose()
         }
+        const DURATION: &str = "a duration such as \"2s\", \"500ms\" or \"0s\"";
+        const ABOVE_ZERO: &str = "a duration above zero such as \"30s\" or \"2m\"";
+        let above_zero = |v: &str| parse_duration(v).filter(|d| !d.is_zero());
         Ok(Overrides {
             workers: read(
                 &var,
@@ -78,24 +159,34 @@ impl Overrides {
                 "\"auto\" or an integer >= 1",
                 Workers::parse,
             )?,
-            pin_workers: read(&var, PIN_WORKERS_ENV, "1, true, 0 or false", |v| {
-                match v.trim() {
-                    "1" | "true" => Some(true),
-                    "0" | "false" => Some(false),
-                    _ => None,
-                }
-            })?,
-            drain_delay: read(
+            pin_workers: read(&var, PIN_WORKERS_ENV, "1, true, 0 or false", flag)?,
+            wait_ready: read(&var, WAIT_READY_ENV, "1, true, 0 or false", flag)?,
+            drain_delay: read(&var, DRAIN_DELAY_ENV, DURATION, parse_duration)?,
+            shutdown_timeout: read(&var, SHUTDOWN_TIMEOUT_ENV, ABOVE_ZERO, above_zero)?,
+            kill_timeout: read(&var, KILL_TIMEOUT_ENV, ABOVE_ZERO, above_zero)?,
+            listen_timeout: read(&var, LISTEN_TIMEOUT_ENV, DURATION, parse_duration)?,
+            restart: read(
                 &var,
-                DRAIN_DELAY_ENV,
-                "a duration such as \"2s\", \"500ms\" or \"0s\"",
-                parse_duration,
+                RESTART_ENV,
+                "never, on-failure or always",
+                RestartPolicy::parse,
             )?,
-            shutdown_timeout: read(
+            restart_delay: read(&var, RESTART_DELAY_ENV, DURATION, parse_duration)?,
+            min_uptime: read(&var, MIN_UPTIME_ENV, DURATION, parse_duration)?,
+            max_restarts: read(&var, MAX_RESTARTS_ENV, "an integer >= 0", |v| {
+                v.trim().parse().ok()
+            })?,
+            stack_size: read(
                 &var,
-                SHUTDOWN_TIMEOUT_ENV,
-                "a duration above zero such as \"30s\" or \"2m\"",
-                |v| parse_duration(v).filter(|d| !d.is_zero()),
+                STACK_SIZE_ENV,
+                "a size above zero in bytes, or such as \"512KiB\", \"8MiB\"",
+                parse_size,
+            )?,
+            signals: read(
+                &var,
+                SIGNALS_ENV,
+                "signal=action entries separated by commas, such as \"usr2=upgrade, hup=off\"",
+                parse_entries,
             )?,
         })
     }
@@ -104,6 +195,7 @@ impl Overrides {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Signal, SignalAction};
 
     fn read(vars: &[(&str, &str)]) -> Result<Overrides, Error> {
         Overrides::from_vars(|name| {
@@ -133,8 +225,45 @@ mod tests {
                 pin_workers: Some(true),
                 drain_delay: Some(Duration::from_secs(90)),
                 shutdown_timeout: Some(Duration::from_secs(600)),
+                ..Overrides::default()
             })
         );
+        let more = read(&[
+            (KILL_TIMEOUT_ENV, "2s"),
+            (LISTEN_TIMEOUT_ENV, "0s"),
+            (WAIT_READY_ENV, "1"),
+            (RESTART_ENV, "always"),
+            (RESTART_DELAY_ENV, "250ms"),
+            (MIN_UPTIME_ENV, "5s"),
+            (MAX_RESTARTS_ENV, "0"),
+            (STACK_SIZE_ENV, "8 MiB"),
+            (SIGNALS_ENV, "all=off, SIGUSR2 = upgrade,hup=stop_now"),
+        ]);
+        assert_eq!(
+            more.ok(),
+            Some(Overrides {
+                kill_timeout: Some(Duration::from_secs(2)),
+                listen_timeout: Some(Duration::ZERO),
+                wait_ready: Some(true),
+                restart: Some(RestartPolicy::Always),
+                restart_delay: Some(Duration::from_millis(250)),
+                min_uptime: Some(Duration::from_secs(5)),
+                max_restarts: Some(0),
+                stack_size: Some(8 << 20),
+                signals: Some(vec![
+                    (None, SignalAction::Off),
+                    (Some(Signal::Usr2), SignalAction::Upgrade),
+                    (Some(Signal::Hup), SignalAction::StopNow),
+                ]),
+                ..Overrides::default()
+            })
+        );
+        for (text, bytes) in [("65536", 65_536), ("512KiB", 512 << 10), ("1gib", 1 << 30)] {
+            assert_eq!(parse_size(text), Some(bytes), "{text}");
+        }
+        for text in ["", "0", "8MB", "-1", "1.5MiB", "99999999999999999999GiB"] {
+            assert_eq!(parse_size(text), None, "{text}");
+        }
         for (value, ms) in [("2s", 2_000), ("500ms", 500), ("1.5s", 1_500), ("0s", 0)] {
             let delay = read(&[(DRAIN_DELAY_ENV, value)]).map(|o| o.drain_delay);
             assert_eq!(delay.ok(), Some(Some(Duration::from_millis(ms))), "{value}");
@@ -148,12 +277,21 @@ mod tests {
         for (name, bad, expected) in [
             (WORKERS_ENV, "many", "\"auto\""),
             (PIN_WORKERS_ENV, "yes", "1, true"),
+            (WAIT_READY_ENV, "on", "1, true"),
             (DRAIN_DELAY_ENV, "", "\"500ms\""),
             (DRAIN_DELAY_ENV, "2", "\"500ms\""),
             (DRAIN_DELAY_ENV, "soon", "\"500ms\""),
             (DRAIN_DELAY_ENV, "-1s", "\"500ms\""),
             (SHUTDOWN_TIMEOUT_ENV, "0s", "above zero"),
             (SHUTDOWN_TIMEOUT_ENV, "later", "above zero"),
+            (KILL_TIMEOUT_ENV, "0s", "above zero"),
+            (LISTEN_TIMEOUT_ENV, "3", "\"500ms\""),
+            (RESTART_ENV, "sometimes", "on-failure"),
+            (MIN_UPTIME_ENV, "1 fortnight", "\"500ms\""),
+            (MAX_RESTARTS_ENV, "-1", "integer"),
+            (STACK_SIZE_ENV, "8MB", "\"8MiB\""),
+            (SIGNALS_ENV, "winch=stop", "usr2=upgrade"),
+            (SIGNALS_ENV, "hup=explode", "usr2=upgrade"),
         ] {
             match read(&[(name, bad)]) {
                 Ok(o) => panic!("{name}={bad:?} accepted: {o:?}"),

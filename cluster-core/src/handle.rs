@@ -162,8 +162,8 @@ impl WorkerHandle {
     /// `worker.on(...)`): each reaches it before the cluster's
     /// [`Events`](crate::Events) sees it. Made after `fork()` (or at any
     /// time), it still starts with the worker's Fork, Online and every
-    /// later event but the messages sent before it; it ends after the
-    /// worker's Exit.
+    /// later event but the messages sent before it (of many Ready or
+    /// Listening events, the first few); it ends after the worker's Exit.
     pub fn events(&self) -> WorkerEvents {
         self.core.events.subscribe()
     }

@@ -59,8 +59,12 @@ mod worker_events;
 
 pub use builder::ClusterBuilder;
 pub use cluster::{Cluster, Phases};
-pub use config::{TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT};
-pub use env::{DRAIN_DELAY_ENV, PIN_WORKERS_ENV, SHUTDOWN_TIMEOUT_ENV, WORKERS_ENV};
+pub use config::{Settings, TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT};
+pub use env::{
+    DRAIN_DELAY_ENV, KILL_TIMEOUT_ENV, LISTEN_TIMEOUT_ENV, MAX_RESTARTS_ENV, MIN_UPTIME_ENV,
+    PIN_WORKERS_ENV, RESTART_DELAY_ENV, RESTART_ENV, SHUTDOWN_TIMEOUT_ENV, SIGNALS_ENV,
+    STACK_SIZE_ENV, WAIT_READY_ENV, WORKERS_ENV,
+};
 pub use error::Error;
 pub use event::ClusterEvent;
 pub use handle::WorkerHandle;

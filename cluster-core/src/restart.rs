@@ -51,6 +51,30 @@ impl PartialEq for RestartPolicy {
 impl Eq for RestartPolicy {}
 
 impl RestartPolicy {
+    /// Its name, as the macro's `restart` argument and
+    /// `CLUSTER_THREAD_RESTART` spell it: `never`, `on-failure`, `always`
+    /// (`on-failure-except` for [`OnFailureExcept`](Self::OnFailureExcept),
+    /// which only a builder can give).
+    pub fn name(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailureExcept(_) => "on-failure-except",
+        }
+    }
+
+    /// The policy of this name (`never`, `on-failure` or `always`).
+    pub(crate) fn parse(name: &str) -> Option<RestartPolicy> {
+        [
+            RestartPolicy::Never,
+            RestartPolicy::OnFailure,
+            RestartPolicy::Always,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name.trim())
+    }
+
     /// Whether a worker that ended this way, without being asked to, is replaced.
     pub(crate) fn restarts(self, reason: &ExitReason) -> bool {
         match self {

@@ -160,6 +160,34 @@ impl fmt::Display for SignalAction {
     }
 }
 
+/// One entry of a list of signal actions: a signal (`None`: every one)
+/// and its action.
+pub(crate) type SignalEntry = (Option<Signal>, SignalAction);
+
+/// Parses `"usr2=upgrade, hup=off, int=stop-now"` (the macro's `signals`
+/// and `CLUSTER_THREAD_SIGNALS`): entries applied in order, each a signal
+/// (`SIG` and case optional) or `all`, and an action's name.
+pub(crate) fn parse_entries(text: &str) -> Option<Vec<SignalEntry>> {
+    text.split(',')
+        .map(|entry| {
+            let (signal, action) = entry.split_once('=')?;
+            let signal = signal.trim().to_ascii_lowercase();
+            let bare = signal.strip_prefix("sig").unwrap_or(&signal);
+            let signal = match bare {
+                "all" => None,
+                _ => Some(
+                    *Signal::ALL
+                        .iter()
+                        .find(|s| s.name().eq_ignore_ascii_case(&format!("sig{bare}")))?,
+                ),
+            };
+            let action = action.trim().to_ascii_lowercase().replace('_', "-");
+            let action = *SignalAction::ALL.iter().find(|a| a.name() == action)?;
+            Some((signal, action))
+        })
+        .collect()
+}
+
 pub(crate) struct Signals {
     handled: Vec<(Signal, SignalAction, UnixSignal)>,
 }

@@ -44,12 +44,17 @@ pub enum WorkerEvent {
     },
 }
 
+/// Past this many events in a worker's history, its further Ready and
+/// Listening events are not kept for late subscribers (Fork, Online,
+/// Disconnect and Exit always are).
+const HISTORY: usize = 32;
+
 #[derive(Default)]
 struct Hub {
     subscribers: Vec<mpsc::UnboundedSender<WorkerEvent>>,
     /// The worker's events but its messages, for each new subscriber: a
     /// handle's owner who subscribes after `fork()` still sees its Fork and
-    /// Online. At most a handful (one of each kind, a few addresses).
+    /// Online. A handful: see `HISTORY`.
     history: Vec<WorkerEvent>,
     /// The worker is gone: new subscriptions get the history and end.
     closed: bool,
@@ -65,7 +70,14 @@ impl WorkerHub {
         if hub.closed {
             return;
         }
-        if !matches!(event, WorkerEvent::Message { .. }) {
+        let kept = match event {
+            WorkerEvent::Message { .. } => false,
+            // A worker may call `ready()` (or listen) any number of times:
+            // the first few are kept, the history stays small.
+            WorkerEvent::Ready | WorkerEvent::Listening { .. } => hub.history.len() < HISTORY,
+            _ => true,
+        };
+        if kept {
             hub.history.push(event.clone());
         }
         hub.subscribers.retain(|s| s.send(event.clone()).is_ok());
@@ -112,5 +124,49 @@ impl WorkerEvents {
     /// The next event if one is waiting.
     pub fn try_recv(&mut self) -> Option<WorkerEvent> {
         self.rx.try_recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(mut events: WorkerEvents) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        while let Some(event) = events.try_recv() {
+            names.push(match event {
+                WorkerEvent::Fork => "fork",
+                WorkerEvent::Ready => "ready",
+                WorkerEvent::Message { .. } => "message",
+                WorkerEvent::Exit { .. } => "exit",
+                _ => "other",
+            });
+        }
+        names
+    }
+
+    #[test]
+    fn the_history_keeps_the_lifecycle_and_stays_small() {
+        let hub = WorkerHub::default();
+        let early = hub.subscribe();
+        hub.emit(&WorkerEvent::Fork);
+        for _ in 0..100 {
+            hub.emit(&WorkerEvent::Ready);
+            hub.emit(&WorkerEvent::Message {
+                message: Message::new(1u8),
+            });
+        }
+        hub.emit(&WorkerEvent::Exit {
+            reason: ExitReason::Returned,
+        });
+        hub.close();
+        // Made before: every event, messages included.
+        assert_eq!(names(early).len(), 202);
+        // Made after: the history, without messages, capped, with the exit.
+        let late = names(hub.subscribe());
+        assert_eq!(late.len(), HISTORY + 1, "{late:?}");
+        assert_eq!(late.first(), Some(&"fork"));
+        assert_eq!(late.last(), Some(&"exit"));
+        assert!(!late.contains(&"message"));
     }
 }

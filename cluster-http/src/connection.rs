@@ -21,7 +21,7 @@ use crate::drain::{self, DrainFlag, Ended, Handoff};
 use crate::exec::LocalExec;
 use crate::handler::Handler;
 use crate::idle::{Activity, IdleFor};
-use crate::rewind::{Rewind, Unflushed};
+use crate::rewind::{Rewind, StreamRef};
 use crate::{BoxError, HttpConfig, Request};
 
 /// hyper's connection settings of both protocols, from `config` (validated).
@@ -128,16 +128,12 @@ pub(crate) async fn serve<I, S, B>(
         () = &mut idle => return,
         () = activity.evicted() => return,
     };
-    let unflushed = Unflushed::default();
-    let io = TokioIo::new(Rewind::new(
-        first.freeze(),
-        io,
-        Unflushed::clone(&unflushed),
-    ));
+    let stream = StreamRef::default();
+    let io = TokioIo::new(Rewind::new(first.freeze(), io, StreamRef::clone(&stream)));
     if h2 {
         let mut http = cx.builders.http2.serve_connection(io, handler);
         idle.as_mut().set_after(cx.idle.http2);
-        // Never `Settled` without `unflushed`.
+        // Never `Settled` without `stream`.
         if let Ended::Done(result) = drive(
             &mut http,
             |h| h.graceful_shutdown(),
@@ -152,38 +148,47 @@ pub(crate) async fn serve<I, S, B>(
         }
         return;
     }
-    let mut http = cx
-        .builders
-        .http1
-        .serve_connection(io, handler)
-        .with_upgrades();
-    idle.as_mut().set_after(cx.idle.http1);
-    let result = match drive(
-        &mut http,
-        |h| h.graceful_shutdown(),
-        &activity,
-        &cx,
-        idle,
-        Some(&unflushed),
-    )
-    .await
-    {
-        Ended::Done(result) => result,
-        // Where none can take it after all, it closes as always.
-        Ended::Settled if !drain::movable(cx.handoff.as_ref()) => {
-            Pin::new(&mut http).graceful_shutdown();
-            http.await
-        }
-        Ended::Settled => {
-            // `None`: upgraded, so no longer ours.
-            if let Some(parts) = http.into_parts() {
-                let (io, rest) = parts.io.into_inner().into_parts();
-                drain::hand_over(cx.handoff.as_deref(), io, parts.read_buf, rest).await;
+    // In a block: hyper's connection (and the stream, unless upgraded)
+    // is dropped at its end.
+    let result = {
+        let mut http = cx
+            .builders
+            .http1
+            .serve_connection(io, handler)
+            .with_upgrades();
+        idle.as_mut().set_after(cx.idle.http1);
+        match drive(
+            &mut http,
+            |h| h.graceful_shutdown(),
+            &activity,
+            &cx,
+            idle,
+            Some(&stream),
+        )
+        .await
+        {
+            Ended::Done(result) => result,
+            // Where none can take it after all, it closes as always.
+            Ended::Settled if !drain::movable(cx.handoff.as_ref()) => {
+                Pin::new(&mut http).graceful_shutdown();
+                http.await
             }
-            return;
+            Ended::Settled => {
+                // `None`: upgraded, so no longer ours.
+                if let Some(parts) = http.into_parts() {
+                    let (io, rest) = parts.io.into_inner().into_parts();
+                    drain::hand_over(cx.handoff.as_deref(), io, parts.read_buf, rest).await;
+                }
+                return;
+            }
         }
     };
     log(peer, result);
+    // Upgraded (a WebSocket, `101 Switching Protocols`): the stream lives
+    // on with the handler that took it. The connection counts, and a
+    // drain waits for it (up to its deadline, which aborts this task, and
+    // then the worker's end drops the handler's), until it is let go.
+    stream.dropped().await;
 }
 
 /// Whether the client speaks HTTP/2: reads until its first bytes either
@@ -207,7 +212,7 @@ async fn is_h2<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut) -> std::io:
 /// Runs `http` to its end, shutting it down gracefully when the drain
 /// starts (after a moment for the first request of one accepted just
 /// before), it stays idle too long (`idle` fires), or the connection cap
-/// needs its place. With `unflushed` (HTTP/1), a drain
+/// needs its place. With `stream` (HTTP/1), a drain
 /// that can move the connection instead waits for its request in flight
 /// and its response, then returns [`Ended::Settled`].
 async fn drive<I, F>(
@@ -216,7 +221,7 @@ async fn drive<I, F>(
     activity: &Activity,
     cx: &Setup<I>,
     mut idle: Pin<&mut IdleFor<'_>>,
-    unflushed: Option<&Unflushed>,
+    stream: Option<&StreamRef>,
 ) -> Ended
 where
     F: Future<Output = Result<(), hyper::Error>> + Unpin,
@@ -254,7 +259,7 @@ where
         Woke::Drain => {
             let movable = drain::movable(cx.handoff.as_ref());
             if let Some(ended) =
-                drain::on_drain(http, activity, movable, unflushed, cx.idle.first).await
+                drain::on_drain(http, activity, movable, stream, cx.idle.first).await
             {
                 return ended;
             }
@@ -262,7 +267,7 @@ where
         // HTTP/1: no request in flight, perhaps a head arriving too slowly
         // (hyper would finish reading it): closed now, as hyper's own
         // header read timeout does.
-        Woke::Idle if unflushed.is_some() => {
+        Woke::Idle if stream.is_some() => {
             tracing::trace!("no request for too long; closing the connection");
             return Ended::Done(Ok(()));
         }

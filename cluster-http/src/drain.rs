@@ -33,7 +33,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::idle::Activity;
-use crate::rewind::Unflushed;
+use crate::rewind::StreamRef;
 use crate::slots::Slot;
 use crate::tasks::Tasks;
 use crate::{ConnectionInfo, Listener};
@@ -114,28 +114,26 @@ pub(crate) enum Ended {
 }
 
 /// A connection's side of the drain, once the flag is seen: with
-/// `unflushed` (HTTP/1.1) and `movable`, drives `http` until it settles
+/// `stream` (HTTP/1.1) and `movable`, drives `http` until it settles
 /// (or ends); else, for one that has had no request yet, a moment (at most
 /// `first`) for its first one. `None`: shut it down gracefully now.
 pub(crate) async fn on_drain<F>(
     http: &mut F,
     activity: &Activity,
     movable: bool,
-    unflushed: Option<&Unflushed>,
+    stream: Option<&StreamRef>,
     first: Duration,
 ) -> Option<Ended>
 where
     F: Future<Output = Result<(), hyper::Error>> + Unpin,
 {
-    if let Some(unflushed) = unflushed.filter(|_| movable) {
+    if let Some(stream) = stream.filter(|_| movable) {
         // Every change of the two happens inside hyper's poll, on this
         // task: checking after each poll misses none.
         return Some(
             poll_fn(|task| match Pin::new(&mut *http).poll(task) {
                 Poll::Ready(result) => Poll::Ready(Ended::Done(result)),
-                Poll::Pending
-                    if activity.in_flight() == 0 && !unflushed.load(Ordering::Relaxed) =>
-                {
+                Poll::Pending if activity.in_flight() == 0 && !stream.unflushed() => {
                     Poll::Ready(Ended::Settled)
                 }
                 Poll::Pending => Poll::Pending,

@@ -19,7 +19,7 @@ use crate::drain::Drain;
 use crate::endpoints::{self, Endpoint, Endpoints};
 use crate::idle::{Activity, InFlight};
 use crate::slots::Slot;
-use crate::{metrics, ConnectionInfo, Request};
+use crate::{metrics, ClientCertificate, ConnectionInfo, Request};
 
 /// What every connection of one server shares.
 #[derive(Debug)]
@@ -38,6 +38,7 @@ pub(crate) struct Handler<S> {
     activity: Rc<Activity>,
     /// Put in every request's extensions.
     info: Option<ConnectionInfo>,
+    client: Option<ClientCertificate>,
 }
 
 impl<S> Handler<S> {
@@ -46,12 +47,14 @@ impl<S> Handler<S> {
         shared: Rc<Shared>,
         activity: Rc<Activity>,
         info: Option<ConnectionInfo>,
+        client: Option<ClientCertificate>,
     ) -> Self {
         Handler {
             service,
             shared,
             activity,
             info,
+            client,
         }
     }
 }
@@ -70,6 +73,9 @@ where
             extensions.insert(info);
             #[cfg(feature = "axum")]
             extensions.insert(axum::extract::ConnectInfo(info.peer));
+        }
+        if let Some(client) = &self.client {
+            req.extensions_mut().insert(client.clone());
         }
         let shared = &self.shared;
         // Checked on the first request only: that is when a connection

@@ -50,6 +50,8 @@
 //! | `cluster_thread_connections_accepted_total` | counter | `slot` |
 //! | `cluster_thread_connections_active` | gauge | `slot` |
 //! | `cluster_thread_connections_migrated_total` | counter: open connections moved to a live worker by a drain | `slot` |
+//! | `cluster_thread_tls_handshakes_total` | counter (TLS listeners only): handshakes completed, a session of any worker resumed or not | `slot`, `resumed` |
+//! | `cluster_thread_tls_handshake_failures_total` | counter (TLS listeners only) | `slot` |
 //! | `cluster_thread_requests_total` | counter | `slot` |
 //! | `cluster_thread_request_duration_seconds` | histogram (0.5 ms … 10 s), head to end of body | `slot` |
 //! | `cluster_thread_slot_restarts_total` | counter | `slot` |
@@ -145,7 +147,7 @@ mod tls;
 
 pub use config::{HttpConfig, OnPanic, MIN_HEADER_SIZE};
 pub use error::Error;
-pub use listener::{ConnectionInfo, Listener};
+pub use listener::{ClientCertificate, ConnectionInfo, Listener};
 #[cfg(feature = "metrics")]
 pub use metrics::{metrics_handle, set_metrics_handle};
 pub use server::{serve, Server};

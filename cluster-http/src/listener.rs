@@ -32,6 +32,28 @@ impl ConnectionInfo {
     }
 }
 
+/// The certificate a TLS client presented and the server verified
+/// ([`TlsConfig::client_ca`](crate::TlsConfig::client_ca), feature `tls`),
+/// in every request's extensions of that connection:
+/// `req.extensions().get::<ClientCertificate>()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    der: std::sync::Arc<[u8]>,
+}
+
+impl ClientCertificate {
+    /// The client's end-entity certificate, as `der` (X.509, DER).
+    pub fn new(der: &[u8]) -> ClientCertificate {
+        ClientCertificate { der: der.into() }
+    }
+
+    /// The certificate, DER-encoded X.509 (parse it with the crate of your
+    /// choice for its subject or SANs).
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+}
+
 /// A source of connections for [`serve`](crate::serve) and
 /// [`Server`](crate::Server): `cluster_net::Listener` (from
 /// `worker.listen(...)`), `tokio::net::TcpListener`, a `TlsListener`
@@ -76,6 +98,14 @@ pub trait Listener: Sized + 'static {
     ) -> impl Future<Output = io::Result<Option<ConnectionInfo>>> {
         let _ = io;
         std::future::ready(Ok(info))
+    }
+
+    /// The certificate the client presented and the server verified, once
+    /// [`handshake`](Self::handshake) is done (`TlsListener` with a client
+    /// CA); put in every request's extensions. The default has none.
+    fn client_certificate(io: &Self::Io) -> Option<ClientCertificate> {
+        let _ = io;
+        None
     }
 
     /// The handle through which the cluster's connection cap may close this

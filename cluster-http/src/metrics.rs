@@ -74,6 +74,31 @@ pub(crate) fn render(worker: &Worker) -> String {
         "Open connections the slot's draining workers handed to live workers instead of closing them.",
         &|s| s.migrated.to_string(),
     );
+    // Only on clusters that serve TLS.
+    if live.iter().any(|s| s.tls.iter().any(|&n| n > 0)) {
+        family(
+            &mut out,
+            "tls_handshakes_total",
+            "counter",
+            "TLS handshakes the slot's workers completed, by whether a session (of any worker) was resumed.",
+        );
+        for s in &live {
+            for (resumed, n) in [("false", s.tls[0]), ("true", s.tls[1])] {
+                let _ = writeln!(
+                    out,
+                    "cluster_thread_tls_handshakes_total{{slot=\"{}\",resumed=\"{resumed}\"}} {n}",
+                    s.slot
+                );
+            }
+        }
+        per_slot(
+            &mut out,
+            "tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out on the slot's workers.",
+            &|s| s.tls[2].to_string(),
+        );
+    }
     per_slot(
         &mut out,
         "connections_active",

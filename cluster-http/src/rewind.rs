@@ -1,6 +1,8 @@
 //! A connection's stream as hyper sees it: the bytes read to tell HTTP/1
-//! from HTTP/2 served first, and whether hyper has written anything it has
-//! not flushed yet (a connection moves to another worker only once it has).
+//! from HTTP/2 served first, whether hyper has written anything it has
+//! not flushed yet (a connection moves to another worker only once it has),
+//! and when the stream is dropped (an upgraded one lives on with whoever
+//! took it, a WebSocket handler, and its connection counts until then).
 
 use std::io;
 use std::pin::Pin;
@@ -10,26 +12,62 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 
-/// Set from hyper's first write until its next flush. hyper writes out its
-/// whole buffer before it flushes, so while this is clear, nothing of a
-/// response waits in hyper. (Shared with the connection's task; the stream
-/// must be `Send` for upgrades, hence the atomic.)
-pub(crate) type Unflushed = Arc<AtomicBool>;
+/// What a stream shares with its connection's task (atomics: the stream
+/// must be `Send` for upgrades).
+#[derive(Debug, Default)]
+pub(crate) struct StreamState {
+    /// Set from hyper's first write until its next flush. hyper writes out
+    /// its whole buffer before it flushes, so while this is clear, nothing
+    /// of a response waits in hyper.
+    unflushed: AtomicBool,
+    dropped: AtomicBool,
+    gone: Notify,
+}
+
+/// A connection's [`StreamState`], one allocation for both.
+pub(crate) type StreamRef = Arc<StreamState>;
+
+impl StreamState {
+    pub(crate) fn unflushed(&self) -> bool {
+        self.unflushed.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the stream is dropped: at once for a connection hyper
+    /// ended, when the handler lets go of it for an upgraded one.
+    pub(crate) async fn dropped(&self) {
+        while !self.dropped.load(Ordering::Acquire) {
+            self.gone.notified().await;
+        }
+    }
+}
+
+/// Marks the stream dropped when it is.
+#[derive(Debug)]
+struct Gone(StreamRef);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.dropped.store(true, Ordering::Release);
+        // A permit if nobody waits yet: the task's wait cannot miss it.
+        self.0.gone.notify_one();
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct Rewind<I> {
     prefix: Bytes,
     inner: I,
-    unflushed: Unflushed,
+    state: Gone,
 }
 
 impl<I> Rewind<I> {
-    pub(crate) fn new(prefix: Bytes, inner: I, unflushed: Unflushed) -> Rewind<I> {
+    pub(crate) fn new(prefix: Bytes, inner: I, state: StreamRef) -> Rewind<I> {
         Rewind {
             prefix,
             inner,
-            unflushed,
+            state: Gone(state),
         }
     }
 
@@ -40,7 +78,7 @@ impl<I> Rewind<I> {
 
     fn wrote(&self, len: usize) {
         if len > 0 {
-            self.unflushed.store(true, Ordering::Relaxed);
+            self.state.0.unflushed.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -92,7 +130,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let flushed = Pin::new(&mut self.inner).poll_flush(cx);
         if let Poll::Ready(Ok(())) = flushed {
-            self.unflushed.store(false, Ordering::Relaxed);
+            self.state.0.unflushed.store(false, Ordering::Relaxed);
         }
         flushed
     }

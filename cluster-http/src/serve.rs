@@ -146,7 +146,8 @@ where
                         return;
                     }
                 };
-                let handler = Handler::new(service, shared, Rc::clone(&activity), info);
+                let client = L::client_certificate(&io);
+                let handler = Handler::new(service, shared, Rc::clone(&activity), info, client);
                 // Boxed: the connection's state is kilobytes, and a task's
                 // future is moved and rewritten whole as it is spawned and
                 // as it ends.

@@ -81,9 +81,19 @@ pub(crate) struct Slot {
     pub(crate) active: AtomicU64,
     /// Open connections its draining workers handed to live workers.
     pub(crate) migrated: AtomicU64,
+    /// TLS handshakes: full, resumed (a session of any worker), failed.
+    pub(crate) tls: TlsCounts,
     pub(crate) latency: Histogram,
     history: History,
     current: Mutex<Current>,
+}
+
+/// A slot's TLS handshakes.
+#[derive(Debug, Default)]
+pub(crate) struct TlsCounts {
+    pub(crate) full: AtomicU64,
+    pub(crate) resumed: AtomicU64,
+    pub(crate) failed: AtomicU64,
 }
 
 /// The worker serving a slot now.
@@ -108,6 +118,8 @@ pub(crate) struct Snapshot {
     pub(crate) accepted: u64,
     pub(crate) active: u64,
     pub(crate) migrated: u64,
+    /// TLS handshakes: full, resumed, failed.
+    pub(crate) tls: [u64; 3],
     /// Per bucket (not cumulative), the last one past the largest bound.
     pub(crate) buckets: Counts,
     pub(crate) sum_us: u64,
@@ -199,6 +211,8 @@ impl Slot {
             requests: self.requests.load(Ordering::Relaxed),
             accepted: self.accepted.load(Ordering::Relaxed),
             migrated: self.migrated.load(Ordering::Relaxed),
+            tls: [&self.tls.full, &self.tls.resumed, &self.tls.failed]
+                .map(|c| c.load(Ordering::Relaxed)),
             active: self.active.load(Ordering::Relaxed),
             buckets,
             sum_us,

@@ -13,15 +13,25 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 /// The keys the attribute takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 17] = [
+pub(crate) const KEYS: [&str; 27] = [
     "workers",
     "port",
     "balance",
     "restart",
+    "restart_delay",
+    "min_uptime",
+    "max_restarts",
     "shutdown_timeout",
+    "kill_timeout",
+    "listen_timeout",
+    "wait_ready",
     "drain_delay",
     "max_memory",
     "signals",
+    "pin_workers",
+    "stack_size",
+    "max_connections",
+    "connection_cap",
     "on_panic",
     "healthz",
     "metrics",
@@ -132,11 +142,22 @@ pub(crate) struct Args {
     pub(crate) port: Option<Given<Choice>>,
     pub(crate) balance: Option<Given<Choice>>,
     pub(crate) restart: Option<Given<Choice>>,
+    pub(crate) restart_delay: Option<Given<Duration>>,
+    pub(crate) min_uptime: Option<Given<Duration>>,
+    pub(crate) max_restarts: Option<Given<u64>>,
     pub(crate) shutdown_timeout: Option<Given<Duration>>,
+    pub(crate) kill_timeout: Option<Given<Duration>>,
+    pub(crate) listen_timeout: Option<Given<Duration>>,
     pub(crate) drain_delay: Option<Given<Duration>>,
     /// `max_memory`, in bytes.
     pub(crate) max_memory: Option<Given<u64>>,
     pub(crate) signals: Option<Given<Vec<SignalEntry>>>,
+    pub(crate) pin_workers: Option<Given<bool>>,
+    pub(crate) wait_ready: Option<Given<bool>>,
+    /// Bytes.
+    pub(crate) stack_size: Option<Given<u64>>,
+    pub(crate) max_connections: Option<Given<u64>>,
+    pub(crate) connection_cap: Option<Given<u64>>,
     pub(crate) on_panic: Option<Given<Choice>>,
     /// The HTTP endpoints' paths: `healthz`, `metrics`, `status`.
     pub(crate) healthz: Option<Given<String>>,
@@ -194,9 +215,38 @@ impl Args {
                 "shutdown_timeout" => {
                     shutdown_timeout(&value).map(|ms| args.shutdown_timeout = Some(ms))
                 }
+                "kill_timeout" => {
+                    duration(&name, &value, true).map(|d| args.kill_timeout = Some(d))
+                }
+                "listen_timeout" => {
+                    duration(&name, &value, false).map(|d| args.listen_timeout = Some(d))
+                }
+                "restart_delay" => {
+                    duration(&name, &value, false).map(|d| args.restart_delay = Some(d))
+                }
+                "min_uptime" => duration(&name, &value, false).map(|d| args.min_uptime = Some(d)),
                 "drain_delay" => drain_delay(&value).map(|ms| args.drain_delay = Some(ms)),
                 "max_memory" => max_memory(&value).map(|b| args.max_memory = Some(b)),
                 "signals" => signals(&value).map(|v| args.signals = Some(v)),
+                "max_restarts" => integer(&name, &value, 0, u64::from(u32::MAX))
+                    .map(|n| args.max_restarts = Some(n)),
+                "max_connections" => integer(&name, &value, 1, usize::MAX as u64)
+                    .map(|n| args.max_connections = Some(n)),
+                "connection_cap" => integer(&name, &value, 1, usize::MAX as u64)
+                    .map(|n| args.connection_cap = Some(n)),
+                "stack_size" => stack_size(&value).map(|n| args.stack_size = Some(n)),
+                "wait_ready" => flag(
+                    &name,
+                    &value,
+                    "`wait_ready = true`: a worker is ready at `worker.ready()`, not when it listens",
+                )
+                .map(|b| args.wait_ready = Some(b)),
+                "pin_workers" => flag(
+                    &name,
+                    &value,
+                    "`pin_workers = true` pins slot i's thread to the i-th CPU",
+                )
+                .map(|b| args.pin_workers = Some(b)),
                 "on_panic" => one_of(&name, &value, &ON_PANICS).map(|v| args.on_panic = Some(v)),
                 "healthz" | "metrics" | "status" => {
                     let key: &'static str = match name.as_str() {
@@ -213,7 +263,8 @@ impl Args {
                         }
                     })
                 }
-                "control" => control(&value).map(|c| args.control = Some(c)),
+                "control" => flag(&name, &value, "`control = false` opens no control socket")
+                    .map(|c| args.control = Some(c)),
                 "log" => one_of(&name, &value, &LOGS).map(|v| args.log = Some(v)),
                 "setup" => setup(&value).map(|p| args.setup = Some(p)),
                 "primary" => primary(&value).map(|p| args.primary = Some(p)),
@@ -360,22 +411,108 @@ fn one_of(name: &str, value: &Expr, accepted: &[Choice]) -> syn::Result<Given<Ch
     ))
 }
 
-/// `true` or `false`.
-fn control(value: &Expr) -> syn::Result<Given<bool>> {
+/// `true` or `false`; `note` says what the setting does.
+fn flag(name: &str, value: &Expr, note: &str) -> syn::Result<Given<bool>> {
     match lit(value) {
         Some(Lit::Bool(b)) => Ok(Given::at(b.value, b.span)),
         Some(Lit::Str(s)) if matches!(s.value().as_str(), "true" | "false") => Err(syn::Error::new(
             s.span(),
             format!(
-                "invalid `control` value (write it without quotes: `control = {}`): expected `true` or `false`",
+                "invalid `{name}` value (write it without quotes: `{name} = {}`): expected `true` or `false`",
                 s.value()
             ),
         )),
         _ => Err(syn::Error::new(
             value.span(),
-            "invalid `control` value: expected `true` or `false` (`control = false` opens no control socket)",
+            format!("invalid `{name}` value: expected `true` or `false` ({note})"),
         )),
     }
+}
+
+/// An integer literal in `min..=max`, without a suffix.
+fn integer(name: &str, value: &Expr, min: u64, max: u64) -> syn::Result<Given<u64>> {
+    let expected = if max == u64::from(u32::MAX) {
+        format!("expected an integer from {min} to {max}, such as `{name} = 16`")
+    } else {
+        format!("expected an integer >= {min}, such as `{name} = 10000`")
+    };
+    match lit(value) {
+        Some(Lit::Int(i)) if i.suffix().is_empty() => match i.base10_parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Given::at(n, i.span())),
+            _ => Err(syn::Error::new(
+                i.span(),
+                format!("invalid `{name} = {}`: {expected}", i.base10_digits()),
+            )),
+        },
+        Some(Lit::Str(s)) if s.value().trim().parse::<u64>().is_ok() => Err(syn::Error::new(
+            s.span(),
+            format!(
+                "invalid `{name}` value (write it without quotes: `{name} = {}`): {expected}",
+                s.value().trim()
+            ),
+        )),
+        // Spanned over the whole expression (`-1`, not only its `-`).
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("invalid `{name}` value: {expected}"),
+        )),
+    }
+}
+
+const STACK_SIZE_EXPECTED: &str =
+    "expected bytes (`stack_size = 4194304`) or a size in a string such as \"512KiB\", \"8MiB\" or \"1GiB\"";
+
+/// Bytes, or a string such as `"8MiB"`: the grammar of
+/// `CLUSTER_THREAD_STACK_SIZE` (cluster-core's `env::parse_size`; a test
+/// checks that both agree).
+fn stack_size(value: &Expr) -> syn::Result<Given<u64>> {
+    match lit(value) {
+        Some(Lit::Int(i)) if i.suffix().is_empty() => match i.base10_parse::<u64>() {
+            Ok(n) if n > 0 && usize::try_from(n).is_ok() => Ok(Given::at(n, i.span())),
+            _ => Err(syn::Error::new(
+                i.span(),
+                format!(
+                    "invalid `stack_size = {}`: {STACK_SIZE_EXPECTED}, above zero",
+                    i.base10_digits()
+                ),
+            )),
+        },
+        Some(Lit::Str(s)) => parse_size(&s.value())
+            .map(|n| Given::at(n, s.span()))
+            .ok_or_else(|| {
+                syn::Error::new(
+                    s.span(),
+                    format!(
+                        "invalid `stack_size` value {:?}: {STACK_SIZE_EXPECTED}, above zero",
+                        s.value()
+                    ),
+                )
+            }),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("invalid `stack_size` value: {STACK_SIZE_EXPECTED}"),
+        )),
+    }
+}
+
+/// A size in bytes: an integer, alone or with `KiB`, `MiB` or `GiB` (case
+/// and a space before the unit optional), above zero.
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kib" => 10,
+        "mib" => 20,
+        "gib" => 30,
+        _ => return None,
+    };
+    let n: u64 = number.parse().ok()?;
+    n.checked_mul(1 << shift)
+        .filter(|&bytes| bytes > 0 && usize::try_from(bytes).is_ok())
 }
 
 const WORKERS_EXPECTED: &str = "expected \"auto\" or an integer >= 1, such as `workers = 4`";
@@ -444,6 +581,31 @@ fn shutdown_timeout(value: &Expr) -> syn::Result<Given<Duration>> {
         _ => Err(syn::Error::new(
             value.span(),
             format!("invalid `shutdown_timeout` value: {DURATION_EXPECTED}"),
+        )),
+    }
+}
+
+/// A duration such as `"5s"`; above zero if `nonzero`.
+fn duration(name: &str, value: &Expr, nonzero: bool) -> syn::Result<Given<Duration>> {
+    match lit(value) {
+        Some(Lit::Str(s)) => parse_duration_or_zero(&s.value())
+            .and_then(|d| {
+                if nonzero && d.is_zero() {
+                    Err(format!("`{name}` must be greater than zero"))
+                } else {
+                    Ok(d)
+                }
+            })
+            .map(|d| Given::at(d, s.span()))
+            .map_err(|reason| {
+                syn::Error::new(
+                    s.span(),
+                    format!("invalid `{name}` value \"{}\": {reason}", s.value()),
+                )
+            }),
+        _ => Err(syn::Error::new(
+            value.span(),
+            format!("invalid `{name}` value: {DURATION_EXPECTED}"),
         )),
     }
 }
@@ -1120,7 +1282,7 @@ mod tests {
         assert!(e.contains("unknown argument `threads`"), "{e}");
         assert!(
             e.contains(
-                "`workers`, `port`, `balance`, `restart`, `shutdown_timeout`, `drain_delay`, `max_memory`, `signals`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `log`, `setup`, `primary` or `crate`"
+                "`workers`, `port`, `balance`, `restart`, `restart_delay`, `min_uptime`, `max_restarts`, `shutdown_timeout`, `kill_timeout`, `listen_timeout`, `wait_ready`, `drain_delay`, `max_memory`, `signals`, `pin_workers`, `stack_size`, `max_connections`, `connection_cap`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `log`, `setup`, `primary` or `crate`"
             ),
             "{e}"
         );
@@ -1152,6 +1314,96 @@ mod tests {
         assert!(e.contains("`healthz` has that path already"), "{e}");
         let e = error(quote!(setup = 1));
         assert!(e.contains("invalid `setup` value"), "{e}");
+    }
+
+    #[test]
+    fn the_settings_of_the_builder_and_the_net_config() {
+        let args = ok(quote!(
+            restart_delay = "250ms",
+            min_uptime = "0s",
+            max_restarts = 3,
+            kill_timeout = "2s",
+            listen_timeout = "10s",
+            pin_workers = true,
+            wait_ready = true,
+            stack_size = "8 MiB",
+            max_connections = 10000,
+            connection_cap = 20000,
+        ));
+        assert_eq!(ms(&args.restart_delay), Some(250));
+        assert_eq!(ms(&args.min_uptime), Some(0));
+        assert_eq!(ms(&args.kill_timeout), Some(2_000));
+        assert_eq!(ms(&args.listen_timeout), Some(10_000));
+        let n = |g: &Option<Given<u64>>| g.as_ref().map(|g| g.value);
+        assert_eq!(n(&args.max_restarts), Some(3));
+        assert_eq!(n(&args.stack_size), Some(8 << 20));
+        assert_eq!(n(&args.max_connections), Some(10_000));
+        assert_eq!(n(&args.connection_cap), Some(20_000));
+        assert_eq!(args.pin_workers.map(|p| p.value), Some(true));
+        assert_eq!(args.wait_ready.map(|p| p.value), Some(true));
+        assert_eq!(n(&ok(quote!(stack_size = 65536)).stack_size), Some(65_536));
+        for (tokens, says) in [
+            (
+                quote!(kill_timeout = "0s"),
+                "`kill_timeout` must be greater than zero",
+            ),
+            (
+                quote!(listen_timeout = 3),
+                "invalid `listen_timeout` value: expected a duration",
+            ),
+            (
+                quote!(min_uptime = "1 fortnight"),
+                "invalid `min_uptime` value \"1 fortnight\"",
+            ),
+            (
+                quote!(max_restarts = -1),
+                "invalid `max_restarts` value: expected an integer from 0",
+            ),
+            (
+                quote!(max_restarts = 4294967296),
+                "invalid `max_restarts = 4294967296`",
+            ),
+            (
+                quote!(max_restarts = "3"),
+                "without quotes: `max_restarts = 3`",
+            ),
+            (quote!(max_connections = 0), "expected an integer >= 1"),
+            (
+                quote!(connection_cap = 5u8),
+                "invalid `connection_cap` value",
+            ),
+            (
+                quote!(pin_workers = "true"),
+                "without quotes: `pin_workers = true`",
+            ),
+            (quote!(pin_workers = 1), "expected `true` or `false`"),
+            (
+                quote!(stack_size = "8MB"),
+                "invalid `stack_size` value \"8MB\"",
+            ),
+            (quote!(stack_size = 0), "above zero"),
+        ] {
+            let e = error(tokens.clone());
+            assert!(e.contains(says), "{tokens}: {e}");
+        }
+    }
+
+    /// `stack_size`'s grammar is `CLUSTER_THREAD_STACK_SIZE`'s: these are
+    /// the texts and answers of cluster-core's `env.rs` tests.
+    #[test]
+    fn stack_sizes_parse_as_the_variable_does() {
+        for (text, bytes) in [
+            ("65536", Some(65_536)),
+            ("512KiB", Some(512 << 10)),
+            ("8 mib", Some(8 << 20)),
+            ("1GiB", Some(1 << 30)),
+            ("0", None),
+            ("8MB", None),
+            ("1.5MiB", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_size(text), bytes, "{text}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
@@ -358,24 +358,49 @@ fn args_value(krate: &TokenStream, args: &Args) -> TokenStream {
         };
         some("workers", *span, value)
     });
+    let integer = |field: &str, given: &Option<Given<u64>>, u32_field: bool| {
+        given.as_ref().map(|Given { value, span }| {
+            // Unsuffixed: the field's own type (u32 or usize) is inferred.
+            let mut lit = if u32_field {
+                Literal::u32_unsuffixed(*value as u32)
+            } else {
+                Literal::u64_unsuffixed(*value)
+            };
+            lit.set_span(*span);
+            some(field, *span, quote_spanned!(*span=> #lit))
+        })
+    };
+    let flag = |field: &str, given: &Option<Given<bool>>| {
+        given
+            .as_ref()
+            .map(|Given { value, span }| some(field, *span, quote_spanned!(*span=> #value)))
+    };
     let fields = [
         workers,
         choice("port", "Ports", &args.port),
         choice("balance", "Balance", &args.balance),
         choice("restart", "RestartPolicy", &args.restart),
+        duration("restart_delay", &args.restart_delay),
+        duration("min_uptime", &args.min_uptime),
+        integer("max_restarts", &args.max_restarts, true),
         duration("shutdown_timeout", &args.shutdown_timeout),
+        duration("kill_timeout", &args.kill_timeout),
+        duration("listen_timeout", &args.listen_timeout),
         duration("drain_delay", &args.drain_delay),
         args.max_memory
             .as_ref()
             .map(|Given { value, span }| some("max_memory", *span, quote_spanned!(*span=> #value))),
         signals,
+        flag("pin_workers", &args.pin_workers),
+        flag("wait_ready", &args.wait_ready),
+        integer("stack_size", &args.stack_size, false),
+        integer("max_connections", &args.max_connections, false),
+        integer("connection_cap", &args.connection_cap, false),
         choice("on_panic", "OnPanic", &args.on_panic),
         path("healthz", &args.healthz),
         path("metrics", &args.metrics),
         path("status", &args.status),
-        args.control
-            .as_ref()
-            .map(|Given { value, span }| some("control", *span, quote_spanned!(*span=> #value))),
+        flag("control", &args.control),
         args.log.as_ref().map(|Given { value, span }| {
             let name = value.name;
             some("log", *span, quote_spanned!(*span=> #name))

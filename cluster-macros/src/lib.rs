@@ -79,10 +79,20 @@
 //! | `port` | `"shared"` (all workers, one port) or `"per-worker"` (port + slot) | `"shared"` |
 //! | `balance` | `"round-robin"`, `"least-connections"`, `"os"`, `"reuseport"`, `"sticky"` | `"round-robin"` |
 //! | `restart` | `"never"`, `"on-failure"`, `"always"` | `"on-failure"` |
+//! | `restart_delay` | a duration (below): the delay before a slot's second restart in a row, ×1.5 each further one (`ClusterBuilder::restart_delay`) | `"100ms"` |
+//! | `min_uptime` | a duration: a worker that exits sooner (from listening or ready, else from its start) is unstable | `"1s"` |
+//! | `max_restarts` | an integer from 0 to 4294967295: crashes on start in a row before a slot is errored | `16` |
 //! | `shutdown_timeout` | a duration in `humantime`'s grammar, the one the environment's variables use, such as `"30s"`, `"500ms"`, `"2m"`, `"1m 30s"`, `"1.5s"`; not zero | `"30s"` |
+//! | `kill_timeout` | a duration, not zero: how long a killed worker may take to reach an await before it is declared unresponsive | `"5s"` |
+//! | `listen_timeout` | a duration: how long start-up and reload wait for a worker to listen or be ready (PM2's `listen_timeout`) | `"3s"` |
 //! | `drain_delay` | a duration as above, zero allowed: on a graceful stop, how long `/healthz` answers 503 while every worker still serves, before the workers drain (`ClusterBuilder::drain_delay`) | `"0s"` |
 //! | `max_memory` | a size such as `"256MiB"` or `"1GiB"`: a worker whose memory passes it is replaced gracefully (needs the facade's `jemalloc` feature, which makes jemalloc the global allocator with an arena per worker; refused at start without it). `CLUSTER_THREAD_MAX_MEMORY` overrides it, `cluster-thread set max_memory` changes it live | none |
 //! | `signals` | each signal's action, `"signal=action"` entries separated by commas, applied in order (`ClusterBuilder::on_signal`): signals `term`, `int`, `hup`, `quit`, `usr1`, `usr2` (`SIG` and case optional) or `all`; actions `stop`, `interrupt` (graceful, a second at once), `stop-now`, `reload`, `upgrade`, `ignore`, `off` (not handled). As nginx: `signals = "usr2=upgrade, hup=off, int=stop-now"`; `"all=off"` handles none. A `setup` function's `on_signal` and `on_upgrade` win over it | term `stop`, int `interrupt`, hup `reload`, quit `upgrade`, usr1 and usr2 `off` |
+//! | `wait_ready` | `true` or `false`: PM2's `wait_ready`, a worker is ready only once it calls `worker.ready()`, not when it listens; start-up, reload and `scale` wait for it up to `listen_timeout` | `false` |
+//! | `pin_workers` | `true` or `false`: slot *i*'s thread pinned to the *i*-th CPU the process may use (`ClusterBuilder::pin_workers`) | `false` |
+//! | `stack_size` | bytes (`4194304`) or a size in a string: `"512KiB"`, `"8MiB"`, `"1GiB"` | Rust's, 2 MiB |
+//! | `max_connections` | an integer ≥ 1: open connections per listener, all workers together (`NetConfig::max_connections`, Node's `server.maxConnections`) | none |
+//! | `connection_cap` | an integer ≥ 1: open connections of every listener together, idle and silent ones closed at it (`NetConfig::connection_cap`) | the fd limit less a reserve |
 //! | `on_panic` | what a panic in a connection task does: `"ignore"` or `"restart"` | `"restart"` |
 //! | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, strings starting with `/`, each its own: `HttpConfig::healthz` (200 / 503 while draining), `metrics` (Prometheus text of every slot), `status` (the status page), in the cluster's `HttpConfig` | none |
 //! | `control` | `true` or `false`: whether the program opens its control socket, for the `cluster-thread` command (`ls`, `scale`, `logs`, ...); `CLUSTER_THREAD_CONTROL=off` turns it off at run time, `CLUSTER_THREAD_CONTROL=<dir>` moves it | `true` |
@@ -91,16 +101,17 @@
 //! | `primary` | a path to an `async fn(cluster_thread::Cluster)` returning `()` or `Result<(), E: Display>`, run on the primary with the cluster handle (bare, `primary = watch`, or in a string, `primary = "watch"`) | none |
 //! | `crate` | the path of the facade, in a string, for users who renamed it (`crate = "ct"`) or re-export it, as `#[tokio::main(crate = "...")]`; the expansion uses `<crate>::__private` | `"cluster_thread"` |
 //!
-//! `port` and `balance` need the facade's `net` feature, `on_panic`,
+//! `port`, `balance`, `max_connections` and `connection_cap` need the facade's `net` feature, `on_panic`,
 //! `healthz`, `metrics` and `status` its `http` feature, `control` and `log`
 //! its `control` feature (all on by default): without it, the expansion
 //! does not compile, at the argument.
 //!
-//! At run time `CLUSTER_THREAD_WORKERS` overrides `workers`,
-//! `CLUSTER_THREAD_DRAIN_DELAY` `drain_delay` and `CLUSTER_THREAD_BALANCE`
-//! `balance`, as in a builder program (the facade's docs list every
-//! variable); an invalid value stops the program at start with an error
-//! naming the variable.
+//! At run time each setting's `CLUSTER_THREAD_*` variable overrides it
+//! (`CLUSTER_THREAD_WORKERS` `workers`, `CLUSTER_THREAD_KILL_TIMEOUT`
+//! `kill_timeout`, `CLUSTER_THREAD_SIGNALS` `signals`, ...), read where a
+//! builder program's is; an invalid value stops the program at start with
+//! an error naming the variable. `docs/settings.md` lists every setting
+//! with its variable and default.
 //!
 //! # Errors
 //!
@@ -151,9 +162,16 @@ use proc_macro::TokenStream;
 /// | `port` | `"shared"` or `"per-worker"` | `"shared"` |
 /// | `balance` | `"round-robin"`, `"least-connections"`, `"os"`, `"reuseport"`, `"sticky"` | `"round-robin"` |
 /// | `restart` | `"never"`, `"on-failure"`, `"always"` | `"on-failure"` |
-/// | `shutdown_timeout` | a duration with units `ms`, `s`, `m`, `h`, such as `"30s"` or `"1m30s"` | `"30s"` |
+/// | `restart_delay`, `min_uptime` | durations: the back-off's first delay, the uptime below which a worker is unstable | `"100ms"`, `"1s"` |
+/// | `max_restarts` | an integer: crashes on start in a row before a slot is errored | `16` |
+/// | `shutdown_timeout` | a duration such as `"30s"`, `"500ms"` or `"1m 30s"` | `"30s"` |
+/// | `kill_timeout`, `listen_timeout` | durations: a killed worker's time to reach an await (not zero), start-up's and reload's wait for listening | `"5s"`, `"3s"` |
 /// | `drain_delay` | a duration, zero allowed: `/healthz` 503 this long before a graceful stop drains | `"0s"` |
 /// | `max_memory` | a size (`"256MiB"`): a worker over it is replaced gracefully (facade feature `jemalloc`) | none |
+/// | `signals` | `"signal=action"` entries, such as `"usr2=upgrade, hup=off"` | term `stop`, int `interrupt`, hup `reload`, quit `upgrade` |
+/// | `pin_workers`, `wait_ready` | `true` or `false`: pin each worker thread to a CPU; ready only at `worker.ready()` | `false` |
+/// | `stack_size` | bytes, or `"512KiB"`, `"8MiB"`, `"1GiB"` | 2 MiB |
+/// | `max_connections`, `connection_cap` | integers ≥ 1: per listener, and every listener together | none, the fd limit |
 /// | `on_panic` | `"ignore"` or `"restart"` | `"restart"` |
 /// | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, such as `"/healthz"` | none |
 /// | `control` | `true` or `false`: the control socket for `cluster-thread` | `true` |

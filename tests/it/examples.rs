@@ -630,6 +630,77 @@ fn same_port_tls_behind_haproxy_send_proxy_v2() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--tls-cert`/`--tls-key` twice: each pair serves the names of its
+/// certificate, the first the rest, as `openssl s_client -servername` (a
+/// client not ours) sees it.
+#[test]
+fn same_port_serves_a_certificate_per_server_name() {
+    let Some(openssl) = test_support::tool(&["openssl"], "openssl") else {
+        return;
+    };
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("same-port-sni-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for (cn, names) in [
+        ("first-cert", ["first.test"]),
+        ("second-cert", ["second.test"]),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names.map(str::to_owned).to_vec()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (dir.join(format!("{cn}.pem")), dir.join(format!("{cn}.key")));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        files.push(c.to_str().unwrap().to_owned());
+        files.push(k.to_str().unwrap().to_owned());
+    }
+    let mut run = Run::start(
+        "same_port",
+        &[
+            "--workers",
+            "2",
+            "--port",
+            "0",
+            "--tls-cert",
+            &files[0],
+            "--tls-key",
+            &files[1],
+            "--tls-cert",
+            &files[2],
+            "--tls-key",
+            &files[3],
+        ],
+    );
+    let addr = local(&run.line(|l| l.starts_with("listening on ")));
+    let subject = |name: Option<&str>| {
+        let mut command = std::process::Command::new(&openssl);
+        command
+            .args(["s_client", "-connect", &addr.to_string()])
+            .stdin(std::process::Stdio::null());
+        match name {
+            Some(name) => command.args(["-servername", name]),
+            None => command.arg("-noservername"),
+        };
+        let out = command.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.starts_with("subject="))
+            .unwrap_or_else(|| panic!("no subject in {text}"))
+            .to_owned()
+    };
+    assert!(subject(Some("second.test")).contains("second-cert"));
+    let s = subject(Some("first.test"));
+    assert!(s.contains("first-cert"), "{s}");
+    assert!(subject(Some("unknown.test")).contains("first-cert"));
+    assert!(subject(None).contains("first-cert"));
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn same_port_wants_both_tls_flags() {
     let mut run = Run::start("same_port", &["--tls-cert", "cert.pem"]);

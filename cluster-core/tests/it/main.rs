@@ -11,5 +11,6 @@ mod messages;
 mod reload;
 mod restart;
 mod scale;
+mod settings;
 mod signals;
 mod worker_events;

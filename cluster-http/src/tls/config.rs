@@ -12,9 +12,14 @@ use cluster_core::hooks;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::crypto::ring::Ticketer;
+use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 use tokio_rustls::rustls::server::{
-    ProducesTickets, ServerSessionMemoryCache, StoresServerSessions,
+    ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
+    StoresServerSessions, WebPkiClientVerifier,
 };
+use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::rustls::RootCertStore;
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::Error;
@@ -27,9 +32,18 @@ const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// The default TLS handshake timeout.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A certificate chain and its key, as files.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Pair {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
 #[derive(Clone)]
 enum Source {
-    Pem { cert: PathBuf, key: PathBuf },
+    /// The first pair is the default; each serves the names in its
+    /// certificate.
+    Pem(Vec<Pair>),
     Config(Arc<ServerConfig>),
 }
 
@@ -38,21 +52,27 @@ enum Source {
 /// With [`pem_files`](Self::pem_files) the files are read each time a
 /// worker's server starts, so a rolling reload (SIGHUP) serves a renewed
 /// certificate: new workers read the new files while the old ones finish
-/// their connections with the old certificate.
+/// their connections with the old certificate. More pairs
+/// ([`add_pem_files`](Self::add_pem_files)) serve other names (SNI).
 #[derive(Clone)]
 pub struct TlsConfig {
     source: Source,
     pub(crate) handshake_timeout: Duration,
+    /// `add_pem_files` or `client_ca` on a `server_config`: refused at load.
+    stray: bool,
+    /// PEM file of the CAs whose client certificates are required (mTLS).
+    client_ca: Option<PathBuf>,
 }
 
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("TlsConfig");
         match &self.source {
-            Source::Pem { cert, key } => d.field("cert", cert).field("key", key),
+            Source::Pem(pairs) => d.field("pem_files", pairs),
             Source::Config(_) => d.field("config", &"rustls::ServerConfig"),
         };
         d.field("handshake_timeout", &self.handshake_timeout)
+            .field("client_ca", &self.client_ca)
             .finish()
     }
 }
@@ -60,11 +80,12 @@ impl fmt::Debug for TlsConfig {
 impl PartialEq for TlsConfig {
     fn eq(&self, other: &Self) -> bool {
         let same = match (&self.source, &other.source) {
-            (Source::Pem { cert, key }, Source::Pem { cert: c, key: k }) => cert == c && key == k,
+            (Source::Pem(a), Source::Pem(b)) => a == b,
             (Source::Config(a), Source::Config(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
         same && self.handshake_timeout == other.handshake_timeout
+            && self.client_ca == other.client_ca
     }
 }
 
@@ -76,12 +97,33 @@ impl TlsConfig {
     /// SEC1). ALPN offers `h2` and `http/1.1`.
     pub fn pem_files(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> TlsConfig {
         TlsConfig {
-            source: Source::Pem {
+            source: Source::Pem(vec![Pair {
                 cert: cert.into(),
                 key: key.into(),
-            },
+            }]),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            stray: false,
+            client_ca: None,
         }
+    }
+
+    /// Another certificate chain and key (PEM files, read as the first
+    /// pair's are, with the same last-good rule): served to clients that
+    /// ask (SNI) for a DNS name in its certificate's subject alternative
+    /// names (`*.example.com` matching one label). A client asking for no
+    /// name, or one no certificate has, gets the first pair's. An earlier
+    /// pair wins a name that two certificates have. On a
+    /// [`server_config`](Self::server_config) of your own, loading fails.
+    pub fn add_pem_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        let pair = Pair {
+            cert: cert.into(),
+            key: key.into(),
+        };
+        match &mut self.source {
+            Source::Pem(pairs) => pairs.push(pair),
+            Source::Config(_) => self.stray = true,
+        }
+        self
     }
 
     /// A rustls config of your own, used as it is (if its ALPN list is
@@ -90,7 +132,23 @@ impl TlsConfig {
         TlsConfig {
             source: Source::Config(config),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            stray: false,
+            client_ca: None,
         }
+    }
+
+    /// Requires a client certificate signed by one of the CAs in `path`
+    /// (PEM; mutual TLS, rustls' `WebPkiClientVerifier`): a client without
+    /// one, or with another, fails the handshake. The certificate is in
+    /// every request's extensions ([`ClientCertificate`](crate::ClientCertificate)).
+    /// Read as the PEM pairs are. On a [`server_config`](Self::server_config)
+    /// of your own, loading fails (set its verifier there).
+    pub fn client_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        if matches!(self.source, Source::Config(_)) {
+            self.stray = true;
+        }
+        self.client_ca = Some(path.into());
+        self
     }
 
     /// How long a client has to complete the TLS handshake (default 10 s);
@@ -114,28 +172,29 @@ impl TlsConfig {
         &self,
         worker: Option<&cluster_core::Worker>,
     ) -> Result<Arc<ServerConfig>, Error> {
-        let (Some(worker), Source::Pem { cert, key }) = (worker, &self.source) else {
+        let (Some(worker), Source::Pem(pairs)) = (worker, &self.source) else {
             return self.load();
         };
+        self.check()?;
         let last_good = hooks::extension::<LastGood>(worker);
-        let paths = (cert.clone(), key.clone());
-        let shared = hooks::extension::<Resumption>(worker);
-        match self
-            .check()
-            .and_then(|()| load_pem(cert, key, Some(shared.get())))
-        {
-            Ok(config) => {
-                last_good.lock().insert(paths, Arc::clone(&config));
-                Ok(config)
-            }
-            Err(e) => match last_good.lock().get(&paths) {
-                Some(config) => {
-                    tracing::warn!(error = %e, "serving the TLS certificate loaded before");
-                    Ok(Arc::clone(config))
+        let keys = pairs
+            .iter()
+            .map(|pair| match load_pair(pair) {
+                Ok(key) => {
+                    last_good.lock().insert(pair.clone(), Arc::clone(&key));
+                    Ok(key)
                 }
-                None => Err(e),
-            },
-        }
+                Err(e) => match last_good.lock().get(pair) {
+                    Some(key) => {
+                        tracing::warn!(error = %e, "serving the TLS certificate loaded before");
+                        Ok(Arc::clone(key))
+                    }
+                    None => Err(e),
+                },
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let shared = hooks::extension::<Resumption>(worker);
+        server_config(pairs, keys, self.client_ca.as_deref(), Some(shared.get()))
     }
 
     /// The rustls config: the files read now, for the PEM form.
@@ -148,11 +207,21 @@ impl TlsConfig {
                 config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
                 Ok(Arc::new(config))
             }
-            Source::Pem { cert, key } => load_pem(cert, key, None),
+            Source::Pem(pairs) => {
+                let keys = pairs.iter().map(load_pair).collect::<Result<Vec<_>, _>>()?;
+                server_config(pairs, keys, self.client_ca.as_deref(), None)
+            }
         }
     }
 
     fn check(&self) -> Result<(), Error> {
+        if self.stray {
+            return Err(Error::BadSetting {
+                setting: "tls add_pem_files / client_ca",
+                value: "a rustls server_config".into(),
+                reason: "they go with pem_files, not with a config of your own",
+            });
+        }
         if self.handshake_timeout.is_zero() {
             return Err(Error::BadSetting {
                 setting: "tls handshake_timeout",
@@ -164,12 +233,12 @@ impl TlsConfig {
     }
 }
 
-/// The config each pair of PEM files last loaded into, cluster-wide.
+/// The key each pair of PEM files last loaded into, cluster-wide.
 #[derive(Debug, Default)]
-struct LastGood(Mutex<HashMap<(PathBuf, PathBuf), Arc<ServerConfig>>>);
+struct LastGood(Mutex<HashMap<Pair, Arc<CertifiedKey>>>);
 
 impl LastGood {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, PathBuf), Arc<ServerConfig>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Pair, Arc<CertifiedKey>>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -215,7 +284,13 @@ impl Resumption {
     }
 }
 
-fn load_pem(cert: &Path, key: &Path, shared: Option<Shared>) -> Result<Arc<ServerConfig>, Error> {
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(tokio_rustls::rustls::crypto::ring::default_provider())
+}
+
+/// One pair's chain and key, checked to match.
+fn load_pair(pair: &Pair) -> Result<Arc<CertifiedKey>, Error> {
+    let Pair { cert, key } = pair;
     let pem_error = |path: &Path, e: rustls_pki_types::pem::Error| Error::TlsPem {
         path: path.to_owned(),
         reason: match e {
@@ -235,15 +310,52 @@ fn load_pem(cert: &Path, key: &Path, shared: Option<Shared>) -> Result<Arc<Serve
         });
     }
     let private = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, private))
+    CertifiedKey::from_der(chain, private, &provider())
+        .map(Arc::new)
         .map_err(|e| Error::Tls {
             cert: cert.to_owned(),
             key: key.to_owned(),
             source: e,
+        })
+}
+
+/// The rustls config serving `keys` (one per pair, the first the default)
+/// by server name, with the cluster's resumption state if given.
+fn server_config(
+    pairs: &[Pair],
+    keys: Vec<Arc<CertifiedKey>>,
+    client_ca: Option<&Path>,
+    shared: Option<Shared>,
+) -> Result<Arc<ServerConfig>, Error> {
+    let mut by_name = HashMap::new();
+    for (pair, key) in pairs.iter().zip(&keys) {
+        for name in names(key) {
+            if by_name.contains_key(&name) {
+                tracing::debug!(%name, cert = %pair.cert.display(), "a name an earlier certificate serves");
+            }
+            by_name.entry(name).or_insert_with(|| Arc::clone(key));
+        }
+    }
+    let (Some(first), Some(default)) = (pairs.first(), keys.into_iter().next()) else {
+        return Err(Error::BadSetting {
+            setting: "tls pem_files",
+            value: "none".into(),
+            reason: "at least one certificate",
+        });
+    };
+    let resolver = ByName { by_name, default };
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls {
+            cert: first.cert.clone(),
+            key: first.key.clone(),
+            source: e,
         })?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => builder.with_client_cert_verifier(client_verifier(path)?),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     if let Some(shared) = shared {
         config.session_storage = shared.cache;
@@ -252,4 +364,64 @@ fn load_pem(cert: &Path, key: &Path, shared: Option<Shared>) -> Result<Arc<Serve
         }
     }
     Ok(Arc::new(config))
+}
+
+/// A verifier requiring client certificates signed by a CA of `path`.
+fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+    let bad = |reason: String| Error::TlsPem {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no CA CERTIFICATE in the file".into()));
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// The DNS names (lower case) of a key's certificate: its subject
+/// alternative names.
+fn names(key: &CertifiedKey) -> Vec<String> {
+    let Some(leaf) = key.cert.first() else {
+        return Vec::new();
+    };
+    match webpki::EndEntityCert::try_from(leaf) {
+        Ok(cert) => cert
+            .valid_dns_names()
+            .map(str::to_ascii_lowercase)
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = ?e, "a certificate whose names could not be read");
+            Vec::new()
+        }
+    }
+}
+
+/// Picks the certificate by the name the client asks for (SNI): that
+/// name's, else the wildcard's of its parent (`*.example.com` for
+/// `a.example.com`), else the default.
+#[derive(Debug)]
+struct ByName {
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for ByName {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let found = hello.server_name().and_then(|name| {
+            let name = name.to_ascii_lowercase();
+            self.by_name.get(&name).or_else(|| {
+                let (_, parent) = name.split_once('.')?;
+                self.by_name.get(&format!("*.{parent}"))
+            })
+        });
+        Some(Arc::clone(found.unwrap_or(&self.default)))
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_core::Address;
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::{HandshakeKind, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 use crate::tls::config::TlsConfig;
@@ -68,6 +68,9 @@ impl<L: Listener> TlsListener<L> {
                 acceptor: TlsAcceptor::from(config),
                 timeout: handshake_timeout,
                 failures: Arc::default(),
+                slot: cluster_core::worker().map(|w| {
+                    cluster_core::hooks::extension::<crate::slots::Slots>(&w).get(w.slot())
+                }),
             },
         }
     }
@@ -119,12 +122,25 @@ impl<L: Listener> Listener for TlsListener<L> {
         }
         let peer = info.map(|i| i.peer);
         let failures = &handshake.failures;
+        let slot = handshake.slot.as_deref();
         let failed = |e: io::Error| {
             failures.fetch_add(1, Ordering::Relaxed);
+            if let Some(slot) = slot {
+                slot.tls.failed.fetch_add(1, Ordering::Relaxed);
+            }
             e
         };
         match tokio::time::timeout(timeout, handshake.acceptor.accept(raw)).await {
             Ok(Ok(stream)) => {
+                if let Some(slot) = slot {
+                    let kind = stream.get_ref().1.handshake_kind();
+                    let count = if kind == Some(HandshakeKind::Resumed) {
+                        &slot.tls.resumed
+                    } else {
+                        &slot.tls.full
+                    };
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
                 io.established(stream);
                 Ok(info)
             }
@@ -158,6 +174,11 @@ impl<L: Listener> Listener for TlsListener<L> {
 
     fn moves_in_process_only() -> bool {
         true
+    }
+
+    fn client_certificate(io: &Self::Io) -> Option<crate::ClientCertificate> {
+        let leaf = io.session()?.peer_certificates()?.first()?;
+        Some(crate::ClientCertificate::new(leaf.as_ref()))
     }
 
     /// The socket, with the session and `read` (plaintext) attached.

@@ -9,7 +9,7 @@
 //! another worker's runtime. Reads and writes before the handshake fail.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -28,6 +28,8 @@ pub(crate) struct Handshake {
     pub(crate) timeout: Duration,
     /// The listener's count of failed handshakes.
     pub(crate) failures: Arc<AtomicU64>,
+    /// The worker's slot, whose handshakes `/metrics` counts (on a worker).
+    pub(crate) slot: Option<Arc<crate::slots::Slot>>,
 }
 
 /// An established connection's TLS state on its way to another worker,
@@ -333,10 +335,24 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Established<Io> {
             return Poll::Ready(Ok(()));
         }
         loop {
-            match self.session.reader().read(buf.initialize_unfilled()) {
-                // Plaintext, or 0 after the client's close_notify: EOF.
-                Ok(n) => {
-                    buf.advance(n);
+            // Copied chunk by chunk: `Read::read` would need the buffer
+            // initialised (hyper's is not: zeroing it cost more than the rest).
+            match self.session.reader().into_first_chunk() {
+                // Plaintext, or none after the client's close_notify: EOF.
+                Ok(chunk) => {
+                    let n = chunk.len().min(buf.remaining());
+                    buf.put_slice(&chunk[..n]);
+                    self.session.reader().consume(n);
+                    while buf.remaining() > 0 {
+                        match self.session.reader().into_first_chunk() {
+                            Ok(chunk) if !chunk.is_empty() => {
+                                let n = chunk.len().min(buf.remaining());
+                                buf.put_slice(&chunk[..n]);
+                                self.session.reader().consume(n);
+                            }
+                            _ => break,
+                        }
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

@@ -232,3 +232,96 @@ async fn a_rolling_reload_fails_no_request() {
     );
     common::stop(&running.cluster).await;
 }
+
+/// An upgraded connection (`101 Switching Protocols`, as a WebSocket) at a
+/// drain: as Node's `worker.disconnect()` waits for every connection of
+/// the worker's servers, upgraded ones too, the drain waits for it: the
+/// handler's stream still echoes after the drain started, and the worker
+/// exits only once the client closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_waits_for_an_upgraded_connection() {
+    use cluster_http::{Request, Server};
+    use cluster_net::WorkerExt;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut running = start(
+        1,
+        |b| b.shutdown_timeout(Duration::from_secs(60)),
+        |w| async move {
+            let listener = w.listen("127.0.0.1:0").await?;
+            Server::new(listener)
+                .serve(|mut req: Request| async move {
+                    let upgrade = hyper::upgrade::on(&mut req);
+                    tokio::task::spawn_local(async move {
+                        let Ok(upgraded) = upgrade.await else { return };
+                        let mut io = TokioIo::new(upgraded);
+                        let mut buf = [0u8; 64];
+                        while let Ok(n @ 1..) = io.read(&mut buf).await {
+                            if io.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    let mut response = http::Response::new(String::new());
+                    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                    let headers = response.headers_mut();
+                    headers.insert(http::header::CONNECTION, "upgrade".parse().unwrap());
+                    headers.insert(http::header::UPGRADE, "echo".parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(response)
+                })
+                .await
+        },
+    )
+    .await;
+    let mut client = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    client
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(common::DEADLINE, client.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "closed in the head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    let cluster = running.cluster.clone();
+    let stopping = tokio::spawn(async move { cluster.disconnect().await });
+    until(&mut running.events, |e| {
+        matches!(e, ClusterEvent::Disconnect { .. }).then_some(())
+    })
+    .await;
+    // Draining now: the upgraded stream still answers.
+    client.write_all(b"ping").await.unwrap();
+    let mut pong = [0u8; 4];
+    tokio::time::timeout(common::DEADLINE, client.read_exact(&mut pong))
+        .await
+        .expect("an answer before the deadline")
+        .expect("the upgraded connection outlives the drain's start");
+    assert_eq!(&pong, b"ping");
+    assert!(
+        !stopping.is_finished(),
+        "the worker left with an upgraded connection open"
+    );
+    // The client closes: the drain ends, and with it the cluster.
+    drop(client);
+    tokio::time::timeout(common::DEADLINE, stopping)
+        .await
+        .expect("the drain ends once the upgraded connection closed")
+        .unwrap();
+}

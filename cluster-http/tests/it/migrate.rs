@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use crate::common::{self, migrated, serve_app, start, DEADLINE};
+use crate::common::{self, migrated, serve_app, start, until, DEADLINE};
+use cluster_core::ClusterEvent;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -39,8 +40,13 @@ impl Conn {
             "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
+        self.stream.get_mut().write_all(head.as_bytes()).await?;
+        self.answer().await
+    }
+
+    /// Reads one answer (a keep-alive one: `connection` is refused).
+    async fn answer(&mut self) -> std::io::Result<Answer> {
         let exchange = async {
-            self.stream.get_mut().write_all(head.as_bytes()).await?;
             let mut line = String::new();
             let (mut status, mut worker, mut len) = (0, 0, 0);
             loop {
@@ -169,4 +175,54 @@ async fn with_no_worker_left_the_connections_close() {
         let read = tokio::time::timeout(DEADLINE, c.stream.read_to_end(&mut rest)).await;
         assert!(matches!(read, Ok(Ok(0))), "{read:?} {rest:?}");
     }
+}
+
+/// A request whose body is still coming when its worker starts to drain:
+/// the handler reads all of it and answers on the draining worker (a
+/// keep-alive answer), then the connection moves, and its next request is
+/// answered by a live worker, on the same TCP connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_being_read_when_the_drain_starts_is_read_whole_then_the_connection_moves() {
+    let mut running = start(2, |b| b, serve_app(None)).await;
+    let mut c = Conn::open(running.addr).await;
+    let first = c.send("GET", "/", "").await.unwrap().worker;
+    let body = "half of it, and the other half";
+    let (now, later) = body.split_at(12);
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n{now}",
+        body.len()
+    );
+    c.stream.get_mut().write_all(head.as_bytes()).await.unwrap();
+    let cluster = running.cluster.clone();
+    let reload = tokio::spawn(async move { cluster.reload().await });
+    until(&mut running.events, |e| match e {
+        ClusterEvent::Disconnect { worker } if worker.id() == first => Some(()),
+        _ => None,
+    })
+    .await;
+    // Draining now, with the body half read.
+    c.stream
+        .get_mut()
+        .write_all(later.as_bytes())
+        .await
+        .unwrap();
+    let answer = c.answer().await.expect("the request in flight is answered");
+    assert_eq!((answer.status, answer.body.as_str()), (200, body));
+    assert_eq!(
+        answer.worker, first,
+        "answered by the worker that read the body"
+    );
+    let next = c
+        .send("GET", "/", "")
+        .await
+        .expect("the connection moved, not closed");
+    assert_eq!(next.status, 200);
+    assert_ne!(next.worker, first, "the next request went to a live worker");
+    assert_eq!(c.local_now(), c.local);
+    tokio::time::timeout(DEADLINE, reload)
+        .await
+        .expect("the reload within the deadline")
+        .unwrap()
+        .unwrap();
+    common::stop(&running.cluster).await;
 }

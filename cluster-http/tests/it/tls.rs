@@ -74,6 +74,28 @@ impl Pki {
         cert.der().clone()
     }
 
+    /// Writes `<stem>.cert.pem` and `<stem>.key.pem`: a certificate for
+    /// `names` signed by the CA; returns the certificate.
+    pub fn issue_named(&self, stem: &str, names: &[&str]) -> CertificateDer<'static> {
+        let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, stem);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (c, k) = self.named(stem);
+        std::fs::write(c, cert.pem()).unwrap();
+        std::fs::write(k, key.serialize_pem()).unwrap();
+        cert.der().clone()
+    }
+
+    /// The files [`issue_named`](Self::issue_named) writes.
+    pub fn named(&self, stem: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{stem}.cert.pem")),
+            self.dir.join(format!("{stem}.key.pem")),
+        )
+    }
+
     /// A half-finished renewal: a new certificate written, the old key
     /// left (they do not match).
     pub fn renew_certificate_only(&self, cn: &str) {
@@ -113,6 +135,32 @@ impl Pki {
         config
     }
 
+    /// A client certificate signed by this CA, and a connector presenting
+    /// it that trusts `server`'s CA.
+    pub fn client(&self, cn: &str, server: &Pki) -> (CertificateDer<'static>, TlsConnector) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(server.ca.der().clone()).unwrap();
+        let provider = Arc::new(cluster_http::rustls::crypto::ring::default_provider());
+        let private =
+            cluster_http::rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![cert.der().clone()], private)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        (cert.der().clone(), TlsConnector::from(Arc::new(config)))
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
     pub fn tls(&self) -> TlsConfig {
         TlsConfig::pem_files(self.cert(), self.key())
     }
@@ -128,9 +176,18 @@ pub async fn connect(
     addr: SocketAddr,
     connector: &TlsConnector,
 ) -> Result<TlsStream<TcpStream>, BoxError> {
+    connect_as(addr, connector, "localhost").await
+}
+
+/// [`connect`], asking (SNI) for `name`.
+pub async fn connect_as(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+    name: &str,
+) -> Result<TlsStream<TcpStream>, BoxError> {
+    let name = ServerName::try_from(name.to_owned())?;
     tokio::time::timeout(DEADLINE, async {
         let tcp = TcpStream::connect(addr).await?;
-        let name = ServerName::try_from("localhost")?;
         Ok(connector.connect(name, tcp).await?)
     })
     .await
@@ -483,7 +540,12 @@ async fn resumed_and_worker(addr: SocketAddr, connector: &TlsConnector) -> (bool
 async fn a_session_made_with_one_worker_is_resumed_by_another_and_after_a_reload() {
     let pki = Pki::new("resume");
     pki.issue("resume");
-    let running = start(2, |b| b, serve_tls(pki.tls())).await;
+    let running = start(
+        2,
+        |b| b.state(cluster_http::HttpConfig::default().metrics("/metrics")),
+        serve_tls(pki.tls()),
+    )
+    .await;
     // One client config, so one client session cache, for every connection.
     let connector = pki.connector(&[b"http/1.1"]);
     let (resumed, first) = resumed_and_worker(running.addr, &connector).await;
@@ -514,6 +576,31 @@ async fn a_session_made_with_one_worker_is_resumed_by_another_and_after_a_reload
     assert!(
         !["1", "2"].contains(&worker.as_str()),
         "served by a worker of before the reload: {worker}"
+    );
+    // Counted per slot, resumed or not, in one scrape of any worker.
+    let tls = connect(running.addr, &connector).await.unwrap();
+    let metrics = H1s::new(tls)
+        .await
+        .unwrap()
+        .get("/metrics")
+        .await
+        .unwrap()
+        .body;
+    let count = |resumed: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("cluster_thread_tls_handshakes_total{")
+                    && l.contains(&format!("resumed=\"{resumed}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(count("false") >= 1, "{metrics}");
+    assert!(count("true") >= 3, "{metrics}");
+    assert!(
+        metrics.contains("cluster_thread_tls_handshake_failures_total{slot=\"0\"} 0"),
+        "{metrics}"
     );
     stop(&running.cluster).await;
 }
@@ -562,5 +649,248 @@ async fn idle_tls_connections_survive_rolling_reloads_on_their_session() {
         );
         assert!(!first.contains(&r.worker), "answered by {}, gone", r.worker);
     }
+    stop(&running.cluster).await;
+}
+
+/// A scale-down 3 → 1: the removed workers' idle TLS connections move with
+/// their sessions to the worker left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_down_moves_the_removed_workers_tls_connections() {
+    let pki = Pki::new("scale");
+    pki.issue("scale");
+    let running = start(3, |b| b, serve_tls(pki.tls())).await;
+    let connector = pki.connector_without_resumption(&[b"http/1.1"]);
+    let mut conns = Vec::new();
+    let mut workers = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let mut h1 = H1s::new(connect(running.addr, &connector).await.unwrap())
+            .await
+            .unwrap();
+        workers.insert(h1.get("/").await.unwrap().worker);
+        conns.push(h1);
+    }
+    assert_eq!(workers.len(), 3, "every worker holds connections");
+    let kept = running
+        .cluster
+        .workers()
+        .iter()
+        .find(|w| w.slot() == 0)
+        .map(|w| w.id().to_string())
+        .unwrap();
+    tokio::time::timeout(DEADLINE, running.cluster.scale(1))
+        .await
+        .expect("a scale-down within the deadline")
+        .unwrap();
+    for (i, h1) in conns.iter_mut().enumerate() {
+        let r = h1
+            .get("/")
+            .await
+            .unwrap_or_else(|e| panic!("TLS connection {i} lost: {e}"));
+        assert_eq!(
+            (r.status, r.worker.as_str()),
+            (StatusCode::OK, kept.as_str())
+        );
+    }
+    assert!(common::migrated(&running.cluster) >= 10);
+    stop(&running.cluster).await;
+}
+
+/// With no worker left to take it (the cluster stops), an idle TLS
+/// connection closes with `close_notify`: a clean end for the client, as
+/// before migration (and as at a hot upgrade, which cannot take a session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_worker_left_tls_connections_close_cleanly() {
+    let pki = Pki::new("last");
+    pki.issue("last");
+    let running = start(1, |b| b, serve_tls(pki.tls())).await;
+    let connector = pki.connector_without_resumption(&[b"http/1.1"]);
+    let mut tls = connect(running.addr, &connector).await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tls.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let stopping = tokio::spawn({
+        let cluster = running.cluster.clone();
+        async move { stop(&cluster).await }
+    });
+    // The rest of the answer, then a clean end: close_notify, not a reset.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, tls.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+    tokio::time::timeout(DEADLINE, stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Several certificates by server name (SNI): each pair serves the names in
+/// its certificate (a wildcard one label deep), the first pair the rest;
+/// a broken renewal of one pair keeps that pair's certificate and the
+/// others reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_certificate_serves_its_names_and_the_first_the_rest() {
+    let pki = Pki::new("sni");
+    let default = pki.issue_named("default", &["localhost", "default.test"]);
+    let a = pki.issue_named("a", &["a.test"]);
+    let b = pki.issue_named("b", &["b.test", "*.w.test"]);
+    let (ac, ak) = pki.named("a");
+    let (bc, bk) = pki.named("b");
+    let (dc, dk) = pki.named("default");
+    let tls = TlsConfig::pem_files(&dc, &dk)
+        .add_pem_files(&ac, &ak)
+        .add_pem_files(&bc, &bk);
+    let running = start(1, |b| b, serve_tls(tls)).await;
+    let connector = pki.connector_without_resumption(&[b"http/1.1"]);
+    let served = |name: &'static str| {
+        let connector = connector.clone();
+        let addr = running.addr;
+        async move {
+            let tls = connect_as(addr, &connector, name).await;
+            tls.map(|t| peer_cert(&t))
+        }
+    };
+    assert_eq!(served("a.test").await.unwrap(), a);
+    assert_eq!(served("b.test").await.unwrap(), b);
+    assert_eq!(served("x.w.test").await.unwrap(), b);
+    assert_eq!(served("default.test").await.unwrap(), default);
+    assert_eq!(served("localhost").await.unwrap(), default);
+    // A name no certificate has gets the default one, which the client
+    // then refuses (it is not valid for that name): a clear handshake error.
+    let e = served("other.test").await.unwrap_err().to_string();
+    assert!(e.contains("certificate"), "{e}");
+    // An IP address sends no SNI: the default certificate, which has no IP
+    // name here, so this client refuses it.
+    assert!(served("127.0.0.1").await.is_err());
+
+    // Pair b renewed half-way (its certificate only), pair a renewed.
+    let a2 = pki.issue_named("a", &["a.test"]);
+    std::fs::write(&bc, "not a certificate\n").unwrap();
+    tokio::time::timeout(DEADLINE, running.cluster.reload())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(served("a.test").await.unwrap(), a2);
+    assert_eq!(served("b.test").await.unwrap(), b);
+    stop(&running.cluster).await;
+}
+
+/// Client certificates (mTLS): a client without one, or with one another CA
+/// signed, is refused at the handshake; one the CA signed is served, and
+/// the handler sees its certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_ca_requires_and_shows_the_clients_certificate() {
+    let pki = Pki::new("mtls");
+    pki.issue("mtls");
+    let tls = pki.tls().client_ca(pki.ca_file());
+    let running = start(
+        1,
+        |b| b,
+        move |w: Worker| {
+            let tls = tls.clone();
+            async move {
+                let listener = w.listen("127.0.0.1:0").await?;
+                Server::new(listener)
+                    .tls(tls)
+                    .serve(|req: cluster_http::Request| async move {
+                        let der = req
+                            .extensions()
+                            .get::<cluster_http::ClientCertificate>()
+                            .map(|c| Bytes::copy_from_slice(c.der()))
+                            .unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(der),
+                        ))
+                    })
+                    .await
+            }
+        },
+    )
+    .await;
+    let (cert, with_cert) = pki.client("alice", &pki);
+    let tls = connect(running.addr, &with_cert).await.unwrap();
+    let (mut sender, conn) = http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let response = sender.send_request(request("/")).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        &body[..],
+        cert.as_ref(),
+        "the handler sees the client's certificate"
+    );
+
+    // Without a certificate: refused (in TLS 1.3 the client learns it at
+    // its first read, from the server's alert).
+    let without = pki.connector_without_resumption(&[b"http/1.1"]);
+    let refused = async {
+        let tls = connect(running.addr, &without).await?;
+        H1s::new(tls).await?.get("/").await
+    };
+    assert!(
+        refused.await.is_err(),
+        "a client without a certificate was served"
+    );
+    // One another CA signed: refused too.
+    let other = Pki::new("mtls-other");
+    let (_, stranger) = other.client("mallory", &pki);
+    let refused = async {
+        let tls = connect(running.addr, &stranger).await?;
+        H1s::new(tls).await?.get("/").await
+    };
+    assert!(
+        refused.await.is_err(),
+        "a certificate of another CA was served"
+    );
+    stop(&running.cluster).await;
+}
+
+/// HTTP/2 rapid reset (CVE-2023-44487) over TLS: a client that opens
+/// streams and cancels each at once, thousands of times. hyper answers with
+/// GOAWAY (`ENHANCE_YOUR_CALM`) once too many resets wait, so the attacker's
+/// connection ends; the worker is not restarted and serves the others
+/// throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_rapid_reset_flood_over_tls_ends_that_connection_only() {
+    let pki = Pki::new("rapid-reset");
+    pki.issue("rapid");
+    let running = start(1, |b| b, serve_tls(pki.tls())).await;
+    let addr = running.addr;
+    let tls = connect(addr, &pki.connector(&[b"h2"])).await.unwrap();
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    let connection = tokio::spawn(conn);
+    let mut sent = 0;
+    let flood = async {
+        let mut client = client;
+        while sent < 10_000 {
+            client = client.ready().await?;
+            let request = http::Request::get("https://localhost/sleep/1000")
+                .body(())
+                .unwrap();
+            let (_, mut stream) = client.send_request(request, true)?;
+            stream.send_reset(h2::Reason::CANCEL);
+            sent += 1;
+        }
+        Ok::<_, h2::Error>(())
+    };
+    let flood = tokio::time::timeout(DEADLINE, flood)
+        .await
+        .expect("the flood ends before the deadline");
+    // The server ended the attacker's connection before all were sent.
+    let error = flood.expect_err("the server let 10,000 rapid resets through");
+    assert!(
+        error.is_go_away() || error.is_io() || error.is_remote(),
+        "ended by {error:?} after {sent} resets"
+    );
+    let _ = tokio::time::timeout(DEADLINE, connection).await;
+    // Everyone else is served by the same worker, never restarted.
+    let mut h1 = H1s::new(connect(addr, &pki.connector(&[b"http/1.1"])).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(h1.get("/").await.unwrap().status, StatusCode::OK);
+    let workers = running.cluster.workers();
+    assert_eq!(workers.len(), 1);
+    assert_eq!((workers[0].id(), workers[0].restarts()), (1, 0));
+    eprintln!("rapid reset over TLS: the connection ended by {error} after {sent} resets");
     stop(&running.cluster).await;
 }
