@@ -4,7 +4,7 @@
 //! Run:  cargo run --release --example same_port -- [--workers N] [--host ADDR] [--port P]
 //!           [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos]
 //!           [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION]
-//!           [--tls-cert PEM --tls-key PEM]... [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]
+//!           [--tls-cert PEM --tls-key PEM]... [--http3] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]
 //! Try:  curl -i localhost:8000/          # x-worker-id changes from one connection to the next
 //!       curl localhost:8000/peer         # `127.0.0.1:54321`: the client address this server saw
 //!       with --chaos:
@@ -18,6 +18,9 @@
 //!       with --tls-cert cert.pem --tls-key key.pem: HTTPS, h2 and http/1.1 on the same port
 //!       (more pairs: each serves the names of its certificate, by SNI; the first is the default):
 //!       curl --cacert ca.pem https://localhost:8000/   # the files are read again on SIGHUP
+//!       and --http3 (feature `http3`): HTTP/3 too, on UDP port 8000, every worker on it;
+//!       responses over TCP carry `alt-svc: h3=":8000"`, and x-worker-id over HTTP/3 too:
+//!       curl --http3-only --cacert ca.pem https://localhost:8000/   (a curl built with HTTP/3)
 //!       with --proxy-protocol (behind HAProxy's `send-proxy` / `send-proxy-v2`):
 //!       every connection starts with a PROXY v1/v2 header; /peer answers the
 //!       client it names (and sticky balance keys on it); with --proxy-from
@@ -55,6 +58,7 @@ struct Flags {
     status: Option<String>,
     tls_cert: Vec<String>,
     tls_key: Vec<String>,
+    http3: bool,
     proxy_protocol: bool,
     proxy_from: Vec<cluster_thread::net::Cidr>,
     migrate: bool,
@@ -73,7 +77,7 @@ const X_WORKER_ID: http::HeaderName = http::HeaderName::from_static("x-worker-id
 const USAGE: &str = "usage: same_port [--workers N] [--host ADDR] [--port P] \
     [--balance round-robin|least-connections|os|reuseport|sticky] [--chaos] \
     [--healthz PATH] [--metrics PATH] [--status PATH] [--drain-delay DURATION] \
-    [--tls-cert PEM --tls-key PEM]... [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]";
+    [--tls-cert PEM --tls-key PEM]... [--http3] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]";
 
 fn main() -> ExitCode {
     let mut flags = Flags {
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         status: None,
         tls_cert: Vec::new(),
         tls_key: Vec::new(),
+        http3: false,
         proxy_protocol: false,
         proxy_from: Vec::new(),
         migrate: true,
@@ -126,6 +131,10 @@ fn main() -> ExitCode {
             "--status" => value("--status").map(|v| flags.status = Some(v)),
             "--tls-cert" => value("--tls-cert").map(|v| flags.tls_cert.push(v)),
             "--tls-key" => value("--tls-key").map(|v| flags.tls_key.push(v)),
+            "--http3" => {
+                flags.http3 = true;
+                Ok(())
+            }
             "--proxy-protocol" => {
                 flags.proxy_protocol = true;
                 Ok(())
@@ -166,6 +175,16 @@ fn main() -> ExitCode {
     if cfg!(not(feature = "tls")) && !flags.tls_cert.is_empty() {
         // The benchmark builds it with only the features it uses.
         eprintln!("same_port: built without cluster_thread's `tls` feature\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    if flags.http3 && flags.tls_cert.is_empty() {
+        eprintln!(
+            "same_port: --http3 needs --tls-cert and --tls-key (HTTP/3 is always TLS)\n{USAGE}"
+        );
+        return ExitCode::from(2);
+    }
+    if cfg!(not(feature = "http3")) && flags.http3 {
+        eprintln!("same_port: built without cluster_thread's `http3` feature\n{USAGE}");
         return ExitCode::from(2);
     }
     let _ = FLAGS.set(flags);
@@ -236,6 +255,11 @@ async fn cluster(worker: Worker) -> anyhow::Result<()> {
             |tls, (cert, key)| tls.add_pem_files(cert, key),
         );
         server = server.tls(tls);
+    }
+    #[cfg(feature = "http3")]
+    if flags.http3 {
+        // The same service on UDP, the port of the same number.
+        server = server.http3(true);
     }
     server
         .serve(move |req: Request| {

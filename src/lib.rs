@@ -80,7 +80,7 @@ pub use cluster_macros::main;
 #[cfg(feature = "net")]
 pub use cluster_net as net;
 #[cfg(feature = "net")]
-pub use cluster_net::{Balance, ClusterBuilderExt, NetConfig, Ports, WorkerExt};
+pub use cluster_net::{Balance, ClusterBuilderExt, KernelSteering, NetConfig, Ports, WorkerExt};
 
 /// `use cluster_thread::prelude::*;` brings the extension traits
 /// (`worker.listen(...)`, `builder.from_env()`, `builder.control(...)`)

@@ -77,6 +77,8 @@ pub struct HttpConfig {
     pub(crate) migrate: bool,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::TlsConfig>,
+    #[cfg(feature = "http3")]
+    pub(crate) http3: bool,
 }
 
 impl Default for HttpConfig {
@@ -93,6 +95,8 @@ impl Default for HttpConfig {
             migrate: true,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "http3")]
+            http3: false,
         }
     }
 }
@@ -200,6 +204,17 @@ impl HttpConfig {
         self
     }
 
+    /// Also serves HTTP/3 (feature `http3`; needs [`tls`](Self::tls)): the
+    /// same service over QUIC on the UDP port of the TCP listener's number,
+    /// every worker on it, each connection's datagrams steered to the
+    /// worker its connection ID names; TCP responses then carry
+    /// `Alt-Svc: h3=":<port>"` (default off).
+    #[cfg(feature = "http3")]
+    pub fn http3(mut self, on: bool) -> Self {
+        self.http3 = on;
+        self
+    }
+
     /// Checks every setting; the error names the one at fault.
     pub fn validate(&self) -> Result<(), Error> {
         for (setting, value) in [
@@ -214,6 +229,14 @@ impl HttpConfig {
                     reason: "must be greater than zero",
                 });
             }
+        }
+        #[cfg(feature = "http3")]
+        if self.http3 && self.tls.is_none() {
+            return Err(Error::BadSetting {
+                setting: "http3",
+                value: "true".into(),
+                reason: "HTTP/3 needs TLS: set `tls` too",
+            });
         }
         if self.max_header_size < MIN_HEADER_SIZE {
             return Err(Error::BadSetting {

@@ -47,6 +47,12 @@ impl Builders {
             .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX));
         Builders { http1, http2 }
     }
+
+    /// The HTTP/2 server, for HTTP/3's requests (bridged through it).
+    #[cfg(feature = "http3")]
+    pub(crate) fn http2(&self) -> &http2::Builder<LocalExec> {
+        &self.http2
+    }
 }
 
 /// The HTTP/2 client preface; anything else is HTTP/1.

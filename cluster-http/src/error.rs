@@ -68,4 +68,13 @@ pub enum Error {
     /// use `?` on both `worker.listen(...)` and `serve(...)`.
     #[error(transparent)]
     Listen(#[from] cluster_net::Error),
+    /// The QUIC endpoint for HTTP/3 could not be set up on this address.
+    #[cfg(feature = "http3")]
+    #[error("cannot serve HTTP/3 on udp://{addr}: {reason}")]
+    Http3 {
+        /// The UDP address.
+        addr: std::net::SocketAddr,
+        /// What failed.
+        reason: String,
+    },
 }

@@ -21,7 +21,7 @@ use crate::idle::{Activity, InFlight};
 use crate::slots::Slot;
 use crate::{metrics, ClientCertificate, ConnectionInfo, Request};
 
-/// What every connection of one server shares.
+/// What every connection of one server shares (TCP and HTTP/3).
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) worker: Worker,
@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) slot: Arc<Slot>,
     pub(crate) endpoints: Endpoints,
     pub(crate) drain: Drain,
+    /// `Alt-Svc` for TCP responses, while HTTP/3 is served.
+    pub(crate) alt_svc: Option<http::HeaderValue>,
 }
 
 /// The user's service, wrapped for one connection.
@@ -37,8 +39,34 @@ pub(crate) struct Handler<S> {
     shared: Rc<Shared>,
     activity: Rc<Activity>,
     /// Put in every request's extensions.
-    info: Option<ConnectionInfo>,
+    info: Info,
     client: Option<ClientCertificate>,
+    /// `Alt-Svc` for every response (HTTP/3 on, on a TCP connection).
+    alt_svc: Option<http::HeaderValue>,
+}
+
+/// Where a request's [`ConnectionInfo`] comes from.
+pub(crate) enum Info {
+    /// A TCP connection's, fixed.
+    Fixed(Option<ConnectionInfo>),
+    /// A QUIC connection's: the client's address as it is now (it moves).
+    #[cfg(feature = "http3")]
+    Quic(quinn::Connection, std::net::SocketAddr),
+}
+
+impl Info {
+    fn get(&self) -> Option<ConnectionInfo> {
+        match self {
+            Info::Fixed(info) => *info,
+            #[cfg(feature = "http3")]
+            Info::Quic(conn, local) => {
+                let local = conn
+                    .local_ip()
+                    .map_or(*local, |ip| std::net::SocketAddr::new(ip, local.port()));
+                Some(ConnectionInfo::new(conn.remote_address(), local))
+            }
+        }
+    }
 }
 
 impl<S> Handler<S> {
@@ -46,14 +74,20 @@ impl<S> Handler<S> {
         service: Rc<S>,
         shared: Rc<Shared>,
         activity: Rc<Activity>,
-        info: Option<ConnectionInfo>,
+        info: Info,
         client: Option<ClientCertificate>,
     ) -> Self {
+        let alt_svc = match info {
+            Info::Fixed(_) => shared.alt_svc.clone(),
+            #[cfg(feature = "http3")]
+            Info::Quic(..) => None,
+        };
         Handler {
             service,
             shared,
             activity,
             info,
+            alt_svc,
             client,
         }
     }
@@ -68,7 +102,7 @@ where
     type Future = HandlerFuture<S::Future>;
 
     fn call(&self, mut req: Request) -> Self::Future {
-        if let Some(info) = self.info {
+        if let Some(info) = self.info.get() {
             let extensions = req.extensions_mut();
             extensions.insert(info);
             #[cfg(feature = "axum")]
@@ -89,6 +123,7 @@ where
                 return HandlerFuture::Service {
                     future: self.service.call(req),
                     in_flight,
+                    alt_svc: self.alt_svc.clone(),
                 }
             }
             Some(Endpoint::Healthz) => endpoints::healthz(shared.drain.is_draining(&shared.worker)),
@@ -98,6 +133,7 @@ where
         HandlerFuture::Ready {
             response: Some(response),
             in_flight,
+            alt_svc: self.alt_svc.clone(),
         }
     }
 }
@@ -115,8 +151,8 @@ pin_project! {
     /// The response future of [`Handler`].
     #[project = HandlerFutureProj]
     pub(crate) enum HandlerFuture<F> {
-        Service { #[pin] future: F, in_flight: Option<InFlight> },
-        Ready { response: Option<Response<Full<Bytes>>>, in_flight: Option<InFlight> },
+        Service { #[pin] future: F, in_flight: Option<InFlight>, alt_svc: Option<http::HeaderValue> },
+        Ready { response: Option<Response<Full<Bytes>>>, in_flight: Option<InFlight>, alt_svc: Option<http::HeaderValue> },
     }
 }
 
@@ -128,20 +164,39 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            HandlerFutureProj::Service { future, in_flight } => future
-                .poll(cx)
-                .map_ok(|r| r.map(|body| ResponseBody::service(body, in_flight.take()))),
+            HandlerFutureProj::Service {
+                future,
+                in_flight,
+                alt_svc,
+            } => future.poll(cx).map_ok(|r| {
+                let mut r = r.map(|body| ResponseBody::service(body, in_flight.take()));
+                advertise(&mut r, alt_svc.take());
+                r
+            }),
             HandlerFutureProj::Ready {
                 response,
                 in_flight,
+                alt_svc,
             } => match response.take() {
-                Some(r) => Poll::Ready(Ok(
-                    r.map(|body| ResponseBody::endpoint(body, in_flight.take()))
-                )),
+                Some(r) => {
+                    let mut r = r.map(|body| ResponseBody::endpoint(body, in_flight.take()));
+                    advertise(&mut r, alt_svc.take());
+                    Poll::Ready(Ok(r))
+                }
                 // Polled after completion: never again ready.
                 None => Poll::Pending,
             },
         }
+    }
+}
+
+/// Adds `Alt-Svc`, unless the service set its own.
+fn advertise<B>(response: &mut Response<B>, alt_svc: Option<http::HeaderValue>) {
+    if let Some(value) = alt_svc {
+        response
+            .headers_mut()
+            .entry(http::header::ALT_SVC)
+            .or_insert(value);
     }
 }
 

@@ -13,6 +13,11 @@
 //!   renewed certificate; or a rustls `ServerConfig`), ALPN `h2` and
 //!   `http/1.1`, handshakes in their own tasks under a timeout; or
 //!   [`TlsListener`] around any listener.
+//! - HTTP/3 (feature `http3`): `Server::http3(true)` serves the same
+//!   service over QUIC (quinn, h3) on the UDP port of the TCP listener's
+//!   number, every worker on it, each connection's datagrams steered to
+//!   its worker by connection ID (and forwarded there when they reach
+//!   another); TCP responses carry `Alt-Svc`. See `docs/http3.md`.
 //! - Every request on a TCP connection carries the connection's addresses
 //!   in its extensions: [`ConnectionInfo`] `{ peer, local }`, and with the
 //!   `axum` feature axum's `ConnectInfo<SocketAddr>` (so its extractor works).
@@ -132,6 +137,8 @@ mod exec;
 mod handler;
 mod histogram;
 mod history;
+#[cfg(feature = "http3")]
+mod http3;
 mod idle;
 mod listener;
 mod metrics;

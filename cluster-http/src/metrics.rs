@@ -113,6 +113,16 @@ pub(crate) fn render(worker: &Worker) -> String {
         "Requests the slot's workers received.",
         &|s| s.requests.to_string(),
     );
+    #[cfg(feature = "http3")]
+    for (name, kind, help, value) in [
+        ("quic_connections_accepted_total", "counter", "HTTP/3: QUIC connections the slot's workers accepted (also in connections_accepted_total).", (|s| s.quic.accepted) as fn(&crate::slots::Snapshot) -> u64),
+        ("quic_connections_active", "gauge", "HTTP/3: QUIC connections of the slot's workers open now (also in connections_active).", |s| s.quic.active),
+        ("quic_streams_total", "counter", "HTTP/3: request streams the slot's workers received.", |s| s.quic.streams),
+        ("quic_datagrams_forwarded_total", "counter", "HTTP/3: datagrams that reached the slot's socket and were forwarded to the worker their connection ID names.", |s| s.quic.forwarded),
+        ("quic_retries_total", "counter", "HTTP/3: clients asked to prove their address first (Retry) under a flood of handshakes.", |s| s.quic.retries),
+    ] {
+        per_slot(&mut out, name, kind, help, &|s| value(s).to_string());
+    }
     per_slot(
         &mut out,
         "slot_restarts_total",

@@ -17,7 +17,7 @@ use crate::connection::{self, Builders, IdleLimits, Setup};
 use crate::drain::{self, Drain, Draining, Handoff};
 use crate::endpoints::Endpoints;
 use crate::exec::LocalExec;
-use crate::handler::{Handler, Shared};
+use crate::handler::{Handler, Info, Shared};
 use crate::idle::Activity;
 use crate::slots::{Slot, Slots};
 use crate::tasks::Tasks;
@@ -63,9 +63,22 @@ where
         hooks::fail_start(&worker, e.to_string());
         return Err(e);
     }
+    #[cfg(feature = "http3")]
+    let http3 = match http3(&worker, &listener, &config) {
+        Ok(h) => h,
+        Err(e) => {
+            hooks::fail_start(&worker, e.to_string());
+            return Err(e);
+        }
+    };
+    #[cfg(feature = "http3")]
+    let alt_svc = http3.as_ref().and_then(crate::http3::Http3::alt_svc);
+    #[cfg(not(feature = "http3"))]
+    let alt_svc = None;
     let (panic_tx, mut panics) = mpsc::unbounded_channel();
     let conns = Tasks::new(panic_tx.clone());
-    let builders = Rc::new(Builders::new(&config, LocalExec::new(panic_tx)));
+    let exec = LocalExec::new(panic_tx);
+    let builders = Rc::new(Builders::new(&config, exec.clone()));
     #[cfg(feature = "metrics")]
     if config.metrics.is_some() {
         // The recorder from now on, so that what the service records shows.
@@ -86,8 +99,23 @@ where
             config.status.clone(),
         ),
         drain: Drain::default(),
+        alt_svc,
     });
     let service = Rc::new(service);
+    #[cfg(feature = "http3")]
+    let quic_endpoint = http3.as_ref().map(crate::http3::Http3::endpoint);
+    #[cfg(feature = "http3")]
+    if let Some(h) = http3 {
+        h.start(
+            Rc::clone(&shared),
+            Rc::clone(&service),
+            &conns,
+            Rc::clone(&builders),
+            exec.clone(),
+        );
+    }
+    #[cfg(not(feature = "http3"))]
+    let _ = exec;
     let first = config.header_read_timeout.min(config.keep_alive_timeout);
     let idle = IdleLimits {
         first,
@@ -147,7 +175,13 @@ where
                     }
                 };
                 let client = L::client_certificate(&io);
-                let handler = Handler::new(service, shared, Rc::clone(&activity), info, client);
+                let handler = Handler::new(
+                    service,
+                    shared,
+                    Rc::clone(&activity),
+                    Info::Fixed(info),
+                    client,
+                );
                 // Boxed: the connection's state is kilobytes, and a task's
                 // future is moved and rewritten whole as it is spawned and
                 // as it ends.
@@ -203,5 +237,37 @@ where
         on_panic(message, &mut failure);
     })
     .await;
+    #[cfg(feature = "http3")]
+    if let Some(endpoint) = quic_endpoint {
+        crate::http3::closed(endpoint).await;
+    }
     failure.map_or(Ok(()), Err)
+}
+
+/// The HTTP/3 endpoint beside `listener`, on the UDP port of its number,
+/// when the config asks for it.
+#[cfg(feature = "http3")]
+fn http3<L: Listener>(
+    worker: &cluster_core::Worker,
+    listener: &L,
+    config: &HttpConfig,
+) -> Result<Option<crate::http3::Http3>, Error> {
+    if !config.http3 {
+        return Ok(None);
+    }
+    match listener.local_addr() {
+        Ok(cluster_core::Address::Tcp(addr)) => {
+            crate::http3::Http3::bind(worker, addr, config).map(Some)
+        }
+        Ok(other) => Err(Error::BadSetting {
+            setting: "http3",
+            value: other.to_string(),
+            reason: "HTTP/3 needs a TCP listener (its port number is the UDP port's)",
+        }),
+        Err(e) => Err(Error::BadSetting {
+            setting: "http3",
+            value: e.to_string(),
+            reason: "the listener's address is unknown",
+        }),
+    }
 }

@@ -101,6 +101,13 @@ impl<L: Listener> Server<L> {
         self
     }
 
+    /// See [`HttpConfig::http3`].
+    #[cfg(feature = "http3")]
+    pub fn http3(mut self, on: bool) -> Self {
+        self.config = self.config.http3(on);
+        self
+    }
+
     /// See [`HttpConfig::status`].
     pub fn status(mut self, path: impl Into<String>) -> Self {
         self.config = self.config.status(path);

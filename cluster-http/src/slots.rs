@@ -81,11 +81,51 @@ pub(crate) struct Slot {
     pub(crate) active: AtomicU64,
     /// Open connections its draining workers handed to live workers.
     pub(crate) migrated: AtomicU64,
+    /// HTTP/3's counts (also in `accepted` and `active`).
+    pub(crate) quic: QuicCounts,
     /// TLS handshakes: full, resumed (a session of any worker), failed.
     pub(crate) tls: TlsCounts,
     pub(crate) latency: Histogram,
     history: History,
     current: Mutex<Current>,
+}
+
+/// One slot's HTTP/3 counts, across its workers.
+#[derive(Debug, Default)]
+pub(crate) struct QuicCounts {
+    /// QUIC connections whose handshake completed.
+    pub(crate) accepted: AtomicU64,
+    pub(crate) active: AtomicU64,
+    /// Request streams.
+    pub(crate) streams: AtomicU64,
+    /// Datagrams the slot's endpoints read and forwarded to the endpoint
+    /// their connection ID names.
+    pub(crate) forwarded: AtomicU64,
+    /// Clients asked to prove their address first (a Retry).
+    pub(crate) retries: AtomicU64,
+}
+
+/// A [`QuicCounts`] read at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct QuicSnapshot {
+    pub(crate) accepted: u64,
+    pub(crate) active: u64,
+    pub(crate) streams: u64,
+    pub(crate) forwarded: u64,
+    pub(crate) retries: u64,
+}
+
+impl QuicCounts {
+    fn snapshot(&self) -> QuicSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        QuicSnapshot {
+            accepted: get(&self.accepted),
+            active: get(&self.active),
+            streams: get(&self.streams),
+            forwarded: get(&self.forwarded),
+            retries: get(&self.retries),
+        }
+    }
 }
 
 /// A slot's TLS handshakes.
@@ -118,6 +158,7 @@ pub(crate) struct Snapshot {
     pub(crate) accepted: u64,
     pub(crate) active: u64,
     pub(crate) migrated: u64,
+    pub(crate) quic: QuicSnapshot,
     /// TLS handshakes: full, resumed, failed.
     pub(crate) tls: [u64; 3],
     /// Per bucket (not cumulative), the last one past the largest bound.
@@ -211,6 +252,7 @@ impl Slot {
             requests: self.requests.load(Ordering::Relaxed),
             accepted: self.accepted.load(Ordering::Relaxed),
             migrated: self.migrated.load(Ordering::Relaxed),
+            quic: self.quic.snapshot(),
             tls: [&self.tls.full, &self.tls.resumed, &self.tls.failed]
                 .map(|c| c.load(Ordering::Relaxed)),
             active: self.active.load(Ordering::Relaxed),
@@ -255,6 +297,18 @@ pub struct SlotStats {
     pub accepted: u64,
     /// Connections open now.
     pub active: u64,
+    /// HTTP/3: QUIC connections accepted so far (also in `accepted`).
+    pub quic_accepted: u64,
+    /// HTTP/3: QUIC connections open now (also in `active`).
+    pub quic_active: u64,
+    /// HTTP/3: request streams so far.
+    pub quic_streams: u64,
+    /// HTTP/3: datagrams the slot's endpoints forwarded to the endpoint
+    /// their connection ID names (they reached the wrong socket).
+    pub quic_forwarded: u64,
+    /// HTTP/3: clients asked to prove their address first (a Retry) while
+    /// a flood of handshakes was in progress.
+    pub quic_retries: u64,
 }
 
 /// Every slot's HTTP counts so far (the slots an HTTP server ran on), in
@@ -272,6 +326,11 @@ pub fn slot_stats(cluster: &Cluster) -> Vec<SlotStats> {
                 requests: s.requests,
                 accepted: s.accepted,
                 active: s.active,
+                quic_accepted: s.quic.accepted,
+                quic_active: s.quic.active,
+                quic_streams: s.quic.streams,
+                quic_forwarded: s.quic.forwarded,
+                quic_retries: s.quic.retries,
             }
         })
         .collect()

@@ -17,6 +17,7 @@ use tokio::task::AbortHandle;
 use crate::exec::CatchUnwind;
 
 /// The open connections of one server (of its thread: not `Send`).
+#[derive(Clone)]
 pub(crate) struct Tasks {
     inner: Rc<RefCell<Inner>>,
 }

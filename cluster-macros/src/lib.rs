@@ -167,11 +167,11 @@ use proc_macro::TokenStream;
 /// | `shutdown_timeout` | a duration such as `"30s"`, `"500ms"` or `"1m 30s"` | `"30s"` |
 /// | `kill_timeout`, `listen_timeout` | durations: a killed worker's time to reach an await (not zero), start-up's and reload's wait for listening | `"5s"`, `"3s"` |
 /// | `drain_delay` | a duration, zero allowed: `/healthz` 503 this long before a graceful stop drains | `"0s"` |
-/// | `max_memory` | a size (`"256MiB"`): a worker over it is replaced gracefully (facade feature `jemalloc`) | none |
 /// | `signals` | `"signal=action"` entries, such as `"usr2=upgrade, hup=off"` | term `stop`, int `interrupt`, hup `reload`, quit `upgrade` |
 /// | `pin_workers`, `wait_ready` | `true` or `false`: pin each worker thread to a CPU; ready only at `worker.ready()` | `false` |
 /// | `stack_size` | bytes, or `"512KiB"`, `"8MiB"`, `"1GiB"` | 2 MiB |
 /// | `max_connections`, `connection_cap` | integers ≥ 1: per listener, and every listener together | none, the fd limit |
+/// | `max_memory` | a size (`"256MiB"`): a worker over it is replaced gracefully (facade feature `jemalloc`) | none |
 /// | `on_panic` | `"ignore"` or `"restart"` | `"restart"` |
 /// | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, such as `"/healthz"` | none |
 /// | `control` | `true` or `false`: the control socket for `cluster-thread` | `true` |

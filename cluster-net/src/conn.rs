@@ -105,6 +105,8 @@ pub(crate) struct Counters {
     /// The dispatch's: a place freed may let an acceptor hand this worker
     /// another.
     pub(crate) capacity: Arc<Notify>,
+    /// Kernel steering: where `active` is published for the group's program.
+    pub(crate) publisher: Option<crate::steer::Publisher>,
 }
 
 impl Counters {
@@ -113,10 +115,34 @@ impl Counters {
             .is_none_or(|limit| self.active.load(Ordering::Acquire) < limit)
     }
 
+    /// One more connection, if under the limit.
+    fn take(&self) -> bool {
+        let taken = take_one(&self.active, self.limit);
+        if taken {
+            self.publish();
+        }
+        taken
+    }
+
+    /// One more connection, even past the limit.
+    fn force_take(&self) {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        self.publish();
+    }
+
     fn release(&self) {
-        if released(&self.active, self.limit) {
+        let freed = released(&self.active, self.limit);
+        self.publish();
+        if freed {
             self.freed.notify_waiters();
             self.capacity.notify_one();
+        }
+    }
+
+    /// Tells the kernel's program (with kernel steering) how many are open.
+    fn publish(&self) {
+        if let Some(p) = &self.publisher {
+            p.publish(self.active.load(Ordering::Relaxed), self.limit);
         }
     }
 }
@@ -193,7 +219,7 @@ impl Place {
         worker: Option<&'a Arc<Counters>>,
     ) -> Result<Place, Full<'a>> {
         if let Some(w) = worker {
-            if !take_one(&w.active, w.limit) {
+            if !w.take() {
                 return Err(Full::Worker(w));
             }
         }
@@ -235,7 +261,7 @@ impl Place {
         if self.is_of(worker) {
             return true;
         }
-        if !take_one(&worker.active, worker.limit) {
+        if !worker.take() {
             return false;
         }
         self.unassign();
@@ -248,7 +274,7 @@ impl Place {
     pub(crate) fn force_assign(&mut self, worker: &Arc<Counters>) {
         if !self.is_of(worker) {
             self.unassign();
-            worker.active.fetch_add(1, Ordering::AcqRel);
+            worker.force_take();
             self.worker = Some(Arc::clone(worker));
         }
     }

@@ -9,8 +9,7 @@
 //! others.
 
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -486,16 +485,15 @@ fn pick(
     .map(|(i, _, _)| i)
 }
 
-/// The live slot a client address maps to, by rendezvous hashing: the
-/// highest score of (address, slot). A slot that leaves or joins moves only
-/// its own clients; the others keep theirs.
+/// The live slot a client address maps to, by rendezvous hashing (the
+/// function the kernel's sticky program computes, so a cluster moving
+/// between the two paths keeps its clients where they were): the highest
+/// score of (address, slot). A slot that leaves or joins moves only its own
+/// clients; the others keep theirs. A client without an address (a Unix
+/// socket's) counts as `0.0.0.0`.
 fn sticky_slot(peer: Option<SocketAddr>, slots: impl Iterator<Item = usize>) -> Option<usize> {
-    let ip = peer.map(|p| p.ip());
-    slots.max_by_key(|slot| {
-        let mut hasher = std::hash::DefaultHasher::new();
-        (ip, slot).hash(&mut hasher);
-        hasher.finish()
-    })
+    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
+    crate::steer::hash::sticky_slot(ip, slots)
 }
 
 #[cfg(test)]

@@ -151,6 +151,15 @@ pub enum Error {
         /// Why: another one is in progress, or one already succeeded.
         reason: &'static str,
     },
+    /// `KernelSteering::Required`, and the kernel cannot balance this
+    /// listener's connections.
+    #[error("kernel steering is required for {addr}, but {reason}")]
+    KernelSteering {
+        /// The address asked for.
+        addr: String,
+        /// Why not: the privilege, the kernel, the platform.
+        reason: String,
+    },
     /// A live setting given a value it cannot take.
     #[error("invalid setting `{setting} = {value}`: expected {expected}")]
     BadSetting {

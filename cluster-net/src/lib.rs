@@ -7,11 +7,19 @@
 //!
 //! | mode | who accepts | choose it for |
 //! |---|---|---|
-//! | [`Balance::RoundRobin`] (default) | one acceptor thread hands each connection to the next worker under its limit | even spread of short connections, as Node's SCHED_RR |
-//! | [`Balance::LeastConnections`] | the acceptor picks the worker with the fewest open connections | long-lived connections (WebSocket, gRPC) |
+//! | [`Balance::RoundRobin`] (default) | the next worker (under its limit), chosen by the kernel or by one acceptor thread | even spread of short connections, as Node's SCHED_RR |
+//! | [`Balance::LeastConnections`] | the worker with the fewest open connections, chosen likewise | long-lived connections (WebSocket, gRPC) |
 //! | [`Balance::Os`] | every worker accepts on a clone of one socket | the least overhead per connection |
 //! | [`Balance::ReusePort`] | every worker its own `SO_REUSEPORT` socket; the kernel hashes | many connections per second on Linux |
-//! | [`Balance::Sticky`] | the acceptor maps each client IP to one live slot | session-bound protocols |
+//! | [`Balance::Sticky`] | each client IP's live slot, chosen likewise | session-bound protocols |
+//!
+//! Round-robin, least-connections and sticky are chosen by the kernel where
+//! the process may load eBPF (Linux, root or CAP_BPF): every worker accepts
+//! on its own socket of a reuseport group and a small `SK_REUSEPORT`
+//! program picks the socket, so no thread hands connections on. Elsewhere,
+//! or with [`NetConfig::kernel_steering`]`(`[`KernelSteering::Off`]`)`, the
+//! acceptor thread accepts and hands each connection to its worker (in a
+//! one-slot cluster the worker accepts itself).
 //!
 //! ```no_run
 //! use cluster_core::Cluster;
@@ -58,10 +66,10 @@ mod listener;
 mod migrate;
 mod plan;
 mod proxy;
+pub mod quic;
 mod registry;
 mod spec;
 mod stats;
-#[cfg(target_os = "linux")]
 mod steer;
 mod systemd;
 pub mod upgrade;
@@ -74,8 +82,12 @@ pub use listen::WorkerExt;
 pub use listener::Listener;
 pub use migrate::Migrator;
 pub use proxy::Cidr;
+pub use quic::{QuicRouter, QuicSocket, QuicSteering};
 pub use spec::{
-    Balance, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance, BALANCE_ENV,
+    Balance, KernelSteering, Listen, ListenSpec, NetConfig, Ports, ToListen, UnknownBalance,
+    BALANCE_ENV, KERNEL_STEERING_ENV,
 };
-pub use stats::{cap_stats, set_connection_cap, stats, CapStats, ListenerStats};
+pub use stats::{
+    cap_stats, quic_stats, set_connection_cap, stats, CapStats, ListenerStats, QuicStats,
+};
 pub use systemd::{notify_systemd, SystemdSockets};

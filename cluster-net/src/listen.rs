@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use cluster_core::hooks;
@@ -12,10 +13,11 @@ use crate::accept::AcceptSocket;
 use crate::bind::{self, StdListener};
 use crate::conn::Counters;
 use crate::listener::{Mode, Seat, SlotSocket};
-use crate::plan::{plan, Plan, Target};
+use crate::plan::{plan, Bind, Plan, Target};
 use crate::registry::{reuse_label, Key, OwnedFile, Registry, ReuseSocket, SharedSocket};
+use crate::steer::Mode as Steer;
 use crate::upgrade::Inherited;
-use crate::{Balance, Error, Listen, ListenSpec, Listener, NetConfig, ToListen};
+use crate::{Balance, Error, KernelSteering, Listen, ListenSpec, Listener, NetConfig, ToListen};
 
 /// `listen` and `listen_udp` on a worker: `use cluster_net::WorkerExt;`.
 pub trait WorkerExt {
@@ -34,6 +36,15 @@ pub trait WorkerExt {
     /// A UDP socket bound once by the primary and shared by every worker
     /// (each receives some of the datagrams).
     fn listen_udp(&self, addr: SocketAddr) -> Result<tokio::net::UdpSocket, Error>;
+
+    /// This worker's socket of a QUIC port: the primary binds one
+    /// `SO_REUSEPORT` socket per slot on `addr` (the n-th `listen_quic` of
+    /// port 0 of every worker gets the same port), keeps each open for the
+    /// cluster's life, and steers datagrams to the slot their connection
+    /// ID names (see [`QuicSteering`](crate::QuicSteering), set on the
+    /// [`NetConfig`]). Build the QUIC endpoint on the socket and the router
+    /// of [`QuicSocket::into_parts`](crate::QuicSocket::into_parts).
+    fn listen_quic(&self, addr: SocketAddr) -> Result<crate::QuicSocket, Error>;
 }
 
 impl WorkerExt for Worker {
@@ -74,6 +85,42 @@ impl WorkerExt for Worker {
         }
         Ok(result)
     }
+
+    fn listen_quic(&self, addr: SocketAddr) -> Result<crate::QuicSocket, Error> {
+        listen_quic(self, addr)
+    }
+}
+
+fn listen_quic(worker: &Worker, addr: SocketAddr) -> Result<crate::QuicSocket, Error> {
+    let registry = hooks::extension::<Registry>(worker);
+    let steering = worker
+        .state::<NetConfig>()
+        .map(|c| c.quic_steering)
+        .unwrap_or_default();
+    let nth = if addr.port() == 0 {
+        registry.next_zero(worker.id())
+    } else {
+        0
+    };
+    let acceptor = registry.acceptor(&Address::Udp(addr))?;
+    let key = Key::Quic(addr, nth);
+    let label = key.label();
+    let inherited = worker.state::<Inherited>();
+    let group = registry.quic(key, || {
+        // Taken over from the process this one replaces: every slot's
+        // socket, in slot order (the kernel's indices stay as they were).
+        let taken: Vec<std::net::UdpSocket> = (0..)
+            .map_while(|slot| {
+                let label = crate::registry::quic_label(&label, slot);
+                inherited.as_ref().and_then(|i| i.take(&label))
+            })
+            .map(|received| std::net::UdpSocket::from(received.fd))
+            .collect();
+        crate::quic::group::QuicGroup::bind(addr, steering, acceptor, taken)
+    })?;
+    let socket = crate::QuicSocket::new(group, worker.slot())?;
+    hooks::report_listening(worker, Address::Udp(socket.local_addr()));
+    Ok(socket)
 }
 
 fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
@@ -103,11 +150,46 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         registry: Arc::downgrade(&registry),
         key: key.clone(),
     });
+    let mut not_steered = None;
+    let slots = worker.cluster_info().slots;
     let unix_path = match &key {
         Key::Unix(path) => Some(path.clone()),
         _ => None,
     };
+    // The kernel's program instead of the acceptor, where it applies.
+    let setting = registry.kernel_steering(&config)?;
+    let steer = Steer::of(balance).filter(|_| {
+        setting != KernelSteering::Off
+            && matches!(proxy, crate::proxy::Proxy::Off)
+            && matches!((&key, &bind), (Key::Tcp(..), Bind::Tcp { .. }))
+    });
+    // A full worker's clients would wait in its own socket's queue while
+    // another worker has room; the acceptor gives them to that one. (Sticky
+    // holds them for their slot either way.)
+    let per_worker_limit =
+        steer.is_some() && max_per_worker.is_some() && balance != Balance::Sticky;
     let socket = registry.socket(key, || {
+        let mut bind = bind;
+        let wanted = steer.and_then(|mode| match crate::steer::probe() {
+            Ok(()) if per_worker_limit => {
+                not_steered = Some(crate::steer::Unsupported {
+                    reason: "with max_connections_per_worker the acceptor gives a full \
+                             worker's share to the others"
+                        .into(),
+                    denied: false,
+                });
+                None
+            }
+            Ok(()) => Some(mode),
+            Err(why) => {
+                not_steered = Some(why);
+                None
+            }
+        });
+        if let (Some(_), Bind::Tcp { reuseport, .. }) = (wanted, &mut bind) {
+            // The group the workers' own sockets join.
+            *reuseport = true;
+        }
         // Taken over from the process this one replaces, or bound now.
         let (listener, bound_here) = match inherited.as_ref().and_then(|i| i.take(&label)) {
             Some(received) => (StdListener::from_received(received)?, false),
@@ -117,10 +199,48 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             addr: label.clone(),
             source,
         })?;
+        let steering = match wanted {
+            Some(mode) => match steering(mode, &listener, bound_here) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(why) => {
+                    not_steered = Some(why);
+                    None
+                }
+            },
+            None => None,
+        };
+        if steering.is_none() && !bound_here {
+            // The old process's program, if it steered: this one accepts.
+            crate::steer::detach(&listener);
+        }
+        match (&not_steered, setting) {
+            (Some(why), KernelSteering::Required) if !per_worker_limit => {
+                return Err(Error::KernelSteering {
+                    addr: address.to_string(),
+                    reason: why.to_string(),
+                })
+            }
+            (Some(why), _) => tracing::info!(
+                %address,
+                %balance,
+                "{balance} through the acceptor thread, not the kernel: {why}"
+            ),
+            (None, _) if steering.is_some() => tracing::debug!(
+                %address,
+                %balance,
+                "{balance} by the kernel (eBPF): every worker accepts on its own socket"
+            ),
+            (None, _) => {}
+        }
         let cap = registry.cap(&config);
         let mut socket =
             SharedSocket::new(label.clone(), address, balance, listener, max_total, cap);
         socket.proxy = proxy;
+        // One slot: its worker accepts itself (the acceptor's hop is for
+        // choosing among workers).
+        let solo = balance.uses_acceptor() && steering.is_none() && slots == 1;
+        socket.solo.send_replace(solo);
+        socket.steering = steering;
         // A socket file this cluster created goes away when it stops.
         socket.file = unix_path
             .filter(|_| bound_here)
@@ -133,7 +253,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
     };
     let counters = socket.counters(worker.id(), slot, max_per_worker);
     let mode = match socket.balance {
-        Balance::ReusePort => reuseport(
+        _ if socket.balance == Balance::ReusePort || socket.steering.is_some() => reuseport(
             worker,
             &registry,
             &socket,
@@ -146,7 +266,16 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
             let inbox = dispatch.attach(slot, Arc::clone(&counters));
             let seat = Seat::new(worker, &socket.label, dispatch, inbox, None);
             seat.watch(&registry.acceptor(&socket.address)?);
-            if b.uses_acceptor() {
+            if b.uses_acceptor() && *socket.solo.borrow() && (slot, slots) == (0, 1) {
+                let own =
+                    AcceptSocket::register(&socket.listener, socket.proxy.clone()).map_err(fail)?;
+                Mode::Solo {
+                    own,
+                    seat,
+                    solo: socket.solo.subscribe(),
+                }
+            } else if b.uses_acceptor() {
+                registry.end_solo(&socket)?;
                 Mode::Dispatched(seat)
             } else {
                 let own =
@@ -204,6 +333,17 @@ fn reuseport(
                     StdListener::Tcp(bind::tcp(addr, true, backlog)?)
                 }
             };
+            if let Some(steering) = &socket.steering {
+                // Its place in the program's map, by slot (never shifted).
+                if let Err(e) = steering.insert(slot, listener.as_fd()) {
+                    tracing::warn!(
+                        address = %socket.address,
+                        slot,
+                        error = %e,
+                        "the kernel will not steer connections to this slot's socket"
+                    );
+                }
+            }
             Ok(Arc::new(ReuseSocket::new(
                 listener,
                 slot,
@@ -240,6 +380,27 @@ fn reuseport(
         own,
         seat: Some(seat),
     })
+}
+
+/// Kernel steering of `mode` for the group of `listener`, the key's socket:
+/// bound here with `SO_REUSEPORT`, or inherited (then it must be in a group
+/// already, as the old process's steering or reuseport made it).
+fn steering(
+    mode: crate::steer::Mode,
+    listener: &StdListener,
+    bound_here: bool,
+) -> Result<crate::steer::Steering, crate::steer::Unsupported> {
+    let in_group = bound_here
+        || socket2::SockRef::from(listener)
+            .reuse_port()
+            .unwrap_or(false);
+    if !in_group {
+        return Err(crate::steer::Unsupported {
+            reason: "the socket taken over from the old process is not in a reuseport group".into(),
+            denied: false,
+        });
+    }
+    crate::steer::Steering::for_group(mode, listener.as_fd())
 }
 
 /// `Listen::Handle`: the worker's own listener, no primary involved.

@@ -70,6 +70,15 @@ impl Seat {
         });
     }
 
+    /// Its listener's first `accept`: with kernel steering, the program may
+    /// choose its slot from now on (until then connections wait elsewhere,
+    /// not behind a server still being built).
+    fn accepting(&self) {
+        if let (Some(reuse), false) = (&self.reuse, self.left.load(Ordering::Acquire)) {
+            reuse.set_live(true);
+        }
+    }
+
     /// The next connection of its inbox (or one nobody took). Cancel-safe:
     /// the inbox keeps it.
     async fn take(&self) -> Accepted {
@@ -147,6 +156,15 @@ pub(crate) enum Mode {
     /// Gets every connection through its seat: from the acceptor
     /// (round-robin, least-connections, sticky), or migrated.
     Dispatched(Arc<Seat>),
+    /// The acceptor modes in a cluster of one slot: its worker accepts on
+    /// the socket itself (no hop through the acceptor thread), until
+    /// `solo` turns false (another slot listens; the acceptor takes over),
+    /// and takes through its seat what is handed to it.
+    Solo {
+        own: AcceptSocket,
+        seat: Arc<Seat>,
+        solo: tokio::sync::watch::Receiver<bool>,
+    },
 }
 
 /// A worker's listener, from `worker.listen(...)`. Dropping it stops this
@@ -219,7 +237,11 @@ impl Listener {
     /// loop goes on, so a shared port never goes silent while its socket is
     /// open. [`ListenerStats::accept_errors`](crate::ListenerStats) counts them.
     pub async fn accept(&self) -> Connection {
-        self.first_accept.accepting();
+        if self.first_accept.accepting() {
+            if let Some(seat) = self.seat() {
+                seat.accepting();
+            }
+        }
         let (totals, counters) = (&self.totals, Some(&self.counters));
         let mut backoff = Backoff::new(totals);
         loop {
@@ -233,6 +255,16 @@ impl Listener {
                     accepted = seat.take() => accepted,
                 },
                 Mode::Dispatched(seat) => seat.take().await,
+                Mode::Solo { own, seat, solo } if *solo.borrow() => {
+                    let mut solo = solo.clone();
+                    tokio::select! {
+                        accepted = own.accept(totals, counters) => accepted,
+                        accepted = seat.take() => accepted,
+                        // Another slot listens: the acceptor's from now on.
+                        _ = solo.wait_for(|solo| !solo) => continue,
+                    }
+                }
+                Mode::Solo { seat, .. } => seat.take().await,
             };
             match Connection::register(accepted, &self.counters) {
                 Ok(conn) => return conn,
@@ -246,7 +278,7 @@ impl Listener {
     fn seat(&self) -> Option<&Arc<Seat>> {
         match &self.mode {
             Mode::Own { seat, .. } => seat.as_ref(),
-            Mode::Dispatched(seat) => Some(seat),
+            Mode::Dispatched(seat) | Mode::Solo { seat, .. } => Some(seat),
         }
     }
 

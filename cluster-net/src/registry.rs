@@ -20,7 +20,8 @@ use crate::bind::StdListener;
 use crate::cap::Cap;
 use crate::conn::{Counters, Totals};
 use crate::dispatch::Dispatch;
-use crate::{Balance, Error, NetConfig, BALANCE_ENV};
+use crate::steer::{Publisher, Steering};
+use crate::{Balance, Error, KernelSteering, NetConfig, BALANCE_ENV, KERNEL_STEERING_ENV};
 
 /// What identifies a socket the workers share.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -32,6 +33,8 @@ pub(crate) enum Key {
     Unix(PathBuf),
     Fd(RawFd),
     Udp(SocketAddr, usize),
+    /// A QUIC port's reuseport group: the address asked for, the n-th.
+    Quic(SocketAddr, usize),
 }
 
 impl Key {
@@ -44,6 +47,7 @@ impl Key {
             Key::Unix(p) => format!("unix {}", p.display()),
             Key::Fd(fd) => format!("fd {fd}"),
             Key::Udp(a, n) => format!("udp {a} #{n}"),
+            Key::Quic(a, n) => format!("quic {a} #{n}"),
         }
     }
 }
@@ -70,6 +74,13 @@ pub(crate) struct SharedSocket {
     /// Whether its connections start with a PROXY protocol header, and
     /// from whom.
     pub(crate) proxy: crate::proxy::Proxy,
+    /// Kernel steering (round-robin, least-connections, sticky without the
+    /// acceptor): the program of its reuseport group, `group`.
+    pub(crate) steering: Option<Arc<Steering>>,
+    /// The acceptor modes without kernel steering: true while the cluster
+    /// has one slot, whose worker then accepts itself; the acceptor's
+    /// loop starts when it turns false.
+    pub(crate) solo: tokio::sync::watch::Sender<bool>,
 }
 
 impl SharedSocket {
@@ -93,6 +104,8 @@ impl SharedSocket {
             counters: Mutex::default(),
             file: None,
             proxy: crate::proxy::Proxy::Off,
+            steering: None,
+            solo: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -106,6 +119,7 @@ impl SharedSocket {
             limit,
             freed: Notify::new(),
             capacity: self.dispatch.capacity(),
+            publisher: self.steering.as_ref().map(|s| Publisher::new(s, slot)),
         });
         let mut all = lock(&self.counters);
         all.retain(|c| c.strong_count() > 0);
@@ -116,13 +130,15 @@ impl SharedSocket {
 
 /// A slot's socket in a `SO_REUSEPORT` group. While no worker of the slot
 /// listens on it, a stand-in on the acceptor thread accepts from it (the
-/// kernel still hashes connections to it) and hands them to the other
-/// workers. Closed when the cluster stops, or when its slot is removed
-/// (scale-down) if the kernel moves a closed listener's queue to the rest
-/// of the group (`net.ipv4.tcp_migrate_req`); else a removed slot's socket
-/// stays with its stand-in (and serves that slot again after a scale-up):
-/// closing it would reset a connection that completed its handshake
-/// between the last `accept` and the close.
+/// kernel still hashes connections to it, or, with kernel steering, left
+/// them there when the worker went) and hands them to the other workers.
+/// Closed when the cluster stops, or when its slot is removed (scale-down)
+/// if the kernel moves a closed listener's queue to the rest of the group
+/// (kernel steering's `SELECT_OR_MIGRATE` program, or
+/// `net.ipv4.tcp_migrate_req`); else a removed slot's socket stays with its
+/// stand-in (and serves that slot again after a scale-up): closing it would
+/// reset a connection that completed its handshake between the last
+/// `accept` and the close.
 pub(crate) struct ReuseSocket {
     pub(crate) listener: StdListener,
     slot: usize,
@@ -151,6 +167,17 @@ impl ReuseSocket {
         self.occupancy.attach();
     }
 
+    /// Kernel steering: whether the group's program may choose this slot
+    /// (its worker accepts).
+    pub(crate) fn set_live(&self, live: bool) {
+        let Some(steering) = self.shared.upgrade().and_then(|s| s.steering.clone()) else {
+            return;
+        };
+        if let Err(e) = steering.set_live(self.slot, live) {
+            tracing::warn!(slot = self.slot, error = %e, "kernel steering cannot choose this slot");
+        }
+    }
+
     /// A listener of the slot's worker stops. When it was the last: a slot
     /// that stays gets a stand-in; a removed one (`retired`) is drained to
     /// the other workers and closed.
@@ -158,13 +185,16 @@ impl ReuseSocket {
         if !self.occupancy.detach() {
             return;
         }
-        if !retired || !kernel_migrates_requests() {
-            self.cover();
-            return;
-        }
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
+        // New connections go to the live slots from now on.
+        self.set_live(false);
+        let migrates = shared.steering.is_some() || kernel_migrates_requests();
+        if !retired || !migrates {
+            self.cover();
+            return;
+        }
         let dispatch = Arc::clone(&shared.dispatch);
         lock(&shared.group).remove(&self.slot);
         // A backlog of 0 keeps what joins while the queue is drained to one
@@ -260,14 +290,22 @@ pub(crate) struct Registry {
     cap: OnceLock<Arc<Cap>>,
     /// `CLUSTER_THREAD_BALANCE`, read once, by the cluster's first `listen`.
     balance_env: OnceLock<Option<String>>,
+    /// `CLUSTER_THREAD_KERNEL_STEERING`, read once, likewise.
+    steering_env: OnceLock<Option<String>>,
 }
 
 #[derive(Default)]
 struct RegistryState {
     sockets: HashMap<Key, Arc<SharedSocket>>,
     udp: HashMap<Key, Arc<std::net::UdpSocket>>,
+    quic: HashMap<Key, Arc<crate::quic::group::QuicGroup>>,
     /// Per worker id: how many port-0 listens it made.
     zero_counts: HashMap<u64, usize>,
+}
+
+/// The label of a slot's socket of a QUIC port, in a hot upgrade.
+pub(crate) fn quic_label(label: &str, slot: usize) -> String {
+    format!("{label} slot {slot}")
 }
 
 /// The label of a slot's socket in a reuseport group.
@@ -305,6 +343,21 @@ impl Registry {
             .transpose()
     }
 
+    /// Whether the kernel steers this cluster's connections:
+    /// `CLUSTER_THREAD_KERNEL_STEERING` if set, else the cluster's
+    /// [`NetConfig::kernel_steering`]; an error names the variable.
+    pub(crate) fn kernel_steering(&self, config: &NetConfig) -> Result<KernelSteering, Error> {
+        let env = self
+            .steering_env
+            .get_or_init(|| {
+                std::env::var_os(KERNEL_STEERING_ENV).map(|v| v.to_string_lossy().into_owned())
+            })
+            .as_deref()
+            .map(KernelSteering::from_env_value)
+            .transpose()?;
+        Ok(env.unwrap_or(config.kernel_steering))
+    }
+
     /// The cap as it stands, for the primary.
     pub(crate) fn cap_stats(&self) -> Option<Arc<Cap>> {
         self.cap.get().cloned()
@@ -331,10 +384,19 @@ impl Registry {
         let socket = Arc::new(bind()?);
         st.sockets.insert(key, Arc::clone(&socket));
         drop(st);
-        if socket.balance.uses_acceptor() {
+        if socket.balance.uses_acceptor() && socket.steering.is_none() && !*socket.solo.borrow() {
             self.spawn_acceptor(&socket, Arc::clone(&socket.dispatch))?;
         }
         Ok(socket)
+    }
+
+    /// A worker of another slot than a solo socket's listens on it: the
+    /// acceptor takes over (the solo worker turns to its seat).
+    pub(crate) fn end_solo(&self, socket: &Arc<SharedSocket>) -> Result<(), Error> {
+        if socket.solo.send_replace(false) {
+            self.spawn_acceptor(socket, Arc::clone(&socket.dispatch))?;
+        }
+        Ok(())
     }
 
     /// The shared socket a hot upgrade names `label`.
@@ -355,6 +417,26 @@ impl Registry {
         let socket = Arc::new(bind()?);
         st.udp.insert(key, Arc::clone(&socket));
         Ok(socket)
+    }
+
+    /// The QUIC group for `key`, bound by `bind` the first time.
+    pub(crate) fn quic(
+        &self,
+        key: Key,
+        bind: impl FnOnce() -> Result<Arc<crate::quic::group::QuicGroup>, Error>,
+    ) -> Result<Arc<crate::quic::group::QuicGroup>, Error> {
+        let mut st = lock(&self.state);
+        if let Some(g) = st.quic.get(&key) {
+            return Ok(Arc::clone(g));
+        }
+        let group = bind()?;
+        st.quic.insert(key, Arc::clone(&group));
+        Ok(group)
+    }
+
+    /// Every QUIC group, for the stats.
+    pub(crate) fn quic_groups(&self) -> Vec<Arc<crate::quic::group::QuicGroup>> {
+        lock(&self.state).quic.values().cloned().collect()
     }
 
     /// A dup of every socket with its label and address, for a hot upgrade.
@@ -385,6 +467,15 @@ impl Registry {
         for (key, socket) in &st.udp {
             if let Ok(a) = socket.local_addr() {
                 push(key.label(), &Address::Udp(a), socket.as_fd());
+            }
+        }
+        for (key, group) in &st.quic {
+            for (slot, fd) in group.dup_members().into_iter().enumerate() {
+                let label = quic_label(&key.label(), slot);
+                match fd {
+                    Ok(fd) => out.push((label, Address::Udp(group.addr).to_string(), fd)),
+                    Err(e) => tracing::error!(%label, error = %e, "cannot hand this socket over"),
+                }
             }
         }
         out

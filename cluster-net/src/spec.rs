@@ -15,6 +15,78 @@ use crate::Error;
 /// once per cluster, by its first `listen`.
 pub const BALANCE_ENV: &str = "CLUSTER_THREAD_BALANCE";
 
+/// The environment variable that overrides the cluster's
+/// [`NetConfig::kernel_steering`]: `auto`, `off` or `required`, read once
+/// per cluster, by its first `listen`.
+pub const KERNEL_STEERING_ENV: &str = "CLUSTER_THREAD_KERNEL_STEERING";
+
+/// Whether the kernel balances round-robin, least-connections and sticky
+/// ([`NetConfig::kernel_steering`]). The balance mode is the user's choice;
+/// this is the mechanism. With kernel steering every worker accepts on its
+/// own socket of a `SO_REUSEPORT` group and an eBPF program chooses the
+/// socket of each new connection, so no acceptor thread hands connections
+/// on; it needs Linux and the privilege to load eBPF (root, or CAP_BPF
+/// with CAP_NET_ADMIN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum KernelSteering {
+    /// The kernel where it can (Linux, eBPF allowed, a TCP address bound
+    /// here or taken over from a process that steered), else the acceptor
+    /// thread, with one info line in the log saying why. Always the
+    /// acceptor for Unix sockets, inherited fds and systemd's sockets,
+    /// PROXY protocol listeners (the client's address, sticky's key, is in
+    /// the payload), and round-robin and least-connections with
+    /// `max_connections_per_worker` (the acceptor gives a full worker's
+    /// share to the others; the kernel would queue it behind that worker).
+    /// The default.
+    #[default]
+    Auto,
+    /// Always the acceptor thread.
+    Off,
+    /// As `Auto`, but where the kernel could steer and may not (no eBPF
+    /// privilege, an old kernel) `listen` fails saying why, for a
+    /// deployment that counts on it.
+    Required,
+}
+
+impl KernelSteering {
+    /// Every setting.
+    pub const ALL: [KernelSteering; 3] = [
+        KernelSteering::Auto,
+        KernelSteering::Off,
+        KernelSteering::Required,
+    ];
+
+    /// The setting's name, as `CLUSTER_THREAD_KERNEL_STEERING` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelSteering::Auto => "auto",
+            KernelSteering::Off => "off",
+            KernelSteering::Required => "required",
+        }
+    }
+
+    /// `value` read from `CLUSTER_THREAD_KERNEL_STEERING`: a setting's
+    /// [`name`](Self::name) (case and surrounding blanks ignored), or an
+    /// error naming the variable.
+    pub fn from_env_value(value: &str) -> Result<KernelSteering, Error> {
+        KernelSteering::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(value.trim()))
+            .ok_or_else(|| Error::BadEnv {
+                name: KERNEL_STEERING_ENV,
+                value: value.to_owned(),
+                expected: "auto, off or required",
+            })
+    }
+}
+
+impl fmt::Display for KernelSteering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How connections on a shared port are spread over the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -359,6 +431,8 @@ pub struct NetConfig {
     pub(crate) options: ListenOptions,
     pub(crate) backlog: i32,
     pub(crate) connection_cap: Option<usize>,
+    pub(crate) kernel_steering: KernelSteering,
+    pub(crate) quic_steering: crate::QuicSteering,
 }
 
 impl Default for NetConfig {
@@ -367,6 +441,8 @@ impl Default for NetConfig {
             options: ListenOptions::default(),
             backlog: 1024,
             connection_cap: None,
+            kernel_steering: KernelSteering::Auto,
+            quic_steering: crate::QuicSteering::default(),
         }
     }
 }
@@ -393,6 +469,21 @@ impl NetConfig {
     /// gives a cap of 896.
     pub fn connection_cap(mut self, n: usize) -> Self {
         self.connection_cap = Some(n);
+        self
+    }
+
+    /// Whether the kernel balances round-robin, least-connections and
+    /// sticky, without the acceptor thread (default [`KernelSteering::Auto`]:
+    /// where it can). `CLUSTER_THREAD_KERNEL_STEERING` overrides it.
+    pub fn kernel_steering(mut self, steering: KernelSteering) -> Self {
+        self.kernel_steering = steering;
+        self
+    }
+
+    /// How datagrams of QUIC ports (`listen_quic`) find their worker
+    /// (default [`QuicSteering::Cid`](crate::QuicSteering::Cid)).
+    pub fn quic_steering(mut self, steering: crate::QuicSteering) -> Self {
+        self.quic_steering = steering;
         self
     }
 }
@@ -446,6 +537,23 @@ mod tests {
         let names: Vec<&str> = Balance::ALL.iter().map(|b| b.name()).collect();
         let (last, rest) = names.split_last().unwrap();
         assert_eq!(NAMES_EXPECTED, format!("{} or {last}", rest.join(", ")));
+    }
+
+    #[test]
+    fn kernel_steering_names_parse_and_others_name_the_variable() {
+        for k in KernelSteering::ALL {
+            assert_eq!(KernelSteering::from_env_value(k.name()).ok(), Some(k));
+        }
+        assert_eq!(
+            KernelSteering::from_env_value(" OFF\n").ok(),
+            Some(KernelSteering::Off)
+        );
+        let err = KernelSteering::from_env_value("yes").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid environment variable CLUSTER_THREAD_KERNEL_STEERING=\"yes\": \
+             expected auto, off or required"
+        );
     }
 
     #[test]

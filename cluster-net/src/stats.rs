@@ -32,6 +32,10 @@ pub struct ListenerStats {
     /// Open connections handed over from draining workers to live ones
     /// (see [`Migrator`](crate::Migrator)) on the listener's socket so far.
     pub migrated: u64,
+    /// Whether the kernel chooses the worker of each new connection
+    /// ([`NetConfig::kernel_steering`](crate::NetConfig::kernel_steering)),
+    /// rather than the acceptor thread; false for the modes without either.
+    pub kernel_steering: bool,
 }
 
 /// The connection counts of every live worker's listeners, read by the primary.
@@ -49,9 +53,47 @@ pub fn stats(cluster: &Cluster) -> Vec<ListenerStats> {
             accept_errors: totals.accept_errors.load(Ordering::Relaxed),
             proxy_rejected: totals.proxy_rejected.load(Ordering::Relaxed),
             migrated: totals.migrated.load(Ordering::Relaxed),
+            kernel_steering: c.publisher.is_some(),
         })
         .collect();
     all.sort_by_key(|s| (s.address.to_string(), s.slot, s.worker));
+    all
+}
+
+/// One slot's socket of a QUIC port (`listen_quic`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuicStats {
+    /// The port's address.
+    pub address: Address,
+    /// The slot.
+    pub slot: usize,
+    /// Generations of the slot's endpoints reading the socket now (two
+    /// during a rolling reload's hand-over, none while the slot has no
+    /// worker).
+    pub endpoints: Vec<u32>,
+    /// Datagrams that reached this socket and were forwarded to the
+    /// endpoint their connection ID names, so far.
+    pub forwarded: u64,
+    /// Whether the kernel steers the port's datagrams by connection ID.
+    pub kernel_steers: bool,
+}
+
+/// Every QUIC port's sockets, by slot, read by the primary.
+pub fn quic_stats(cluster: &Cluster) -> Vec<QuicStats> {
+    let mut all = Vec::new();
+    for group in hooks::cluster_extension::<Registry>(cluster).quic_groups() {
+        for (slot, (forwarded, endpoints)) in group.stats().into_iter().enumerate() {
+            all.push(QuicStats {
+                address: Address::Udp(group.addr),
+                slot,
+                endpoints,
+                forwarded,
+                kernel_steers: group.steered,
+            });
+        }
+    }
+    all.sort_by_key(|s| (s.address.to_string(), s.slot));
     all
 }
 

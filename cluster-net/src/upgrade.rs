@@ -177,13 +177,17 @@ impl FirstAccept {
         }
     }
 
-    /// The listener accepts (its server is built): counted once.
-    pub(crate) fn accepting(&self) {
-        if self.pending.load(Ordering::Relaxed) && self.pending.swap(false, Ordering::AcqRel) {
+    /// The listener accepts (its server is built): counted once; true
+    /// that first time.
+    pub(crate) fn accepting(&self) -> bool {
+        let first =
+            self.pending.load(Ordering::Relaxed) && self.pending.swap(false, Ordering::AcqRel);
+        if first {
             self.serving
                 .unserved
                 .send_modify(|n| *n = n.saturating_sub(1));
         }
+        first
     }
 }
 

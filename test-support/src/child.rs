@@ -67,6 +67,28 @@ pub fn tool(programs: &[&str], package: &str) -> Option<PathBuf> {
     None
 }
 
+/// Python 3 with `module` importable (a client not ours), as [`tool`]:
+/// missing, the check is skipped with a notice naming how to install it
+/// (`pip_name` from PyPI; `.ci/run` installs it), or, with
+/// `CLUSTER_THREAD_REQUIRE_TOOLS=1`, the test fails.
+pub fn python_module(module: &str, pip_name: &str) -> Option<PathBuf> {
+    let python = tool(&["python3"], "python3")?;
+    let found = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os(REQUIRE_TOOLS_ENV).is_none_or(|v| v != "1"),
+        "the Python module {module} is not installed (`python3 -m pip install {pip_name}`), and {REQUIRE_TOOLS_ENV}=1 requires it"
+    );
+    eprintln!("notice: the Python module {module} is not installed (`python3 -m pip install {pip_name}`); the check that needs it is skipped");
+    None
+}
+
 /// This test binary, set to run only the test `name` (its full path, such
 /// as `signals::child`), with output captured by the parent. That test is
 /// `#[ignore]`d (so a normal run does not report it as passed, having run

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::Instant;
 
 use test_support::{get, local, Run, DEADLINE};
@@ -375,8 +376,9 @@ fn served_by(addr: std::net::SocketAddr) -> u32 {
     panic!("nobody holds {link}");
 }
 
-/// A test CA and a server certificate for 127.0.0.1 in `dir`:
-/// (`cert.pem`, `key.pem`), and the CA's certificate for the client.
+/// A test CA and a server certificate for 127.0.0.1 and localhost in
+/// `dir`: (`cert.pem`, `key.pem`), and the CA's certificate for the client
+/// (also in `ca.pem`).
 fn test_certificate(
     dir: &std::path::Path,
 ) -> (
@@ -384,19 +386,28 @@ fn test_certificate(
     std::path::PathBuf,
     cluster_thread::http::rustls::pki_types::CertificateDer<'static>,
 ) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "same_port test CA");
     let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    // Its own name: with the CA's (rcgen's default for both), OpenSSL-based
+    // clients take the certificate for a self-signed one.
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &ca).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    // For clients that read the CA from a file.
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     (cert_path, key_path, ca.der().clone())
 }
 
@@ -696,6 +707,75 @@ fn same_port_serves_a_certificate_per_server_name() {
     assert!(s.contains("first-cert"), "{s}");
     assert!(subject(Some("unknown.test")).contains("first-cert"));
     assert!(subject(None).contains("first-cert"));
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_status().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn same_port_serves_http3_to_a_client_not_ours_from_every_worker() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("same-port-h3-{}", std::process::id()));
+    let (cert, key, ca) = test_certificate(&dir);
+    let mut run = Run::start(
+        "same_port",
+        &[
+            "--workers",
+            "2",
+            "--port",
+            "0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--http3",
+        ],
+    );
+    let addr = local(&run.line(|l| l.starts_with("listening on ") && !l.contains("udp://")));
+    let udp = format!(":{}", addr.port());
+    run.line(|l| l.starts_with("listening on udp://") && l.ends_with(&udp));
+    // TCP answers advertise HTTP/3 on the same port number.
+    let (_, text, _) = https_get(addr, &ca, &[b"http/1.1"], "/");
+    let alt_svc = format!("alt-svc: h3=\":{}\"\r\n", addr.port());
+    assert!(text.contains(&alt_svc), "{text}");
+    if let Some(python) = test_support::python_module("aioquic", "aioquic") {
+        let ca_path = dir.join("ca.pem");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/clients/h3_get.py");
+        let mut workers = HashSet::new();
+        let end = Instant::now() + DEADLINE;
+        // New connections until both workers have answered, three
+        // requests on each.
+        while workers.len() < 2 {
+            assert!(
+                Instant::now() < end,
+                "only workers {workers:?} answered over HTTP/3"
+            );
+            let out = Command::new(&python)
+                .args([
+                    script,
+                    &addr.port().to_string(),
+                    ca_path.to_str().unwrap(),
+                    "4",
+                    "3",
+                    "/",
+                ])
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lines: Vec<&str> = stdout.lines().collect();
+            assert_eq!(lines.len(), 12, "{stdout}");
+            for line in lines {
+                let f: Vec<&str> = line.splitn(4, ' ').collect();
+                assert_eq!((f[1], f[3]), ("200", "hello world"), "{line}");
+                workers.insert(f[2].to_owned());
+            }
+        }
+    }
     run.signal(libc::SIGTERM);
     assert!(run.exit_status().success());
     let _ = std::fs::remove_dir_all(&dir);

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use lexopt::prelude::*;
 
-/// Each step: what it is, then cargo's arguments.
+/// Each step: what it is, then cargo's arguments (see [`step_env`]).
 const STEPS: &[(&str, &[&str])] = &[
     ("cargo fmt", &["fmt", "--all", "--", "--check"]),
     (
@@ -44,6 +44,11 @@ const STEPS: &[(&str, &[&str])] = &[
     ),
     ("cargo test", &["test", "--workspace", "--locked"]),
     (
+        "cargo test -p cluster-net with CLUSTER_THREAD_KERNEL_STEERING=off (every balance \
+         test through the acceptor thread too; the run above steers in the kernel, as root)",
+        &["test", "-p", "cluster-net", "--locked"],
+    ),
+    (
         "cargo package (every published crate, in dependency order, each built from its package)",
         // xtask and test-support are `publish = false`.
         &[
@@ -61,6 +66,21 @@ const STEPS: &[(&str, &[&str])] = &[
         &["xtask", "bench", "--quick"],
     ),
 ];
+
+/// The environment a step runs with, beyond CI's own.
+fn step_env(cargo_args: &[&str]) -> &'static [(&'static str, &'static str)] {
+    if cargo_args.starts_with(&["test", "-p", "cluster-net"]) {
+        &[("CLUSTER_THREAD_KERNEL_STEERING", "off")]
+    } else {
+        &[]
+    }
+}
+
+/// Whether this is the workspace's test run, before which the composition
+/// checks run.
+fn workspace_tests(cargo_args: &[&str]) -> bool {
+    cargo_args.starts_with(&["test", "--workspace"])
+}
 
 /// The facade's features and what each turns on (its Cargo.toml).
 const FACADE_FEATURES: [(&str, &[&str]); 6] = [
@@ -166,12 +186,16 @@ pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
             Short('h') | Long("help") => {
                 eprintln!("usage: cargo xtask ci\n\nRuns, from the workspace root, stopping at the first failure:");
                 for (_, cargo_args) in STEPS {
-                    if cargo_args[0] == "test" {
+                    if workspace_tests(cargo_args) {
                         for check in composition_checks() {
                             eprintln!("  cargo {}", check.join(" "));
                         }
                     }
-                    eprintln!("  cargo {}", cargo_args.join(" "));
+                    let env: String = step_env(cargo_args)
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v} "))
+                        .collect();
+                    eprintln!("  {env}cargo {}", cargo_args.join(" "));
                 }
                 return Ok(());
             }
@@ -181,7 +205,7 @@ pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = crate::bench::workspace_root();
     for (title, cargo_args) in STEPS {
-        if cargo_args[0] == "test" {
+        if workspace_tests(cargo_args) {
             // After clippy, before the long test run.
             let checks = composition_checks();
             println!(
@@ -207,6 +231,7 @@ pub(crate) fn main(mut args: lexopt::Parser) -> anyhow::Result<()> {
         let status = Command::new(&cargo)
             .current_dir(&root)
             .args(*cargo_args)
+            .envs(step_env(cargo_args).iter().copied())
             .status()
             .with_context(|| format!("running {title}"))?;
         if !status.success() {

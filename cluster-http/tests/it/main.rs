@@ -9,6 +9,7 @@ mod drain;
 mod drain_signals;
 mod endpoints;
 mod h2c;
+mod http3;
 mod keep_alive;
 mod limits;
 mod listeners;

@@ -122,7 +122,8 @@ impl Pki {
         TlsConnector::from(Arc::new(config))
     }
 
-    fn client_config(&self, alpn: &[&[u8]]) -> ClientConfig {
+    /// A rustls client config trusting this CA, offering `alpn`.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> ClientConfig {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.der().clone()).unwrap();
         let provider = Arc::new(cluster_http::rustls::crypto::ring::default_provider());

@@ -44,6 +44,10 @@ const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 52;
 const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 0x35;
 #[cfg(target_arch = "sparc64")]
 const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 0x36;
+#[cfg(not(target_arch = "sparc64"))]
+const SO_DETACH_REUSEPORT_BPF: libc::c_int = 68;
+#[cfg(target_arch = "sparc64")]
+const SO_DETACH_REUSEPORT_BPF: libc::c_int = 0x0047;
 
 /// `union bpf_attr` for `BPF_MAP_CREATE`, up to `map_name`.
 #[repr(C)]
@@ -239,6 +243,13 @@ pub(crate) fn load_sk_reuseport(
 pub(crate) fn attach_ebpf(socket: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
     let fd: libc::c_int = prog.as_raw_fd();
     setsockopt(socket, SO_ATTACH_REUSEPORT_EBPF, &fd)
+}
+
+/// Takes the program (either kind) off the reuseport group `socket` is in
+/// (ENOENT when it has none).
+pub(crate) fn detach(socket: BorrowedFd<'_>) -> io::Result<()> {
+    let unused: libc::c_int = 0;
+    setsockopt(socket, SO_DETACH_REUSEPORT_BPF, &unused)
 }
 
 /// Makes `filter` (classic BPF) the program of `socket`'s reuseport group.

@@ -237,3 +237,53 @@ pub(crate) fn attach_sticky(
         source,
     })
 }
+
+const JSET: u16 = 0x40;
+const MOD: u16 = 0x90;
+
+/// QUIC by destination connection ID: the socket at index `word mod
+/// modulus`, where `word` is the big-endian u32 at `offset` into the DCID
+/// (see `quic::cid`). A reuseport program sees the UDP payload from offset
+/// 0: a long header's DCID starts at byte 6, a short header's at byte 1.
+/// An index past the group's sockets falls back to the kernel's hash; a
+/// datagram too short for the load returns 0 (the first socket).
+///
+/// ```text
+///     ldb [0]
+///     jset #0x80, long, 0       ; the long-header bit
+///     ld [1 + offset]
+///     ja route
+/// long:
+///     ld [6 + offset]
+/// route:
+///     mod #modulus
+///     ret a
+/// ```
+pub(crate) fn quic_cid(offset: u32, modulus: u32) -> Vec<libc::sock_filter> {
+    let mut c = Classic::default();
+    let (long, route) = (c.label(), c.label());
+    c.op(LD | B | ABS, 0);
+    c.jump(JSET, 0x80, Some(long), None);
+    c.op(LD | W | ABS, 1 + offset);
+    c.ja(route);
+    c.bind(long);
+    c.op(LD | W | ABS, 6 + offset);
+    c.bind(route);
+    c.op(ALU | MOD | K, modulus);
+    c.op(RET | A, 0);
+    c.finish()
+}
+
+/// Makes [`quic_cid`] the program of the reuseport group `socket` belongs
+/// to. Needs no privilege.
+pub(crate) fn attach_quic(
+    socket: BorrowedFd<'_>,
+    offset: u32,
+    modulus: u32,
+) -> Result<(), SteerError> {
+    bpf::attach_cbpf(socket, &quic_cid(offset, modulus)).map_err(|source| SteerError::Attach {
+        program: "classic QUIC connection ID",
+        fd: socket.as_raw_fd(),
+        source,
+    })
+}

@@ -19,28 +19,52 @@
 //! Written raw: `bpf(2)` through libc ([`bpf`]), programs from a small
 //! encoder ([`asm`]); no clang, no nightly, no libbpf.
 
-// Wired into the registry in the next step of issue 24; until then only
-// this module's tests use it.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
+//! The registry makes one [`Steering`] per listening key of those modes
+//! (see `listen.rs`), puts each worker's member of the group in its slot,
+//! and marks the slot live from its worker's first `accept` until its last
+//! listener leaves; each worker's [`Publisher`] writes its slot's load.
+//! Elsewhere than Linux, [`probe`] says no and nothing else is reached.
 
+#[cfg(target_os = "linux")]
 mod asm;
+#[cfg(target_os = "linux")]
 mod bpf;
+// Sticky without the privilege: kept, and checked against the kernel by
+// the tests, for the fallback the acceptor does today.
+#[cfg(target_os = "linux")]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod classic;
+#[cfg(target_os = "linux")]
 mod error;
 pub(crate) mod hash;
+#[cfg(target_os = "linux")]
 mod programs;
+#[cfg(target_os = "linux")]
 mod table;
 #[cfg(test)]
+#[cfg(target_os = "linux")]
 mod tests;
+#[cfg(not(target_os = "linux"))]
+mod unsupported;
 
+#[cfg(target_os = "linux")]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+#[cfg(target_os = "linux")]
 use std::sync::OnceLock;
 
+#[cfg(target_os = "linux")]
 pub(crate) use error::SteerError;
+#[cfg(test)]
 pub(crate) use hash::sticky_slot;
+#[cfg(target_os = "linux")]
 pub(crate) use table::{SlotCell, MAX_SLOTS};
+#[cfg(not(target_os = "linux"))]
+pub(crate) use unsupported::{detach, probe, Steering};
 
+#[cfg(target_os = "linux")]
 use programs::Maps;
+#[cfg(target_os = "linux")]
 use table::Table;
 
 /// Which program chooses.
@@ -52,8 +76,27 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
+    #[cfg(target_os = "linux")]
     pub(crate) const ALL: [Mode; 3] = [Mode::RoundRobin, Mode::LeastConnections, Mode::Sticky];
 
+    /// The program for `balance`, if the kernel can do it.
+    pub(crate) fn of(balance: crate::Balance) -> Option<Mode> {
+        match balance {
+            crate::Balance::RoundRobin => Some(Mode::RoundRobin),
+            crate::Balance::LeastConnections => Some(Mode::LeastConnections),
+            crate::Balance::Sticky => Some(Mode::Sticky),
+            _ => None,
+        }
+    }
+
+    /// Whether a slot at its connection limit says so: round-robin and
+    /// least-connections pass over it, sticky does not (a client waits
+    /// for its own slot, in that socket's backlog, as with the acceptor).
+    pub(crate) fn publishes_full(self) -> bool {
+        self != Mode::Sticky
+    }
+
+    #[cfg(target_os = "linux")]
     fn name(self) -> &'static str {
         match self {
             Mode::RoundRobin => "ct_round_robin",
@@ -63,7 +106,43 @@ impl Mode {
     }
 }
 
+/// What a worker's listener publishes for its slot: its open connections
+/// (and, but for sticky, whether it is at its limit), with plain stores.
+pub(crate) struct Publisher {
+    steering: Arc<Steering>,
+    slot: usize,
+    full: bool,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    pub(crate) fn new(steering: &Arc<Steering>, slot: usize) -> Publisher {
+        Publisher {
+            steering: Arc::clone(steering),
+            slot,
+            full: steering.mode().publishes_full(),
+        }
+    }
+
+    /// The slot's worker has `open` connections on the listener, of `limit`.
+    pub(crate) fn publish(&self, open: usize, limit: Option<usize>) {
+        self.steering.publish(
+            self.slot,
+            open,
+            self.full && limit.is_some_and(|l| open >= l),
+        );
+    }
+}
+
 /// One reuseport group's kernel steering.
+#[cfg(target_os = "linux")]
 pub(crate) struct Steering {
     mode: Mode,
     socks: OwnedFd,
@@ -73,7 +152,35 @@ pub(crate) struct Steering {
     stats: String,
 }
 
+#[cfg(target_os = "linux")]
 impl Steering {
+    /// Steering of `mode` made the program of the reuseport group that
+    /// `member` belongs to (its other members join later, by [`insert`](Self::insert)).
+    pub(crate) fn for_group(mode: Mode, member: BorrowedFd<'_>) -> Result<Steering, Unsupported> {
+        probe()?;
+        let steering = Steering::new(mode).map_err(|e| unsupported(&e))?;
+        steering.attach(member).map_err(|e| unsupported(&e))?;
+        tracing::debug!(
+            program = mode.name(),
+            verifier = steering.verifier_stats(),
+            "kernel steering attached"
+        );
+        Ok(steering)
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Publishes `slot`'s load and whether it is full (a slot past those
+    /// the table holds has nothing to publish: the insert said so).
+    pub(crate) fn publish(&self, slot: usize, open: usize, full: bool) {
+        if let Some(cell) = self.cell(slot) {
+            cell.set_load(u32::try_from(open).unwrap_or(u32::MAX));
+            cell.set_full(full);
+        }
+    }
+
     /// The maps and the program for `mode`. Nothing is attached yet.
     pub(crate) fn new(mode: Mode) -> Result<Self, SteerError> {
         Self::build(mode, true)
@@ -139,14 +246,14 @@ impl Steering {
         self.table.set_live(slot, live)
     }
 
-    /// `slot`'s shared words, for its worker to publish its load and limit.
-    pub(crate) fn cell(&self, slot: usize) -> Option<&SlotCell> {
-        self.table.cell(slot)
-    }
-
     /// What the verifier said about the program (instructions processed).
     pub(crate) fn verifier_stats(&self) -> &str {
         &self.stats
+    }
+
+    /// `slot`'s shared words, for its worker to publish its load and limit.
+    pub(crate) fn cell(&self, slot: usize) -> Option<&SlotCell> {
+        self.table.cell(slot)
     }
 
     fn key(&self, slot: usize) -> Result<[u8; 4], SteerError> {
@@ -157,6 +264,19 @@ impl Steering {
             });
         }
         Ok((slot as u32).to_ne_bytes())
+    }
+}
+
+/// Takes a steering program off the group of `socket` (one taken over from
+/// a process that steered, now accepted on by the acceptor): else its
+/// stale table would choose among the old process's slots.
+#[cfg(target_os = "linux")]
+pub(crate) fn detach(socket: &impl AsFd) {
+    match bpf::detach(socket.as_fd()) {
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+            tracing::debug!(error = %e, "cannot detach the reuseport program");
+        }
+        _ => {}
     }
 }
 
@@ -180,12 +300,14 @@ impl std::fmt::Display for Unsupported {
 /// and program once (so a kernel without a feature they use says so here;
 /// the three verifications take about 50 ms on a 2-vCPU machine). The
 /// answer is kept for the process's life.
+#[cfg(target_os = "linux")]
 pub(crate) fn probe() -> Result<(), Unsupported> {
     static ANSWER: OnceLock<Result<(), Unsupported>> = OnceLock::new();
     ANSWER.get_or_init(probe_now).clone()
 }
 
 /// [`probe`], asked again (for a thread whose privileges changed).
+#[cfg(target_os = "linux")]
 pub(crate) fn probe_now() -> Result<(), Unsupported> {
     for mode in Mode::ALL {
         Steering::new(mode).map_err(|e| unsupported(&e))?;
@@ -193,6 +315,7 @@ pub(crate) fn probe_now() -> Result<(), Unsupported> {
     Ok(())
 }
 
+#[cfg(target_os = "linux")]
 fn unsupported(e: &SteerError) -> Unsupported {
     let denied = matches!(e, SteerError::Bpf { source, .. }
         if source.raw_os_error() == Some(libc::EPERM));

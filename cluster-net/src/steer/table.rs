@@ -69,6 +69,7 @@ impl SlotCell {
     }
 
     /// What [`set_load`](Self::set_load) published last.
+    #[cfg(test)]
     pub(crate) fn load(&self) -> u32 {
         self.load.load(Ordering::Relaxed)
     }

@@ -24,7 +24,40 @@ pub fn spec(s: &'static str) -> SpecFn {
 
 /// How many workers have started accepting (a cluster state of `serve`).
 #[derive(Default)]
-struct Accepting(AtomicUsize);
+pub struct Accepting(pub AtomicUsize);
+
+/// One poll of `accept` (the connection, if one was there), which makes
+/// the worker one that connections are given to (by the acceptor, by the
+/// kernel's program, by a migrating worker); counted in the cluster's
+/// [`Accepting`] state, if it has one.
+pub async fn first_accept(
+    w: &Worker,
+    listener: &cluster_net::Listener,
+) -> Option<cluster_net::Connection> {
+    let conn = {
+        let mut first = std::pin::pin!(listener.accept());
+        std::future::poll_fn(|cx| match first.as_mut().poll(cx) {
+            Poll::Ready(conn) => Poll::Ready(Some(conn)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
+    };
+    if let Some(accepting) = w.state::<Accepting>() {
+        accepting.0.fetch_add(1, Ordering::AcqRel);
+    }
+    conn
+}
+
+/// Waits until `workers` workers of `cluster` (with an [`Accepting`]
+/// state) have polled `accept`.
+pub async fn all_accepting(cluster: &Cluster, workers: usize) {
+    let accepting = cluster.state::<Accepting>().expect("an Accepting state");
+    eventually(
+        || accepting.0.load(Ordering::Acquire) >= workers,
+        "every worker accepting",
+    )
+    .await;
+}
 
 /// The clients whose connection a worker holds (accepted, greeting not
 /// yet written), by their address: what a killed worker takes with it.
@@ -75,12 +108,7 @@ pub async fn serve(workers: usize, net: NetConfig, spec: SpecFn, hold: &'static 
     // fills its inbox from its first accept on. Until every worker has
     // called it, a burst would all go to the others (and sticky would map
     // a client to another slot than later).
-    let accepting = cluster.state::<Accepting>().unwrap();
-    eventually(
-        || accepting.0.load(Ordering::Acquire) >= workers,
-        "every worker accepting",
-    )
-    .await;
+    all_accepting(&cluster, workers).await;
     let addr = match addr {
         Some(Address::Tcp(a)) => a,
         // Not TCP: the test knows its address.
@@ -103,18 +131,7 @@ pub async fn serve_worker(
     let listener = w.listen((spec)(&w)).await?;
     let id = w.id();
     let keep = hold.contains(&w.slot());
-    // One poll of `accept` makes the worker one the acceptor gives to.
-    let mut early = {
-        let mut first = std::pin::pin!(listener.accept());
-        std::future::poll_fn(|cx| match first.as_mut().poll(cx) {
-            Poll::Ready(conn) => Poll::Ready(Some(conn)),
-            Poll::Pending => Poll::Ready(None),
-        })
-        .await
-    };
-    if let Some(accepting) = w.state::<Accepting>() {
-        accepting.0.fetch_add(1, Ordering::AcqRel);
-    }
+    let mut early = first_accept(&w, &listener).await;
     let in_hand = w.state::<InHand>();
     loop {
         tokio::select! {

@@ -20,6 +20,7 @@ mod per_worker;
 mod port_zero;
 mod proxy;
 mod release;
+mod steering;
 mod stuck;
 mod unix_udp;
 mod upgrade;

@@ -16,12 +16,19 @@ async fn start(net: NetConfig) -> (Cluster, Vec<SocketAddr>) {
         .workers(2)
         .signals(false)
         .state(net)
+        .state(crate::common::Accepting::default())
         .build(|w| async move {
             let listener = w.listen(Listen::parse("127.0.0.1:0")?).await?;
             let migrator = listener.migrator().expect("a shared listener");
+            // Polled once before the test connects: a worker takes
+            // connections (and migrated ones) from its first accept on.
+            let mut early = crate::common::first_accept(&w, &listener).await;
             loop {
                 tokio::select! {
-                    mut conn = listener.accept() => {
+                    mut conn = async { match early.take() {
+                        Some(conn) => conn,
+                        None => listener.accept().await,
+                    } } => {
                         let id = w.id();
                         let mut first = [0u8; 3];
                         if w.slot() == 0 {
@@ -61,6 +68,7 @@ async fn start(net: NetConfig) -> (Cluster, Vec<SocketAddr>) {
             .await,
         );
     }
+    crate::common::all_accepting(&cluster, 2).await;
     (cluster, addrs)
 }
 

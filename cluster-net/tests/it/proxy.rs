@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{until, DEADLINE};
@@ -20,29 +18,20 @@ async fn start(workers: usize, balance: Balance) -> (Cluster, SocketAddr) {
 
 /// [`start`] with `net` (and the PROXY protocol on).
 async fn start_with(workers: usize, net: NetConfig) -> (Cluster, SocketAddr) {
-    let accepting = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&accepting);
     let cluster = Cluster::builder()
         .workers(workers)
         .signals(false)
         .state(net.proxy_protocol(true))
-        .build(move |w| {
-            let counted = Arc::clone(&counted);
-            async move {
+        .state(crate::common::Accepting::default())
+        .build(|w| async move {
             let listener = w.listen(Listen::parse("127.0.0.1:0")?).await?;
-            // Its first `accept` puts it in the acceptor's choice (a
-            // dropped one loses nothing): counted, so that the test sends
-            // nothing before every worker can get it (sticky would map a
-            // client elsewhere than later).
-            tokio::select! {
-                biased;
-                mut conn = listener.accept() => drop(conn.read_proxy_header().await),
-                () = std::future::ready(()) => {}
-            }
-            counted.fetch_add(1, Ordering::AcqRel);
+            let mut early = crate::common::first_accept(&w, &listener).await;
             loop {
                 tokio::select! {
-                    mut conn = listener.accept() => {
+                    mut conn = async { match early.take() {
+                        Some(conn) => conn,
+                        None => listener.accept().await,
+                    } } => {
                         let id = w.id();
                         tokio::task::spawn_local(async move {
                             if conn.read_proxy_header().await.is_err() {
@@ -57,7 +46,6 @@ async fn start_with(workers: usize, net: NetConfig) -> (Cluster, SocketAddr) {
                     }
                     () = w.disconnected() => return Ok::<_, cluster_net::Error>(()),
                 }
-            }
             }
         })
         .unwrap();
@@ -74,11 +62,8 @@ async fn start_with(workers: usize, net: NetConfig) -> (Cluster, SocketAddr) {
         })
         .await;
     }
-    crate::common::eventually(
-        || accepting.load(Ordering::Acquire) >= workers,
-        "every worker accepting",
-    )
-    .await;
+    // Sticky maps a client among the workers that accept: all of them.
+    crate::common::all_accepting(&cluster, workers).await;
     (cluster, addr.unwrap())
 }
 

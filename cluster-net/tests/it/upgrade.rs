@@ -46,6 +46,11 @@ fn child() {
         .run_with_primary(
             |w| async move {
                 let l = w.listen("127.0.0.1:0").await?;
+                // A QUIC port of the same number, held for the worker's life.
+                let _quic = match l.local_addr() {
+                    Address::Tcp(a) => Some(w.listen_quic(*a)?),
+                    _ => None,
+                };
                 let pid = std::process::id();
                 loop {
                     tokio::select! {
@@ -490,4 +495,42 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
     terminate(new_pid);
     assert_eq!(failed, 0);
     assert!(pids.contains(&new_pid), "{pids:?}");
+}
+
+/// The inodes of the UDP sockets bound to `port` on this machine.
+fn udp_inodes(port: u16) -> std::collections::BTreeSet<u64> {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1)?.ends_with(&port)).then(|| fields.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
+#[test]
+fn a_hot_upgrade_hands_the_quic_sockets_over_as_they_are() {
+    let mut old = Old::start("round-robin", &[]);
+    let (old_pid, addr, _) = old.next_listening();
+    // One socket per slot, bound once both workers have listened.
+    let end = Instant::now() + DEADLINE;
+    let before = loop {
+        let inodes = udp_inodes(addr.port());
+        if inodes.len() == 2 {
+            break inodes;
+        }
+        assert!(Instant::now() < end, "{inodes:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    old.quit();
+    let (new_pid, _, upgraded) = old.next_listening();
+    assert!(upgraded && new_pid != old_pid);
+    assert!(old.wait_exit().success());
+    // The new process reads the very sockets (their kernel indices, and the
+    // program on their group, unchanged); none was bound anew.
+    assert_eq!(udp_inodes(addr.port()), before);
+    terminate(new_pid);
 }

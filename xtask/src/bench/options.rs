@@ -33,7 +33,9 @@ Other scenarios: memory (RSS per worker count), idle (memory per idle
 keep-alive connection), startup, respawn.
 
 servers: ct-rr ct-lc ct-os ct-reuseport (examples/same_port, one per balance
-mode), actix, hyper (multi-thread), hyper-tpc (thread per core), axum
+mode; round-robin and least-connections steered by the kernel where eBPF may
+be loaded), ct-rr-acceptor ct-lc-acceptor (the same two through the acceptor
+thread: CLUSTER_THREAD_KERNEL_STEERING=off), actix, hyper (multi-thread), hyper-tpc (thread per core), axum
 (bench/peers), node-rr node-none (bench/node/cluster.js, when node is on
 PATH), raw (canned bytes: the load generator's ceiling).
 

@@ -35,7 +35,15 @@ pub(crate) struct Server {
     pub(crate) label: &'static str,
     #[serde(skip)]
     pub(crate) kind: Kind,
+    /// Its environment beyond the harness's (cluster_thread's settings).
+    #[serde(skip)]
+    pub(crate) env: &'static [(&'static str, &'static str)],
 }
+
+/// Round-robin and least-connections through the acceptor thread, beside
+/// the same modes steered by the kernel (the default, where eBPF may be
+/// loaded: as root).
+const ACCEPTOR: &[(&str, &str)] = &[("CLUSTER_THREAD_KERNEL_STEERING", "off")];
 
 impl Server {
     pub(crate) fn is_cluster_thread(&self) -> bool {
@@ -56,56 +64,79 @@ pub(crate) const ALL: &[Server] = &[
         id: "ct-rr",
         label: "cluster_thread round-robin",
         kind: Kind::ClusterThread("round-robin"),
+        env: &[],
     },
     Server {
         id: "ct-lc",
         label: "cluster_thread least-connections",
         kind: Kind::ClusterThread("least-connections"),
+        env: &[],
+    },
+    Server {
+        id: "ct-rr-acceptor",
+        label: "cluster_thread round-robin (acceptor thread)",
+        kind: Kind::ClusterThread("round-robin"),
+        env: ACCEPTOR,
+    },
+    Server {
+        id: "ct-lc-acceptor",
+        label: "cluster_thread least-connections (acceptor thread)",
+        kind: Kind::ClusterThread("least-connections"),
+        env: ACCEPTOR,
     },
     Server {
         id: "ct-os",
         label: "cluster_thread os",
         kind: Kind::ClusterThread("os"),
+        env: &[],
     },
     Server {
         id: "ct-reuseport",
         label: "cluster_thread reuseport",
         kind: Kind::ClusterThread("reuseport"),
+        env: &[],
     },
     Server {
         id: "actix",
         label: "actix-web 4",
         kind: Kind::RustPeer("actix"),
+        env: &[],
     },
     Server {
         id: "hyper",
         label: "hyper 1 (tokio multi-thread)",
         kind: Kind::RustPeer("hyper"),
+        env: &[],
     },
     Server {
         id: "hyper-tpc",
         label: "hyper 1 (thread per core)",
         kind: Kind::RustPeer("hyper-tpc"),
+        env: &[],
     },
     Server {
         id: "axum",
         label: "axum 0.8 (axum::serve)",
         kind: Kind::RustPeer("axum"),
+        env: &[],
     },
     Server {
         id: "node-rr",
         label: "node cluster SCHED_RR",
         kind: Kind::Node("rr"),
+        env: &[],
     },
     Server {
         id: "node-none",
         label: "node cluster SCHED_NONE",
         kind: Kind::Node("none"),
+        env: &[],
     },
     Server {
         id: "raw",
         label: "raw canned responses (ceiling)",
         kind: Kind::Raw,
+        env: &[],
     },
 ];
 
@@ -467,11 +498,13 @@ pub(crate) fn spawn(
     cmd.args(&args)
         .env_remove("CLUSTER_THREAD_WORKERS")
         .env_remove("CLUSTER_THREAD_BALANCE")
+        .env_remove("CLUSTER_THREAD_KERNEL_STEERING")
         // As deployed: no backtrace capture on a panic, no debug logging.
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
         .env_remove("RUST_LOG")
         .envs(envs)
+        .envs(server.env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr);

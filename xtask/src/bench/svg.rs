@@ -17,6 +17,8 @@ struct Panel {
 
 fn color(server: &Server) -> &'static str {
     match server.kind {
+        // Through the acceptor thread, beside the kernel-steered default.
+        Kind::ClusterThread(_) if !server.env.is_empty() => "#c6dbef",
         Kind::ClusterThread("round-robin") => "#08519c",
         Kind::ClusterThread("least-connections") => "#3182bd",
         Kind::ClusterThread("os") => "#6baed6",
