@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::{Address, Cluster, ClusterBuilder, ClusterEvent, Events, Worker, WorkerHandle};
 
+pub use crate::exits::LastFailures;
 pub use crate::memory::WorkerMemory;
 pub use crate::thread::panic_message;
 

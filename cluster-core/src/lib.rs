@@ -42,6 +42,7 @@ mod config;
 mod env;
 mod error;
 mod event;
+mod exits;
 mod handle;
 #[doc(hidden)]
 pub mod hooks;

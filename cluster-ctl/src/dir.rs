@@ -129,7 +129,7 @@ pub(crate) fn clean_name(name: &str) -> String {
     }
 }
 
-/// The name and pid of a socket file named by [`socket_name`].
+/// The name and pid of a socket file named `<name>-<pid>.sock`.
 pub fn parse_socket_name(file: &str) -> Option<(String, u32)> {
     let stem = file.strip_suffix(".sock")?;
     let (name, pid) = stem.rsplit_once('-')?;

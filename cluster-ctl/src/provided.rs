@@ -10,7 +10,7 @@ use cluster_core::Cluster;
 
 use crate::protocol::ListenerRow;
 
-/// Per-slot figures a provider reports (see [`Control::stats`]).
+/// Per-slot figures a provider reports (see [`Control::stats`](crate::Control::stats)).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SlotFigures {
@@ -87,7 +87,7 @@ type HandedOverFn = Arc<dyn Fn(&Cluster) -> bool + Send + Sync>;
 type GetFn = Arc<dyn Fn(&Cluster) -> String + Send + Sync>;
 type SetFn = Arc<dyn Fn(&Cluster, &str) -> Result<(), String> + Send + Sync>;
 
-/// A live setting for `cluster-thread get` and `set` (see [`Control::setting`]).
+/// A live setting for `cluster-thread get` and `set` (see [`Control::setting`](crate::Control::setting)).
 #[derive(Clone)]
 pub struct LiveSetting {
     pub(crate) key: String,

@@ -129,7 +129,7 @@ pub(crate) fn html(worker: &Worker) -> String {
          refreshes every {REFRESH_SECS} s</p>\n\
          <table id=\"slots\"><thead><tr><th>slot</th><th>worker</th><th>state</th><th>uptime</th>\
          <th>restarts</th><th>active</th><th>requests</th><th>requests/s</th><th></th>\
-         <th>p99</th><th></th><th>CPU</th><th>memory</th></tr></thead><tbody>\n",
+         <th>p99</th><th></th><th>CPU</th><th>memory</th><th>last failure</th></tr></thead><tbody>\n",
         info.phase,
         info.workers,
         info.restarts,
@@ -141,8 +141,12 @@ pub(crate) fn html(worker: &Worker) -> String {
     );
     // Known only with an arena per worker (the facade's `jemalloc`).
     let memory = hooks::extension::<hooks::WorkerMemory>(worker);
+    let failures = hooks::extension::<hooks::LastFailures>(worker);
     for (s, series) in &all {
         let state = state(s);
+        let failure = failures
+            .of(s.slot)
+            .map_or_else(dash, |r| html_escape(&shorten(&r.to_string())));
         let worker = if s.live() {
             s.current.id.to_string()
         } else {
@@ -157,7 +161,8 @@ pub(crate) fn html(worker: &Worker) -> String {
             out,
             "<tr class=\"slot {state}\" data-slot=\"{}\"><td>{}</td><td>{worker}</td>\
              <td><span class=\"state\">{state}</span></td><td>{uptime}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td class=\"failure\">{failure}</td></tr>",
             s.slot,
             s.slot,
             s.current.restarts,
@@ -175,6 +180,48 @@ pub(crate) fn html(worker: &Worker) -> String {
         );
     }
     out.push_str("</tbody></table>\n</body></html>\n");
+    out
+}
+
+/// At most 80 characters of a panic message or an error (they can be long).
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// `text` safe inside HTML: a panic message may hold anything a client sent.
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` as a JSON string, quotes included.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
     out
 }
 
@@ -197,13 +244,14 @@ fn array(values: impl Iterator<Item = Option<f64>>) -> String {
 }
 
 /// The page in JSON: `{"phase", "workers", "restarts", "rss_bytes",
-/// "interval_seconds", "slots": [{..., "series": {"rps", "p99_ms",
+/// "interval_seconds", "slots": [{..., "last_failure", "series": {"rps", "p99_ms",
 /// "cpu_percent"}}]}`. Every value is a number, a bool, null or one of our
-/// fixed names: no escaping needed.
+/// fixed names, except `last_failure`, escaped.
 pub(crate) fn json(worker: &Worker) -> String {
     let all = slots::with_series(worker);
     let info = worker.cluster_info();
     let num = |v: Option<f64>| v.map_or_else(|| "null".to_owned(), |v| format!("{v:.3}"));
+    let failures = hooks::extension::<hooks::LastFailures>(worker);
     let memory = hooks::extension::<hooks::WorkerMemory>(worker);
     let mut out = format!(
         "{{\"phase\":\"{}\",\"workers\":{},\"restarts\":{},\"rss_bytes\":{},\
@@ -227,7 +275,7 @@ pub(crate) fn json(worker: &Worker) -> String {
             out,
             "{{\"slot\":{},\"worker\":{worker},\"state\":\"{}\",\"uptime_seconds\":{},\
              \"restarts\":{},\"active\":{},\"accepted\":{},\"requests\":{},\
-             \"p50_ms\":{},\"p99_ms\":{},\"cpu_percent\":{},\"memory_bytes\":{},\"memory_recycles\":{},\
+             \"p50_ms\":{},\"p99_ms\":{},\"cpu_percent\":{},\"memory_bytes\":{},\"memory_recycles\":{},\"last_failure\":{},\
              \"series\":{{\"rps\":{},\"p99_ms\":{},\"cpu_percent\":{}}},\
              \"quic\":{{\"accepted\":{},\"active\":{},\"streams\":{},\"forwarded\":{},\"retries\":{}}}}}",
             s.slot,
@@ -245,6 +293,9 @@ pub(crate) fn json(worker: &Worker) -> String {
                 .flatten()
                 .map_or_else(|| "null".to_owned(), |b| b.to_string()),
             memory.recycles(s.slot),
+            failures
+                .of(s.slot)
+                .map_or_else(|| "null".to_owned(), |r| json_string(&r.to_string())),
             array(series.rps.iter().copied().map(Some)),
             array(series.p99_ms.iter().copied()),
             array(series.cpu_percent.iter().copied()),
@@ -262,6 +313,20 @@ pub(crate) fn json(worker: &Worker) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_client_may_have_put_in_a_panic_message_is_escaped() {
+        let nasty = "<script>alert(\"x\")</script>&'\\\n\u{2028}";
+        let html = html_escape(nasty);
+        assert!(
+            !html.contains('<') && !html.contains('"') && !html.contains('\''),
+            "{html}"
+        );
+        let json = json_string(nasty);
+        let back: String = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, nasty);
+        assert_eq!(shorten(&"é".repeat(100)).chars().count(), 81);
+    }
 
     #[test]
     fn a_sparkline_has_a_point_per_value_within_its_box() {

@@ -42,6 +42,21 @@ const STEPS: &[(&str, &[&str])] = &[
             "warnings",
         ],
     ),
+    (
+        "cargo doc (every intra-doc link resolves; the command's crate is left out: its \
+         binary and the facade share a file name)",
+        &[
+            "doc",
+            "--workspace",
+            "--exclude",
+            "cluster-cli",
+            "--no-deps",
+            "--all-features",
+            "--locked",
+            "--config",
+            "build.rustdocflags=[\"-D\", \"warnings\"]",
+        ],
+    ),
     ("cargo test", &["test", "--workspace", "--locked"]),
     (
         "cargo test -p cluster-net with CLUSTER_THREAD_KERNEL_STEERING=off (every balance \

@@ -35,10 +35,13 @@ fn recycles(app: &App) -> u64 {
         .sum()
 }
 
-/// Each live worker's `memory_bytes`, which must be known.
+/// Each listening worker's `memory_bytes`, which must be known (one just
+/// forked, before its thread took its arena, or one whose thread is
+/// ending, may have none).
 fn memory(app: &App) -> Vec<u64> {
     workers(&app.ls())
         .iter()
+        .filter(|w| w["state"] == "listening")
         .map(|w| {
             w["memory_bytes"]
                 .as_u64()

@@ -561,6 +561,9 @@ impl Supervisor {
         let span = tracing::info_span!("worker", id, slot = core.slot);
         let _in_worker = span.enter();
         let _ = core.exit.set(reason.clone());
+        self.link
+            .extension::<crate::exits::LastFailures>()
+            .record(core.slot, &reason);
         self.emit_disconnect(&core);
         core.life.send_replace(Life::Dead);
         match &reason {

@@ -138,6 +138,36 @@ async fn the_status_page_has_a_row_per_slot_in_json_and_in_a_browser() {
     // The load ran through the browser's visits (the picture shows it).
     let (_, failed, _) = tokio::task::block_in_place(|| load.finish());
     assert_eq!(failed, 0);
+
+    // A panic restarts its worker (on_panic = restart): its slot shows why,
+    // escaped, in both forms.
+    let _ = common::get(addr, "/panic").await;
+    let end = tokio::time::Instant::now() + common::DEADLINE;
+    let failed_slot = loop {
+        let reply = common::get(addr, "/status?format=json").await.unwrap();
+        let status: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        let failed = status["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["last_failure"].is_string())
+            .cloned();
+        if let Some(slot) = failed {
+            break slot;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no failure shown: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let reason = failed_slot["last_failure"].as_str().unwrap();
+    assert!(reason.contains("panicked"), "{failed_slot}");
+    let html = common::get(addr, "/status").await.unwrap().body;
+    assert!(
+        html.contains("<td class=\"failure\">returned an error: a connection"),
+        "{html}"
+    );
     stop(&running.cluster).await;
 }
 

@@ -19,7 +19,7 @@ pub enum QuicSteering {
     Hash,
 }
 
-/// What [`QuicRouter::dispatch`] did with a datagram.
+/// What [`QuicRouter::dispatch`](super::QuicRouter::dispatch) did with a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Dispatched {

@@ -1,6 +1,6 @@
 //! QUIC on one UDP port for every worker: the primary's reuseport group of
-//! one socket per slot ([`group`]), connection IDs that name their slot and
-//! generation ([`cid`]), the kernel steering datagrams by them (a classic
+//! one socket per slot (`group.rs`), connection IDs that name their slot and
+//! generation (`cid.rs`), the kernel steering datagrams by them (a classic
 //! BPF program, no privilege needed) and, always, forwarding in user space
 //! of a datagram that reached the wrong socket to the endpoint its ID names.
 //!
