@@ -80,6 +80,10 @@ pub struct Args {
     /// `log`: the default subscriber's level, or `"off"` (default: info).
     #[cfg(feature = "control")]
     pub log: Option<&'static str>,
+    /// `user` (`CLUSTER_THREAD_USER` overrides it).
+    pub user: Option<&'static str>,
+    /// `group` (`CLUSTER_THREAD_GROUP` overrides it).
+    pub group: Option<&'static str>,
     /// `max_memory`, in bytes (`CLUSTER_THREAD_MAX_MEMORY` overrides it).
     pub max_memory: Option<u64>,
     /// The program's `CARGO_PKG_VERSION`, shown by `cluster-thread ls`.
@@ -133,6 +137,12 @@ impl Args {
         }
         if let Some(bytes) = self.stack_size {
             builder = builder.stack_size(bytes);
+        }
+        if let Some(user) = self.user {
+            builder = builder.user(user);
+        }
+        if let Some(group) = self.group {
+            builder = builder.group(group);
         }
         for &(signal, action) in self.signals {
             let signals = match &signal {

@@ -61,6 +61,8 @@ pub struct ClusterBuilder {
     /// By `Signal::index`.
     signals: [SignalAction; Signal::ALL.len()],
     pin_workers: bool,
+    user: Option<String>,
+    group: Option<String>,
     shutdown_signal: Option<ShutdownFuture>,
     on_start: Vec<StartHook>,
     on_worker_thread: Vec<ThreadHook>,
@@ -83,6 +85,8 @@ impl Default for ClusterBuilder {
             drain_delay: Duration::ZERO,
             signals: Signal::ALL.map(Signal::default_action),
             pin_workers: false,
+            user: None,
+            group: None,
             shutdown_signal: None,
             on_start: Vec::new(),
             on_worker_thread: Vec::new(),
@@ -102,6 +106,8 @@ impl fmt::Debug for ClusterBuilder {
             .field("drain_delay", &self.drain_delay)
             .field("signals", &self.signals)
             .field("pin_workers", &self.pin_workers)
+            .field("user", &self.user)
+            .field("group", &self.group)
             .finish_non_exhaustive()
     }
 }
@@ -275,6 +281,36 @@ impl ClusterBuilder {
         self
     }
 
+    /// Runs the process as this user once the cluster listens (as nginx's
+    /// `user`): started as root, the primary binds the first workers'
+    /// sockets (ports below 1024 too; its registry keeps them for reloads
+    /// and `scale`), and when the cluster first reaches
+    /// [`Phase::Listening`](crate::Phase::Listening) the whole process,
+    /// every thread, switches to the user, its groups (`initgroups`) and its
+    /// primary group (or [`group`](Self::group)'s). Worker code before its
+    /// first `listen` runs as root; a socket bound after the switch (a new
+    /// address, a port below 1024) is bound as the user.
+    ///
+    /// The name is resolved at `build`: an unknown user is an error naming
+    /// the setting, and so is asking for another user while not root. A
+    /// process that runs as that user already (the new process of a hot
+    /// upgrade of a dropped one) has nothing to switch. A failed switch
+    /// stops the cluster with [`Error::PrivilegeDrop`].
+    /// `CLUSTER_THREAD_USER` overrides it at `build`.
+    pub fn user(mut self, name: impl Into<String>) -> Self {
+        self.user = Some(name.into());
+        self
+    }
+
+    /// The group the process switches to with [`user`](Self::user)
+    /// (default: the user's primary group); alone, only the group (and the
+    /// supplementary groups, cleared to it) change. Resolved at `build` as
+    /// `user`. `CLUSTER_THREAD_GROUP` overrides it at `build`.
+    pub fn group(mut self, name: impl Into<String>) -> Self {
+        self.group = Some(name.into());
+        self
+    }
+
     /// A future whose completion stops the cluster gracefully, beside or
     /// instead of the signals.
     pub fn shutdown_signal(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
@@ -378,6 +414,15 @@ impl ClusterBuilder {
                 reason: "must not be below restart_delay",
             });
         }
+        let user = match &env.user {
+            Some(name) => Some((crate::USER_ENV, name.as_str())),
+            None => self.user.as_deref().map(|name| ("user", name)),
+        };
+        let group = match &env.group {
+            Some(name) => Some((crate::GROUP_ENV, name.as_str())),
+            None => self.group.as_deref().map(|name| ("group", name)),
+        };
+        let privilege = crate::privilege::resolve(user, group)?;
         let hooks = self.on_worker_thread;
         let body: WorkerFn = Arc::new(move |w: Worker| {
             for hook in &hooks {
@@ -399,6 +444,7 @@ impl ClusterBuilder {
             drain_delay,
             signals: Signal::ALL.into_iter().zip(signals).collect(),
             pin_cpus: pin_workers.then(crate::affinity::allowed_cpus).flatten(),
+            privilege,
         };
         Ok(Cluster::new(
             config,

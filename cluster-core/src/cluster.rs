@@ -215,6 +215,9 @@ impl Cluster {
     }
 
     fn primary_result(&self) -> Result<(), Error> {
+        if let Some(e) = self.inner.privilege_error() {
+            return Err(e);
+        }
         let st = self.inner.lock();
         if let Some((id, slot, reason)) = &st.start_error {
             return Err(Error::StartFailed {

@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::privilege::Switch;
 use crate::restart::Backoff;
 use crate::{Error, RestartPolicy, Signal, SignalAction};
 
@@ -142,6 +143,9 @@ pub(crate) struct Config {
     /// With `pin_workers`: the CPUs this process may run on, slot `i`'s
     /// worker pinned to the `i % len`-th.
     pub(crate) pin_cpus: Option<Vec<usize>>,
+    /// With `user` / `group`, and not that user already: the switch made
+    /// at the first `Listening`.
+    pub(crate) privilege: Option<Switch>,
 }
 
 /// What a worker or primary function may return: `()` or `Result<(), E>` with

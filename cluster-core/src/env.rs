@@ -64,6 +64,27 @@ pub const STACK_SIZE_ENV: &str = "CLUSTER_THREAD_STACK_SIZE";
 /// (`"usr2=upgrade, hup=off"`, `"all=off"`).
 pub const SIGNALS_ENV: &str = "CLUSTER_THREAD_SIGNALS";
 
+/// The variable that overrides [`ClusterBuilder::user`](crate::ClusterBuilder::user):
+/// a user name.
+pub const USER_ENV: &str = "CLUSTER_THREAD_USER";
+
+/// The variable that overrides [`ClusterBuilder::group`](crate::ClusterBuilder::group):
+/// a group name.
+pub const GROUP_ENV: &str = "CLUSTER_THREAD_GROUP";
+
+/// A user or group name as `user` and `group` take it: not empty, letters,
+/// digits, `.`, `_`, `-` (not first) and a final `$`, as `useradd` allows.
+pub(crate) fn parse_name(text: &str) -> Option<String> {
+    let text = text.trim();
+    let body = text.strip_suffix('$').unwrap_or(text);
+    let ok = !body.is_empty()
+        && !body.starts_with('-')
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    ok.then(|| text.to_owned())
+}
+
 /// Parses a duration as every setting of the cluster spells it (the
 /// macro's arguments too): `humantime`'s grammar (`"30s"`, `"500ms"`,
 /// `"1m 30s"`, `"1.5s"`, `"2 hours"`).
@@ -116,6 +137,8 @@ pub(crate) struct Overrides {
     pub(crate) max_restarts: Option<u32>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) signals: Option<Vec<SignalEntry>>,
+    pub(crate) user: Option<String>,
+    pub(crate) group: Option<String>,
 }
 
 impl Overrides {
@@ -151,6 +174,7 @@ impl Overrides {
         }
         const DURATION: &str = "a duration such as \"2s\", \"500ms\" or \"0s\"";
         const ABOVE_ZERO: &str = "a duration above zero such as \"30s\" or \"2m\"";
+        const NAME: &str = "a name of letters, digits, '.', '_' and '-'";
         let above_zero = |v: &str| parse_duration(v).filter(|d| !d.is_zero());
         Ok(Overrides {
             workers: read(
@@ -188,6 +212,8 @@ impl Overrides {
                 "signal=action entries separated by commas, such as \"usr2=upgrade, hup=off\"",
                 parse_entries,
             )?,
+            user: read(&var, USER_ENV, NAME, parse_name)?,
+            group: read(&var, GROUP_ENV, NAME, parse_name)?,
         })
     }
 }
@@ -237,6 +263,8 @@ mod tests {
             (MIN_UPTIME_ENV, "5s"),
             (MAX_RESTARTS_ENV, "0"),
             (STACK_SIZE_ENV, "8 MiB"),
+            (USER_ENV, " www-data "),
+            (GROUP_ENV, "web"),
             (SIGNALS_ENV, "all=off, SIGUSR2 = upgrade,hup=stop_now"),
         ]);
         assert_eq!(
@@ -250,6 +278,8 @@ mod tests {
                 min_uptime: Some(Duration::from_secs(5)),
                 max_restarts: Some(0),
                 stack_size: Some(8 << 20),
+                user: Some("www-data".into()),
+                group: Some("web".into()),
                 signals: Some(vec![
                     (None, SignalAction::Off),
                     (Some(Signal::Usr2), SignalAction::Upgrade),
@@ -292,6 +322,9 @@ mod tests {
             (STACK_SIZE_ENV, "8MB", "\"8MiB\""),
             (SIGNALS_ENV, "winch=stop", "usr2=upgrade"),
             (SIGNALS_ENV, "hup=explode", "usr2=upgrade"),
+            (USER_ENV, "", "letters, digits"),
+            (USER_ENV, "root:root", "letters, digits"),
+            (GROUP_ENV, "-web", "letters, digits"),
         ] {
             match read(&[(name, bad)]) {
                 Ok(o) => panic!("{name}={bad:?} accepted: {o:?}"),

@@ -29,6 +29,29 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// A `user` or `group` setting cannot be used: no such name, or a
+    /// switch to it asked for while the process is not root.
+    #[error("invalid setting `{setting} = {value:?}`: {reason}")]
+    BadIdentity {
+        /// The setting, `user` or `group`, or the variable that set it
+        /// (`CLUSTER_THREAD_USER`, `CLUSTER_THREAD_GROUP`).
+        setting: &'static str,
+        /// The name given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The switch to the `user` / `group` failed once the cluster was
+    /// listening; the cluster was stopped.
+    #[error("could not switch the process to {settings}: {call} failed: {source}")]
+    PrivilegeDrop {
+        /// The settings asked for, e.g. `user = "www-data"`.
+        settings: String,
+        /// The call that failed: `initgroups`, `setgroups`, `setgid` or `setuid`.
+        call: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The OS refused to start a worker thread.
     #[error("could not spawn worker thread `{name}`: {source}")]
     Spawn {

@@ -51,6 +51,7 @@ mod lifecycle;
 mod memory;
 mod message;
 mod notice;
+mod privilege;
 mod restart;
 mod signals;
 mod supervisor;
@@ -62,9 +63,9 @@ pub use builder::ClusterBuilder;
 pub use cluster::{Cluster, Phases};
 pub use config::{Settings, TaskResult, Workers, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use env::{
-    DRAIN_DELAY_ENV, KILL_TIMEOUT_ENV, LISTEN_TIMEOUT_ENV, MAX_RESTARTS_ENV, MIN_UPTIME_ENV,
-    PIN_WORKERS_ENV, RESTART_DELAY_ENV, RESTART_ENV, SHUTDOWN_TIMEOUT_ENV, SIGNALS_ENV,
-    STACK_SIZE_ENV, WAIT_READY_ENV, WORKERS_ENV,
+    DRAIN_DELAY_ENV, GROUP_ENV, KILL_TIMEOUT_ENV, LISTEN_TIMEOUT_ENV, MAX_RESTARTS_ENV,
+    MIN_UPTIME_ENV, PIN_WORKERS_ENV, RESTART_DELAY_ENV, RESTART_ENV, SHUTDOWN_TIMEOUT_ENV,
+    SIGNALS_ENV, STACK_SIZE_ENV, USER_ENV, WAIT_READY_ENV, WORKERS_ENV,
 };
 pub use error::Error;
 pub use event::ClusterEvent;

@@ -33,4 +33,6 @@ pub(crate) enum Notice {
     Disconnect(u64),
     /// Cycle `.0`'s graceful stop's drain delay is over: disconnect the workers.
     DrainDelayOver(u64),
+    /// The switch to `user` / `group` failed: stop at once.
+    PrivilegeDropFailed,
 }

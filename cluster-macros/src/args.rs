@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 /// The keys the attribute takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 27] = [
+pub(crate) const KEYS: [&str; 29] = [
     "workers",
     "port",
     "balance",
@@ -38,6 +38,8 @@ pub(crate) const KEYS: [&str; 27] = [
     "status",
     "control",
     "log",
+    "user",
+    "group",
     "setup",
     "primary",
     "crate",
@@ -167,6 +169,9 @@ pub(crate) struct Args {
     pub(crate) control: Option<Given<bool>>,
     /// The default logs' level (a `LOGS` name).
     pub(crate) log: Option<Given<Choice>>,
+    /// The user and group the process switches to once it listens.
+    pub(crate) user: Option<Given<String>>,
+    pub(crate) group: Option<Given<String>>,
     /// The function that builds the shared state, if any.
     pub(crate) setup: Option<Path>,
     /// The function run on the primary, if any.
@@ -266,6 +271,8 @@ impl Args {
                 "control" => flag(&name, &value, "`control = false` opens no control socket")
                     .map(|c| args.control = Some(c)),
                 "log" => one_of(&name, &value, &LOGS).map(|v| args.log = Some(v)),
+                "user" => identity("user", &value).map(|v| args.user = Some(v)),
+                "group" => identity("group", &value).map(|v| args.group = Some(v)),
                 "setup" => setup(&value).map(|p| args.setup = Some(p)),
                 "primary" => primary(&value).map(|p| args.primary = Some(p)),
                 _ => krate(&value).map(|p| args.krate = Some(p)),
@@ -764,6 +771,37 @@ fn endpoint_path(
     Ok(Given::at(path, s.span()))
 }
 
+/// A user or group name in a string, as `useradd` allows it (and as
+/// `CLUSTER_THREAD_USER` / `CLUSTER_THREAD_GROUP` take it): letters,
+/// digits, `.`, `_`, `-` (not first) and a final `$`. Whether it exists is
+/// checked at start, on the host that runs the program.
+fn identity(key: &str, value: &Expr) -> syn::Result<Given<String>> {
+    let expected = format!(
+        "expected a {key} name in a string, such as `{key} = \"www-data\"` \
+         (letters, digits, '.', '_' and '-', not first)"
+    );
+    let Some(Lit::Str(s)) = lit(value) else {
+        return Err(syn::Error::new(
+            value.span(),
+            format!("invalid `{key}` value: {expected}"),
+        ));
+    };
+    let name = s.value();
+    let body = name.strip_suffix('$').unwrap_or(&name);
+    let ok = !body.is_empty()
+        && !body.starts_with('-')
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        return Err(syn::Error::new(
+            s.span(),
+            format!("invalid `{key}` value {name:?}: {expected}"),
+        ));
+    }
+    Ok(Given::at(name, s.span()))
+}
+
 /// A path to the setup function, bare or in a string.
 fn setup(value: &Expr) -> syn::Result<Path> {
     path_value(
@@ -1253,6 +1291,24 @@ mod tests {
     }
 
     #[test]
+    fn user_and_group() {
+        let args = ok(quote!(user = "www-data", group = "web$"));
+        assert_eq!(args.user.map(|g| g.value).as_deref(), Some("www-data"));
+        assert_eq!(args.group.map(|g| g.value).as_deref(), Some("web$"));
+        for bad in [
+            quote!(user = www),
+            quote!(user = 33),
+            quote!(user = ""),
+            quote!(user = "root:root"),
+            quote!(user = "-x"),
+            quote!(group = "a b"),
+        ] {
+            let e = error(bad);
+            assert!(e.contains("name in a string, such as"), "{e}");
+        }
+    }
+
+    #[test]
     fn every_argument_at_once() {
         let args = ok(quote!(
             workers = 3,
@@ -1282,7 +1338,7 @@ mod tests {
         assert!(e.contains("unknown argument `threads`"), "{e}");
         assert!(
             e.contains(
-                "`workers`, `port`, `balance`, `restart`, `restart_delay`, `min_uptime`, `max_restarts`, `shutdown_timeout`, `kill_timeout`, `listen_timeout`, `wait_ready`, `drain_delay`, `max_memory`, `signals`, `pin_workers`, `stack_size`, `max_connections`, `connection_cap`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `log`, `setup`, `primary` or `crate`"
+                "`workers`, `port`, `balance`, `restart`, `restart_delay`, `min_uptime`, `max_restarts`, `shutdown_timeout`, `kill_timeout`, `listen_timeout`, `wait_ready`, `drain_delay`, `max_memory`, `signals`, `pin_workers`, `stack_size`, `max_connections`, `connection_cap`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `log`, `user`, `group`, `setup`, `primary` or `crate`"
             ),
             "{e}"
         );

@@ -405,6 +405,8 @@ fn args_value(krate: &TokenStream, args: &Args) -> TokenStream {
             let name = value.name;
             some("log", *span, quote_spanned!(*span=> #name))
         }),
+        path("user", &args.user),
+        path("group", &args.group),
     ]
     .into_iter()
     .flatten();

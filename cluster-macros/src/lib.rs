@@ -97,6 +97,7 @@
 //! | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, strings starting with `/`, each its own: `HttpConfig::healthz` (200 / 503 while draining), `metrics` (Prometheus text of every slot), `status` (the status page), in the cluster's `HttpConfig` | none |
 //! | `control` | `true` or `false`: whether the program opens its control socket, for the `cluster-thread` command (`ls`, `scale`, `logs`, ...); `CLUSTER_THREAD_CONTROL=off` turns it off at run time, `CLUSTER_THREAD_CONTROL=<dir>` moves it | `true` |
 //! | `log` | `"off"`, `"error"`, `"warn"`, `"info"`, `"debug"` or `"trace"`: the level of the logs on stderr (and in the ring `cluster-thread logs` reads) when the program installed no `tracing` subscriber of its own; `RUST_LOG` overrides it; `"off"` installs none | `"info"` |
+//! | `user`, `group` | names in strings, such as `user = "www-data"`: once the cluster first listens (its first workers' sockets bound, ports below 1024 too), the whole process switches to this user (its groups, its primary group or `group`'s) (`ClusterBuilder::user`, `group`). Started as root; an unknown name, or another user while not root, stops the program at start naming the setting; `CLUSTER_THREAD_USER` / `CLUSTER_THREAD_GROUP` override them. Worker code before its first listen runs as root | none |
 //! | `setup` | a path to a `fn(cluster_thread::ClusterBuilder) -> ClusterBuilder` (or `-> Result<ClusterBuilder, E: Display>`, whose error stops the program), run once on the primary before any worker: it builds the shared state (`builder.state(value)`, read in the workers with `worker.state::<T>()`) without statics or environment variables; an `HttpConfig` given there replaces the one the macro builds from `on_panic`, `healthz`, `metrics` and `status` | none |
 //! | `primary` | a path to an `async fn(cluster_thread::Cluster)` returning `()` or `Result<(), E: Display>`, run on the primary with the cluster handle (bare, `primary = watch`, or in a string, `primary = "watch"`) | none |
 //! | `crate` | the path of the facade, in a string, for users who renamed it (`crate = "ct"`) or re-export it, as `#[tokio::main(crate = "...")]`; the expansion uses `<crate>::__private` | `"cluster_thread"` |
@@ -176,6 +177,7 @@ use proc_macro::TokenStream;
 /// | `healthz`, `metrics`, `status` | the HTTP endpoints' paths, such as `"/healthz"` | none |
 /// | `control` | `true` or `false`: the control socket for `cluster-thread` | `true` |
 /// | `log` | `"off"` or a level: the default logs on stderr (`RUST_LOG` overrides) | `"info"` |
+/// | `user`, `group` | names (`"www-data"`): the process switches to them once the cluster listens (started as root) | none |
 /// | `setup` | path to a `fn(ClusterBuilder) -> ClusterBuilder` (or a `Result` of it), run once on the primary to build the shared state | none |
 /// | `primary` | path to an `async fn(Cluster)` returning `()` or `Result<(), E: Display>` | none |
 /// | `crate` | path of the facade, in a string | `"cluster_thread"` |

@@ -20,6 +20,7 @@ use crate::config::{Config, StateMap};
 use crate::handle::Control;
 use crate::hub::EventHub;
 use crate::notice::Notice;
+use crate::privilege::Failure;
 use crate::restart::SlotHistory;
 use crate::thread::WorkerFn;
 use crate::worker::{Life, Link, WorkerCore};
@@ -73,6 +74,19 @@ pub(crate) struct Supervisor {
     drain_delay: Mutex<Duration>,
     next_id: AtomicU64,
     next_epoch: AtomicU64,
+    /// The privilege drop (`config.privilege`): whether it is done, or
+    /// how it failed (the cluster then stops with it, and never listens).
+    privilege: Mutex<Privilege>,
+}
+
+/// Where the privilege drop stands.
+enum Privilege {
+    /// None asked for, or done: nothing more to switch.
+    Done,
+    /// Due at the first `Listening`.
+    Due,
+    /// The switch failed.
+    Failed(Failure),
 }
 
 impl Supervisor {
@@ -85,6 +99,10 @@ impl Supervisor {
         let phase = watch::Sender::new(Phase::Starting);
         let shutdown_timeout = config.shutdown_timeout;
         let drain_delay = Mutex::new(config.drain_delay);
+        let privilege = Mutex::new(match config.privilege {
+            Some(_) => Privilege::Due,
+            None => Privilege::Done,
+        });
         Supervisor {
             config,
             body,
@@ -114,6 +132,7 @@ impl Supervisor {
             drain_delay,
             next_id: AtomicU64::new(1),
             next_epoch: AtomicU64::new(1),
+            privilege,
         }
     }
 
@@ -450,8 +469,46 @@ impl Supervisor {
             .filter_map(|s| st.workers.get(&s.current?))
             .all(|w| w.is_ready() || (st.start_timed_out && w.life() == Life::Online));
         let any = st.slots.iter().any(|s| s.current.is_some());
-        if started && any {
+        if started && any && self.drop_privileges() {
             self.set_phase(Phase::Listening);
+        }
+    }
+
+    /// Before the first `Listening`: switches the process to `user` /
+    /// `group` (every socket of the first workers is bound by now). False
+    /// if the switch failed: the cluster stops, with the failure as its
+    /// error, and never listens.
+    fn drop_privileges(&self) -> bool {
+        let mut privilege = self
+            .privilege
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (Privilege::Due, Some(switch)) = (&*privilege, &self.config.privilege) else {
+            return !matches!(*privilege, Privilege::Failed(_));
+        };
+        match crate::privilege::apply(switch) {
+            Ok(()) => {
+                *privilege = Privilege::Done;
+                true
+            }
+            Err(failure) => {
+                tracing::error!(error = %failure.error(), "stopping the cluster");
+                *privilege = Privilege::Failed(failure);
+                let _ = self.link.notices.send(Notice::PrivilegeDropFailed);
+                false
+            }
+        }
+    }
+
+    /// How the privilege drop failed, if it did.
+    pub(crate) fn privilege_error(&self) -> Option<Error> {
+        match &*self
+            .privilege
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Privilege::Failed(failure) => Some(failure.error()),
+            _ => None,
         }
     }
 
@@ -533,6 +590,7 @@ impl Supervisor {
                     self.disconnect_all(cycle);
                 }
             }
+            Notice::PrivilegeDropFailed => self.begin_stop(false),
             Notice::StopDeadline(cycle) => {
                 let st = self.lock();
                 let current = st.cycle == cycle;

@@ -18,6 +18,7 @@ mod limits;
 mod migrate;
 mod per_worker;
 mod port_zero;
+mod privilege;
 mod proxy;
 mod release;
 mod steering;
