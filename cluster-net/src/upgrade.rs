@@ -26,7 +26,7 @@ use cluster_core::{Cluster, Phase};
 
 use crate::handoff::{self, Incoming, Outgoing, Received};
 use crate::migrate::{self, Outbox};
-use crate::registry::Registry;
+use crate::registry::{reuse_label, Registry};
 use crate::Error;
 
 /// The variable through which a new process finds its control channel:
@@ -76,6 +76,27 @@ impl Inherited {
 
     pub(crate) fn take(&self, label: &str) -> Option<Received> {
         self.lock().as_mut()?.take(label)
+    }
+
+    /// Takes every slot's socket of `label`'s reuseport group (slot 0's is
+    /// the key's own, taken by `label`), with its slot.
+    pub(crate) fn take_members(&self, label: &str) -> Vec<(usize, Received)> {
+        let mut guard = self.lock();
+        let Some(incoming) = guard.as_mut() else {
+            return Vec::new();
+        };
+        let slots: Vec<usize> = incoming
+            .sockets()
+            .iter()
+            .filter_map(|s| {
+                let slot = s.id.strip_prefix(label)?.strip_prefix(" reuseport ")?;
+                slot.parse().ok()
+            })
+            .collect();
+        slots
+            .into_iter()
+            .filter_map(|slot| Some((slot, incoming.take(&reuse_label(label, slot))?)))
+            .collect()
     }
 
     /// Tells the old process to stop accepting and drain. Does nothing when
