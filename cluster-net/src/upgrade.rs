@@ -24,7 +24,7 @@ use std::time::Duration;
 use cluster_core::hooks;
 use cluster_core::{Cluster, Phase};
 
-use crate::handoff::{self, Incoming, Outgoing, Received};
+use crate::handoff::{self, HandoffError, Incoming, Outgoing, Received};
 use crate::migrate::{self, Outbox};
 use crate::registry::{reuse_label, Registry};
 use crate::Error;
@@ -103,7 +103,7 @@ impl Inherited {
     /// not upgraded, or a second time.
     pub fn acknowledge(&self) -> Result<(), Error> {
         match self.lock().as_mut() {
-            Some(incoming) => incoming.acknowledge(),
+            Some(incoming) => Ok(incoming.acknowledge()?),
             None => Ok(()),
         }
     }
@@ -217,10 +217,13 @@ impl FirstAccept {
 fn control_channel(value: &str) -> Result<UnixStream, Error> {
     let Ok(fd) = value.trim().parse::<RawFd>() else {
         let path = PathBuf::from(value);
-        return UnixStream::connect(&path).map_err(|source| Error::Handoff {
-            peer: path.display().to_string(),
-            what: "connecting to the old process",
-            source,
+        return UnixStream::connect(&path).map_err(|source| {
+            HandoffError::Io {
+                peer: path.display().to_string(),
+                what: "connecting to the old process",
+                source,
+            }
+            .into()
         });
     };
     let bad = |reason: &'static str| Error::BadEnv {
@@ -384,8 +387,9 @@ impl Upgrade {
     }
 
     async fn hand_over(self, cluster: &Cluster) -> Result<(u32, UnixStream), Error> {
-        let fail =
-            |what: &'static str, peer: String| move |source| Error::Handoff { peer, what, source };
+        let fail = |what: &'static str, peer: String| {
+            move |source| HandoffError::Io { peer, what, source }
+        };
         let program = match self.program {
             Some(p) => p,
             None => this_executable().map_err(fail("finding this executable", "self".into()))?,
@@ -437,7 +441,7 @@ impl Upgrade {
         })
         .await
         .unwrap_or_else(|e| {
-            Err(Error::HandoffProtocol {
+            Err(HandoffError::Protocol {
                 peer: format!("pid {pid}"),
                 reason: e.to_string(),
             })
@@ -452,7 +456,7 @@ impl Upgrade {
                 })
                 .await;
                 tracing::warn!(pid, error = %e, status = ?status.ok().and_then(Result::ok), "hot upgrade failed: the new process was stopped; serving on");
-                return Err(e);
+                return Err(e.into());
             }
         };
         Ok((pid, channel))
