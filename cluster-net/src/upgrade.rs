@@ -212,6 +212,109 @@ impl FirstAccept {
     }
 }
 
+/// The most bytes of one piece of state a hot upgrade carries.
+const MAX_STATE: usize = 64 * 1024;
+
+/// State handed to a hot upgrade's new process beside the sockets (TLS
+/// session ticket keys): each piece, by name, made when the upgrade runs.
+/// A cluster extension.
+#[derive(Default)]
+pub(crate) struct Carried(Mutex<Vec<(String, StateFn)>>);
+
+type StateFn = std::sync::Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+
+impl Carried {
+    /// Each piece as a socket of the hand-off: one end of a socketpair
+    /// holding the bytes, the other end closed (so the new process reads
+    /// them to the end). Secret material never leaves the two processes:
+    /// no file, variable or argument holds it.
+    fn export(&self) -> Vec<(String, String, OwnedFd)> {
+        let pieces: Vec<(String, StateFn)> = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        pieces
+            .into_iter()
+            .filter_map(|(name, state)| {
+                let bytes = state();
+                match state_socket(&bytes) {
+                    Ok(fd) => Some((state_label(&name), String::new(), fd)),
+                    Err(e) => {
+                        tracing::warn!(state = %name, error = %e, "this state is not handed to the new process");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+fn state_label(name: &str) -> String {
+    format!("state {name}")
+}
+
+fn state_socket(bytes: &[u8]) -> std::io::Result<OwnedFd> {
+    use std::io::Write;
+    if bytes.len() > MAX_STATE {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, at most {MAX_STATE}",
+            bytes.len()
+        )));
+    }
+    let (mut writer, reader) = UnixStream::pair()?;
+    // Far below the socket's buffer: written at once, before the hand-off.
+    writer.write_all(bytes)?;
+    drop(writer);
+    Ok(OwnedFd::from(reader))
+}
+
+/// Hands `state` (called when a hot upgrade runs) to the new process under
+/// `name`, over the upgrade's private channel with the sockets; the new
+/// process reads it with [`carried`]. A second call with the same name
+/// replaces the first. At most 64 KiB.
+pub fn carry(
+    worker: &cluster_core::Worker,
+    name: &str,
+    state: impl Fn() -> Vec<u8> + Send + Sync + 'static,
+) {
+    let carried = hooks::extension::<Carried>(worker);
+    let mut pieces = carried.0.lock().unwrap_or_else(PoisonError::into_inner);
+    pieces.retain(|(n, _)| n != name);
+    pieces.push((name.to_owned(), std::sync::Arc::new(state)));
+}
+
+/// In a hot upgrade's new process, before it is ready to serve: the state
+/// the old process handed on under `name` with [`carry`], once (`None` if
+/// there is none, or after the first call).
+pub fn carried(worker: &cluster_core::Worker, name: &str) -> Option<Vec<u8>> {
+    let received = worker.state::<Inherited>()?.take(&state_label(name))?;
+    match read_state(received.fd) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::warn!(state = %name, error = %e, "the state the old process handed on cannot be read");
+            None
+        }
+    }
+}
+
+fn read_state(fd: OwnedFd) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let stream = UnixStream::from(fd);
+    // The writer closed before the hand-off: the bytes and the end are
+    // there already; the timeout only bounds a malformed peer.
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut bytes = Vec::new();
+    stream.take(MAX_STATE as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_STATE {
+        return Err(std::io::Error::other(format!(
+            "more than {MAX_STATE} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
 /// The control channel named by `UPGRADE_ENV`: an inherited fd, or (from a
 /// parent of cluster_thread 0.1) the path of its control socket.
 fn control_channel(value: &str) -> Result<UnixStream, Error> {
@@ -426,7 +529,8 @@ impl Upgrade {
         drop(theirs);
         let pid = child.id();
         tracing::info!(pid, program = %shown, "hot upgrade: new process started");
-        let sockets = hooks::cluster_extension::<Registry>(cluster).export();
+        let mut sockets = hooks::cluster_extension::<Registry>(cluster).export();
+        sockets.extend(hooks::cluster_extension::<Carried>(cluster).export());
         let timeout = self.timeout;
         let sent = tokio::task::spawn_blocking(move || {
             let outgoing: Vec<Outgoing<'_>> = sockets

@@ -3,8 +3,9 @@
 //! Its printed lines, its exit status, signals to it; killed if the test
 //! fails before it exits.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -280,4 +281,52 @@ pub fn wait_gone(pid: u32) {
         assert!(Instant::now() < end, "process {pid} did not exit");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// One `openssl s_client` connection (a client not ours) at `version`
+/// (`-tls1_3`, `-tls1_2`) sending one request: the session it made or
+/// resumed is written to `session`, the one there is offered. Whether the
+/// handshake resumed it, and which worker answered.
+pub fn s_client(openssl: &Path, addr: SocketAddr, session: &Path, version: &str) -> (bool, String) {
+    let mut command = Command::new(openssl);
+    command
+        .args(["s_client", version, "-servername", "localhost", "-ign_eof"])
+        .arg("-connect")
+        .arg(addr.to_string())
+        .arg("-sess_out")
+        .arg(session);
+    if session.exists() {
+        command.arg("-sess_in").arg(session);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its answer comes after the session tickets, so they are read; the
+    // server's close then ends the client.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let status = wait_timeout(&mut child, DEADLINE).unwrap();
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(status.is_some(), "openssl s_client still running: {text}");
+    let worker = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-worker-id: "))
+        .unwrap_or_else(|| panic!("no answer: {text}"))
+        .trim()
+        .to_owned();
+    let reused = text.lines().any(|l| l.starts_with("Reused, "));
+    let new = text.lines().any(|l| l.starts_with("New, "));
+    assert!(reused != new, "neither new nor reused: {text}");
+    (reused, worker)
 }

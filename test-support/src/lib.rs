@@ -16,8 +16,8 @@ mod wait;
 use std::time::Duration;
 
 pub use child::{
-    alive, example, python_module, signal, this_test, tool, try_signal, wait_exit, wait_gone,
-    wait_timeout, which, Run, LONG_SHUTDOWN, REQUIRE_TOOLS_ENV, SHUTDOWN_TIMEOUT_ENV,
+    alive, example, python_module, s_client, signal, this_test, tool, try_signal, wait_exit,
+    wait_gone, wait_timeout, which, Run, LONG_SHUTDOWN, REQUIRE_TOOLS_ENV, SHUTDOWN_TIMEOUT_ENV,
 };
 pub use http::{
     closed_before_response, exchange, get, local, parse_head, read_response, Head, Response,

@@ -502,6 +502,70 @@ fn same_port_serves_https_with_h2_and_http1_on_one_port() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// TLS sessions across a hot upgrade (issue 23.4), with a client not ours:
+/// `openssl s_client -sess_out` before SIGQUIT, `-sess_in` after, TLS 1.3
+/// and 1.2: the new process resumes the sessions (the ticket keys came over
+/// the upgrade's private channel) and counts them resumed in `/metrics`.
+#[test]
+fn same_port_tls_sessions_are_resumed_after_a_hot_upgrade() {
+    let Some(openssl) = test_support::tool(&["openssl"], "openssl") else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("same-port-tickets-{}", std::process::id()));
+    let (cert, key, ca) = test_certificate(&dir);
+    let mut run = Run::start(
+        "same_port",
+        &[
+            "--workers",
+            "2",
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--metrics",
+            "/metrics",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let old = run.pid();
+    let addr = local(&run.line(|l| l.starts_with("listening on ")));
+    let versions = ["-tls1_3", "-tls1_2"];
+    let session = |version: &str| dir.join(format!("session{version}.pem"));
+    for version in versions {
+        let (resumed, _) = test_support::s_client(&openssl, addr, &session(version), version);
+        assert!(!resumed, "{version}: nothing to resume yet");
+    }
+    run.signal(libc::SIGQUIT);
+    run.line(|l| l.starts_with("listening on "));
+    assert!(run.exit_status().success(), "the old process exits 0");
+    let new = served_by(addr);
+    assert_ne!(new, old);
+    for version in versions {
+        let (resumed, worker) = test_support::s_client(&openssl, addr, &session(version), version);
+        assert!(
+            resumed,
+            "{version}: a new session after the upgrade (worker {worker} of process {new})"
+        );
+    }
+    let (_, metrics, _) = https_get(addr, &ca, &[b"http/1.1"], "/metrics");
+    let resumed: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("cluster_thread_tls_handshakes_total{") && l.contains("resumed=\"true\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(resumed >= 2, "{metrics}");
+    eprintln!("openssl: TLS 1.3 and 1.2 sessions of process {old} resumed by process {new}; {resumed} resumed handshakes in its /metrics");
+    test_support::signal(new, libc::SIGTERM);
+    test_support::wait_gone(new);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A PROXY protocol v2 header (TCP over IPv4) naming `client`.
 fn proxy_v2(client: std::net::SocketAddrV4, server: std::net::SocketAddrV4) -> Vec<u8> {
     let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\0\x0c".to_vec();

@@ -11,7 +11,6 @@ use std::time::Duration;
 use cluster_core::hooks;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::crypto::ring::Ticketer;
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 use tokio_rustls::rustls::server::{
@@ -22,6 +21,7 @@ use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::RootCertStore;
 use tokio_rustls::rustls::ServerConfig;
 
+use super::tickets::{TicketKeys, ROTATION};
 use crate::Error;
 
 /// The ALPN protocols offered when we build the rustls config: HTTP/2
@@ -194,7 +194,12 @@ impl TlsConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let shared = hooks::extension::<Resumption>(worker);
-        server_config(pairs, keys, self.client_ca.as_deref(), Some(shared.get()))
+        server_config(
+            pairs,
+            keys,
+            self.client_ca.as_deref(),
+            Some(shared.get(worker)),
+        )
     }
 
     /// The rustls config: the files read now, for the PEM form.
@@ -259,29 +264,56 @@ const SESSION_CACHE: usize = 4096;
 /// One session cache and one ticketer for every worker of the cluster (a
 /// cluster extension, built on first use): a session made with one worker
 /// is resumed by any other, and after a rolling reload by the new workers,
-/// certificate renewed or not. rustls' ring ticketer rotates its key every
-/// 6 hours and keeps the previous one to decrypt, so a ticket stays good
-/// for 6 to 12 hours. Its keys cannot be read out, so a hot upgrade's new
-/// process starts with keys of its own: its clients make a full handshake
-/// once.
+/// certificate renewed or not. The ticket keys are ours (`tickets.rs`):
+/// rotated every 6 hours, the previous one kept to decrypt (a ticket stays
+/// good for 6 to 12 hours), and carried to a hot upgrade's new process
+/// over its private channel, so a ticket made before the upgrade is
+/// resumed after it. The cache of sessions (TLS 1.2 session ids) stays in
+/// the process.
 #[derive(Default)]
 struct Resumption(OnceLock<Shared>);
 
+/// The name the ticket keys travel under in a hot upgrade.
+const TICKET_KEYS: &str = "tls-ticket-keys";
+
 impl Resumption {
-    fn get(&self) -> Shared {
+    fn get(&self, worker: &cluster_core::Worker) -> Shared {
         self.0
             .get_or_init(|| Shared {
                 cache: ServerSessionMemoryCache::new(SESSION_CACHE),
-                ticketer: match Ticketer::new() {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no TLS session tickets (sessions are resumed from the cluster's cache only)");
-                        None
-                    }
-                },
+                ticketer: ticket_keys(worker).map(|k| k as Arc<dyn ProducesTickets>),
             })
             .clone()
     }
+}
+
+/// The keys the old process handed on (a hot upgrade), else new ones; both
+/// handed on at the next upgrade.
+fn ticket_keys(worker: &cluster_core::Worker) -> Option<Arc<TicketKeys>> {
+    let carried = cluster_net::upgrade::carried(worker, TICKET_KEYS).and_then(|bytes| {
+        let keys = TicketKeys::from_bytes(&bytes, ROTATION);
+        if keys.is_none() {
+            tracing::warn!("the TLS ticket keys the old process handed on are malformed; new ones");
+        }
+        keys
+    });
+    let keys = match carried {
+        Some(keys) => {
+            tracing::debug!("TLS session ticket keys taken over from the old process");
+            keys
+        }
+        None => match TicketKeys::new(ROTATION) {
+            Some(keys) => keys,
+            None => {
+                tracing::warn!("no TLS session tickets (no randomness for a key; sessions are resumed from the cluster's cache only)");
+                return None;
+            }
+        },
+    };
+    let keys = Arc::new(keys);
+    let handed = Arc::clone(&keys);
+    cluster_net::upgrade::carry(worker, TICKET_KEYS, move || handed.to_bytes());
+    Some(keys)
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -896,56 +896,6 @@ async fn an_h2_rapid_reset_flood_over_tls_ends_that_connection_only() {
     stop(&running.cluster).await;
 }
 
-/// One `openssl s_client` connection (a client not ours) at `version`
-/// (`-tls1_3`, `-tls1_2`) sending one request: the session it made or
-/// resumed is written to `session`, the one there is offered. Whether the
-/// handshake resumed it, and which worker answered.
-fn s_client(openssl: &Path, addr: SocketAddr, session: &Path, version: &str) -> (bool, String) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut command = Command::new(openssl);
-    command
-        .args(["s_client", version, "-servername", "localhost", "-ign_eof"])
-        .arg("-connect")
-        .arg(addr.to_string())
-        .arg("-sess_out")
-        .arg(session);
-    if session.exists() {
-        command.arg("-sess_in").arg(session);
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Its answer comes after the session tickets, so they are read; the
-    // server's close then ends the client.
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let status = test_support::wait_timeout(&mut child, DEADLINE).unwrap();
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(status.is_some(), "openssl s_client still running: {text}");
-    let worker = text
-        .lines()
-        .find_map(|l| l.strip_prefix("x-worker-id: "))
-        .unwrap_or_else(|| panic!("no answer: {text}"))
-        .trim()
-        .to_owned();
-    let reused = text.lines().any(|l| l.starts_with("Reused, "));
-    let new = text.lines().any(|l| l.starts_with("New, "));
-    assert!(reused != new, "neither new nor reused: {text}");
-    (reused, worker)
-}
-
 /// Resumption with a client not ours (`openssl s_client -sess_out` then
 /// `-sess_in`), TLS 1.3 and 1.2: the session made with one worker is
 /// reused when the next connection lands on the other, and by the new
@@ -965,7 +915,9 @@ async fn openssl_resumes_its_session_on_another_worker_and_after_a_reload() {
             let (openssl, session) = (openssl.clone(), session.clone());
             move || {
                 let (openssl, session) = (openssl.clone(), session.clone());
-                tokio::task::spawn_blocking(move || s_client(&openssl, addr, &session, version))
+                tokio::task::spawn_blocking(move || {
+                    test_support::s_client(&openssl, addr, &session, version)
+                })
             }
         };
         let (resumed, first) = run().await.unwrap();
