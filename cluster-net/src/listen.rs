@@ -116,7 +116,11 @@ fn listen_quic(worker: &Worker, addr: SocketAddr) -> Result<crate::QuicSocket, E
             })
             .map(|received| std::net::UdpSocket::from(received.fd))
             .collect();
-        crate::quic::group::QuicGroup::bind(addr, steering, acceptor, taken)
+        let peer = hooks::extension::<crate::quic::peer::Peer>(worker);
+        if let Some(inherited) = &inherited {
+            crate::upgrade::take_quic_peer(inherited, &registry, &peer);
+        }
+        crate::quic::group::QuicGroup::bind(addr, steering, acceptor, taken, peer)
     })?;
     let socket = crate::QuicSocket::new(group, worker.slot())?;
     hooks::report_listening(worker, Address::Udp(socket.local_addr()));

@@ -26,6 +26,7 @@ use cluster_core::{Cluster, Phase};
 
 use crate::handoff::{self, HandoffError, Incoming, Outgoing, Received};
 use crate::migrate::{self, Outbox};
+use crate::quic::peer::Peer;
 use crate::registry::{reuse_label, Registry};
 use crate::Error;
 
@@ -209,6 +210,115 @@ impl FirstAccept {
                 .send_modify(|n| *n = n.saturating_sub(1));
         }
         first
+    }
+}
+
+/// The label of the QUIC forwarding channel in a hot upgrade.
+const QUIC_PEER: &str = "quic peer";
+
+/// The old process: a channel to the new one for the QUIC datagrams each
+/// reads of the other's connections (only where QUIC is served), its end
+/// read here until this process exits; the other end to hand over.
+fn open_quic_peer(cluster: &Cluster) -> Option<(String, String, OwnedFd)> {
+    let registry = hooks::cluster_extension::<Registry>(cluster);
+    if registry.quic_groups().is_empty() {
+        return None;
+    }
+    let (ours, theirs) = match std::os::unix::net::UnixDatagram::pair() {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(error = %e, "no QUIC forwarding between the processes of the upgrade");
+            return None;
+        }
+    };
+    start_quic_peer(ours, &registry, &hooks::cluster_extension::<Peer>(cluster));
+    Some((QUIC_PEER.to_owned(), String::new(), OwnedFd::from(theirs)))
+}
+
+/// The new process: the channel the old one handed over, if any.
+pub(crate) fn take_quic_peer(
+    inherited: &Inherited,
+    registry: &std::sync::Arc<Registry>,
+    peer: &Peer,
+) {
+    if let Some(received) = inherited.take(QUIC_PEER) {
+        start_quic_peer(
+            std::os::unix::net::UnixDatagram::from(received.fd),
+            registry,
+            peer,
+        );
+    }
+}
+
+/// Forwards through `socket` from now on, and delivers what comes from the
+/// other process to this one's endpoints, on a thread of its own, until
+/// the other end closes or this cluster's registry is gone.
+fn start_quic_peer(
+    socket: std::os::unix::net::UnixDatagram,
+    registry: &std::sync::Arc<Registry>,
+    peer: &Peer,
+) {
+    let setup = socket
+        .set_nonblocking(true)
+        .and_then(|()| socket.try_clone());
+    let reader = match setup {
+        Ok(reader) => reader,
+        Err(e) => {
+            tracing::warn!(error = %e, "no QUIC forwarding between the processes of the upgrade");
+            return;
+        }
+    };
+    peer.set(std::sync::Arc::new(socket));
+    let registry = std::sync::Arc::downgrade(registry);
+    let spawned = std::thread::Builder::new()
+        .name("cluster-quic-peer".into())
+        .spawn(move || {
+            // The clone shares the open file: blocking there makes the
+            // sender's copy blocking too, so poll with a timeout instead.
+            let mut buf = vec![0u8; crate::quic::peer::MAX + 64];
+            loop {
+                let Some(registry) = registry.upgrade() else {
+                    return;
+                };
+                let mut fds = [nix::poll::PollFd::new(
+                    reader.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(250u16)) {
+                    Ok(0) => continue,
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return,
+                }
+                loop {
+                    let n = match reader.recv(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(_) => return,
+                    };
+                    let Some((port, data, src, dst_ip, ecn)) = crate::quic::peer::decode(&buf[..n])
+                    else {
+                        continue;
+                    };
+                    if let Some(group) = registry
+                        .quic_groups()
+                        .into_iter()
+                        .find(|g| g.addr.port() == port)
+                    {
+                        group.deliver_from_peer(data, src, dst_ip, ecn);
+                    }
+                }
+                if fds[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLHUP))
+                {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no QUIC forwarding between the processes of the upgrade");
     }
 }
 
@@ -531,6 +641,7 @@ impl Upgrade {
         tracing::info!(pid, program = %shown, "hot upgrade: new process started");
         let mut sockets = hooks::cluster_extension::<Registry>(cluster).export();
         sockets.extend(hooks::cluster_extension::<Carried>(cluster).export());
+        sockets.extend(open_quic_peer(cluster));
         let timeout = self.timeout;
         let sent = tokio::task::spawn_blocking(move || {
             let outgoing: Vec<Outgoing<'_>> = sockets

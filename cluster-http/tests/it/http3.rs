@@ -863,13 +863,12 @@ fn upgrade_child() {
         .unwrap();
 }
 
-/// A SIGQUIT hot upgrade under HTTP/3 load (issue 25's test list): the new
-/// process takes the UDP sockets over, the old one sends GOAWAY and drains;
-/// 0 failed requests, 0 stateless resets (neither process resets an ID it
-/// did not issue). Not yet forwarded between the processes: a datagram of
-/// one process's connection that the other reads from the shared sockets is
-/// dropped, so the clients see loss (and retransmit) until the old process
-/// has drained.
+/// A SIGQUIT hot upgrade under HTTP/3 load (issue 25.5): the new process
+/// takes the UDP sockets over, the old one sends GOAWAY and drains; both
+/// read the same sockets meanwhile, so each forwards to the other (over a
+/// private socketpair) the datagrams of the other's connections, and the
+/// old one the new clients' first packets: 0 failed requests, 0 stateless
+/// resets (no process resets an ID it did not issue).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_upgrade_under_http3_load_fails_no_request_and_resets_none() {
     use std::sync::atomic::{AtomicBool, Ordering};

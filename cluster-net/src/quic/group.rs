@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::cid::{self, Layout, Owner};
 use super::kinds::QuicSteering;
+use super::peer::Peer;
 use crate::Error;
 
 /// The most datagrams, and bytes, waiting in one inbox; past either they
@@ -134,6 +135,10 @@ pub(crate) enum Target {
     /// Its ID names an endpoint that is gone: no one answers it (a reset
     /// from anyone else would be invalid, or, with a shared key, fatal).
     Nowhere,
+    /// To the other process of a hot upgrade: a connection this one did
+    /// not make, or a client's first packets when no endpoint here takes
+    /// new connections.
+    Peer,
 }
 
 /// One port's group.
@@ -150,6 +155,8 @@ pub(crate) struct QuicGroup {
     acceptor: Handle,
     /// Whether the classic program is attached.
     pub(crate) steered: bool,
+    /// The other process during a hot upgrade.
+    peer: Arc<Peer>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -178,6 +185,7 @@ impl QuicGroup {
         steering: QuicSteering,
         acceptor: Handle,
         inherited: Vec<std::net::UdpSocket>,
+        peer: Arc<Peer>,
     ) -> Result<Arc<QuicGroup>, Error> {
         let fail = |e| Error::from_bind(format!("udp://{addr}"), e);
         let mut sockets = inherited.into_iter();
@@ -199,6 +207,7 @@ impl QuicGroup {
             next_generation: AtomicU32::new(0),
             acceptor,
             steered,
+            peer,
         });
         for (slot, socket) in std::iter::once(first).chain(sockets).enumerate() {
             socket.set_nonblocking(true).map_err(fail)?;
@@ -299,6 +308,11 @@ impl QuicGroup {
         let owner = cid::dcid(datagram).and_then(|id| self.layout.decode(id));
         let owners = self.owners.read().unwrap_or_else(PoisonError::into_inner);
         let Some(owner) = owner else {
+            // A connection the other process of a hot upgrade made (both
+            // read the same sockets): its own to answer.
+            if self.peer.active() && super::peer::of_a_made_connection(datagram) {
+                return Target::Peer;
+            }
             // A client's own ID (an Initial), or not QUIC: a new connection
             // for whoever reads it if it takes them, else for one that
             // does, of the same slot first (a reload's new endpoint).
@@ -316,6 +330,9 @@ impl QuicGroup {
                 .or_else(|| owners.iter().find(accepting));
             return match (other, me) {
                 (Some(e), _) => Target::To(Arc::clone(&e.inbox)),
+                // Nobody here takes new connections (a hot upgrade's old
+                // process): the new one does.
+                (None, _) if self.peer.active() => Target::Peer,
                 // Nobody takes new connections: refused where read.
                 (None, Some(_)) => Target::Here,
                 (None, None) => Target::Nowhere,
@@ -380,15 +397,55 @@ impl QuicGroup {
                     received = socket.recv_from(&mut buf) => {
                         let Ok((n, src)) = received else { continue };
                         let Some(group) = group.upgrade() else { return };
-                        if let Target::To(inbox) = group.route(&buf[..n], None) {
-                            member.forwarded.fetch_add(1, Ordering::Relaxed);
-                            inbox.push(Datagram { data: buf[..n].into(), src, dst_ip: None, ecn: 0 });
+                        match group.route(&buf[..n], None) {
+                            Target::To(inbox) => {
+                                member.forwarded.fetch_add(1, Ordering::Relaxed);
+                                inbox.push(Datagram { data: buf[..n].into(), src, dst_ip: None, ecn: 0 });
+                            }
+                            Target::Peer => {
+                                group.to_peer(&member, &buf[..n], src, None, 0);
+                            }
+                            Target::Here | Target::Nowhere => {}
                         }
                     }
                     () = &mut changed => {}
                 }
             }
         });
+    }
+
+    /// Sends a datagram read here to the other process, counted as
+    /// forwarded from `member`.
+    pub(crate) fn to_peer(
+        &self,
+        member: &Member,
+        data: &[u8],
+        src: SocketAddr,
+        dst_ip: Option<IpAddr>,
+        ecn: u8,
+    ) -> bool {
+        member.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.peer.send(self.addr.port(), data, src, dst_ip, ecn)
+    }
+
+    /// A datagram the other process forwarded: to the endpoint here its ID
+    /// names (or that takes new connections); never back.
+    pub(crate) fn deliver_from_peer(
+        &self,
+        data: &[u8],
+        src: SocketAddr,
+        dst_ip: Option<IpAddr>,
+        ecn: u8,
+    ) -> bool {
+        match self.route(data, None) {
+            Target::To(inbox) => inbox.push(Datagram {
+                data: data.into(),
+                src,
+                dst_ip,
+                ecn,
+            }),
+            Target::Here | Target::Nowhere | Target::Peer => false,
+        }
     }
 
     /// Sends `datagram` to `inbox`, counted as forwarded from `member`.

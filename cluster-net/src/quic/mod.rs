@@ -12,6 +12,7 @@
 pub(crate) mod cid;
 pub(crate) mod group;
 mod kinds;
+pub(crate) mod peer;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -139,6 +140,16 @@ impl QuicRouter {
         match inner.group.route(datagram, Some(inner.owner)) {
             Target::Here => Dispatched::Local,
             Target::Nowhere => Dispatched::Dropped,
+            Target::Peer => {
+                if inner
+                    .group
+                    .to_peer(&inner.member, datagram, src, dst_ip, ecn)
+                {
+                    Dispatched::Forwarded
+                } else {
+                    Dispatched::Dropped
+                }
+            }
             Target::To(inbox) => {
                 let d = Datagram {
                     data: datagram.into(),
