@@ -131,6 +131,9 @@ impl AcceptSocket {
                     // nor close an idle connection, for nobody. (A client
                     // that comes after the check brings readiness of its own.)
                     if !closed && !queued(registered.get_ref()) {
+                        if let Some(w) = worker {
+                            w.queue_empty();
+                        }
                         ready.clear_ready();
                         continue;
                     }
@@ -150,7 +153,12 @@ impl AcceptSocket {
                 |fd: &AsyncFd<StdListener>| accept_nonblocking(fd.get_ref(), &self.proxy, place);
             let error = match ready.try_io(accept) {
                 Ok(Ok(accepted)) if refused(&self.proxy, &accepted, totals) => continue,
-                Ok(Ok(accepted)) => return (accepted, guard),
+                Ok(Ok(accepted)) => {
+                    if let Some(w) = worker {
+                        w.took_from_queue();
+                    }
+                    return (accepted, guard);
+                }
                 Ok(Err(e)) => e,
                 // Listening again after it was shut down: register afresh.
                 Err(_would_block) if closed => match Self::registration(&self.source) {
@@ -164,7 +172,12 @@ impl AcceptSocket {
                     Err(e) => e,
                 },
                 // Not ready after all: readiness was cleared, wait again.
-                Err(_would_block) => continue,
+                Err(_would_block) => {
+                    if let Some(w) = worker {
+                        w.queue_empty();
+                    }
+                    continue;
+                }
             };
             // Not held through the back-off: a lock's other users (the last
             // listener's `close`, sibling stand-ins) must not wait it out.

@@ -139,6 +139,20 @@ impl Counters {
         }
     }
 
+    /// Kernel steering: one connection taken from this worker's own socket.
+    pub(crate) fn took_from_queue(&self) {
+        if let Some(p) = &self.publisher {
+            p.took();
+        }
+    }
+
+    /// Kernel steering: this worker's own socket has nothing queued.
+    pub(crate) fn queue_empty(&self) {
+        if let Some(p) = &self.publisher {
+            p.drained();
+        }
+    }
+
     /// Tells the kernel's program (with kernel steering) how many are open.
     fn publish(&self) {
         if let Some(p) = &self.publisher {
