@@ -67,7 +67,7 @@ impl AcceptSocket {
     /// the listener's total and the cap have room for it.
     pub(crate) fn accept_now(&self, totals: &Arc<Totals>) -> Option<Accepted> {
         loop {
-            let place = Place::take(totals, None).ok()?;
+            let place = Place::take(totals, None, None).ok()?;
             let accepted = accept_nonblocking(&self.source, &self.proxy, place).ok()?;
             if !refused(&self.proxy, &accepted, totals) {
                 return Some(accepted);
@@ -110,17 +110,20 @@ impl AcceptSocket {
         mut hold: impl FnMut() -> F,
     ) -> (Accepted, G) {
         let mut backoff = Backoff::new(totals);
+        // A place won at the cap, for the accept right after.
+        let mut turn = None;
         loop {
             let registered = self.current();
             let mut ready = match registered.readable().await {
                 Ok(ready) => ready,
                 Err(e) => {
+                    turn = None;
                     backoff.on_error(&e).await;
                     continue;
                 }
             };
             let closed = ready.ready().is_read_closed();
-            let place = match Place::take(totals, worker) {
+            let place = match Place::take(totals, worker, turn.take()) {
                 Ok(place) => place,
                 Err(full) => {
                     // Readiness outlives the accept that used it, so ask the
@@ -128,6 +131,9 @@ impl AcceptSocket {
                     // nor close an idle connection, for nobody. (A client
                     // that comes after the check brings readiness of its own.)
                     if !closed && !queued(registered.get_ref()) {
+                        if let Some(w) = worker {
+                            w.queue_empty();
+                        }
                         ready.clear_ready();
                         continue;
                     }
@@ -135,7 +141,7 @@ impl AcceptSocket {
                     // it is taken right after).
                     drop(ready);
                     match full {
-                        Full::Cap => totals.cap.make_room().await,
+                        Full::Cap => turn = Some(totals.cap.make_room().await),
                         Full::Total => wait_for_room(&totals.freed, || totals.has_room()).await,
                         Full::Worker(w) => wait_for_room(&w.freed, || w.has_room()).await,
                     }
@@ -147,7 +153,12 @@ impl AcceptSocket {
                 |fd: &AsyncFd<StdListener>| accept_nonblocking(fd.get_ref(), &self.proxy, place);
             let error = match ready.try_io(accept) {
                 Ok(Ok(accepted)) if refused(&self.proxy, &accepted, totals) => continue,
-                Ok(Ok(accepted)) => return (accepted, guard),
+                Ok(Ok(accepted)) => {
+                    if let Some(w) = worker {
+                        w.took_from_queue();
+                    }
+                    return (accepted, guard);
+                }
                 Ok(Err(e)) => e,
                 // Listening again after it was shut down: register afresh.
                 Err(_would_block) if closed => match Self::registration(&self.source) {
@@ -161,7 +172,12 @@ impl AcceptSocket {
                     Err(e) => e,
                 },
                 // Not ready after all: readiness was cleared, wait again.
-                Err(_would_block) => continue,
+                Err(_would_block) => {
+                    if let Some(w) = worker {
+                        w.queue_empty();
+                    }
+                    continue;
+                }
             };
             // Not held through the back-off: a lock's other users (the last
             // listener's `close`, sibling stand-ins) must not wait it out.

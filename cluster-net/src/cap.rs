@@ -7,7 +7,15 @@
 //! oldest first; with none of either, new connections wait in the kernel's
 //! backlog. Above three quarters of the cap the protocol layers shorten
 //! the time a new connection has for its first request.
+//!
+//! Accept loops that wait at the cap are served in the order they came
+//! (a FIFO of turns): each freed place goes to the first of them, and no
+//! accept loop takes a place past them. With kernel steering every worker
+//! accepts from its own queue, so without turns one whose queue is full of
+//! silent connections could win every freed place, and another's client
+//! (whose loop asked for room once) would wait for good.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::Poll;
@@ -39,10 +47,70 @@ pub(crate) struct Cap {
     limit: AtomicUsize,
     open: AtomicUsize,
     freed: Notify,
+    /// The accept loops waiting at the cap, first come first served.
+    turns: Mutex<Turns>,
+    /// How many wait there (`turns`' length, read without its lock by
+    /// every `try_open`).
+    waiting: AtomicUsize,
     /// Connections marked fresh or idle once (registered then; dead entries
     /// are swept as the list grows).
     idle: Mutex<Idle>,
     evicted: AtomicU64,
+    /// Connections asked to close that have not closed yet: the places on
+    /// their way to the waiters.
+    asking: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Turns {
+    queue: VecDeque<u64>,
+    next: u64,
+}
+
+/// A place under the cap won in turn by [`Cap::make_room`]: counted open,
+/// given back (to the next in turn) if dropped before a connection holds it.
+#[derive(Debug)]
+#[must_use]
+pub(crate) struct Turn<'a> {
+    cap: Option<&'a Cap>,
+}
+
+impl Turn<'_> {
+    /// The place is a connection's now (it gives it back as it closes).
+    pub(crate) fn keep(mut self) {
+        self.cap = None;
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Some(cap) = self.cap {
+            cap.closed();
+        }
+    }
+}
+
+/// Leaves the queue of turns if still in it (a waiter cancelled): the next
+/// one may have room now.
+struct Leave<'a> {
+    cap: &'a Cap,
+    id: u64,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let mut turns = self
+            .cap
+            .turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = turns.queue.iter().position(|&id| id == self.id) {
+            turns.queue.remove(at);
+            self.cap.waiting.fetch_sub(1, Ordering::AcqRel);
+            drop(turns);
+            self.cap.freed.notify_waiters();
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,8 +126,11 @@ impl Cap {
             limit: AtomicUsize::new(limit),
             open: AtomicUsize::new(0),
             freed: Notify::new(),
+            turns: Mutex::default(),
+            waiting: AtomicUsize::new(0),
             idle: Mutex::default(),
             evicted: AtomicU64::new(0),
+            asking: AtomicUsize::new(0),
         }
     }
 
@@ -83,9 +154,11 @@ impl Cap {
         self.evicted.load(Ordering::Relaxed)
     }
 
-    /// One more open connection, if the cap has room (atomically).
+    /// One more open connection, if the cap has room (atomically) and no
+    /// accept loop waits for its turn at it.
     pub(crate) fn try_open(&self) -> bool {
-        crate::count::take_one(&self.open, Some(self.limit()))
+        self.waiting.load(Ordering::Acquire) == 0
+            && crate::count::take_one(&self.open, Some(self.limit()))
     }
 
     /// One more open connection even at the cap (one open already, that
@@ -106,24 +179,72 @@ impl Cap {
     }
 
     /// A client waits while the cap is reached: asks the oldest idle
-    /// keep-alive connection to close, and waits until a place is free (any
-    /// connection closing). Called only with a connection waiting, so that
-    /// no idle connection is closed for nobody.
-    pub(crate) async fn make_room(&self) {
-        let mut asked = false;
+    /// keep-alive connection to close, and waits for its turn at a freed
+    /// place (any connection closing; the accept loops waiting are served
+    /// in the order they came). Called only with a connection waiting, so
+    /// that no idle connection is closed for nobody. The place is counted
+    /// open from then on: the caller's connection keeps it, or dropping the
+    /// turn gives it to the next in turn.
+    pub(crate) async fn make_room(&self) -> Turn<'_> {
+        let id = {
+            let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+            let id = turns.next;
+            turns.next += 1;
+            turns.queue.push_back(id);
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+            id
+        };
+        let leave = Leave { cap: self, id };
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if !self.full() {
-                return;
+            if self.take_turn(id) {
+                // Out of the queue already: `leave` finds nothing to do.
+                drop(leave);
+                // The next in turn may find room too (a higher cap).
+                self.freed.notify_waiters();
+                return Turn { cap: Some(self) };
             }
-            if !asked {
-                self.evict_oldest(1);
-                asked = true;
-            }
+            self.ask_for_waiters();
             freed.await;
         }
+    }
+
+    /// At the cap, asks as many connections to close as there are waiters
+    /// without one closing for them. (Asking once per waiter is not enough:
+    /// a place goes to the first in turn, whichever waiter asked for it,
+    /// and a waiter served whose queue then is empty asks no more.) Each
+    /// asked connection, as it goes, wakes the waiters to look again.
+    fn ask_for_waiters(&self) {
+        if !self.full() {
+            return;
+        }
+        let turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+        let missing = turns
+            .queue
+            .len()
+            .saturating_sub(self.asking.load(Ordering::Acquire));
+        if missing > 0 {
+            // Under the queue's lock: two waiters do not both ask for the
+            // same missing place.
+            self.evict_oldest(missing);
+        }
+        drop(turns);
+    }
+
+    /// A place for the waiter `id`, if it is first in turn and the cap has
+    /// room; then it leaves the queue.
+    fn take_turn(&self, id: u64) -> bool {
+        let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+        if turns.queue.front() != Some(&id)
+            || !crate::count::take_one(&self.open, Some(self.limit()))
+        {
+            return false;
+        }
+        turns.queue.pop_front();
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        true
     }
 
     /// Whether the cap is under pressure (three quarters full or more): new
@@ -154,6 +275,7 @@ impl Cap {
         if n < oldest.len() && n > 0 {
             oldest.select_nth_unstable_by_key(n - 1, |(rank, _)| *rank);
         }
+        self.asking.fetch_add(n, Ordering::AcqRel);
         for (_, state) in oldest.into_iter().take(n) {
             state.asked.store(true, Ordering::Release);
             state.evict.wake();
@@ -205,6 +327,20 @@ struct IdleState {
     /// The connection's task, waiting for `asked` (registered without a
     /// lock: every connection registers once).
     evict: AtomicWaker,
+    cap: Weak<Cap>,
+}
+
+impl Drop for IdleState {
+    /// An asked connection is gone (its place freed, or about to be: the
+    /// waiters look again either way).
+    fn drop(&mut self) {
+        if self.asked.load(Ordering::Acquire) {
+            if let Some(cap) = self.cap.upgrade() {
+                cap.asking.fetch_sub(1, Ordering::AcqRel);
+                cap.freed.notify_waiters();
+            }
+        }
+    }
 }
 
 /// How a protocol layer (such as `cluster-http`) tells the connection cap
@@ -220,7 +356,6 @@ struct IdleState {
 #[derive(Debug, Clone)]
 pub struct IdleHandle {
     state: Arc<IdleState>,
-    cap: Weak<Cap>,
 }
 
 impl IdleHandle {
@@ -231,8 +366,8 @@ impl IdleHandle {
                 registered: AtomicBool::new(false),
                 asked: AtomicBool::new(false),
                 evict: AtomicWaker::new(),
+                cap: Arc::downgrade(cap),
             }),
-            cap: Arc::downgrade(cap),
         }
     }
 
@@ -260,7 +395,7 @@ impl IdleHandle {
     fn mark(&self, rank: u64) {
         self.state.rank.store(rank, Ordering::Relaxed);
         if !self.state.registered.swap(true, Ordering::Relaxed) {
-            if let Some(cap) = self.cap.upgrade() {
+            if let Some(cap) = self.state.cap.upgrade() {
                 cap.register(&self.state);
             }
         }
@@ -276,7 +411,10 @@ impl IdleHandle {
     /// (`cluster-http` gives it a quarter of its header read and TLS
     /// handshake timeouts), as silent ones may be filling the cap.
     pub fn under_pressure(&self) -> bool {
-        self.cap.upgrade().is_some_and(|cap| cap.under_pressure())
+        self.state
+            .cap
+            .upgrade()
+            .is_some_and(|cap| cap.under_pressure())
     }
 
     /// Resolves when the cap asks for this connection to close (it was
@@ -391,5 +529,100 @@ mod tests {
         started.busy();
         assert_eq!(cap.evict_oldest(8), 1);
         assert!(idle.is_asked() && !started.is_asked());
+    }
+
+    /// Whether `f` is ready now, without waiting.
+    fn now<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        match f.poll(&mut std::task::Context::from_waker(waker)) {
+            Poll::Ready(out) => Some(out),
+            Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn freed_places_go_to_the_waiters_in_the_order_they_came() {
+        let cap = Cap::new(2);
+        assert!(cap.try_open() && cap.try_open());
+        let mut first = std::pin::pin!(cap.make_room());
+        let mut second = std::pin::pin!(cap.make_room());
+        assert!(now(first.as_mut()).is_none());
+        assert!(now(second.as_mut()).is_none());
+        // A place freed: the first waiter's, even when the second looks first.
+        cap.closed();
+        assert!(now(second.as_mut()).is_none());
+        let turn = now(first.as_mut()).expect("the first waiter's turn");
+        assert_eq!(cap.open(), 2);
+        // No accept loop takes a place past a waiter.
+        cap.closed();
+        assert!(!cap.try_open());
+        // The second's turn; a turn given back unused frees its place.
+        now(second.as_mut())
+            .expect("the second waiter's turn")
+            .keep();
+        assert_eq!(cap.open(), 2);
+        drop(turn);
+        assert_eq!(cap.open(), 1);
+        assert!(cap.try_open(), "nobody waits: a place for anyone");
+    }
+
+    #[test]
+    fn a_cancelled_waiter_leaves_its_place_in_the_queue_to_the_next() {
+        let cap = Cap::new(1);
+        assert!(cap.try_open());
+        let mut first = Box::pin(cap.make_room());
+        let mut second = Box::pin(cap.make_room());
+        assert!(now(first.as_mut()).is_none() && now(second.as_mut()).is_none());
+        cap.closed();
+        // The first leaves before it polls again: the place is the second's.
+        drop(first);
+        now(second.as_mut())
+            .expect("the second waiter's turn")
+            .keep();
+        assert_eq!(cap.open(), 1);
+        drop(second);
+        assert_eq!(cap.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn each_waiter_asks_one_connection_to_close() {
+        let cap = Arc::new(Cap::new(2));
+        let handles: Vec<_> = (0..4).map(|_| IdleHandle::new(&cap)).collect();
+        for h in &handles {
+            h.fresh();
+        }
+        assert!(cap.try_open() && cap.try_open());
+        let mut waiters: Vec<_> = (0..3).map(|_| Box::pin(cap.make_room())).collect();
+        for w in &mut waiters {
+            assert!(now(w.as_mut()).is_none());
+            assert!(now(w.as_mut()).is_none(), "asks once");
+        }
+        assert_eq!(cap.evicted(), 3);
+    }
+
+    #[test]
+    fn a_waiter_asks_again_while_no_close_is_coming_for_it() {
+        let cap = Arc::new(Cap::new(2));
+        let mut handles: Vec<_> = (0..3).map(|_| IdleHandle::new(&cap)).collect();
+        for h in &handles {
+            h.fresh();
+        }
+        // Over the cap (connections that must not be lost were forced in).
+        assert!(cap.try_open() && cap.try_open());
+        cap.force_open();
+        let mut waiter = Box::pin(cap.make_room());
+        assert!(now(waiter.as_mut()).is_none());
+        assert_eq!(cap.evicted(), 1);
+        // The asked one closes: still at the cap, and no close coming.
+        let asked = handles.iter().position(IdleHandle::is_asked).unwrap();
+        drop(handles.remove(asked));
+        cap.closed();
+        assert!(now(waiter.as_mut()).is_none());
+        assert_eq!(cap.evicted(), 2, "asked again");
+        let asked = handles.iter().position(IdleHandle::is_asked).unwrap();
+        drop(handles.remove(asked));
+        cap.closed();
+        now(waiter.as_mut()).expect("a place at last").keep();
+        assert_eq!(cap.open(), 2);
     }
 }

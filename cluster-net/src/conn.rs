@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
-use crate::cap::{Cap, IdleHandle};
+use crate::cap::{Cap, IdleHandle, Turn};
 use crate::count::{released, take_one};
 use crate::proxy::{self, ProxyError};
 use crate::Error;
@@ -139,6 +139,20 @@ impl Counters {
         }
     }
 
+    /// Kernel steering: one connection taken from this worker's own socket.
+    pub(crate) fn took_from_queue(&self) {
+        if let Some(p) = &self.publisher {
+            p.took();
+        }
+    }
+
+    /// Kernel steering: this worker's own socket has nothing queued.
+    pub(crate) fn queue_empty(&self) {
+        if let Some(p) = &self.publisher {
+            p.drained();
+        }
+    }
+
     /// Tells the kernel's program (with kernel steering) how many are open.
     fn publish(&self) {
         if let Some(p) = &self.publisher {
@@ -213,10 +227,12 @@ pub(crate) struct Place {
 
 impl Place {
     /// A place in `totals` and the cap (and `worker`'s count, if given),
-    /// or which of them is full.
+    /// or which of them is full. The cap's place is `turn`'s, if given
+    /// (won at the cap; given back to the next in turn on failure).
     pub(crate) fn take<'a>(
         totals: &Arc<Totals>,
         worker: Option<&'a Arc<Counters>>,
+        turn: Option<Turn<'_>>,
     ) -> Result<Place, Full<'a>> {
         if let Some(w) = worker {
             if !w.take() {
@@ -225,6 +241,9 @@ impl Place {
         }
         let full = if !take_one(&totals.active, totals.max) {
             Some(Full::Total)
+        } else if let Some(turn) = turn {
+            turn.keep();
+            None
         } else if !totals.cap.try_open() {
             totals.release();
             Some(Full::Cap)

@@ -22,7 +22,7 @@ pub use child::{
 pub use http::{
     closed_before_response, exchange, get, local, parse_head, read_response, Head, Response,
 };
-pub use limits::{lower_fd_limit, raise_fd_limit};
+pub use limits::{is_root, lower_fd_limit, raise_fd_limit};
 pub use load::{seconds, Counts, Load};
 pub use ports::{accept_backlog, free_port_run};
 pub use tls::{tls_client_config, tls_connect, tls_get, TlsConn, SERVER_NAME};

@@ -22,3 +22,9 @@ pub fn lower_fd_limit(n: u64) -> std::io::Result<()> {
     setrlimit(Resource::RLIMIT_NOFILE, n, n)?;
     Ok(())
 }
+
+/// Whether the tests run as root (then a privilege the code needs is
+/// there, and a feature that needs it must work).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

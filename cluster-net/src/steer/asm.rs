@@ -239,6 +239,12 @@ impl Asm {
         self.push(Insn::new(code, dst, src, off, Alu::Add as i32 | FETCH));
     }
 
+    /// `lock *(u32 *)(dst + off) += src` (no fetch).
+    pub(crate) fn atomic_add32(&mut self, dst: Reg, off: i16, src: Reg) {
+        let code = STX | ATOMIC | Size::W as u8;
+        self.push(Insn::new(code, dst, src, off, Alu::Add as i32));
+    }
+
     /// `dst = <the map whose fd is map>` (`ld_imm64` with `BPF_PSEUDO_MAP_FD`:
     /// the kernel puts the map's address in place of the fd).
     pub(crate) fn ld_map(&mut self, dst: Reg, map: BorrowedFd<'_>) {
@@ -316,6 +322,14 @@ mod tests {
             [0x95, 0x00, 0, 0, 0, 0, 0, 0],
         ];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_32_bit_atomic_add_encodes_without_fetch() {
+        let mut a = Asm::new();
+        a.atomic_add32(R0, 12, R1); // lock *(u32 *)(r0 + 12) += r1
+        let got = a.finish()[0];
+        assert_eq!(got, Insn::new(0xc3, R0, R1, 12, 0));
     }
 
     #[test]

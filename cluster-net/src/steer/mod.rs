@@ -112,6 +112,9 @@ pub(crate) struct Publisher {
     steering: Arc<Steering>,
     slot: usize,
     full: bool,
+    /// Least-connections: the worker counts what it takes from its queue
+    /// (the program counts what it sends there).
+    queue: bool,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -128,6 +131,21 @@ impl Publisher {
             steering: Arc::clone(steering),
             slot,
             full: steering.mode().publishes_full(),
+            queue: steering.mode() == Mode::LeastConnections,
+        }
+    }
+
+    /// The worker took a connection from its slot's socket.
+    pub(crate) fn took(&self) {
+        if self.queue {
+            self.steering.took(self.slot);
+        }
+    }
+
+    /// The worker found its slot's socket's queue empty.
+    pub(crate) fn drained(&self) {
+        if self.queue {
+            self.steering.drained(self.slot);
         }
     }
 
@@ -178,6 +196,20 @@ impl Steering {
         if let Some(cell) = self.cell(slot) {
             cell.set_load(u32::try_from(open).unwrap_or(u32::MAX));
             cell.set_full(full);
+        }
+    }
+
+    /// `slot`'s worker took a connection from its queue.
+    pub(crate) fn took(&self, slot: usize) {
+        if let Some(cell) = self.cell(slot) {
+            cell.took();
+        }
+    }
+
+    /// `slot`'s worker found its queue empty.
+    pub(crate) fn drained(&self, slot: usize) {
+        if let Some(cell) = self.cell(slot) {
+            cell.drained();
         }
     }
 

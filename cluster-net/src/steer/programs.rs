@@ -16,7 +16,7 @@ use std::os::fd::BorrowedFd;
 
 use super::asm::{Alu, Asm, Cond, Helper, Insn, Label, Reg, Reg::*, Size};
 use super::hash::{FMIX_M1, FMIX_M2, GOLDEN, SEED6};
-use super::table::{COUNTER, FULL, LIVE, LOAD, MAX_SLOTS, SPAN, STRIDE_SHIFT};
+use super::table::{CHOSEN, COUNTER, FULL, LIVE, LOAD, MAX_SLOTS, SPAN, STRIDE_SHIFT, TAKEN};
 
 /// `SK_PASS`: go on (with the selected socket, or the kernel's choice).
 const SK_PASS: i32 = 1;
@@ -246,13 +246,17 @@ pub(crate) fn round_robin(maps: Maps<'_>) -> Vec<Insn> {
     a.finish()
 }
 
-/// Least-connections: the live slot with the fewest open connections (as
-/// its worker published them), a slot that is not full before one that is;
-/// ties go round (the scan starts at a rotating slot), so a burst that
-/// arrives before any worker has published spreads instead of piling on
-/// one. The kernel's hash when no slot is live.
+/// Least-connections: the live slot with the fewest connections (open, as
+/// its worker published them, plus those the program sent it that its
+/// worker has not taken yet), a slot that is not full before one that is;
+/// ties go round (the scan starts at a rotating slot). So a burst that
+/// arrives before the workers accept spreads instead of piling on the
+/// least loaded one. The program counts each slot it chooses. The
+/// kernel's hash when no slot is live.
 ///
-/// A slot's rank is `!live << 33 | full << 32 | load`: lower is better.
+/// A slot's rank is `!live << 33 | full << 32 | (load + queued)`, with
+/// `queued = chosen - taken` (32-bit, 0 if negative: the worker counted an
+/// accept the program did not choose): lower is better.
 ///
 /// ```text
 ///     *(u64 *)(r10 - 8) = r1          ; keep the context
@@ -290,15 +294,30 @@ pub(crate) fn round_robin(maps: Maps<'_>) -> Vec<Insn> {
 ///     r4 <<= 32
 ///     r5 |= r4
 ///     r4 = *(u32 *)(r0 + LOAD)
-///     r5 |= r4                        ; slot j's rank
+///     r5 |= r4
+///     r4 = *(u32 *)(r0 + CHOSEN)
+///     r0 = *(u32 *)(r0 + TAKEN)
+///     w4 -= w0                        ; queued
+///     r0 = r4
+///     r0 >>= 31
+///     r0 -= 1
+///     r4 &= r0                        ; 0 if negative
+///     r5 += r4                        ; slot j's rank
 ///     if r5 >= r9 goto next
 ///     r9 = r5
 ///     r6 = r2
 /// next:
 ///     r1 += 1
 ///     goto scan
-/// scanned:                           ; r6 = MAX (none live): the helper
-///     <select_and_pass r6>            ; refuses it, the kernel chooses
+/// scanned:
+///     if r6 >= MAX goto select        ; none live: the helper refuses
+///     r0 = r6                         ; MAX, the kernel chooses
+///     r0 &= MAX - 1
+///     r0 <<= STRIDE_SHIFT
+///     r0 += r7
+///     r1 = 1
+///     lock *(u32 *)(r0 + CHOSEN) += r1
+///     <select_and_pass r6>
 /// ```
 pub(crate) fn least_connections(maps: Maps<'_>) -> Vec<Insn> {
     const NONE: i32 = 1 << 30; // loaded as NONE << 3
@@ -343,6 +362,14 @@ pub(crate) fn least_connections(maps: Maps<'_>) -> Vec<Insn> {
     a.alu64(Alu::Or, R5, R4);
     a.ldx(Size::W, R4, R0, LOAD);
     a.alu64(Alu::Or, R5, R4);
+    a.ldx(Size::W, R4, R0, CHOSEN);
+    a.ldx(Size::W, R0, R0, TAKEN);
+    a.alu32(Alu::Sub, R4, R0);
+    a.mov(R0, R4);
+    a.alu64(Alu::Rsh, R0, 31);
+    a.alu64(Alu::Sub, R0, 1);
+    a.alu64(Alu::And, R4, R0);
+    a.alu64(Alu::Add, R5, R4);
     a.jmp(Cond::Ge, R5, R9, next);
     a.mov(R9, R5);
     a.mov(R6, R2);
@@ -350,6 +377,13 @@ pub(crate) fn least_connections(maps: Maps<'_>) -> Vec<Insn> {
     a.alu64(Alu::Add, R1, 1);
     a.ja(scan);
     a.bind(scanned);
+    a.jmp(Cond::Ge, R6, MAX, select);
+    a.mov(R0, R6);
+    a.alu64(Alu::And, R0, MAX - 1);
+    a.alu64(Alu::Lsh, R0, STRIDE_SHIFT);
+    a.alu64(Alu::Add, R0, R7);
+    a.mov(R1, 1);
+    a.atomic_add32(R0, CHOSEN, R1);
     select_and_pass(&mut a, maps, R6, select, pass);
     a.finish()
 }

@@ -4,8 +4,8 @@
 //! change); the program reads on each new connection.
 //!
 //! Each word has one writer: the registry writes `live` and `span`, a
-//! slot's worker its `full` and `load`, the program the counter (with an
-//! atomic add, as every CPU runs it). Each slot has a cache line of its own
+//! slot's worker its `full`, `load` and `taken`, the program the counter
+//! and each slot's `chosen` (with atomic adds, as every CPU runs it). Each slot has a cache line of its own
 //! so that workers do not bounce lines between them.
 
 use std::mem::{offset_of, size_of};
@@ -39,6 +39,14 @@ pub(crate) struct SlotCell {
     full: AtomicU32,
     /// The slot's open connections, for least-connections.
     load: AtomicU32,
+    /// Connections the program sent to the slot's socket so far (wrapping).
+    chosen: AtomicU32,
+    /// Of those, how many the slot's worker has taken from its queue (its
+    /// worker counts each accept, and catches up with `chosen` whenever it
+    /// finds its queue empty). `chosen - taken` are queued, not yet in
+    /// `load`: least-connections counts them, so a burst that comes before
+    /// the worker accepts spreads instead of piling on the least loaded.
+    taken: AtomicU32,
 }
 
 /// The array's one value.
@@ -56,6 +64,8 @@ const SLOTS: usize = offset_of!(Layout, slots);
 pub(crate) const LIVE: i16 = (SLOTS + offset_of!(SlotCell, live)) as i16;
 pub(crate) const FULL: i16 = (SLOTS + offset_of!(SlotCell, full)) as i16;
 pub(crate) const LOAD: i16 = (SLOTS + offset_of!(SlotCell, load)) as i16;
+pub(crate) const CHOSEN: i16 = (SLOTS + offset_of!(SlotCell, chosen)) as i16;
+pub(crate) const TAKEN: i16 = (SLOTS + offset_of!(SlotCell, taken)) as i16;
 /// `log2(size_of::<SlotCell>())`: slot `i`'s cell is `i << STRIDE_SHIFT` further.
 pub(crate) const STRIDE_SHIFT: i32 = size_of::<SlotCell>().trailing_zeros() as i32;
 const _: () = assert!(1 << STRIDE_SHIFT == size_of::<SlotCell>());
@@ -72,6 +82,20 @@ impl SlotCell {
     #[cfg(test)]
     pub(crate) fn load(&self) -> u32 {
         self.load.load(Ordering::Relaxed)
+    }
+
+    /// The slot's worker took one connection from its socket's queue.
+    pub(crate) fn took(&self) {
+        let taken = self.taken.load(Ordering::Relaxed);
+        self.taken.store(taken.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// The slot's worker found its socket's queue empty: it has taken all
+    /// the program sent it (connections lost before their accept, or
+    /// counted before an accept that failed, no longer count).
+    pub(crate) fn drained(&self) {
+        let chosen = self.chosen.load(Ordering::Relaxed);
+        self.taken.store(chosen, Ordering::Relaxed);
     }
 
     /// Publishes whether the slot's worker is at its limit.

@@ -289,8 +289,9 @@ fn least_connections_picks_the_lowest_published_count() {
             load[slot], min,
             "connection {n} went to slot {slot} with loads {load:?}"
         );
-        // As its worker would: one writer, a plain store.
+        // As its worker would: one writer, plain stores.
         let cell = s.cell(slot).unwrap();
+        cell.took();
         cell.set_load(cell.load() + 1);
         load[slot] += 1;
         open.push(conn);
@@ -305,15 +306,72 @@ fn least_connections_picks_the_lowest_published_count() {
     assert_eq!(counts, [10, 10, 10]);
 
     // The least loaded slot is full: the next least takes it.
+    for slot in 0..3 {
+        s.cell(slot).unwrap().drained();
+    }
     s.cell(0).unwrap().set_load(0);
     s.cell(0).unwrap().set_full(true);
     s.cell(1).unwrap().set_load(5);
-    s.cell(2).unwrap().set_load(7);
+    // (Accepted untaken, the 5 count as queued on slot 1: 5 to 9, under 20.)
+    s.cell(2).unwrap().set_load(20);
     assert_eq!(spread(&g, 5), [1; 5]);
     // All full: the least loaded after all.
     s.cell(1).unwrap().set_full(true);
     s.cell(2).unwrap().set_full(true);
     assert_eq!(spread(&g, 5), [0; 5]);
+}
+
+/// A burst that arrives before any worker accepts (or publishes) spreads
+/// by what is open plus what the program sent each slot, not all on the
+/// least loaded one: loads 5, 6 and 7 and a burst of 60 end at 26 each
+/// (±1). A worker that finds its queue empty has taken all it was sent.
+#[test]
+fn least_connections_counts_what_it_sent_in_a_burst() {
+    if !ebpf("least_connections_counts_what_it_sent_in_a_burst") {
+        return;
+    }
+    let g = group(Ipv4Addr::LOCALHOST.into(), 3).unwrap();
+    let s = steer(Mode::LeastConnections, &g);
+    let to = addr(&g);
+    let load = [5u32, 6, 7];
+    for (slot, &l) in load.iter().enumerate() {
+        s.cell(slot).unwrap().set_load(l);
+    }
+    let burst: Vec<TcpStream> = (0..60)
+        .map(|_| connect_from(Ipv4Addr::LOCALHOST.into(), to))
+        .collect();
+    eventually_blocking(
+        || g.iter().map(queued).sum::<u32>() == 60,
+        "the burst queued",
+    );
+    let got: Vec<u32> = g.iter().map(queued).collect();
+    let total: Vec<u32> = got.iter().zip(load).map(|(q, l)| q + l).collect();
+    let (lo, hi) = (*total.iter().min().unwrap(), *total.iter().max().unwrap());
+    assert!(hi - lo <= 1, "queued {got:?} on loads {load:?}: {total:?}");
+    // Taken: the queues are empty, and the workers caught up.
+    let mut open = Vec::new();
+    for _ in 0..60 {
+        let (slot, conn) = accept_one(&g);
+        let cell = s.cell(slot).unwrap();
+        cell.took();
+        cell.set_load(cell.load() + 1);
+        open.push(conn);
+    }
+    drop(burst);
+    // Connections the program sent and the worker never took (as if
+    // reset in the queue) count: a slot that has one gets no more...
+    for slot in 0..3 {
+        s.cell(slot).unwrap().set_load(0);
+    }
+    let first = spread(&g, 1)[0];
+    let mut next = spread(&g, 2);
+    next.sort_unstable();
+    let mut want: Vec<usize> = (0..3).filter(|&i| i != first).collect();
+    want.sort_unstable();
+    assert_eq!(next, want, "after slot {first}");
+    // ...until its worker finds its queue empty: then all are even again.
+    s.cell(first).unwrap().drained();
+    assert_eq!(spread(&g, 1), [first]);
 }
 
 /// The kernel's sticky choice is `sticky_slot`'s, for 400 IPv4 clients and

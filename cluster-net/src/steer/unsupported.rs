@@ -21,6 +21,14 @@ impl Steering {
         match *self {}
     }
 
+    pub(crate) fn took(&self, _slot: usize) {
+        match *self {}
+    }
+
+    pub(crate) fn drained(&self, _slot: usize) {
+        match *self {}
+    }
+
     pub(crate) fn insert(
         &self,
         _slot: usize,
