@@ -80,6 +80,21 @@ const USAGE: &str = "usage: same_port [--workers N] [--host ADDR] [--port P] \
     [--tls-cert PEM --tls-key PEM]... [--http3] [--proxy-protocol [--proxy-from CIDR]...] [--no-migrate] [--no-control]";
 
 fn main() -> ExitCode {
+    let flags = match parse() {
+        Ok(flags) => flags,
+        Err(e) => {
+            eprintln!("same_port: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let _ = FLAGS.set(flags);
+    println!("Primary {} is running", std::process::id());
+    cluster()
+}
+
+/// The command line's flags, or what is wrong with them.
+fn parse() -> Result<Flags, String> {
+    use lexopt::prelude::*;
     let mut flags = Flags {
         host: std::net::Ipv4Addr::UNSPECIFIED.into(),
         port: 8000,
@@ -98,98 +113,80 @@ fn main() -> ExitCode {
         drain_delay: None,
         control: true,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        let parsed = match arg.as_str() {
-            "--workers" => value("--workers").and_then(|v| {
-                Workers::parse(&v)
-                    .map(|w| flags.workers = Some(w))
-                    .ok_or(format!("--workers {v}: `auto` or a number"))
-            }),
-            "--balance" => value("--balance").and_then(|v| {
-                v.parse()
-                    .map(|b| flags.balance = Some(b))
-                    .map_err(|e| format!("--balance {v}: {e}"))
-            }),
-            "--host" => value("--host").and_then(|v| {
-                v.parse()
-                    .map(|ip| flags.host = ip)
-                    .map_err(|_| format!("--host {v}: not an IP address"))
-            }),
-            "--port" => value("--port").and_then(|v| {
-                v.parse()
-                    .map(|p| flags.port = p)
-                    .map_err(|_| format!("--port {v}: not a port number"))
-            }),
-            "--chaos" => {
-                flags.chaos = true;
-                Ok(())
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("workers") => {
+                flags.workers = Some(value(&mut parser, "--workers", |v| {
+                    Workers::parse(v).ok_or("`auto` or a number")
+                })?);
             }
-            "--healthz" => value("--healthz").map(|v| flags.healthz = Some(v)),
-            "--metrics" => value("--metrics").map(|v| flags.metrics = Some(v)),
-            "--status" => value("--status").map(|v| flags.status = Some(v)),
-            "--tls-cert" => value("--tls-cert").map(|v| flags.tls_cert.push(v)),
-            "--tls-key" => value("--tls-key").map(|v| flags.tls_key.push(v)),
-            "--http3" => {
-                flags.http3 = true;
-                Ok(())
+            Long("balance") => {
+                flags.balance = Some(value(&mut parser, "--balance", |v| v.parse())?)
             }
-            "--proxy-protocol" => {
-                flags.proxy_protocol = true;
-                Ok(())
+            Long("host") => {
+                flags.host = value(&mut parser, "--host", |v| {
+                    v.parse().map_err(|_| "not an IP address")
+                })?;
             }
-            "--proxy-from" => value("--proxy-from").and_then(|v| {
-                v.parse()
-                    .map(|net| flags.proxy_from.push(net))
-                    .map_err(|e| format!("--proxy-from {v}: {e}"))
-            }),
-            "--no-migrate" => {
-                flags.migrate = false;
-                Ok(())
+            Long("port") => {
+                flags.port = value(&mut parser, "--port", |v| {
+                    v.parse().map_err(|_| "not a port number")
+                })?;
             }
-            "--no-control" => {
-                flags.control = false;
-                Ok(())
+            Long("chaos") => flags.chaos = true,
+            Long("healthz") => flags.healthz = Some(value(&mut parser, "--healthz", text)?),
+            Long("metrics") => flags.metrics = Some(value(&mut parser, "--metrics", text)?),
+            Long("status") => flags.status = Some(value(&mut parser, "--status", text)?),
+            Long("tls-cert") => flags.tls_cert.push(value(&mut parser, "--tls-cert", text)?),
+            Long("tls-key") => flags.tls_key.push(value(&mut parser, "--tls-key", text)?),
+            Long("http3") => flags.http3 = true,
+            Long("proxy-protocol") => flags.proxy_protocol = true,
+            Long("proxy-from") => flags
+                .proxy_from
+                .push(value(&mut parser, "--proxy-from", |v| v.parse())?),
+            Long("no-migrate") => flags.migrate = false,
+            Long("no-control") => flags.control = false,
+            Long("drain-delay") => {
+                flags.drain_delay = Some(value(&mut parser, "--drain-delay", |v| {
+                    humantime::parse_duration(v).map_err(|e| format!("{e} (such as 2s or 500ms)"))
+                })?);
             }
-            "--drain-delay" => value("--drain-delay").and_then(|v| {
-                humantime::parse_duration(&v)
-                    .map(|d| flags.drain_delay = Some(d))
-                    .map_err(|e| format!("--drain-delay {v}: {e} (such as 2s or 500ms)"))
-            }),
-            other => Err(format!("unknown argument {other}")),
-        };
-        if let Err(e) = parsed {
-            eprintln!("same_port: {e}\n{USAGE}");
-            return ExitCode::from(2);
+            _ => return Err(arg.unexpected().to_string()),
         }
     }
     if !flags.proxy_from.is_empty() && !flags.proxy_protocol {
-        eprintln!("same_port: --proxy-from goes with --proxy-protocol\n{USAGE}");
-        return ExitCode::from(2);
+        return Err("--proxy-from goes with --proxy-protocol".into());
     }
     if flags.tls_cert.len() != flags.tls_key.len() {
-        eprintln!("same_port: --tls-cert and --tls-key go together\n{USAGE}");
-        return ExitCode::from(2);
+        return Err("--tls-cert and --tls-key go together".into());
     }
     if cfg!(not(feature = "tls")) && !flags.tls_cert.is_empty() {
         // The benchmark builds it with only the features it uses.
-        eprintln!("same_port: built without cluster_thread's `tls` feature\n{USAGE}");
-        return ExitCode::from(2);
+        return Err("built without cluster_thread's `tls` feature".into());
     }
     if flags.http3 && flags.tls_cert.is_empty() {
-        eprintln!(
-            "same_port: --http3 needs --tls-cert and --tls-key (HTTP/3 is always TLS)\n{USAGE}"
-        );
-        return ExitCode::from(2);
+        return Err("--http3 needs --tls-cert and --tls-key (HTTP/3 is always TLS)".into());
     }
     if cfg!(not(feature = "http3")) && flags.http3 {
-        eprintln!("same_port: built without cluster_thread's `http3` feature\n{USAGE}");
-        return ExitCode::from(2);
+        return Err("built without cluster_thread's `http3` feature".into());
     }
-    let _ = FLAGS.set(flags);
-    println!("Primary {} is running", std::process::id());
-    cluster()
+    Ok(flags)
+}
+
+/// The next value, parsed by `parse`; an error names the flag and the value.
+fn value<T, E: std::fmt::Display>(
+    parser: &mut lexopt::Parser,
+    flag: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, String> {
+    let v = parser.value().map_err(|e| e.to_string())?;
+    let v = v.to_str().ok_or(format!("{flag}: not UTF-8"))?;
+    parse(v).map_err(|e| format!("{flag} {v}: {e}"))
+}
+
+fn text(v: &str) -> Result<String, std::convert::Infallible> {
+    Ok(v.to_owned())
 }
 
 /// Runs once on the primary before any worker: the flags' cluster

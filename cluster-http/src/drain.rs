@@ -16,7 +16,7 @@
 //!   for its first request; the rest shut down gracefully (GOAWAY on HTTP/2).
 //! - [`Handoff`] / [`hand_over`]: a settled connection, with the bytes read
 //!   from it and not served yet, goes to a live worker through the listener's
-//!   `cluster_net::Migrator` (see `cluster_net::migrate`).
+//!   `cluster_net::hooks::Migrator` (see `cluster_net::migrate`).
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
@@ -158,7 +158,7 @@ where
 /// listener's migrator, and how to get a `cluster_net` connection back
 /// from the listener's stream (TLS streams cannot).
 pub(crate) struct Handoff<I> {
-    pub(crate) migrator: cluster_net::Migrator,
+    pub(crate) migrator: cluster_net::hooks::Migrator,
     /// Counts what moves.
     pub(crate) slot: Arc<Slot>,
     #[allow(clippy::type_complexity)]

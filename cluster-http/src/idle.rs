@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use cluster_net::IdleHandle;
+use cluster_net::hooks::IdleHandle;
 use tokio::time::Instant;
 
 use crate::slots::Slot;

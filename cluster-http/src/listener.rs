@@ -100,59 +100,118 @@ pub trait Listener: Sized + 'static {
         std::future::ready(Ok(info))
     }
 
-    /// The certificate the client presented and the server verified, once
-    /// [`handshake`](Self::handshake) is done (`TlsListener` with a client
-    /// CA); put in every request's extensions. The default has none.
+    /// What only this crate's listeners have (`sealed::Hooks`): hidden,
+    /// and sealed, since its type cannot be named outside this crate; other
+    /// listeners keep the default, none.
+    #[doc(hidden)]
+    fn hooks() -> &'static dyn Hooks<Self> {
+        &NoHooks
+    }
+}
+
+/// The hooks' type, in a module no other crate can name: so no listener
+/// outside this crate can override [`Listener::hooks`].
+mod sealed {
+    use super::{ClientCertificate, Listener};
+
+    /// What `serve` asks of a listener beyond [`Listener`]'s four methods:
+    /// `cluster_net`'s plumbing (the connection cap's idle marks,
+    /// migration to another worker) and TLS's client certificate. Each
+    /// default is "none".
+    pub trait Hooks<L: Listener> {
+        /// The certificate the client presented and the server verified,
+        /// once `handshake` is done (`TlsListener` with a client CA).
+        fn client_certificate(&self, io: &L::Io) -> Option<ClientCertificate> {
+            let _ = io;
+            None
+        }
+
+        /// The handle through which the cluster's connection cap may close
+        /// this connection while it is idle, to admit a new client.
+        fn idle_handle(&self, io: &L::Io) -> Option<cluster_net::hooks::IdleHandle> {
+            let _ = io;
+            None
+        }
+
+        /// How this listener's connections move to its other workers when
+        /// this one drains; without one the drain closes idle connections.
+        fn migrator(&self, listener: &L) -> Option<cluster_net::hooks::Migrator> {
+            let _ = listener;
+            None
+        }
+
+        /// The `cluster_net` connection under a stream, to move it, with
+        /// `read` (bytes read from the stream and not served yet): the
+        /// connection and the bytes to serve first from its socket
+        /// (`TlsListener` attaches its session and `read` to the
+        /// connection, and gives none). `Err` gives back one that cannot
+        /// move.
+        #[allow(clippy::result_large_err)] // the stream itself comes back
+        fn connection_of(
+            &self,
+            io: L::Io,
+            read: Vec<u8>,
+        ) -> Result<(cluster_net::Connection, Vec<u8>), L::Io> {
+            let _ = read;
+            Err(io)
+        }
+
+        /// Whether moved connections can be served only by a worker of this
+        /// process (they carry a state that cannot be serialised, such as a
+        /// TLS session), not by a hot upgrade's new one.
+        fn moves_in_process_only(&self) -> bool {
+            false
+        }
+
+        /// The state a connection that moved here from another worker
+        /// carries (see `connection_of`).
+        fn take_attached(&self, io: &mut L::Io) -> Option<Box<dyn std::any::Any + Send>> {
+            let _ = io;
+            None
+        }
+    }
+}
+
+pub(crate) use sealed::Hooks;
+
+/// A listener without hooks: every answer is "none".
+struct NoHooks;
+
+impl<L: Listener> Hooks<L> for NoHooks {}
+
+/// The hooks as functions of the listener's type, for `serve`, the drain
+/// and `TlsListener`: `L::idle_handle(&io)`.
+pub(crate) trait ListenerExt: Listener {
     fn client_certificate(io: &Self::Io) -> Option<ClientCertificate> {
-        let _ = io;
-        None
+        Self::hooks().client_certificate(io)
     }
 
-    /// The handle through which the cluster's connection cap may close this
-    /// connection while it is idle, to admit a new client (`cluster_net`'s
-    /// connections have one).
-    fn idle_handle(io: &Self::Io) -> Option<cluster_net::IdleHandle> {
-        let _ = io;
-        None
+    fn idle_handle(io: &Self::Io) -> Option<cluster_net::hooks::IdleHandle> {
+        Self::hooks().idle_handle(io)
     }
 
-    /// How this listener's connections move to its other workers when this
-    /// one drains (see [`HttpConfig::migrate`](crate::HttpConfig::migrate)):
-    /// `cluster_net`'s listeners have a migrator. The default has none, and
-    /// the drain closes idle connections.
-    fn migrator(&self) -> Option<cluster_net::Migrator> {
-        None
+    fn migrator(&self) -> Option<cluster_net::hooks::Migrator> {
+        Self::hooks().migrator(self)
     }
 
-    /// The `cluster_net` connection under a stream, to move it to another
-    /// worker, with `read` (bytes read from the stream and not served yet):
-    /// gives the connection and the bytes to serve first from its socket
-    /// (`TlsListener` attaches its session and `read` to the connection,
-    /// and gives none). `Err` gives back one that cannot move (the default).
     #[allow(clippy::result_large_err)] // the stream itself comes back
     fn into_connection(
         io: Self::Io,
         read: Vec<u8>,
     ) -> Result<(cluster_net::Connection, Vec<u8>), Self::Io> {
-        let _ = read;
-        Err(io)
+        Self::hooks().connection_of(io, read)
     }
 
-    /// Whether this listener's connections, once moved, can be served only
-    /// by a worker of this process (they carry a state that cannot be
-    /// serialised, such as a TLS session), not by a hot upgrade's new one.
     fn moves_in_process_only() -> bool {
-        false
+        Self::hooks().moves_in_process_only()
     }
 
-    /// The state a connection that moved here from another worker carries
-    /// (see [`into_connection`](Self::into_connection)); `cluster_net`'s
-    /// connections can carry one.
     fn take_attached(io: &mut Self::Io) -> Option<Box<dyn std::any::Any + Send>> {
-        let _ = io;
-        None
+        Self::hooks().take_attached(io)
     }
 }
+
+impl<L: Listener> ListenerExt for L {}
 
 /// The local address of a connection accepted on a listener bound to
 /// `bound`: `bound` itself unless it is a wildcard (`0.0.0.0`, `::`), where
@@ -196,7 +255,9 @@ impl Listener for cluster_net::Listener {
         io: &mut Self::Io,
         info: Option<ConnectionInfo>,
     ) -> io::Result<Option<ConnectionInfo>> {
-        io.read_proxy_header().await.map_err(io::Error::other)?;
+        cluster_net::hooks::read_proxy_header(io)
+            .await
+            .map_err(io::Error::other)?;
         // The peer the PROXY header named, if any.
         Ok(match (info, io.peer_addr()) {
             (Some(info), Some(peer)) => Some(ConnectionInfo::new(peer, info.local)),
@@ -204,23 +265,8 @@ impl Listener for cluster_net::Listener {
         })
     }
 
-    fn idle_handle(io: &Self::Io) -> Option<cluster_net::IdleHandle> {
-        Some(io.idle_handle())
-    }
-
-    fn migrator(&self) -> Option<cluster_net::Migrator> {
-        cluster_net::Listener::migrator(self)
-    }
-
-    fn into_connection(
-        io: Self::Io,
-        read: Vec<u8>,
-    ) -> Result<(cluster_net::Connection, Vec<u8>), Self::Io> {
-        Ok((io, read))
-    }
-
-    fn take_attached(io: &mut Self::Io) -> Option<Box<dyn std::any::Any + Send>> {
-        io.take_attached()
+    fn hooks() -> &'static dyn Hooks<Self> {
+        &NetHooks
     }
 
     async fn close(self) -> Vec<(Self::Io, Option<ConnectionInfo>)> {
@@ -233,6 +279,35 @@ impl Listener for cluster_net::Listener {
                 (conn, info)
             })
             .collect()
+    }
+}
+
+/// `cluster_net`'s listener: the cap's idle marks, migration, a moved
+/// connection's attached state.
+struct NetHooks;
+
+impl Hooks<cluster_net::Listener> for NetHooks {
+    fn idle_handle(&self, io: &cluster_net::Connection) -> Option<cluster_net::hooks::IdleHandle> {
+        Some(cluster_net::hooks::idle_handle(io))
+    }
+
+    fn migrator(&self, listener: &cluster_net::Listener) -> Option<cluster_net::hooks::Migrator> {
+        cluster_net::hooks::migrator(listener)
+    }
+
+    fn connection_of(
+        &self,
+        io: cluster_net::Connection,
+        read: Vec<u8>,
+    ) -> Result<(cluster_net::Connection, Vec<u8>), cluster_net::Connection> {
+        Ok((io, read))
+    }
+
+    fn take_attached(
+        &self,
+        io: &mut cluster_net::Connection,
+    ) -> Option<Box<dyn std::any::Any + Send>> {
+        cluster_net::hooks::take_attached(io)
     }
 }
 

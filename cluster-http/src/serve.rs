@@ -19,6 +19,7 @@ use crate::endpoints::Endpoints;
 use crate::exec::LocalExec;
 use crate::handler::{Handler, Info, Shared};
 use crate::idle::Activity;
+use crate::listener::ListenerExt;
 use crate::slots::{Slot, Slots};
 use crate::tasks::Tasks;
 use crate::{BoxError, ConnectionInfo, Error, HttpConfig, Listener, OnPanic, Request};

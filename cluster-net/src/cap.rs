@@ -345,9 +345,8 @@ impl Drop for IdleState {
 
 /// How a protocol layer (such as `cluster-http`) tells the connection cap
 /// what its connection is doing, so that at the cap it may close it to
-/// admit a new client; from
-/// [`Connection::idle_handle`](crate::Connection::idle_handle) (every call
-/// gives the same connection's handle).
+/// admit a new client; from `hooks::idle_handle` (every call gives the
+/// same connection's handle).
 ///
 /// At the cap, connections marked [`fresh`](Self::fresh) (no whole request
 /// yet) are closed first, oldest first, then those marked

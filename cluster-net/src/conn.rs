@@ -399,15 +399,15 @@ impl Connection {
     /// between requests, so that the cluster's connection cap may close it
     /// to admit a new client (see [`IdleHandle`]; `cluster-http` does this
     /// by itself). Every call gives the same connection's handle.
-    pub fn idle_handle(&self) -> IdleHandle {
+    pub(crate) fn idle_handle(&self) -> IdleHandle {
         self.idle
             .get_or_init(|| IdleHandle::new(&self.place.totals().cap))
             .clone()
     }
 
     /// The client's address (TCP only). On a listener that expects the
-    /// PROXY protocol, the client's as the load balancer says, once
-    /// [`read_proxy_header`](Self::read_proxy_header) has run.
+    /// PROXY protocol, the client's as the load balancer says, once its
+    /// header is read (`cluster-http` reads it before anything else).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
     }
@@ -422,7 +422,7 @@ impl Connection {
     ///
     /// A missing, malformed or late header is an [`Error::Proxy`]: close
     /// the connection (it is counted in `ListenerStats::proxy_rejected`).
-    pub async fn read_proxy_header(&mut self) -> Result<(), Error> {
+    pub(crate) async fn read_proxy_header(&mut self) -> Result<(), Error> {
         if !self.proxy_pending {
             return Ok(());
         }
@@ -464,17 +464,17 @@ impl Connection {
 
     /// Leaves the state of the protocol served on this connection (a TLS
     /// session, with the plaintext already decrypted) with it, for a
-    /// [`Migrator`](crate::Migrator) to move to another worker of this
+    /// [`Migrator`](crate::migrate::Migrator) to move to another worker of this
     /// process, whose listener gives it back with
     /// [`take_attached`](Self::take_attached). Such a connection never goes
     /// to a hot upgrade's new process (the state cannot be serialised).
-    pub fn attach(&mut self, state: Box<dyn std::any::Any + Send>) {
+    pub(crate) fn attach(&mut self, state: Box<dyn std::any::Any + Send>) {
         self.state = Some(state);
     }
 
     /// The state [`attach`](Self::attach)ed to this connection by the
     /// worker it moved from, if any.
-    pub fn take_attached(&mut self) -> Option<Box<dyn std::any::Any + Send>> {
+    pub(crate) fn take_attached(&mut self) -> Option<Box<dyn std::any::Any + Send>> {
         self.state.take()
     }
 
@@ -529,14 +529,6 @@ impl Connection {
         match &self.io {
             Io::Tcp(s) => Some(s),
             Io::Unix(_) => None,
-        }
-    }
-
-    /// The Unix-domain stream.
-    pub fn as_unix(&self) -> Option<&UnixStream> {
-        match &self.io {
-            Io::Unix(s) => Some(s),
-            Io::Tcp(_) => None,
         }
     }
 }

@@ -55,12 +55,6 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
-    /// `listen` was called outside a worker thread.
-    #[error("listen({addr}) must be called on a worker thread")]
-    NotAWorker {
-        /// The address asked for.
-        addr: String,
-    },
     /// An environment variable holds a value that cannot be used.
     #[error("invalid environment variable {name}={value:?}: expected {expected}")]
     BadEnv {

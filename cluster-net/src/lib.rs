@@ -61,6 +61,8 @@ mod count;
 mod dispatch;
 mod error;
 pub mod handoff;
+#[doc(hidden)]
+pub mod hooks;
 mod listen;
 mod listener;
 mod migrate;
@@ -75,12 +77,10 @@ mod systemd;
 pub mod upgrade;
 
 pub use builder::ClusterBuilderExt;
-pub use cap::IdleHandle;
 pub use conn::Connection;
 pub use error::Error;
 pub use listen::WorkerExt;
 pub use listener::Listener;
-pub use migrate::Migrator;
 pub use proxy::Cidr;
 pub use quic::{QuicRouter, QuicSocket, QuicSteering};
 pub use spec::{

@@ -285,7 +285,7 @@ impl Listener {
     /// What hands this listener's connections to the other live workers of
     /// its socket (see [`Migrator`]); `None` for a `Listen::Handle`.
     /// It outlives `close`, for the drain.
-    pub fn migrator(&self) -> Option<Migrator> {
+    pub(crate) fn migrator(&self) -> Option<Migrator> {
         self.seat().map(|seat| {
             Migrator::new(
                 &seat.worker,

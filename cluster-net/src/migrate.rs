@@ -34,7 +34,7 @@ use crate::handoff::HandoffError;
 use crate::registry::Registry;
 
 /// Hands connections of a draining worker to the other live workers of the
-/// same listener, from [`Listener::migrator`](crate::Listener::migrator): threads share the process, so
+/// same listener, from `hooks::migrator`: threads share the process, so
 /// an open connection (its socket, and the bytes already read from it) can
 /// move to another worker's runtime instead of being closed. The worker
 /// that gets it takes it from its `accept`, with those bytes first.

@@ -336,10 +336,11 @@ macro_rules! listen_option_setters {
 
         /// Whether connections start with a PROXY protocol header (v1 or
         /// v2, as HAProxy's `send-proxy` / `send-proxy-v2` write it; default
-        /// no). Then the client it names is the connection's peer (see
-        /// [`Connection::read_proxy_header`](crate::Connection::read_proxy_header)),
+        /// no). Then the client it names is the connection's peer
+        /// ([`Connection::peer_addr`](crate::Connection::peer_addr)),
         /// the key of sticky balance, and the client address `cluster-http`
-        /// gives requests; a connection without a valid header within 5 s is
+        /// gives requests (it reads the header on the connection's own task,
+        /// before TLS); a connection without a valid header within 5 s is
         /// closed and counted. Only for listeners behind a balancer that
         /// always sends one.
         pub fn proxy_protocol(mut self, on: bool) -> Self {
@@ -462,8 +463,7 @@ impl NetConfig {
     /// `worker_connections`. At the cap, connections are closed to admit
     /// new clients: first those without a whole request yet (silent, in
     /// their TLS handshake or request head), oldest first, then idle
-    /// keep-alive ones, oldest first (`cluster-http` marks them; see
-    /// [`Connection::idle_handle`](crate::Connection::idle_handle)); with
+    /// keep-alive ones, oldest first (`cluster-http` marks them); with
     /// none of either, new connections wait in the kernel's backlog.
     /// Under systemd, set `LimitNOFILE`: its default soft limit of 1,024
     /// gives a cap of 896.

@@ -30,7 +30,7 @@ pub struct ListenerStats {
     /// listener's socket so far.
     pub proxy_rejected: u64,
     /// Open connections handed over from draining workers to live ones
-    /// (see [`Migrator`](crate::Migrator)) on the listener's socket so far.
+    /// (by `cluster-http`'s drain, `HttpConfig::migrate`) on the listener's socket so far.
     pub migrated: u64,
     /// Whether the kernel chooses the worker of each new connection
     /// ([`NetConfig::kernel_steering`](crate::NetConfig::kernel_steering)),

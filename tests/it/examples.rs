@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Instant;
 
+use cluster_thread::http::rustls::pki_types::CertificateDer;
 use test_support::{get, local, Run, DEADLINE};
 
 #[test]
@@ -384,7 +385,7 @@ pub(crate) fn test_certificate(
 ) -> (
     std::path::PathBuf,
     std::path::PathBuf,
-    cluster_thread::http::rustls::pki_types::CertificateDer<'static>,
+    CertificateDer<'static>,
 ) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -411,11 +412,58 @@ pub(crate) fn test_certificate(
     (cert_path, key_path, ca.der().clone())
 }
 
+/// `same_port --workers 2 --port 0` with `flags`, and with `tls`
+/// `--tls-cert`/`--tls-key` of a fresh certificate in a directory of its
+/// own (`tag`, under the target's temporary directory); running, its TCP
+/// address known.
+struct SamePort {
+    run: Run,
+    addr: std::net::SocketAddr,
+    dir: std::path::PathBuf,
+    /// The CA clients trust (with `tls`).
+    ca: Option<CertificateDer<'static>>,
+}
+
+impl SamePort {
+    fn start(tag: &str, tls: bool, flags: &[&str]) -> SamePort {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("same-port-{tag}-{}", std::process::id()));
+        let mut args: Vec<String> = ["--workers", "2", "--port", "0"]
+            .iter()
+            .chain(flags)
+            .map(|a| a.to_string())
+            .collect();
+        let ca = tls.then(|| {
+            let (cert, key, ca) = test_certificate(&dir);
+            for (flag, path) in [("--tls-cert", cert), ("--tls-key", key)] {
+                args.push(flag.to_owned());
+                args.push(path.to_str().unwrap().to_owned());
+            }
+            ca
+        });
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut run = Run::start("same_port", &args);
+        let addr = local(&run.line(|l| l.starts_with("listening on ") && !l.contains("udp://")));
+        SamePort { run, addr, dir, ca }
+    }
+
+    fn ca(&self) -> &CertificateDer<'static> {
+        self.ca.as_ref().expect("started with TLS")
+    }
+
+    /// SIGTERM: it exits 0; its directory is removed.
+    fn stop(mut self) {
+        self.run.signal(libc::SIGTERM);
+        assert!(self.run.exit_status().success());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// One HTTPS request over a fresh connection offering `alpn`: the ALPN
 /// protocol chosen and the raw response (read for HTTP/1.1 only).
 fn https_get(
     addr: std::net::SocketAddr,
-    ca: &cluster_thread::http::rustls::pki_types::CertificateDer<'static>,
+    ca: &CertificateDer<'static>,
     alpn: &[&[u8]],
     path: &str,
 ) -> (Option<Vec<u8>>, String, std::net::SocketAddr) {
@@ -426,7 +474,7 @@ fn https_get(
 fn https_get_after(
     addr: std::net::SocketAddr,
     head: &[u8],
-    ca: &cluster_thread::http::rustls::pki_types::CertificateDer<'static>,
+    ca: &CertificateDer<'static>,
     alpn: &[&[u8]],
     path: &str,
 ) -> (Option<Vec<u8>>, String, std::net::SocketAddr) {
@@ -463,31 +511,16 @@ fn https_get_after(
 
 #[test]
 fn same_port_serves_https_with_h2_and_http1_on_one_port() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("same-port-tls-{}", std::process::id()));
-    let (cert, key, ca) = test_certificate(&dir);
-    let mut run = Run::start(
-        "same_port",
-        &[
-            "--workers",
-            "2",
-            "--port",
-            "0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    let addr = local(&run.line(|l| l.starts_with("listening on ")));
-    let (alpn, text, _) = https_get(addr, &ca, &[b"http/1.1"], "/");
+    let server = SamePort::start("tls", true, &[]);
+    let (addr, ca) = (server.addr, server.ca());
+    let (alpn, text, _) = https_get(addr, ca, &[b"http/1.1"], "/");
     assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\nhello world\n"), "{text}");
-    let (_, text, me) = https_get(addr, &ca, &[b"http/1.1"], "/peer");
+    let (_, text, me) = https_get(addr, ca, &[b"http/1.1"], "/peer");
     assert!(text.ends_with(&format!("\r\n\r\n{me}\n")), "{text}");
     // The same port offers HTTP/2.
-    let (alpn, ..) = https_get(addr, &ca, &[b"h2", b"http/1.1"], "/");
+    let (alpn, ..) = https_get(addr, ca, &[b"h2", b"http/1.1"], "/");
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     // Plain HTTP on it is refused; the workers serve on.
     let plain = get(addr, "/");
@@ -495,11 +528,9 @@ fn same_port_serves_https_with_h2_and_http1_on_one_port() {
         plain.as_ref().map_or(true, |r| r.status != 200),
         "{plain:?}"
     );
-    let (_, text, _) = https_get(addr, &ca, &[b"http/1.1"], "/");
+    let (_, text, _) = https_get(addr, ca, &[b"http/1.1"], "/");
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-    run.signal(libc::SIGTERM);
-    assert!(run.exit_status().success());
-    let _ = std::fs::remove_dir_all(&dir);
+    server.stop();
 }
 
 /// TLS sessions across a hot upgrade (issue 23.4), with a client not ours:
@@ -582,29 +613,15 @@ fn proxy_v2(client: std::net::SocketAddrV4, server: std::net::SocketAddrV4) -> V
 /// a TLS client without a header is closed, and the workers serve on.
 #[test]
 fn same_port_proxy_protocol_before_tls() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("same-port-proxy-tls-{}", std::process::id()));
-    let (cert, key, ca) = test_certificate(&dir);
     for balance in ["round-robin", "sticky"] {
-        let mut run = Run::start(
-            "same_port",
-            &[
-                "--workers",
-                "2",
-                "--port",
-                "0",
-                "--balance",
-                balance,
-                "--proxy-protocol",
-                "--tls-cert",
-                cert.to_str().unwrap(),
-                "--tls-key",
-                key.to_str().unwrap(),
-            ],
+        let server = SamePort::start(
+            "proxy-tls",
+            true,
+            &["--balance", balance, "--proxy-protocol"],
         );
-        let addr = local(&run.line(|l| l.starts_with("listening on ")));
+        let (addr, ca) = (server.addr, server.ca());
         let v1 = b"PROXY TCP4 198.51.100.4 192.0.2.1 41000 443\r\n";
-        let (alpn, text, _) = https_get_after(addr, v1, &ca, &[b"http/1.1"], "/peer");
+        let (alpn, text, _) = https_get_after(addr, v1, ca, &[b"http/1.1"], "/peer");
         assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]), "{balance}");
         assert!(
             text.ends_with("\r\n\r\n198.51.100.4:41000\n"),
@@ -612,13 +629,13 @@ fn same_port_proxy_protocol_before_tls() {
         );
         let client = "203.0.113.9:52000".parse().unwrap();
         let v2 = proxy_v2(client, "192.0.2.1:443".parse().unwrap());
-        let (_, text, _) = https_get_after(addr, &v2, &ca, &[b"http/1.1"], "/peer");
+        let (_, text, _) = https_get_after(addr, &v2, ca, &[b"http/1.1"], "/peer");
         assert!(
             text.ends_with("\r\n\r\n203.0.113.9:52000\n"),
             "{balance}: {text}"
         );
         // HTTP/2 after a header too.
-        let (alpn, ..) = https_get_after(addr, &v2, &ca, &[b"h2"], "/");
+        let (alpn, ..) = https_get_after(addr, &v2, ca, &[b"h2"], "/");
         assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "{balance}");
         // A TLS client that sends no header: its ClientHello is no PROXY
         // header, so the connection is closed before any handshake.
@@ -635,12 +652,10 @@ fn same_port_proxy_protocol_before_tls() {
         tcp.write_all(v1).unwrap();
         tcp.write_all(&[0xde; 300]).unwrap();
         let _ = tcp.read_to_end(&mut sink);
-        let (_, text, _) = https_get_after(addr, v1, &ca, &[b"http/1.1"], "/peer");
+        let (_, text, _) = https_get_after(addr, v1, ca, &[b"http/1.1"], "/peer");
         assert!(text.ends_with("198.51.100.4:41000\n"), "{balance}: {text}");
-        run.signal(libc::SIGTERM);
-        assert!(run.exit_status().success());
+        server.stop();
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// PROXY protocol before TLS through a real HAProxy in `mode tcp` with
@@ -651,26 +666,10 @@ fn same_port_tls_behind_haproxy_send_proxy_v2() {
     let Some(haproxy) = test_support::tool(&["haproxy"], "haproxy") else {
         return;
     };
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("same-port-haproxy-tls-{}", std::process::id()));
-    let (cert, key, ca) = test_certificate(&dir);
-    let mut run = Run::start(
-        "same_port",
-        &[
-            "--workers",
-            "2",
-            "--port",
-            "0",
-            "--proxy-protocol",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    let app = local(&run.line(|l| l.starts_with("listening on ")));
+    let server = SamePort::start("haproxy-tls", true, &["--proxy-protocol"]);
+    let (app, ca) = (server.addr, server.ca());
     let front = test_support::free_port_run(1);
-    let config = dir.join("haproxy.cfg");
+    let config = server.dir.join("haproxy.cfg");
     std::fs::write(
         &config,
         format!(
@@ -692,17 +691,15 @@ fn same_port_tls_behind_haproxy_send_proxy_v2() {
     let front: std::net::SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
     test_support::eventually_blocking(|| TcpStream::connect(front).is_ok(), "haproxy listening");
     for _ in 0..4 {
-        let (alpn, text, me) = https_get(front, &ca, &[b"http/1.1"], "/peer");
+        let (alpn, text, me) = https_get(front, ca, &[b"http/1.1"], "/peer");
         assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
         assert!(text.ends_with(&format!("\r\n\r\n{me}\n")), "{text}");
     }
-    let (alpn, ..) = https_get(front, &ca, &[b"h2"], "/");
+    let (alpn, ..) = https_get(front, ca, &[b"h2"], "/");
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     let _ = proxy.kill();
     let _ = proxy.wait();
-    run.signal(libc::SIGTERM);
-    assert!(run.exit_status().success());
-    let _ = std::fs::remove_dir_all(&dir);
+    server.stop();
 }
 
 /// `--tls-cert`/`--tls-key` twice: each pair serves the names of its
@@ -778,32 +775,18 @@ fn same_port_serves_a_certificate_per_server_name() {
 
 #[test]
 fn same_port_serves_http3_to_a_client_not_ours_from_every_worker() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("same-port-h3-{}", std::process::id()));
-    let (cert, key, ca) = test_certificate(&dir);
-    let mut run = Run::start(
-        "same_port",
-        &[
-            "--workers",
-            "2",
-            "--port",
-            "0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--http3",
-        ],
-    );
-    let addr = local(&run.line(|l| l.starts_with("listening on ") && !l.contains("udp://")));
+    let mut server = SamePort::start("h3", true, &["--http3"]);
+    let addr = server.addr;
     let udp = format!(":{}", addr.port());
-    run.line(|l| l.starts_with("listening on udp://") && l.ends_with(&udp));
+    server
+        .run
+        .line(|l| l.starts_with("listening on udp://") && l.ends_with(&udp));
     // TCP answers advertise HTTP/3 on the same port number.
-    let (_, text, _) = https_get(addr, &ca, &[b"http/1.1"], "/");
+    let (_, text, _) = https_get(addr, server.ca(), &[b"http/1.1"], "/");
     let alt_svc = format!("alt-svc: h3=\":{}\"\r\n", addr.port());
     assert!(text.contains(&alt_svc), "{text}");
     if let Some(python) = test_support::python_module("aioquic", "aioquic") {
-        let ca_path = dir.join("ca.pem");
+        let ca_path = server.dir.join("ca.pem");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/clients/h3_get.py");
         let mut workers = HashSet::new();
         let end = Instant::now() + DEADLINE;
@@ -840,9 +823,7 @@ fn same_port_serves_http3_to_a_client_not_ours_from_every_worker() {
             }
         }
     }
-    run.signal(libc::SIGTERM);
-    assert!(run.exit_status().success());
-    let _ = std::fs::remove_dir_all(&dir);
+    server.stop();
 }
 
 #[test]
@@ -1006,11 +987,8 @@ fn same_port_is_silent_on_stderr_with_rust_log_off() {
 /// answers the client the header names; a connection without one is closed.
 #[test]
 fn same_port_proxy_protocol_gives_the_balancers_client() {
-    let mut run = Run::start(
-        "same_port",
-        &["--workers", "2", "--port", "0", "--proxy-protocol"],
-    );
-    let addr = local(&run.line(|l| l.starts_with("listening on 0.0.0.0:")));
+    let server = SamePort::start("proxy", false, &["--proxy-protocol"]);
+    let addr = server.addr;
     let ask = |head: &[u8]| {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(DEADLINE)).unwrap();
@@ -1024,6 +1002,5 @@ fn same_port_proxy_protocol_gives_the_balancers_client() {
     let text = ask(b"PROXY TCP4 198.51.100.4 192.0.2.1 41000 8000\r\n");
     assert!(text.ends_with("\r\n\r\n198.51.100.4:41000\n"), "{text}");
     assert_eq!(ask(b""), "", "a request without a PROXY header is answered");
-    run.signal(libc::SIGTERM);
-    assert!(run.exit_status().success());
+    server.stop();
 }

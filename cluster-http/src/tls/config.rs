@@ -158,11 +158,6 @@ impl TlsConfig {
         self
     }
 
-    /// The handshake timeout.
-    pub fn get_handshake_timeout(&self) -> Duration {
-        self.handshake_timeout
-    }
-
     /// As [`load`](Self::load), on a worker: PEM files that cannot be used
     /// (a renewal half done, a typo) after an earlier worker of the cluster
     /// loaded them fine give that earlier certificate, with a warning, so a

@@ -15,6 +15,7 @@ use cluster_core::Address;
 use tokio_rustls::rustls::{HandshakeKind, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
+use crate::listener::{Hooks, ListenerExt};
 use crate::tls::config::TlsConfig;
 use crate::tls::stream::{Handshake, Moved, TlsStream};
 use crate::{ConnectionInfo, Error, Listener};
@@ -162,44 +163,8 @@ impl<L: Listener> Listener for TlsListener<L> {
         }
     }
 
-    fn idle_handle(io: &Self::Io) -> Option<cluster_net::IdleHandle> {
-        io.inner().and_then(L::idle_handle)
-    }
-
-    /// The inner listener's: an idle HTTP/1.1 connection moves with its
-    /// session to another worker of this process.
-    fn migrator(&self) -> Option<cluster_net::Migrator> {
-        self.inner.migrator()
-    }
-
-    fn moves_in_process_only() -> bool {
-        true
-    }
-
-    fn client_certificate(io: &Self::Io) -> Option<crate::ClientCertificate> {
-        let leaf = io.session()?.peer_certificates()?.first()?;
-        Some(crate::ClientCertificate::new(leaf.as_ref()))
-    }
-
-    /// The socket, with the session and `read` (plaintext) attached.
-    fn into_connection(
-        io: Self::Io,
-        read: Vec<u8>,
-    ) -> Result<(cluster_net::Connection, Vec<u8>), Self::Io> {
-        let (raw, moved) = io.into_moved(read)?;
-        match L::into_connection(raw, Vec::new()) {
-            // Bytes the inner stream read ahead (none, for ours) are
-            // still TLS records: served first from the socket.
-            Ok((mut conn, raw_read)) => {
-                conn.attach(Box::new(moved));
-                Ok((conn, raw_read))
-            }
-            Err(raw) => {
-                let mut io = TlsStream::gone();
-                io.resume(raw, moved);
-                Err(io)
-            }
-        }
+    fn hooks() -> &'static dyn Hooks<Self> {
+        &TlsHooks
     }
 
     async fn close(self) -> Vec<(Self::Io, Option<ConnectionInfo>)> {
@@ -210,5 +175,51 @@ impl<L: Listener> Listener for TlsListener<L> {
             .into_iter()
             .map(|(io, info)| (TlsStream::pending(io, handshake.clone()), info))
             .collect()
+    }
+}
+
+/// `TlsListener`'s hooks: the inner listener's, with the session.
+struct TlsHooks;
+
+impl<L: Listener> Hooks<TlsListener<L>> for TlsHooks {
+    fn idle_handle(&self, io: &TlsStream<L::Io>) -> Option<cluster_net::hooks::IdleHandle> {
+        io.inner().and_then(L::idle_handle)
+    }
+
+    /// The inner listener's: an idle HTTP/1.1 connection moves with its
+    /// session to another worker of this process.
+    fn migrator(&self, listener: &TlsListener<L>) -> Option<cluster_net::hooks::Migrator> {
+        listener.inner.migrator()
+    }
+
+    fn moves_in_process_only(&self) -> bool {
+        true
+    }
+
+    fn client_certificate(&self, io: &TlsStream<L::Io>) -> Option<crate::ClientCertificate> {
+        let leaf = io.session()?.peer_certificates()?.first()?;
+        Some(crate::ClientCertificate::new(leaf.as_ref()))
+    }
+
+    /// The socket, with the session and `read` (plaintext) attached.
+    fn connection_of(
+        &self,
+        io: TlsStream<L::Io>,
+        read: Vec<u8>,
+    ) -> Result<(cluster_net::Connection, Vec<u8>), TlsStream<L::Io>> {
+        let (raw, moved) = io.into_moved(read)?;
+        match L::into_connection(raw, Vec::new()) {
+            // Bytes the inner stream read ahead (none, for ours) are
+            // still TLS records: served first from the socket.
+            Ok((mut conn, raw_read)) => {
+                cluster_net::hooks::attach(&mut conn, Box::new(moved));
+                Ok((conn, raw_read))
+            }
+            Err(raw) => {
+                let mut io = TlsStream::gone();
+                io.resume(raw, moved);
+                Err(io)
+            }
+        }
     }
 }

@@ -336,13 +336,11 @@ async fn a_tls12_renegotiation_is_refused_at_once_and_the_worker_serves_on() {
         // only the server's answer can end it.
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"R\n").unwrap();
-        let end = std::time::Instant::now() + DEADLINE;
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > end {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if test_support::wait_timeout(&mut child, DEADLINE)
+            .unwrap()
+            .is_none()
+        {
+            let _ = child.kill();
         }
         drop(stdin);
         child.wait_with_output().unwrap()

@@ -1,7 +1,9 @@
 //! Sticky's rendezvous hash, defined once so that every path computes it
-//! alike: this Rust function (for the acceptor's dispatch, which today
-//! still hashes with std's `DefaultHasher`), the eBPF program and the
-//! classic BPF fallback. Moving a cluster between those paths (a
+//! alike: this Rust function (the acceptor's dispatch), the eBPF program
+//! and the classic BPF fallback; fixed constants, never std's
+//! `DefaultHasher` (which may change between Rust releases), so a hot
+//! upgrade to a binary built by another toolchain keeps clients on their
+//! slots (`the_hash_is_stable` pins the values). Moving a cluster between those paths (a
 //! hot upgrade, a privilege lost) keeps each client on its slot.
 //!
 //! Only 32-bit multiplies, xors and shifts, since classic BPF has nothing

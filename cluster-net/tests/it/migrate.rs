@@ -19,7 +19,7 @@ async fn start(net: NetConfig) -> (Cluster, Vec<SocketAddr>) {
         .state(crate::common::Accepting::default())
         .build(|w| async move {
             let listener = w.listen(Listen::parse("127.0.0.1:0")?).await?;
-            let migrator = listener.migrator().expect("a shared listener");
+            let migrator = cluster_net::hooks::migrator(&listener).expect("a shared listener");
             // Polled once before the test connects: a worker takes
             // connections (and migrated ones) from its first accept on.
             let mut early = crate::common::first_accept(&w, &listener).await;

@@ -34,7 +34,7 @@ async fn start_with(workers: usize, net: NetConfig) -> (Cluster, SocketAddr) {
                     } } => {
                         let id = w.id();
                         tokio::task::spawn_local(async move {
-                            if conn.read_proxy_header().await.is_err() {
+                            if cluster_net::hooks::read_proxy_header(&mut conn).await.is_err() {
                                 return;
                             }
                             let peer = conn.peer_addr().map(|p| p.to_string()).unwrap_or_default();
@@ -241,7 +241,7 @@ fn flood_child() {
                     tokio::select! {
                         mut conn = listener.accept() => {
                             tokio::task::spawn_local(async move {
-                                if conn.read_proxy_header().await.is_ok() {
+                                if cluster_net::hooks::read_proxy_header(&mut conn).await.is_ok() {
                                     let peer = conn.peer_addr().map(|p| p.to_string()).unwrap_or_default();
                                     let _ = conn.write_all(format!("{peer}\n").as_bytes()).await;
                                 }

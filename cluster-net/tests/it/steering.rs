@@ -122,8 +122,7 @@ fn steered(cluster: &Cluster, test: &str) -> bool {
         eprintln!("notice: {test} skipped: kernel steering is off in this run");
         return false;
     }
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::Uid::effective().is_root();
     let required = std::env::var("CLUSTER_THREAD_REQUIRE_TOOLS").as_deref() == Ok("1");
     assert!(
         !root && !required,
@@ -437,8 +436,7 @@ async fn unprivileged_child() {
 #[test]
 fn as_nobody_the_acceptor_balances_and_required_fails() {
     use std::os::unix::process::CommandExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::Uid::effective().is_root() {
         eprintln!("notice: as_nobody_the_acceptor_balances_and_required_fails skipped: not root");
         return;
     }
