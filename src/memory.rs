@@ -70,7 +70,7 @@ pub enum Error {
     #[error(
         "worker_memory: jemalloc is not this program's global allocator, so its arenas would count \
          nothing; add `#[global_allocator] static ALLOC: cluster_thread::memory::Jemalloc = \
-         cluster_thread::memory::Jemalloc;` (macro programs get it)"
+         cluster_thread::memory::Jemalloc;` (macro programs get it unless `global_allocator = false`)"
     )]
     NotGlobalAllocator,
     /// jemalloc refused a control call.
@@ -236,6 +236,13 @@ pub(crate) fn for_macro(
 ) -> Result<ClusterBuilder, Error> {
     #[cfg(feature = "jemalloc")]
     {
+        // A program with its own allocator (`global_allocator = false`)
+        // that is not jemalloc: memory unknown, refused only if a limit
+        // is asked for.
+        let wants_limit = max_memory.is_some() || limit_from_env()?.flatten().is_some();
+        if !wants_limit && arenas::check_global().is_err() {
+            return Ok(builder);
+        }
         let builder = match max_memory {
             Some(bytes) => builder.state(InitialLimit(Some(bytes))),
             None => builder,

@@ -364,6 +364,28 @@ impl ClusterBuilder {
             .ok()
     }
 
+    /// The privilege drop asked for (the variables win over the settings):
+    /// `None` when none is, or the process runs as that user already.
+    fn privilege(&self, env: &Overrides) -> Result<Option<crate::privilege::Switch>, Error> {
+        let user = match &env.user {
+            Some(name) => Some((crate::USER_ENV, name.as_str())),
+            None => self.user.as_deref().map(|name| ("user", name)),
+        };
+        let group = match &env.group {
+            Some(name) => Some((crate::GROUP_ENV, name.as_str())),
+            None => self.group.as_deref().map(|name| ("group", name)),
+        };
+        crate::privilege::resolve(user, group)
+    }
+
+    /// The uid and gid the process switches to once it listens, if this
+    /// builder asks for a switch (and the settings resolve: `build`
+    /// reports them otherwise).
+    pub(crate) fn switch_target(&self) -> Option<(u32, u32)> {
+        let env = Overrides::from_env().ok()?;
+        self.privilege(&env).ok().flatten().map(|s| s.target())
+    }
+
     /// Checks the settings and creates the cluster, without starting it.
     ///
     /// `worker` is called once in each worker thread, inside that thread, so
@@ -375,6 +397,7 @@ impl ClusterBuilder {
         Fut::Output: TaskResult,
     {
         let env = Overrides::from_env()?;
+        let privilege = self.privilege(&env)?;
         let workers = env.workers.unwrap_or(self.workers).resolve()?;
         let pin_workers = env.pin_workers.unwrap_or(self.pin_workers);
         let drain_delay = env.drain_delay.unwrap_or(self.drain_delay);
@@ -414,15 +437,6 @@ impl ClusterBuilder {
                 reason: "must not be below restart_delay",
             });
         }
-        let user = match &env.user {
-            Some(name) => Some((crate::USER_ENV, name.as_str())),
-            None => self.user.as_deref().map(|name| ("user", name)),
-        };
-        let group = match &env.group {
-            Some(name) => Some((crate::GROUP_ENV, name.as_str())),
-            None => self.group.as_deref().map(|name| ("group", name)),
-        };
-        let privilege = crate::privilege::resolve(user, group)?;
         let hooks = self.on_worker_thread;
         let body: WorkerFn = Arc::new(move |w: Worker| {
             for hook in &hooks {

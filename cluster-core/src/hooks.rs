@@ -64,3 +64,11 @@ pub fn report_memory_limit(cluster: &Cluster, worker: WorkerHandle, bytes: u64, 
 pub fn builder_state<T: Any + Send + Sync>(builder: &ClusterBuilder) -> Option<Arc<T>> {
     builder.state_of()
 }
+
+/// The uid and gid the process will switch to once the cluster listens
+/// (the privilege drop `builder` asks for), or `None` when it keeps its
+/// own: for what must belong to the user the process serves as (the
+/// control directory).
+pub fn switch_target(builder: &ClusterBuilder) -> Option<(u32, u32)> {
+    builder.switch_target()
+}

@@ -93,6 +93,17 @@ pub(crate) fn resolve(user: Given<'_>, group: Given<'_>) -> Result<Option<Switch
     }))
 }
 
+impl Switch {
+    /// The uid and gid the process has after the switch.
+    pub(crate) fn target(&self) -> (u32, u32) {
+        let uid = self
+            .user
+            .as_ref()
+            .map_or_else(Uid::effective, |(_, uid)| *uid);
+        (uid.as_raw(), self.gid.as_raw())
+    }
+}
+
 /// A failed switch, kept to be returned (as [`Error::PrivilegeDrop`]) by
 /// every `wait` of the stopped cluster.
 #[derive(Debug, Clone)]

@@ -107,11 +107,13 @@ impl Control {
         self
     }
 
-    /// Where the socket goes: `None` when turned off.
-    fn location(&self) -> Option<PathBuf> {
+    /// Where the socket goes, for a process of `owner`: `None` when
+    /// turned off.
+    fn location(&self, owner: dir::Owner) -> Option<PathBuf> {
+        let standard = || dir::control_dir_for(owner.uid());
         match std::env::var_os(dir::CONTROL_ENV) {
-            Some(_) => dir::control_dir(),
-            None => self.dir.clone().or_else(dir::control_dir),
+            Some(_) => standard(),
+            None => self.dir.clone().or_else(standard),
         }
     }
 
@@ -144,13 +146,17 @@ pub trait ControlExt: Sized {
 
 impl ControlExt for ClusterBuilder {
     fn control(self, control: Control) -> Result<Self, Error> {
-        let Some(dir) = control.location() else {
+        // A process that drops privileges serves as that user: the
+        // directory and the socket are the user's, so the command run as
+        // the user, and the new process of a hot upgrade, find and use them.
+        let owner = dir::Owner::new(cluster_core::hooks::switch_target(&self));
+        let Some(dir) = control.location(owner) else {
             return Ok(self);
         };
-        dir::prepare_dir(&dir)?;
+        dir::prepare_dir(&dir, owner)?;
         let identity = control.identity();
         let path = dir.join(dir::socket_name(&identity.name, std::process::id()));
-        let (listener, file) = dir::bind(&path)?;
+        let (listener, file) = dir::bind(&path, owner)?;
         let pending = Pending(Mutex::new(Some(Opened {
             listener,
             file,

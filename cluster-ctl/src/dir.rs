@@ -19,11 +19,19 @@ pub const CONTROL_ENV: &str = "CLUSTER_THREAD_CONTROL";
 /// if set (`None` if it says `off`); else `$XDG_RUNTIME_DIR/cluster-thread`;
 /// else `/run/cluster-thread` as root; else `cluster-thread-<uid>` in the
 /// temp directory. The `cluster-thread` command looks in the same place.
+/// An `XDG_RUNTIME_DIR` of another user is passed over (a program started
+/// as root that drops to a user, and the new process of its hot upgrade,
+/// both use that user's directory).
 pub fn control_dir() -> Option<PathBuf> {
+    control_dir_for(nix::unistd::geteuid().as_raw())
+}
+
+/// [`control_dir`] of the user `uid` (the one a process will run as).
+pub(crate) fn control_dir_for(uid: u32) -> Option<PathBuf> {
     control_dir_from(
         std::env::var_os(CONTROL_ENV).map(PathBuf::from),
         std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
-        nix::unistd::geteuid().as_raw(),
+        uid,
     )
 }
 
@@ -35,7 +43,8 @@ pub(crate) fn control_dir_from(
     if let Some(dir) = explicit.filter(|d| !d.as_os_str().is_empty()) {
         return (dir.as_os_str() != "off").then_some(dir);
     }
-    if let Some(runtime) = runtime.filter(|d| d.is_absolute()) {
+    let of_another = |d: &PathBuf| std::fs::metadata(d).is_ok_and(|m| m.uid() != uid);
+    if let Some(runtime) = runtime.filter(|d| d.is_absolute() && !of_another(d)) {
         return Some(runtime.join("cluster-thread"));
     }
     if uid == 0 {
@@ -44,9 +53,47 @@ pub(crate) fn control_dir_from(
     Some(std::env::temp_dir().join(format!("cluster-thread-{uid}")))
 }
 
+/// Who the control directory and socket belong to: this process's user,
+/// or the one it will switch to (a root process's privilege drop), which
+/// is given them as they are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner {
+    uid: u32,
+    /// The uid and gid to give what is made, when not this process's.
+    give: Option<(u32, u32)>,
+}
+
+impl Owner {
+    /// This process's user, or `target` (uid, gid) once it switches.
+    pub(crate) fn new(target: Option<(u32, u32)>) -> Owner {
+        match target {
+            Some((uid, gid)) => Owner {
+                uid,
+                give: Some((uid, gid)),
+            },
+            None => Owner {
+                uid: nix::unistd::geteuid().as_raw(),
+                give: None,
+            },
+        }
+    }
+
+    pub(crate) fn uid(self) -> u32 {
+        self.uid
+    }
+
+    /// Gives `path` (just made by this process) to the owner.
+    fn give(self, path: &Path) -> io::Result<()> {
+        match self.give {
+            Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Creates `dir` 0700 if it is missing (its parents as needed), then checks
-/// that it is a directory of this user that no one else may enter.
-pub(crate) fn prepare_dir(dir: &Path) -> Result<(), Error> {
+/// that it is a directory of `owner` that no one else may enter.
+pub(crate) fn prepare_dir(dir: &Path, owner: Owner) -> Result<(), Error> {
     let io_error = |what: &'static str| {
         move |source| Error::Io {
             what,
@@ -61,7 +108,9 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<(), Error> {
                 std::fs::create_dir_all(parent).map_err(io_error("creating the parents of"))?;
             }
             match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-                Ok(()) => {}
+                Ok(()) => owner
+                    .give(dir)
+                    .map_err(io_error("giving the control directory to its user"))?,
                 // Made by someone else meanwhile: checked below.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_error("creating the control directory")(e)),
@@ -69,11 +118,11 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<(), Error> {
         }
         Err(e) => return Err(io_error("reading the control directory")(e)),
     }
-    check_dir(dir)
+    check_dir(dir, owner.uid())
 }
 
-/// A directory of this user, mode 0700 or stricter, not a symlink.
-pub(crate) fn check_dir(dir: &Path) -> Result<(), Error> {
+/// A directory of the user `me`, mode 0700 or stricter, not a symlink.
+pub(crate) fn check_dir(dir: &Path, me: u32) -> Result<(), Error> {
     let meta = std::fs::symlink_metadata(dir).map_err(|source| Error::Io {
         what: "reading the control directory",
         path: dir.to_owned(),
@@ -88,10 +137,14 @@ pub(crate) fn check_dir(dir: &Path) -> Result<(), Error> {
             "it is not a directory (a symlink or a file is never followed)".into(),
         ));
     }
-    let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
+        let whose = if me == nix::unistd::geteuid().as_raw() {
+            "this process's uid"
+        } else {
+            "the uid this process switches to"
+        };
         return Err(refuse(format!(
-            "it belongs to uid {}, not to this process's uid {me}",
+            "it belongs to uid {}, not to {whose} {me}",
             meta.uid()
         )));
     }
@@ -161,8 +214,8 @@ impl Drop for SocketFile {
 
 /// Binds the socket at `path`, mode 0600. A socket already there that no
 /// one answers on (its process died) is replaced; a live one, or any other
-/// kind of file, is refused.
-pub(crate) fn bind(path: &Path) -> Result<(UnixListener, SocketFile), Error> {
+/// kind of file, is refused. The file is `owner`'s.
+pub(crate) fn bind(path: &Path, owner: Owner) -> Result<(UnixListener, SocketFile), Error> {
     let io_error = |what: &'static str| {
         move |source| Error::Io {
             what,
@@ -190,6 +243,9 @@ pub(crate) fn bind(path: &Path) -> Result<(UnixListener, SocketFile), Error> {
     let listener = UnixListener::bind(path).map_err(io_error("binding the control socket"))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(io_error("setting the control socket's mode"))?;
+    owner
+        .give(path)
+        .map_err(io_error("giving the control socket to its user"))?;
     let meta = std::fs::symlink_metadata(path).map_err(io_error("reading the control socket"))?;
     listener
         .set_nonblocking(true)
@@ -227,6 +283,33 @@ mod tests {
             control_dir_from(None, None, 1000),
             Some(std::env::temp_dir().join("cluster-thread-1000"))
         );
+        // Another user's runtime directory (root's `/`) is passed over.
+        assert_eq!(
+            control_dir_from(None, Some(p("/")), 1000),
+            Some(std::env::temp_dir().join("cluster-thread-1000"))
+        );
+    }
+
+    #[test]
+    fn as_root_what_is_made_belongs_to_the_user_switched_to() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = scratch("switch").join("ctl");
+        let nobody = Owner::new(Some((65534, 65534)));
+        prepare_dir(&dir, nobody).unwrap();
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        let (_listener, file) = bind(&dir.join("s-1.sock"), nobody).unwrap();
+        assert_eq!(std::fs::metadata(file.path()).unwrap().uid(), 65534);
+        // Root's own directory is not the user's.
+        let root_dir = scratch("switch-root");
+        prepare_dir(&root_dir, Owner::new(None)).unwrap();
+        let e = prepare_dir(&root_dir, nobody).unwrap_err().to_string();
+        assert!(e.contains("the uid this process switches to 65534"), "{e}");
+        drop(file);
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+        std::fs::remove_dir_all(&root_dir).unwrap();
     }
 
     #[test]
@@ -252,11 +335,11 @@ mod tests {
     #[test]
     fn a_directory_is_made_0700_and_a_loose_one_refused() {
         let dir = scratch("mode");
-        prepare_dir(&dir).unwrap();
+        prepare_dir(&dir, Owner::new(None)).unwrap();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let e = prepare_dir(&dir).unwrap_err().to_string();
+        let e = prepare_dir(&dir, Owner::new(None)).unwrap_err().to_string();
         assert!(
             e.contains(&dir.display().to_string()) && e.contains("0755"),
             "{e}"
@@ -267,10 +350,12 @@ mod tests {
     #[test]
     fn a_symlinked_directory_is_refused() {
         let dir = scratch("link-target");
-        prepare_dir(&dir).unwrap();
+        prepare_dir(&dir, Owner::new(None)).unwrap();
         let link = scratch("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
-        let e = prepare_dir(&link).unwrap_err().to_string();
+        let e = prepare_dir(&link, Owner::new(None))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a directory"), "{e}");
         std::fs::remove_file(&link).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
@@ -279,19 +364,25 @@ mod tests {
     #[test]
     fn a_stale_socket_is_replaced_and_other_files_are_not() {
         let dir = scratch("stale");
-        prepare_dir(&dir).unwrap();
+        prepare_dir(&dir, Owner::new(None)).unwrap();
         let path = dir.join("app-1.sock");
         drop(UnixListener::bind(&path).unwrap());
-        let (live, file) = bind(&path).unwrap();
+        let (live, file) = bind(&path, Owner::new(None)).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         // Live: refused.
-        assert!(matches!(bind(&path), Err(Error::InUse { .. })));
+        assert!(matches!(
+            bind(&path, Owner::new(None)),
+            Err(Error::InUse { .. })
+        ));
         drop(live);
         drop(file);
         assert!(!path.exists(), "removed when dropped");
         std::fs::write(&path, b"not a socket").unwrap();
-        assert!(matches!(bind(&path), Err(Error::NotASocket { .. })));
+        assert!(matches!(
+            bind(&path, Owner::new(None)),
+            Err(Error::NotASocket { .. })
+        ));
         assert!(path.exists(), "a file is never removed");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 /// The keys the attribute takes, in the order the docs list them.
-pub(crate) const KEYS: [&str; 29] = [
+pub(crate) const KEYS: [&str; 30] = [
     "workers",
     "port",
     "balance",
@@ -37,6 +37,7 @@ pub(crate) const KEYS: [&str; 29] = [
     "metrics",
     "status",
     "control",
+    "global_allocator",
     "log",
     "user",
     "group",
@@ -167,6 +168,8 @@ pub(crate) struct Args {
     pub(crate) status: Option<Given<String>>,
     /// Whether the control socket opens.
     pub(crate) control: Option<Given<bool>>,
+    /// `false`: the program keeps its own `#[global_allocator]`.
+    pub(crate) global_allocator: Option<Given<bool>>,
     /// The default logs' level (a `LOGS` name).
     pub(crate) log: Option<Given<Choice>>,
     /// The user and group the process switches to once it listens.
@@ -270,6 +273,12 @@ impl Args {
                 }
                 "control" => flag(&name, &value, "`control = false` opens no control socket")
                     .map(|c| args.control = Some(c)),
+                "global_allocator" => flag(
+                    &name,
+                    &value,
+                    "`global_allocator = false` keeps the program's own `#[global_allocator]`",
+                )
+                .map(|g| args.global_allocator = Some(g)),
                 "log" => one_of(&name, &value, &LOGS).map(|v| args.log = Some(v)),
                 "user" => identity("user", &value).map(|v| args.user = Some(v)),
                 "group" => identity("group", &value).map(|v| args.group = Some(v)),
@@ -1273,6 +1282,15 @@ mod tests {
     }
 
     #[test]
+    fn global_allocator() {
+        let args = ok(quote!(global_allocator = false));
+        assert_eq!(args.global_allocator.map(|g| g.value), Some(false));
+        assert!(ok(quote!()).global_allocator.is_none());
+        let e = error(quote!(global_allocator = "jemalloc"));
+        assert!(e.contains("keeps the program's own"), "{e}");
+    }
+
+    #[test]
     fn control_and_log() {
         let args = ok(quote!(control = false, log = "off"));
         assert_eq!(args.control.map(|c| c.value), Some(false));
@@ -1338,7 +1356,7 @@ mod tests {
         assert!(e.contains("unknown argument `threads`"), "{e}");
         assert!(
             e.contains(
-                "`workers`, `port`, `balance`, `restart`, `restart_delay`, `min_uptime`, `max_restarts`, `shutdown_timeout`, `kill_timeout`, `listen_timeout`, `wait_ready`, `drain_delay`, `max_memory`, `signals`, `pin_workers`, `stack_size`, `max_connections`, `connection_cap`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `log`, `user`, `group`, `setup`, `primary` or `crate`"
+                "`workers`, `port`, `balance`, `restart`, `restart_delay`, `min_uptime`, `max_restarts`, `shutdown_timeout`, `kill_timeout`, `listen_timeout`, `wait_ready`, `drain_delay`, `max_memory`, `signals`, `pin_workers`, `stack_size`, `max_connections`, `connection_cap`, `on_panic`, `healthz`, `metrics`, `status`, `control`, `global_allocator`, `log`, `user`, `group`, `setup`, `primary` or `crate`"
             ),
             "{e}"
         );

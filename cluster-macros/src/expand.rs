@@ -276,10 +276,17 @@ fn rewrite(func: &MainFn, args: &Args) -> TokenStream {
             quote!(#krate::__private::run_with_primary(#cluster_args, #worker_fn, #primary_fn))
         }
     };
+    // jemalloc with the facade's `jemalloc` feature (each worker's memory
+    // is read from its arena); nothing without it. By default only for the
+    // program's `main`: a crate (a test, say) may hold several of these
+    // functions, and a program only one global allocator.
+    let allocator = args
+        .global_allocator
+        .as_ref()
+        .map_or(func.sig.ident == "main", |g| g.value)
+        .then(|| quote!(#krate::__global_allocator!();));
     quote! {
-        // jemalloc with the facade's `jemalloc` feature (each worker's
-        // memory is read from its arena); nothing without it.
-        #krate::__global_allocator!();
+        #allocator
         #head {
             // `worker.listen(...)` without an import in the user's code.
             #[allow(unused_imports)]

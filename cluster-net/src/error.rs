@@ -85,58 +85,9 @@ pub enum Error {
         /// The slot.
         slot: usize,
     },
-    /// A socket hand-off failed in the operating system (send, receive, poll,
-    /// or the peer closed the connection early).
-    #[error("socket hand-off with {peer}: {what}: {source}")]
-    Handoff {
-        /// The other process's Unix socket: its path and pid where known.
-        peer: String,
-        /// The step that failed, e.g. "sending the sockets".
-        what: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// The peer of a socket hand-off sent something that is not the protocol.
-    #[error("socket hand-off with {peer}: protocol error: {reason}")]
-    HandoffProtocol {
-        /// The other process's Unix socket: its path and pid where known.
-        peer: String,
-        /// What was wrong with what it sent.
-        reason: String,
-    },
-    /// Two sockets handed off under the same id.
-    #[error("socket hand-off: duplicate id {id:?}")]
-    DuplicateLabel {
-        /// The id given twice.
-        id: String,
-    },
-    /// The peer of a socket hand-off did not answer in time.
-    #[error("socket hand-off with {peer}: timed out after {timeout:?} waiting for {what}")]
-    HandoffTimeout {
-        /// The other process's Unix socket: its path and pid where known.
-        peer: String,
-        /// What was awaited, e.g. "the acknowledgement".
-        what: &'static str,
-        /// The time allowed.
-        timeout: std::time::Duration,
-    },
-    /// Sockets that cannot be handed off as given (too many, an empty or too
-    /// long id or address).
-    #[error("cannot hand off sockets: {reason}")]
-    HandoffInvalid {
-        /// What is wrong, naming the id.
-        reason: String,
-    },
-    /// A handed-off socket is not of the kind it was taken as.
-    #[error("handed-off socket {id:?} is {found}, not {expected}")]
-    HandoffSocketKind {
-        /// The socket's id.
-        id: String,
-        /// The kind asked for.
-        expected: &'static str,
-        /// The kind it is.
-        found: String,
-    },
+    /// A socket hand-off (hot upgrade) failed: the peer, id or fd at fault.
+    #[error(transparent)]
+    Handoff(#[from] crate::handoff::HandoffError),
     /// A connection on a PROXY protocol listener without a valid header.
     #[error("PROXY protocol from {peer}: {reason}; connection closed")]
     Proxy {

@@ -151,6 +151,7 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         key: key.clone(),
     });
     let mut not_steered = None;
+    let mut adopted = Vec::new();
     let slots = worker.cluster_info().slots;
     let unix_path = match &key {
         Key::Unix(path) => Some(path.clone()),
@@ -212,6 +213,14 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         if steering.is_none() && !bound_here {
             // The old process's program, if it steered: this one accepts.
             crate::steer::detach(&listener);
+            // The old process's slot sockets stay in the group (the kernel
+            // hashes connections to them) until the last copy closes, which
+            // resets what waits in their queues: this process keeps them,
+            // each drained by a stand-in (as the new process of a
+            // privilege-dropped one, which may not load eBPF, does).
+            if let Some(inherited) = &inherited {
+                adopted = inherited.take_members(&label);
+            }
         }
         match (&not_steered, setting) {
             (Some(why), KernelSteering::Required) if !per_worker_limit => {
@@ -251,6 +260,9 @@ fn listen(worker: &Worker, spec: ListenSpec) -> Result<Listener, Error> {
         addr: socket.address.to_string(),
         source,
     };
+    if !adopted.is_empty() {
+        adopt(&registry, &socket, adopted)?;
+    }
     let counters = socket.counters(worker.id(), slot, max_per_worker);
     let mode = match socket.balance {
         _ if socket.balance == Balance::ReusePort || socket.steering.is_some() => reuseport(
@@ -380,6 +392,33 @@ fn reuseport(
         own,
         seat: Some(seat),
     })
+}
+
+/// The old process's slot sockets of `socket`'s group, which this process
+/// does not accept on itself: each gets a stand-in that hands what the
+/// kernel queues there to this process's workers, for the group's life.
+fn adopt(
+    registry: &Registry,
+    socket: &Arc<SharedSocket>,
+    members: Vec<(usize, crate::handoff::Received)>,
+) -> Result<(), Error> {
+    let acceptor = registry.acceptor(&socket.address)?;
+    let mut group = socket
+        .group
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (slot, received) in members {
+        let listener = StdListener::from_received(received)?;
+        let member = Arc::new(ReuseSocket::new(listener, slot, socket, acceptor.clone()));
+        member.cover();
+        group.insert(slot, member);
+    }
+    tracing::debug!(
+        address = %socket.address,
+        sockets = group.len(),
+        "the old process's slot sockets are drained by stand-ins"
+    );
+    Ok(())
 }
 
 /// Kernel steering of `mode` for the group of `listener`, the key's socket:

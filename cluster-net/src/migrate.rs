@@ -13,7 +13,7 @@
 //!   process closes the channel and puts each in the dispatch of the socket
 //!   with its label.
 //! - The connection message on that channel (`CTHC`, below), with the
-//!   framing and deadlines of `handoff`.
+//!   framing and deadlines of `handoff::scm`.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -28,12 +28,10 @@ use socket2::{Domain, SockRef};
 
 use crate::conn::{Accepted, Connection, Place, StdStream, Totals};
 use crate::dispatch::Dispatch;
-use crate::handoff::{
-    be_u32, describe_peer, prepare, protocol, recv_exact, recv_message, send_all, truncate, Cursor,
-    Deadline, Shown, MAX_LABEL,
-};
+use crate::handoff::scm::{describe_peer, prepare, recv_exact, recv_message, send_all, Deadline};
+use crate::handoff::wire::{be_u32, truncate, Cursor, Shown, MAX_LABEL};
+use crate::handoff::HandoffError;
 use crate::registry::Registry;
-use crate::Error;
 
 /// Hands connections of a draining worker to the other live workers of the
 /// same listener, from [`Listener::migrator`](crate::Listener::migrator): threads share the process, so
@@ -317,11 +315,11 @@ pub(crate) fn send_connection(
     stream: &UnixStream,
     conn: PassedConnection,
     timeout: Duration,
-) -> Result<(), Error> {
+) -> Result<(), HandoffError> {
     let peer = describe_peer(stream);
     let shown_peer = conn.peer.map(|p| p.to_string()).unwrap_or_default();
     if conn.socket.len() > MAX_LABEL || conn.read.len() > MAX_READ_AHEAD {
-        return Err(Error::HandoffInvalid {
+        return Err(HandoffError::Invalid {
             reason: format!(
                 "a connection of {:?} with {} bytes read ahead cannot be passed",
                 truncate(&conn.socket),
@@ -358,7 +356,9 @@ pub(crate) fn send_connection(
 
 /// The next connection the old process passes; `None` once it has closed
 /// the channel between two messages. Waits as long as it takes.
-pub(crate) fn receive_connection(stream: &UnixStream) -> Result<Option<PassedConnection>, Error> {
+pub(crate) fn receive_connection(
+    stream: &UnixStream,
+) -> Result<Option<PassedConnection>, HandoffError> {
     const WHAT: (&str, &str) = ("a connection", "receiving a connection");
     let peer = describe_peer(stream);
     let deadline = Deadline::after(Duration::MAX);
@@ -367,7 +367,7 @@ pub(crate) fn receive_connection(stream: &UnixStream) -> Result<Option<PassedCon
         return Ok(None);
     };
     if header[..4] != CONN_MAGIC {
-        return Err(protocol(
+        return Err(HandoffError::protocol(
             &peer,
             format!(
                 "bad magic {:?}, expected {:?}",
@@ -378,7 +378,7 @@ pub(crate) fn receive_connection(stream: &UnixStream) -> Result<Option<PassedCon
     }
     let body_len = be_u32(&header[4..]);
     if body_len > MAX_CONN_BODY as u64 {
-        return Err(protocol(
+        return Err(HandoffError::protocol(
             &peer,
             format!("a connection of {body_len} bytes announced, at most {MAX_CONN_BODY}"),
         ));
@@ -387,7 +387,7 @@ pub(crate) fn receive_connection(stream: &UnixStream) -> Result<Option<PassedCon
     let mut body = vec![0u8; body_len as usize];
     let rest = recv_exact(stream, &mut body, &deadline, &peer, WHAT)?;
     if got.late || !rest.fds.is_empty() || got.fds.len() != 1 {
-        return Err(protocol(
+        return Err(HandoffError::protocol(
             &peer,
             format!(
                 "a connection came with {} file descriptors on its first byte and {} later, expected 1",
@@ -399,40 +399,44 @@ pub(crate) fn receive_connection(stream: &UnixStream) -> Result<Option<PassedCon
     let mut cursor = Cursor(&body);
     let socket = cursor
         .label()
-        .map_err(|e| protocol(&peer, format!("socket id {e}")))?;
+        .map_err(|e| HandoffError::protocol(&peer, format!("socket id {e}")))?;
     let shown_peer = cursor
         .label()
-        .map_err(|e| protocol(&peer, format!("peer {e}")))?;
+        .map_err(|e| HandoffError::protocol(&peer, format!("peer {e}")))?;
     let peer_addr = match shown_peer.as_str() {
         "" => None,
         p => Some(
             p.parse()
-                .map_err(|_| protocol(&peer, format!("bad peer address {p:?}")))?,
+                .map_err(|_| HandoffError::protocol(&peer, format!("bad peer address {p:?}")))?,
         ),
     };
     let flags = cursor
         .take(1)
         .map(|b| b[0])
-        .ok_or_else(|| protocol(&peer, "flags truncated"))?;
+        .ok_or_else(|| HandoffError::protocol(&peer, "flags truncated"))?;
     let read_len = cursor
         .take(4)
         .map(be_u32)
-        .ok_or_else(|| protocol(&peer, "read-ahead length truncated"))?;
+        .ok_or_else(|| HandoffError::protocol(&peer, "read-ahead length truncated"))?;
     let read = cursor
         .take(usize::try_from(read_len).unwrap_or(usize::MAX))
-        .ok_or_else(|| protocol(&peer, format!("{read_len} bytes of read-ahead truncated")))?
+        .ok_or_else(|| {
+            HandoffError::protocol(&peer, format!("{read_len} bytes of read-ahead truncated"))
+        })?
         .to_vec();
     if !cursor.0.is_empty() {
-        return Err(protocol(
+        return Err(HandoffError::protocol(
             &peer,
             format!("{} bytes after a connection", cursor.0.len()),
         ));
     }
     let fd = got.fds.remove(0);
-    prepare(fd.as_fd()).map_err(|source| Error::Handoff {
-        peer: peer.clone(),
-        what: "setting close-on-exec and non-blocking on a passed connection",
-        source,
+    prepare(fd.as_fd()).map_err(|source| {
+        HandoffError::io(
+            &peer,
+            "setting close-on-exec and non-blocking on a passed connection",
+            source,
+        )
     })?;
     Ok(Some(PassedConnection {
         socket,

@@ -24,9 +24,9 @@ use std::time::Duration;
 use cluster_core::hooks;
 use cluster_core::{Cluster, Phase};
 
-use crate::handoff::{self, Incoming, Outgoing, Received};
+use crate::handoff::{self, HandoffError, Incoming, Outgoing, Received};
 use crate::migrate::{self, Outbox};
-use crate::registry::Registry;
+use crate::registry::{reuse_label, Registry};
 use crate::Error;
 
 /// The variable through which a new process finds its control channel:
@@ -78,11 +78,32 @@ impl Inherited {
         self.lock().as_mut()?.take(label)
     }
 
+    /// Takes every slot's socket of `label`'s reuseport group (slot 0's is
+    /// the key's own, taken by `label`), with its slot.
+    pub(crate) fn take_members(&self, label: &str) -> Vec<(usize, Received)> {
+        let mut guard = self.lock();
+        let Some(incoming) = guard.as_mut() else {
+            return Vec::new();
+        };
+        let slots: Vec<usize> = incoming
+            .sockets()
+            .iter()
+            .filter_map(|s| {
+                let slot = s.id.strip_prefix(label)?.strip_prefix(" reuseport ")?;
+                slot.parse().ok()
+            })
+            .collect();
+        slots
+            .into_iter()
+            .filter_map(|slot| Some((slot, incoming.take(&reuse_label(label, slot))?)))
+            .collect()
+    }
+
     /// Tells the old process to stop accepting and drain. Does nothing when
     /// not upgraded, or a second time.
     pub fn acknowledge(&self) -> Result<(), Error> {
         match self.lock().as_mut() {
-            Some(incoming) => incoming.acknowledge(),
+            Some(incoming) => Ok(incoming.acknowledge()?),
             None => Ok(()),
         }
     }
@@ -196,10 +217,13 @@ impl FirstAccept {
 fn control_channel(value: &str) -> Result<UnixStream, Error> {
     let Ok(fd) = value.trim().parse::<RawFd>() else {
         let path = PathBuf::from(value);
-        return UnixStream::connect(&path).map_err(|source| Error::Handoff {
-            peer: path.display().to_string(),
-            what: "connecting to the old process",
-            source,
+        return UnixStream::connect(&path).map_err(|source| {
+            HandoffError::Io {
+                peer: path.display().to_string(),
+                what: "connecting to the old process",
+                source,
+            }
+            .into()
         });
     };
     let bad = |reason: &'static str| Error::BadEnv {
@@ -363,8 +387,9 @@ impl Upgrade {
     }
 
     async fn hand_over(self, cluster: &Cluster) -> Result<(u32, UnixStream), Error> {
-        let fail =
-            |what: &'static str, peer: String| move |source| Error::Handoff { peer, what, source };
+        let fail = |what: &'static str, peer: String| {
+            move |source| HandoffError::Io { peer, what, source }
+        };
         let program = match self.program {
             Some(p) => p,
             None => this_executable().map_err(fail("finding this executable", "self".into()))?,
@@ -416,7 +441,7 @@ impl Upgrade {
         })
         .await
         .unwrap_or_else(|e| {
-            Err(Error::HandoffProtocol {
+            Err(HandoffError::Protocol {
                 peer: format!("pid {pid}"),
                 reason: e.to_string(),
             })
@@ -431,7 +456,7 @@ impl Upgrade {
                 })
                 .await;
                 tracing::warn!(pid, error = %e, status = ?status.ok().and_then(Result::ok), "hot upgrade failed: the new process was stopped; serving on");
-                return Err(e);
+                return Err(e.into());
             }
         };
         Ok((pid, channel))

@@ -8,4 +8,5 @@ mod logs;
 mod memory;
 mod monit;
 mod operate;
+mod privilege;
 mod security;

@@ -11,8 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cluster_net::handoff::{self, Outgoing};
-use cluster_net::Error;
+use cluster_net::handoff::{self, HandoffError, Outgoing};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -242,7 +241,7 @@ fn duplicate_ids_are_refused_before_anything_is_sent() {
     )
     .unwrap_err();
     assert!(
-        matches!(&err, Error::DuplicateLabel { id } if id == "web"),
+        matches!(&err, HandoffError::DuplicateId { id } if id == "web"),
         "{err:?}"
     );
     assert_eq!(err.to_string(), "socket hand-off: duplicate id \"web\"");
@@ -269,7 +268,7 @@ fn a_receiver_that_never_acknowledges_times_out() {
     let err = handoff::send(&a, &[Outgoing::new("web", &address, &listener)], timeout).unwrap_err();
     assert!(started.elapsed() >= timeout);
     match &err {
-        Error::HandoffTimeout {
+        HandoffError::Timeout {
             timeout: t, what, ..
         } => {
             assert_eq!(*t, timeout);
@@ -298,7 +297,7 @@ fn a_receiver_that_closes_without_acknowledging_fails_the_send_at_once() {
     let err = handoff::send(&a, &[Outgoing::new("web", "x", &listener)], DEADLINE).unwrap_err();
     assert!(started.elapsed() < DEADLINE);
     assert!(
-        matches!(&err, Error::Handoff { what: "receiving the acknowledgement", source, .. }
+        matches!(&err, HandoffError::Io { what: "receiving the acknowledgement", source, .. }
             if source.kind() == std::io::ErrorKind::UnexpectedEof),
         "{err:?}"
     );
@@ -366,7 +365,7 @@ fn an_empty_hand_off_is_acknowledged() {
 }
 
 /// A peer that speaks something else: the receiver names what was wrong.
-fn receive_from(bytes: &[u8], fds: &[i32]) -> Error {
+fn receive_from(bytes: &[u8], fds: &[i32]) -> HandoffError {
     let (a, b) = UnixStream::pair().unwrap();
     let rights = [nix::sys::socket::ControlMessage::ScmRights(fds)];
     let cmsgs: &[_] = if fds.is_empty() { &[] } else { &rights };
@@ -385,7 +384,7 @@ fn receive_from(bytes: &[u8], fds: &[i32]) -> Error {
 #[test]
 fn a_peer_speaking_something_else_is_a_protocol_error() {
     let err = receive_from(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &[]);
-    assert!(matches!(err, Error::HandoffProtocol { .. }), "{err:?}");
+    assert!(matches!(err, HandoffError::Protocol { .. }), "{err:?}");
     assert!(
         err.to_string()
             .ends_with("protocol error: bad magic \"GET \", expected \"CTH1\""),
@@ -416,7 +415,7 @@ fn a_peer_speaking_something_else_is_a_protocol_error() {
     assert!(
         matches!(
             &err,
-            Error::Handoff {
+            HandoffError::Io {
                 what: "receiving the sockets",
                 ..
             }
@@ -462,7 +461,7 @@ fn a_silent_sender_times_the_receiver_out() {
     assert!(
         matches!(
             &err,
-            Error::HandoffTimeout {
+            HandoffError::Timeout {
                 what: "the sockets",
                 ..
             }
