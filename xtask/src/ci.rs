@@ -98,11 +98,12 @@ fn workspace_tests(cargo_args: &[&str]) -> bool {
 }
 
 /// The facade's features and what each turns on (its Cargo.toml).
-const FACADE_FEATURES: [(&str, &[&str]); 6] = [
+const FACADE_FEATURES: [(&str, &[&str]); 7] = [
     ("macros", &[]),
     ("net", &[]),
     ("http", &["net"]),
     ("tls", &["http"]),
+    ("http3", &["tls"]),
     ("metrics", &["http"]),
     ("axum", &["http"]),
 ];
@@ -303,9 +304,9 @@ mod tests {
     #[test]
     fn every_feature_set_once_closed_under_what_it_turns_on() {
         let sets = feature_sets();
-        // macros or not, times: nothing, net alone, or http with any of
-        // tls, metrics, axum.
-        assert_eq!(sets.len(), 2 * (1 + 1 + 8), "{sets:?}");
+        // macros or not, times: nothing, net alone, or http with no TLS,
+        // tls, or tls and http3, each with any of metrics, axum.
+        assert_eq!(sets.len(), 2 * (1 + 1 + 3 * 4), "{sets:?}");
         assert!(sets.contains(&vec![]));
         assert!(sets.contains(&vec!["net"]));
         assert!(sets.contains(&vec!["http", "net", "tls"]));
@@ -313,5 +314,9 @@ mod tests {
             .iter()
             .all(|s| !s.contains(&"http") || s.contains(&"net")));
         assert!(!sets.contains(&vec!["tls"]), "tls turns on http and net");
+        assert!(sets.contains(&vec!["http", "http3", "net", "tls"]));
+        assert!(sets
+            .iter()
+            .all(|s| !s.contains(&"http3") || s.contains(&"tls")));
     }
 }

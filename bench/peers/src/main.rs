@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! bench-peers <actix|hyper|hyper-tpc|axum|raw> [--workers N] [--port P] [--host IP]
+//!             [--tls-cert PEM --tls-key PEM]
 //! ```
 //!
 //! Every server answers `GET /` with 200 `hello world\n` over HTTP/1.1 with
@@ -26,9 +27,19 @@
 //!   (work stealing keeps them evenly busy) and one SO_REUSEPORT listener and
 //!   accept loop per thread (accepting never queues behind one loop).
 
+//!
+//! With `--tls-cert` and `--tls-key` (actix and hyper-tpc only), HTTPS: one
+//! rustls `ServerConfig` (ring, ALPN `http/1.1`, rustls' defaults: a stateful
+//! session cache of 256 entries shared by every thread, TLS 1.3 tickets from
+//! it) shared by all workers, as each of them would be deployed.
+
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_rustls::rustls;
 
 const BODY: &[u8] = b"hello world\n";
 const RAW_RESPONSE: &[u8] =
@@ -39,22 +50,26 @@ struct Args {
     server: String,
     workers: usize,
     addr: SocketAddr,
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let server = args.next().ok_or(
-        "usage: bench-peers <actix|hyper|hyper-tpc|axum|raw> [--workers N] [--port P] [--host IP]",
+        "usage: bench-peers <actix|hyper|hyper-tpc|axum|raw> [--workers N] [--port P] [--host IP] [--tls-cert PEM --tls-key PEM]",
     )?;
     let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut port: u16 = 8000;
     let mut host = String::from("127.0.0.1");
+    let (mut cert, mut key) = (None, None);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--workers" => workers = value.parse().map_err(|e| format!("--workers: {e}"))?,
             "--port" => port = value.parse().map_err(|e| format!("--port: {e}"))?,
             "--host" => host = value,
+            "--tls-cert" => cert = Some(PathBuf::from(value)),
+            "--tls-key" => key = Some(PathBuf::from(value)),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -64,10 +79,16 @@ fn parse_args() -> Result<Args, String> {
     let addr = format!("{host}:{port}")
         .parse()
         .map_err(|e| format!("address {host}:{port}: {e}"))?;
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
     Ok(Args {
         server,
         workers,
         addr,
+        tls,
     })
 }
 
@@ -85,13 +106,21 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let result = match args.server.as_str() {
-        "actix" => actix(args.workers, args.addr),
-        "hyper" => hyper(args.workers, args.addr),
-        "hyper-tpc" => hyper_thread_per_core(args.workers, args.addr),
-        "axum" => axum(args.workers, args.addr),
-        "raw" => raw(args.workers, args.addr),
-        other => Err(std::io::Error::other(format!("unknown server {other}"))),
+    let tls = match args.tls.as_ref().map(|(c, k)| tls_config(c, k)).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("bench-peers: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = match (args.server.as_str(), tls) {
+        ("actix", tls) => actix(args.workers, args.addr, tls),
+        ("hyper-tpc", tls) => hyper_thread_per_core(args.workers, args.addr, tls),
+        (other, Some(_)) => Err(std::io::Error::other(format!("{other} has no TLS here"))),
+        ("hyper", None) => hyper(args.workers, args.addr),
+        ("axum", None) => axum(args.workers, args.addr),
+        ("raw", None) => raw(args.workers, args.addr),
+        (other, None) => Err(std::io::Error::other(format!("unknown server {other}"))),
     };
     if let Err(e) = result {
         eprintln!("bench-peers {}: {e}", args.server);
@@ -99,7 +128,35 @@ fn main() {
     }
 }
 
-fn actix(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
+/// The rustls config of both TLS peers: the certificate chain and key from
+/// PEM files, ring, ALPN `http/1.1`, everything else rustls' default.
+fn tls_config(cert: &PathBuf, key: &PathBuf) -> std::io::Result<Arc<rustls::ServerConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &PathBuf, e: rustls_pki_types::pem::Error| {
+        std::io::Error::other(format!("{}: {e}", what.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(std::io::Error::other)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn actix(
+    workers: usize,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
     use actix_web::{web, App, HttpServer};
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(|| {
@@ -113,8 +170,11 @@ fn actix(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
             )
         })
         .workers(workers)
-        .shutdown_timeout(1)
-        .bind(addr)?;
+        .shutdown_timeout(1);
+        let server = match tls {
+            Some(config) => server.bind_rustls_0_23(addr, Arc::unwrap_or_clone(config))?,
+            None => server.bind(addr)?,
+        };
         let bound = server.addrs()[0];
         // `run` starts the workers and waits until each is ready.
         let server = server.run();
@@ -181,7 +241,11 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     Ok(listener)
 }
 
-fn hyper_thread_per_core(workers: usize, addr: SocketAddr) -> std::io::Result<()> {
+fn hyper_thread_per_core(
+    workers: usize,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
@@ -206,6 +270,7 @@ fn hyper_thread_per_core(workers: usize, addr: SocketAddr) -> std::io::Result<()
         .into_iter()
         .enumerate()
         .map(|(i, listener)| {
+            let tls = tls.clone().map(tokio_rustls::TlsAcceptor::from);
             std::thread::Builder::new()
                 .name(format!("hyper-tpc-{i}"))
                 .spawn(move || -> std::io::Result<()> {
@@ -221,10 +286,28 @@ fn hyper_thread_per_core(workers: usize, addr: SocketAddr) -> std::io::Result<()
                                 Err(_) => continue,
                             };
                             let _ = stream.set_nodelay(true);
+                            let tls = tls.clone();
                             tokio::task::spawn_local(async move {
-                                let _ = http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), service_fn(hello))
-                                    .await;
+                                let http = http1::Builder::new();
+                                let _ = match tls {
+                                    Some(acceptor) => {
+                                        let Ok(stream) = acceptor.accept(stream).await else {
+                                            return;
+                                        };
+                                        http.serve_connection(
+                                            TokioIo::new(stream),
+                                            service_fn(hello),
+                                        )
+                                        .await
+                                    }
+                                    None => {
+                                        http.serve_connection(
+                                            TokioIo::new(stream),
+                                            service_fn(hello),
+                                        )
+                                        .await
+                                    }
+                                };
                             });
                         }
                     })

@@ -185,13 +185,13 @@ impl Http3 {
                     let _open = QuicOpen::new(Arc::clone(&shared.slot));
                     let drain = shared.drain.flag();
                     let shared_slot = Arc::clone(&shared.slot);
+                    let client = client_certificate(&conn);
                     let handler = Handler::new(
                         service,
                         shared,
                         activity,
                         Info::Quic(conn.clone(), addr),
-                        // Client certificates over QUIC: not yet.
-                        None,
+                        client,
                     );
                     let slot = Arc::clone(&shared_slot);
                     bridge::serve(conn, handler, builders, exec, drain, slot).await;
@@ -204,6 +204,17 @@ impl Http3 {
             tracing::debug!(%addr, "HTTP/3: no new connections");
         });
     }
+}
+
+/// The certificate the client presented and the TLS config's client CA
+/// verified (`TlsConfig::client_ca`), as over TCP: quinn's rustls session
+/// gives the chain as its peer identity.
+fn client_certificate(conn: &quinn::Connection) -> Option<crate::ClientCertificate> {
+    let chain = conn
+        .peer_identity()?
+        .downcast::<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    Some(crate::ClientCertificate::new(chain.first()?.as_ref()))
 }
 
 /// How long a drained endpoint waits at most for its connections' last

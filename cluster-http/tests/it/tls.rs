@@ -139,6 +139,18 @@ impl Pki {
     /// A client certificate signed by this CA, and a connector presenting
     /// it that trusts `server`'s CA.
     pub fn client(&self, cn: &str, server: &Pki) -> (CertificateDer<'static>, TlsConnector) {
+        let (cert, config) = self.client_config_with_cert(cn, server, &[b"http/1.1"]);
+        (cert, TlsConnector::from(Arc::new(config)))
+    }
+
+    /// A client certificate signed by this CA, and a client config
+    /// presenting it, trusting `server`'s CA and offering `alpn`.
+    pub fn client_config_with_cert(
+        &self,
+        cn: &str,
+        server: &Pki,
+        alpn: &[&[u8]],
+    ) -> (CertificateDer<'static>, ClientConfig) {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         let key = KeyPair::generate().unwrap();
@@ -154,8 +166,8 @@ impl Pki {
             .with_root_certificates(roots)
             .with_client_auth_cert(vec![cert.der().clone()], private)
             .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        (cert.der().clone(), TlsConnector::from(Arc::new(config)))
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        (cert.der().clone(), config)
     }
 
     pub fn ca_file(&self) -> PathBuf {

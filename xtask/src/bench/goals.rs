@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::run::Run;
 use super::sample::{Generator, Group, Metric, Placement, Scenario};
-use super::servers::{self, PEERS, RUST_PEERS};
+use super::servers::{self, PEERS, RUST_PEERS, TLS_PEERS};
 use super::summary::{Stat, Summary};
 
 /// Ratios within this fraction of a "no worse than" goal are noted as noise.
@@ -16,6 +16,9 @@ const RESPAWN_TARGET_MS: f64 = 5.0;
 /// thread's hand-off is what it may cost.
 const RR_LIMIT_KEEP_ALIVE: f64 = 1.03;
 const RR_LIMIT_CHURN: f64 = 1.10;
+/// Full-handshake churn over TLS: the handshake's crypto dominates, so the
+/// goal is to be level with the best peer, within this.
+const TLS_FULL_LIMIT: f64 = 1.05;
 
 /// One goal judged in one scope (a placement and generator, or a server).
 #[derive(Clone, Debug)]
@@ -154,8 +157,60 @@ pub(crate) fn load_goals(run: &Run, summary: &Summary) -> Vec<Verdict> {
                 ),
             );
         }
+        let ct_tls = run.cluster_thread_ids_of(true);
+        for scenario in [
+            Scenario::TlsKeepAlive,
+            Scenario::TlsResumed,
+            Scenario::TlsChurn,
+        ] {
+            if !run.options.wants(scenario)
+                || (generator == Generator::Wrk && scenario == Scenario::TlsResumed)
+            {
+                continue;
+            }
+            let group = Group::load(scenario, placement, generator, workers);
+            let limit = if scenario == Scenario::TlsChurn {
+                TLS_FULL_LIMIT
+            } else {
+                1.0
+            };
+            let goal = if scenario == Scenario::TlsChurn {
+                format!(
+                    "{} CPU/req (full handshakes): best cluster_thread ≤ {limit:.2}× best TLS peer",
+                    scenario.name()
+                )
+            } else {
+                format!(
+                    "{} CPU/req: best cluster_thread ≤ best TLS peer",
+                    scenario.name()
+                )
+            };
+            out.push(Verdict {
+                goal,
+                scope: scope.clone(),
+                ..verdict(best_vs_best(
+                    summary,
+                    group,
+                    &ct_tls,
+                    TLS_PEERS,
+                    Metric::CpuUsPerReq,
+                    limit,
+                    "µs",
+                ))
+            });
+        }
     }
     out
+}
+
+/// A verdict's outcome, its goal and scope to be filled in.
+fn verdict((met, detail): (Option<bool>, String)) -> Verdict {
+    Verdict {
+        goal: String::new(),
+        scope: String::new(),
+        met,
+        detail,
+    }
 }
 
 /// The goals judged per cluster_thread mode: memory, start-up, respawn.

@@ -6,12 +6,17 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, HandshakeKind};
 
 use super::procfs;
 
@@ -27,6 +32,9 @@ pub(crate) struct LoadSpec {
     pub(crate) duration: Duration,
     /// A new connection per request (`Connection: close`), else keep-alive.
     pub(crate) churn: bool,
+    /// HTTPS with this client config (its session cache, or none, is what
+    /// the new connections resume from); plain HTTP without.
+    pub(crate) tls: Option<Arc<ClientConfig>>,
 }
 
 /// What a run measured, over the measured window only (warm-up excluded).
@@ -47,6 +55,9 @@ pub(crate) struct LoadResult {
     pub(crate) server_cpu: f64,
     /// CPU seconds of the load generator during the window.
     pub(crate) client_cpu: Option<f64>,
+    /// Built-in generator over TLS: handshakes completed in the window, and
+    /// how many of them resumed a session.
+    pub(crate) handshakes: Option<(u64, u64)>,
 }
 
 fn request_bytes(addr: SocketAddr, path: &str, close: bool) -> Vec<u8> {
@@ -85,12 +96,70 @@ struct Framed<'a> {
     worker: Option<&'a str>,
 }
 
+/// A generator's connection: plain TCP or rustls over it.
+enum Stream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A new connection to `spec.addr`, its TLS handshake done when over TLS;
+/// whether that handshake resumed a session.
+async fn connect(spec: &LoadSpec) -> io::Result<(Stream, bool)> {
+    let tcp = tokio::net::TcpStream::connect(spec.addr).await?;
+    tcp.set_nodelay(true)?;
+    let Some(config) = &spec.tls else {
+        return Ok((Stream::Plain(tcp), false));
+    };
+    let name = ServerName::try_from(test_support::SERVER_NAME).map_err(io::Error::other)?;
+    let tls = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await?;
+    let resumed = tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+    Ok((Stream::Tls(Box::new(tls)), resumed))
+}
+
 /// One request, one response on an open connection; the status.
-async fn exchange(
-    stream: &mut tokio::net::TcpStream,
-    request: &[u8],
-    buf: &mut [u8],
-) -> io::Result<u16> {
+async fn exchange(stream: &mut Stream, request: &[u8], buf: &mut [u8]) -> io::Result<u16> {
     stream.write_all(request).await?;
     let mut len = 0;
     loop {
@@ -124,6 +193,9 @@ struct Tally {
     histogram: Histogram<u64>,
     requests: u64,
     errors: u64,
+    /// TLS handshakes in the window, and the resumed ones among them.
+    handshakes: u64,
+    resumed: u64,
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -139,18 +211,19 @@ async fn connection(
     tally: Rc<RefCell<Tally>>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
-    let mut stream: Option<tokio::net::TcpStream> = None;
+    let mut stream: Option<Stream> = None;
     loop {
         let began = Instant::now();
         if began >= end {
             return;
         }
+        let mut handshake = None;
         let outcome = async {
             let s = match stream.as_mut() {
                 Some(s) => s,
                 None => {
-                    let s = tokio::net::TcpStream::connect(spec.addr).await?;
-                    s.set_nodelay(true)?;
+                    let (s, resumed) = connect(&spec).await?;
+                    handshake = Some(resumed);
                     stream.insert(s)
                 }
             };
@@ -159,6 +232,11 @@ async fn connection(
         .await;
         let done = Instant::now();
         let counted = done >= from && done < end;
+        if let (Some(resumed), true, true) = (handshake, counted, spec.tls.is_some()) {
+            let mut t = tally.borrow_mut();
+            t.handshakes += 1;
+            t.resumed += u64::from(resumed);
+        }
         match outcome {
             Ok(status) => {
                 if spec.churn {
@@ -217,6 +295,8 @@ pub(crate) fn run_builtin(spec: &LoadSpec, server_pid: u32) -> anyhow::Result<Lo
                         histogram: new_histogram(),
                         requests: 0,
                         errors: 0,
+                        handshakes: 0,
+                        resumed: 0,
                     }));
                     let spec = Rc::new(spec);
                     let request = Rc::new(request);
@@ -268,6 +348,11 @@ pub(crate) fn run_builtin(spec: &LoadSpec, server_pid: u32) -> anyhow::Result<Lo
         histogram.add(&tally.histogram)?;
         result.requests += tally.requests;
         result.errors += tally.errors;
+        if spec.tls.is_some() {
+            let (h, r) = result.handshakes.get_or_insert((0, 0));
+            *h += tally.handshakes;
+            *r += tally.resumed;
+        }
     }
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     result.p50_ms = ms(0.50);
@@ -296,10 +381,13 @@ pub(crate) fn wrk_available() -> bool {
 }
 
 /// Runs `wrk -t<threads> -c<connections> -d<secs>s --latency` (no Lua script;
-/// churn adds `-H 'Connection: close'`), measuring the server's CPU time
+/// churn adds `-H 'Connection: close'`; TLS: an `https://` URL, where wrk
+/// (OpenSSL, no certificate check) makes a full handshake on every new
+/// connection: it keeps no session to offer), measuring the server's CPU time
 /// around the measured run, after a warm-up run (see [`wrk_seconds`]).
 pub(crate) fn run_wrk(spec: &LoadSpec, server_pid: u32) -> anyhow::Result<LoadResult> {
-    let url = format!("http://{}/", spec.addr);
+    let scheme = if spec.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/", spec.addr);
     let threads = spec.threads.clamp(1, spec.connections.max(1));
     let wrk = |secs: u64, latency: bool| -> anyhow::Result<String> {
         let mut cmd = std::process::Command::new("wrk");
@@ -409,6 +497,16 @@ pub(crate) struct Probe {
 /// `GET path` on a new connection, blocking, `Connection: close`.
 pub(crate) fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Probe> {
     read_probe(&mut send_probe(addr, path, timeout)?)
+}
+
+/// `GET /` over HTTPS on a new connection (readiness of a TLS server).
+pub(crate) fn probe_tls(addr: SocketAddr, config: &Arc<ClientConfig>) -> io::Result<Probe> {
+    let r = test_support::tls_get(addr, config, "/")?;
+    Ok(Probe {
+        status: r.status,
+        worker_id: r.worker.and_then(|w| w.parse().ok()),
+        body: r.body.into_bytes(),
+    })
 }
 
 /// `n` probes in flight at once (so that every idle worker can take one);

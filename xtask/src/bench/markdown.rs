@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::goals::{self, Verdict};
 use super::run::Run;
 use super::sample::{Generator, Group, Metric, Placement, Scenario, GENERATOR_CPU, SERVER_CPU};
-use super::servers::{Kind, Server, PEERS};
+use super::servers::{Kind, Server, PEERS, TLS_PEERS};
 use super::summary::{Stat, Summary};
 
 fn si(v: f64) -> String {
@@ -65,8 +65,8 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-fn peers_present(run: &Run) -> Vec<&'static Server> {
-    PEERS
+fn peers_present(run: &Run, peers: &[&str]) -> Vec<&'static Server> {
+    peers
         .iter()
         .filter_map(|p| run.servers.iter().copied().find(|s| s.id == *p))
         .collect()
@@ -119,29 +119,59 @@ fn verdict_table(out: &mut String, verdicts: &[Verdict], scopes: &[(String, Stri
     table(out, &header, &rows);
 }
 
-/// One placement and generator: the issue's table (CPU per request and p99
-/// per scenario, then req/s), the ratios of CPU per request to each peer,
-/// and the generator's ceiling.
+/// One placement and generator, plaintext (`tls` false) or over TLS: the
+/// issue's table (CPU per request and p99 per scenario, then req/s), the
+/// ratios of CPU per request to each peer, and the generator's ceiling.
 fn load_section(
     out: &mut String,
     run: &Run,
     summary: &Summary,
-    placement: Placement,
-    generator: Generator,
+    (placement, generator): (Placement, Generator),
+    tls: bool,
 ) {
     let o = &run.options;
     let workers = o.workers_of(placement);
-    let scenarios: Vec<Scenario> = [Scenario::KeepAlive, Scenario::Churn]
-        .into_iter()
-        .filter(|s| o.wants(*s))
-        .collect();
     let group = |s: Scenario| Group::load(s, placement, generator, workers);
-    let _ = writeln!(out, "### {}\n", generator.label());
+    let scenarios: Vec<Scenario> = Scenario::ALL
+        .into_iter()
+        .filter(|s| s.is_load() && s.is_tls() == tls && o.wants(*s))
+        .filter(|s| {
+            run.servers
+                .iter()
+                .any(|srv| summary.get(group(*s), srv.id, Metric::Rps).is_some())
+        })
+        .collect();
+    if scenarios.is_empty() {
+        return;
+    }
+    if tls {
+        let _ = writeln!(
+            out,
+            "### {} over TLS\n\nTLS 1.3, ECDSA P-256 certificate, rustls with ring on every \
+             server; ALPN `http/1.1`. {}\n",
+            generator.label(),
+            match generator {
+                Generator::Builtin =>
+                    "tls-churn: the client offers no session (full handshakes); \
+                    tls-resumed: it resumes what the server gave it (one session cache per run, \
+                    filled in the warm-up); the share of handshakes resumed is in the last column.",
+                Generator::Wrk =>
+                    "wrk (OpenSSL) keeps no session: its churn is all full \
+                    handshakes, and it has no tls-resumed run.",
+            }
+        );
+    } else {
+        let _ = writeln!(out, "### {}\n", generator.label());
+    }
     let mut header = vec!["server".to_string()];
     for what in ["CPU µs/req", "p99 ms", "req/s"] {
         header.extend(scenarios.iter().map(|s| format!("{} {what}", s.name())));
     }
     header.push("errors".into());
+    let resumed = scenarios.contains(&Scenario::TlsResumed) && generator == Generator::Builtin;
+    if resumed {
+        header.push("tls-resumed: handshakes resumed".into());
+    }
     let servers: Vec<&Server> = run
         .servers
         .iter()
@@ -173,12 +203,17 @@ fn load_section(
                 .filter_map(|sc| g(*sc, Metric::Errors).map(|e| e.max))
                 .sum();
             row.push(format!("{errors:.0}"));
+            if resumed {
+                row.push(cell(g(Scenario::TlsResumed, Metric::ResumedShare), &|v| {
+                    format!("{:.0}%", v * 100.0)
+                }));
+            }
             row
         })
         .collect();
     table(out, &header, &rows);
 
-    let peers = peers_present(run);
+    let peers = peers_present(run, if tls { TLS_PEERS } else { PEERS });
     if !peers.is_empty() {
         let names: Vec<&str> = scenarios.iter().map(|s| s.name()).collect();
         let _ = writeln!(
@@ -262,7 +297,7 @@ fn by_workers_section(
         })
         .collect();
     table(out, &header, &rows);
-    let peers = peers_present(run);
+    let peers = peers_present(run, PEERS);
     if peers.is_empty() {
         return;
     }
@@ -361,7 +396,11 @@ pub(crate) fn markdown(run: &Run, summary: &Summary) -> String {
             .iter()
             .map(|id| (id.to_string(), goals::label(id).to_string()))
             .collect();
-        verdict_table(&mut out, &goals::mode_goals(run, summary), &scopes);
+        // Only where one was measured (a TLS-only run has none).
+        let modes = goals::mode_goals(run, summary);
+        if modes.iter().any(|v| v.met.is_some()) {
+            verdict_table(&mut out, &modes, &scopes);
+        }
     }
 
     for &placement in &o.placements {
@@ -399,8 +438,11 @@ pub(crate) fn markdown(run: &Run, summary: &Summary) -> String {
             o.warmup.as_secs_f64(),
             o.reps
         );
-        for generator in scopes {
-            load_section(&mut out, run, summary, placement, generator);
+        for &generator in &scopes {
+            load_section(&mut out, run, summary, (placement, generator), false);
+        }
+        for &generator in &scopes {
+            load_section(&mut out, run, summary, (placement, generator), true);
         }
     }
 

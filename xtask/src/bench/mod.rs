@@ -65,6 +65,14 @@ fn programs(options: &Options, notices: &mut Vec<String>) -> anyhow::Result<Prog
     let target = target_dir()?;
     let mut programs = Programs::default();
     let wants = |pred: fn(&Server) -> bool| options.servers.iter().any(|s| pred(s));
+    if wants(|s| s.tls) && options.scenarios.iter().any(|s| s.is_tls()) {
+        let dir = options
+            .out
+            .clone()
+            .unwrap_or(target.join("bench"))
+            .join("tls");
+        programs.tls = Some(servers::TlsFiles::make(&dir).context("making the TLS certificate")?);
+    }
     if wants(|s| !s.is_cluster_thread() && !s.is_node()) {
         eprintln!("bench: building bench/peers (release)");
         programs.peers = Some(servers::build_peers(&root, &target)?);
@@ -182,10 +190,12 @@ pub(crate) fn main(args: lexopt::Parser) -> anyhow::Result<()> {
         notices: &mut run.notices,
     };
     bench.load_scenarios(&measured)?;
+    // The other scenarios are plaintext: the TLS servers are only measured
+    // under load.
     let not_raw: Vec<&'static Server> = measured
         .iter()
         .copied()
-        .filter(|s| s.kind != servers::Kind::Raw)
+        .filter(|s| s.kind != servers::Kind::Raw && !s.tls)
         .collect();
     if options.wants(Scenario::Memory) {
         let lean: Vec<&'static Server> = not_raw
@@ -266,6 +276,9 @@ fn load_metrics(result: &load::LoadResult) -> BTreeMap<Metric, f64> {
     if let Some(c) = result.client_cpu {
         metrics.insert(Metric::ClientCpuS, c);
     }
+    if let Some((handshakes, resumed)) = result.handshakes.filter(|(h, _)| *h > 0) {
+        metrics.insert(Metric::ResumedShare, resumed as f64 / handshakes as f64);
+    }
     if result.requests > 0 && result.server_cpu > 0.0 {
         metrics.insert(
             Metric::CpuUsPerReq,
@@ -296,11 +309,22 @@ impl Bench<'_> {
         &self,
         running: &Running,
         generator: Generator,
-        churn: bool,
+        scenario: Scenario,
         cpu: Option<usize>,
         duration: Duration,
         warmup: Duration,
     ) -> anyhow::Result<load::LoadResult> {
+        // A session cache of its own for every run (filled in the warm-up),
+        // none at all where every handshake is to be a full one.
+        let tls = running.tls.as_ref().map(|config| {
+            let mut config = tokio_rustls::rustls::ClientConfig::clone(config);
+            config.resumption = if scenario == Scenario::TlsChurn {
+                tokio_rustls::rustls::client::Resumption::disabled()
+            } else {
+                tokio_rustls::rustls::client::Resumption::in_memory_sessions(256)
+            };
+            std::sync::Arc::new(config)
+        });
         let spec = load::LoadSpec {
             addr: running.addr,
             connections: self.options.connections,
@@ -308,7 +332,8 @@ impl Bench<'_> {
             cpu,
             warmup,
             duration,
-            churn,
+            churn: scenario.is_churn(),
+            tls,
         };
         match generator {
             Generator::Builtin => load::run_builtin(&spec, running.pid()),
@@ -330,13 +355,19 @@ impl Bench<'_> {
         if scenarios.is_empty() {
             return Ok(());
         }
+        // A TLS server only where a TLS scenario is run, and the other way round.
+        let list: Vec<&'static Server> = list
+            .iter()
+            .copied()
+            .filter(|s| scenarios.iter().any(|sc| sc.is_tls() == s.tls))
+            .collect();
         let mut running: Vec<(Placement, Running)> = Vec::new();
         for &placement in &o.placements {
             let launch = Launch {
                 cpu: (placement == Placement::Pinned).then_some(SERVER_CPU),
                 ..Launch::workers(o.workers_of(placement))
             };
-            for server in list {
+            for server in &list {
                 eprintln!(
                     "bench: starting {} ({}, {} workers)",
                     server.label,
@@ -352,11 +383,17 @@ impl Bench<'_> {
                 let cpu = (placement == Placement::Pinned).then_some(GENERATOR_CPU);
                 for &scenario in &scenarios {
                     for &generator in &o.generators {
+                        // wrk keeps no session to offer: it has no resumed churn.
+                        if generator == Generator::Wrk && scenario == Scenario::TlsResumed {
+                            continue;
+                        }
                         let group = Group::load(scenario, placement, generator, workers);
-                        for (_, r) in running.iter().filter(|(p, _)| *p == placement) {
-                            let churn = scenario == Scenario::Churn;
+                        let here = running
+                            .iter()
+                            .filter(|(p, r)| *p == placement && r.server.tls == scenario.is_tls());
+                        for (_, r) in here {
                             let result =
-                                self.load(r, generator, churn, cpu, o.duration, o.warmup)?;
+                                self.load(r, generator, scenario, cpu, o.duration, o.warmup)?;
                             let metrics = load_metrics(&result);
                             eprintln!(
                                 "bench: {} {} {} rep {}/{}: {:<34} {:>9.0} req/s  p99 {:>7.3} ms  CPU {:>6.1} µs/req  errors {}",
@@ -408,7 +445,7 @@ impl Bench<'_> {
                     let result = self.load(
                         &running,
                         Generator::Builtin,
-                        false,
+                        Scenario::KeepAlive,
                         None,
                         load_time,
                         Duration::ZERO,
@@ -460,7 +497,7 @@ impl Bench<'_> {
                 self.load(
                     &running,
                     Generator::Builtin,
-                    false,
+                    Scenario::KeepAlive,
                     None,
                     warmup,
                     Duration::ZERO,

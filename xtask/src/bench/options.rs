@@ -27,6 +27,11 @@ and in both placements:
   churn       the same with `Connection: close`: a new connection per request
   pinned      the server restricted to CPU 1 with 1 worker, the generator to CPU 0
   unpinned    --workers workers, no affinity
+  tls-keep-alive, tls-churn, tls-resumed
+              the same over HTTPS against the TLS servers only: keep-alive;
+              churn with full handshakes (the client offers no session);
+              churn resuming the sessions the server gave (built-in only:
+              wrk keeps no session)
 Server CPU per request is the user + system time of the server's whole
 process tree over the measured window (/proc).
 Other scenarios: memory (RSS per worker count), idle (memory per idle
@@ -37,14 +42,18 @@ mode; round-robin and least-connections steered by the kernel where eBPF may
 be loaded), ct-rr-acceptor ct-lc-acceptor (the same two through the acceptor
 thread: CLUSTER_THREAD_KERNEL_STEERING=off), actix, hyper (multi-thread), hyper-tpc (thread per core), axum
 (bench/peers), node-rr node-none (bench/node/cluster.js, when node is on
-PATH), raw (canned bytes: the load generator's ceiling).
+PATH), raw (canned bytes: the load generator's ceiling); over TLS (the
+tls-* scenarios only, rustls with ring everywhere, a certificate made for the
+run): ct-rr-tls ct-reuseport-tls (same_port --tls-cert/--tls-key), actix-tls
+(actix-web + rustls), hyper-tpc-tls (hyper + tokio-rustls, thread per core).
 
 options:
   --quick                  CI smoke run: 1 rep, short runs, small counts: checks the harness, not the figures
   --pin                    load scenarios pinned only
   --no-pin                 load scenarios unpinned only [default: both]
   --generators LIST        builtin,wrk [both; wrk is skipped with a notice when not installed]
-  --scenarios LIST         keep-alive,churn,memory,idle,startup,respawn [all]
+  --scenarios LIST         keep-alive,churn,tls-keep-alive,tls-churn,tls-resumed,
+                           memory,idle,startup,respawn [all]
   --servers LIST           server ids to run [all that can be built]
   --workers N              workers (threads or processes) per server when unpinned [2]
   --duration SECS          measured seconds per load run [5; quick 0.5] (wrk: rounded up to whole seconds)

@@ -63,13 +63,18 @@ impl Run {
             .collect()
     }
 
-    /// The cluster_thread servers measured.
-    pub(crate) fn cluster_thread_ids(&self) -> Vec<&'static str> {
+    /// The cluster_thread servers measured, plaintext (`tls` false) or TLS.
+    pub(crate) fn cluster_thread_ids_of(&self, tls: bool) -> Vec<&'static str> {
         self.servers
             .iter()
-            .filter(|s| s.is_cluster_thread())
+            .filter(|s| s.is_cluster_thread() && s.tls == tls)
             .map(|s| s.id)
             .collect()
+    }
+
+    /// The plaintext cluster_thread servers measured (every scenario's).
+    pub(crate) fn cluster_thread_ids(&self) -> Vec<&'static str> {
+        self.cluster_thread_ids_of(false)
     }
 }
 

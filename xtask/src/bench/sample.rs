@@ -13,6 +13,14 @@ pub(crate) enum Scenario {
     KeepAlive,
     /// A new connection per request (`Connection: close`).
     Churn,
+    /// Keep-alive over TLS (the TLS servers only).
+    TlsKeepAlive,
+    /// Churn over TLS, every handshake a full one (the client offers no
+    /// session).
+    TlsChurn,
+    /// Churn over TLS, the client resuming the sessions it was given
+    /// (tickets or ids, as the server offers).
+    TlsResumed,
     /// RSS after start and after a short load, per worker count.
     Memory,
     /// Memory per idle keep-alive connection.
@@ -24,9 +32,12 @@ pub(crate) enum Scenario {
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 6] = [
+    pub(crate) const ALL: [Scenario; 9] = [
         Scenario::KeepAlive,
         Scenario::Churn,
+        Scenario::TlsKeepAlive,
+        Scenario::TlsChurn,
+        Scenario::TlsResumed,
         Scenario::Memory,
         Scenario::Idle,
         Scenario::Startup,
@@ -37,6 +48,9 @@ impl Scenario {
         match self {
             Scenario::KeepAlive => "keep-alive",
             Scenario::Churn => "churn",
+            Scenario::TlsKeepAlive => "tls-keep-alive",
+            Scenario::TlsChurn => "tls-churn",
+            Scenario::TlsResumed => "tls-resumed",
             Scenario::Memory => "memory",
             Scenario::Idle => "idle",
             Scenario::Startup => "startup",
@@ -50,7 +64,23 @@ impl Scenario {
 
     /// Measured under load by a generator, pinned and unpinned.
     pub(crate) fn is_load(self) -> bool {
-        matches!(self, Scenario::KeepAlive | Scenario::Churn)
+        matches!(self, Scenario::KeepAlive | Scenario::Churn) || self.is_tls()
+    }
+
+    /// Measured over TLS, against the TLS servers.
+    pub(crate) fn is_tls(self) -> bool {
+        matches!(
+            self,
+            Scenario::TlsKeepAlive | Scenario::TlsChurn | Scenario::TlsResumed
+        )
+    }
+
+    /// A new connection per request.
+    pub(crate) fn is_churn(self) -> bool {
+        matches!(
+            self,
+            Scenario::Churn | Scenario::TlsChurn | Scenario::TlsResumed
+        )
     }
 }
 
@@ -141,6 +171,9 @@ pub(crate) enum Metric {
     RespawnMaxMs,
     Failures,
     LostProbes,
+    /// TLS scenarios, built-in generator: the share of the connections made
+    /// in the window whose handshake resumed a session.
+    ResumedShare,
 }
 
 impl Metric {

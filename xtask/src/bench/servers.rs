@@ -38,6 +38,8 @@ pub(crate) struct Server {
     /// Its environment beyond the harness's (cluster_thread's settings).
     #[serde(skip)]
     pub(crate) env: &'static [(&'static str, &'static str)],
+    /// Serves HTTPS (the TLS scenarios' servers, and only theirs).
+    pub(crate) tls: bool,
 }
 
 /// Round-robin and least-connections through the acceptor thread, beside
@@ -65,78 +67,119 @@ pub(crate) const ALL: &[Server] = &[
         label: "cluster_thread round-robin",
         kind: Kind::ClusterThread("round-robin"),
         env: &[],
+        tls: false,
     },
     Server {
         id: "ct-lc",
         label: "cluster_thread least-connections",
         kind: Kind::ClusterThread("least-connections"),
         env: &[],
+        tls: false,
     },
     Server {
         id: "ct-rr-acceptor",
         label: "cluster_thread round-robin (acceptor thread)",
         kind: Kind::ClusterThread("round-robin"),
         env: ACCEPTOR,
+        tls: false,
     },
     Server {
         id: "ct-lc-acceptor",
         label: "cluster_thread least-connections (acceptor thread)",
         kind: Kind::ClusterThread("least-connections"),
         env: ACCEPTOR,
+        tls: false,
     },
     Server {
         id: "ct-os",
         label: "cluster_thread os",
         kind: Kind::ClusterThread("os"),
         env: &[],
+        tls: false,
     },
     Server {
         id: "ct-reuseport",
         label: "cluster_thread reuseport",
         kind: Kind::ClusterThread("reuseport"),
         env: &[],
+        tls: false,
     },
     Server {
         id: "actix",
         label: "actix-web 4",
         kind: Kind::RustPeer("actix"),
         env: &[],
+        tls: false,
     },
     Server {
         id: "hyper",
         label: "hyper 1 (tokio multi-thread)",
         kind: Kind::RustPeer("hyper"),
         env: &[],
+        tls: false,
     },
     Server {
         id: "hyper-tpc",
         label: "hyper 1 (thread per core)",
         kind: Kind::RustPeer("hyper-tpc"),
         env: &[],
+        tls: false,
     },
     Server {
         id: "axum",
         label: "axum 0.8 (axum::serve)",
         kind: Kind::RustPeer("axum"),
         env: &[],
+        tls: false,
     },
     Server {
         id: "node-rr",
         label: "node cluster SCHED_RR",
         kind: Kind::Node("rr"),
         env: &[],
+        tls: false,
     },
     Server {
         id: "node-none",
         label: "node cluster SCHED_NONE",
         kind: Kind::Node("none"),
         env: &[],
+        tls: false,
     },
     Server {
         id: "raw",
         label: "raw canned responses (ceiling)",
         kind: Kind::Raw,
         env: &[],
+        tls: false,
+    },
+    Server {
+        id: "ct-rr-tls",
+        label: "cluster_thread round-robin, TLS",
+        kind: Kind::ClusterThread("round-robin"),
+        env: &[],
+        tls: true,
+    },
+    Server {
+        id: "ct-reuseport-tls",
+        label: "cluster_thread reuseport, TLS",
+        kind: Kind::ClusterThread("reuseport"),
+        env: &[],
+        tls: true,
+    },
+    Server {
+        id: "actix-tls",
+        label: "actix-web 4 + rustls",
+        kind: Kind::RustPeer("actix"),
+        env: &[],
+        tls: true,
+    },
+    Server {
+        id: "hyper-tpc-tls",
+        label: "hyper 1 + tokio-rustls (thread per core)",
+        kind: Kind::RustPeer("hyper-tpc"),
+        env: &[],
+        tls: true,
     },
 ];
 
@@ -152,6 +195,9 @@ pub(crate) const PEERS: &[&str] = &[
     "node-rr",
     "node-none",
 ];
+
+/// The TLS scenarios' peers (rustls with ring, as cluster_thread's).
+pub(crate) const TLS_PEERS: &[&str] = &["actix-tls", "hyper-tpc-tls"];
 
 pub(crate) fn by_id(id: &str) -> Option<&'static Server> {
     ALL.iter().find(|s| s.id == id)
@@ -169,10 +215,51 @@ pub(crate) struct Programs {
     pub(crate) peers: Option<PathBuf>,
     /// `node` and the script, if node is on PATH.
     pub(crate) node: Option<(PathBuf, PathBuf)>,
+    /// The TLS servers' certificate and key, if any TLS server was selected.
+    pub(crate) tls: Option<TlsFiles>,
+}
+
+/// A certificate for `localhost` signed by a CA made for the run.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsFiles {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    /// The generators' client config: it trusts that CA only.
+    pub(crate) client: Arc<tokio_rustls::rustls::ClientConfig>,
+}
+
+impl TlsFiles {
+    /// Makes the CA and the certificate (ECDSA P-256, rcgen's default) and
+    /// writes `cert.pem` and `key.pem` under `dir`.
+    pub(crate) fn make(dir: &Path) -> anyhow::Result<TlsFiles> {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "cluster_thread bench CA");
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+        let mut leaf = CertificateParams::new(vec![test_support::SERVER_NAME.to_string()])?;
+        leaf.distinguished_name
+            .push(DnType::CommonName, test_support::SERVER_NAME);
+        let key = KeyPair::generate()?;
+        let cert = leaf.signed_by(&key, &ca)?;
+        std::fs::create_dir_all(dir)?;
+        let files = TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            client: test_support::tls_client_config(&ca.der().clone()),
+        };
+        std::fs::write(&files.cert, cert.pem())?;
+        std::fs::write(&files.key, key.serialize_pem())?;
+        Ok(files)
+    }
 }
 
 impl Programs {
     pub(crate) fn available(&self, server: &Server) -> bool {
+        if server.tls && self.tls.is_none() {
+            return false;
+        }
         match server.kind {
             Kind::ClusterThread(_) => self.same_port.is_some(),
             Kind::RustPeer(_) | Kind::Raw => self.peers.is_some(),
@@ -267,6 +354,8 @@ pub(crate) struct Running {
     /// Started as [`Launch::lean`].
     pub(crate) lean: bool,
     pub(crate) addr: SocketAddr,
+    /// A TLS server's clients' config.
+    pub(crate) tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     pub(crate) child: Child,
     pub(crate) spawned_at: Instant,
     /// Its stdout, line by line, with the time each line was read.
@@ -329,7 +418,11 @@ impl Running {
             }
             let reported = self.reported_ready();
             if !answered {
-                if let Ok(probe) = load::probe(self.addr, "/", Duration::from_secs(1)) {
+                let probe = match &self.tls {
+                    Some(config) => load::probe_tls(self.addr, config),
+                    None => load::probe(self.addr, "/", Duration::from_secs(1)),
+                };
+                if let Ok(probe) = probe {
                     if probe.status != 200 || probe.body != b"hello world\n" {
                         bail!(
                             "{}: GET / answered {} {:?}, not 200 `hello world\\n`",
@@ -415,6 +508,21 @@ pub(crate) fn log_path(logs: &Path, server: &Server, launch: Launch) -> PathBuf 
     logs.join(format!("{}-{}w{cpu}.stderr", server.id, launch.workers))
 }
 
+/// `--tls-cert <pem> --tls-key <pem>` for a TLS server (both programs take
+/// these), nothing for the others.
+fn tls_args(programs: &Programs, server: &Server) -> anyhow::Result<Vec<String>> {
+    if !server.tls {
+        return Ok(Vec::new());
+    }
+    let files = programs.tls.as_ref().context("no TLS certificate made")?;
+    Ok(vec![
+        "--tls-cert".into(),
+        files.cert.display().to_string(),
+        "--tls-key".into(),
+        files.key.display().to_string(),
+    ])
+}
+
 /// Starts `server` on a free port of 127.0.0.1; its stderr goes to
 /// [`log_path`].
 pub(crate) fn spawn(
@@ -458,6 +566,7 @@ pub(crate) fn spawn(
             if chaos {
                 args.push("--chaos".into());
             }
+            args.extend(tls_args(programs, server)?);
             let bin = programs.same_port.clone().context("same_port not built")?;
             (bin, args, vec![])
         }
@@ -467,13 +576,14 @@ pub(crate) fn spawn(
                 _ => "raw",
             };
             let bin = programs.peers.clone().context("bench-peers not built")?;
-            let args = vec![
+            let mut args = vec![
                 which.into(),
                 "--workers".into(),
                 workers.to_string(),
                 "--port".into(),
                 port.to_string(),
             ];
+            args.extend(tls_args(programs, server)?);
             (bin, args, vec![])
         }
         Kind::Node(policy) => {
@@ -527,6 +637,10 @@ pub(crate) fn spawn(
         workers,
         lean,
         addr,
+        tls: server
+            .tls
+            .then(|| programs.tls.as_ref().map(|t| t.client.clone()))
+            .flatten(),
         child,
         spawned_at,
         lines,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::run::Run;
 use super::sample::{Group, Metric, Sample};
-use super::servers::PEERS;
+use super::servers::{PEERS, TLS_PEERS};
 
 /// Median, min and max of one figure over the repetitions.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -59,10 +59,14 @@ pub(crate) struct Summary {
     pub(crate) ratios: BTreeMap<RatioKey, Stat>,
 }
 
-/// The servers figures are given as ratios to: the peers, the ceiling, and
-/// reuseport (round-robin's goal is set against it).
+/// The servers figures are given as ratios to: the peers (plain and TLS),
+/// the ceiling, and reuseport (round-robin's goal is set against it).
 fn ratio_peers() -> impl Iterator<Item = &'static str> {
-    PEERS.iter().copied().chain(["raw", "ct-reuseport"])
+    PEERS
+        .iter()
+        .chain(TLS_PEERS)
+        .copied()
+        .chain(["raw", "ct-reuseport"])
 }
 
 impl Summary {
