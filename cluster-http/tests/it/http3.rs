@@ -954,6 +954,8 @@ fn served_by_udp(addr: SocketAddr) -> u32 {
         }
     }
     panic!("nobody holds a UDP socket on {addr}");
+}
+
 /// Client certificates over QUIC (`TlsConfig::client_ca` with HTTP/3 on):
 /// a client the CA signed is served over HTTP/3, and the handler finds its
 /// certificate in the request's extensions, as over TCP; a client without
